@@ -1,0 +1,68 @@
+//! Capstan's event-sourced state on one `sled::Db`: the Raft log store, the state machine whose
+//! `apply` is the only writer of the materialised views, the event journal and snapshots.
+//!
+//! Architecture invariant: nothing in this crate reads a clock, an RNG or the environment while
+//! applying an entry; time and id entropy arrive in the entry's [`pb::Stamp`].
+
+pub mod codec;
+pub mod keyspace;
+pub mod log_store;
+pub mod rules;
+pub mod state_machine;
+pub mod views;
+
+pub use capstan_proto::pb;
+pub use log_store::LogStore;
+pub use state_machine::StateMachine;
+pub use views::Views;
+
+openraft::declare_raft_types!(
+    /// Capstan's openraft type configuration: protobuf proposals in, protobuf outcomes out.
+    pub TypeConfig:
+        D = pb::Proposal,
+        R = pb::Outcome,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+);
+
+/// Errors of the storage layer. Any of these is fatal for the node: openraft stops it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("decode {what}: {source}")]
+    Decode {
+        what: &'static str,
+        source: prost::DecodeError,
+    },
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
+    fn from(e: sled::transaction::TransactionError<StoreError>) -> Self {
+        match e {
+            sled::transaction::TransactionError::Abort(e) => e,
+            sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+        }
+    }
+}
+
+/// Decodes one persisted protobuf value, naming what it was on failure.
+pub fn decode<M: prost::Message + Default>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<M, StoreError> {
+    M::decode(bytes).map_err(|source| StoreError::Decode { what, source })
+}
+
+/// Opens the one `sled::Db` of this process (sled must not be opened twice in one process).
+pub fn open_db(dir: &std::path::Path) -> Result<sled::Db, StoreError> {
+    Ok(sled::Config::new()
+        .path(dir)
+        .mode(sled::Mode::LowSpace)
+        .open()?)
+}

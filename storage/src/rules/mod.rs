@@ -1,0 +1,10 @@
+//! The pure rules: validation, the decide step of apply, deterministic ids, freshness.
+//!
+//! Plain synchronous code with no sled, tokio or tonic in it; the server re-uses the validation
+//! to refuse bad input before proposing, and apply re-runs it so the log can never smuggle it in.
+
+pub mod decide;
+pub mod freshness;
+pub mod ids;
+pub mod limits;
+pub mod validate;

@@ -1,0 +1,161 @@
+//! The materialised views on sled: what GETs read and what decide reads. Written only by apply.
+
+use crate::keyspace as ks;
+use crate::rules::decide::ViewRead;
+use crate::rules::freshness;
+use crate::{decode, pb, StoreError};
+
+/// Handles to the view trees of the one `sled::Db`. Cheap to clone.
+#[derive(Clone)]
+pub struct Views {
+    pub(crate) desired: sled::Tree,
+    pub(crate) desired_by_domain: sled::Tree,
+    pub(crate) actual: sled::Tree,
+    pub(crate) actual_by_domain: sled::Tree,
+    pub(crate) domains: sled::Tree,
+    pub(crate) journal: sled::Tree,
+}
+
+/// A lazily read sequence of rows; lists stream from sled ranges, never from a built table.
+pub type RowIter<T> = Box<dyn Iterator<Item = Result<T, StoreError>> + Send>;
+
+impl Views {
+    pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
+        Ok(Self {
+            desired: db.open_tree(ks::DESIRED)?,
+            desired_by_domain: db.open_tree(ks::DESIRED_BY_DOMAIN)?,
+            actual: db.open_tree(ks::ACTUAL)?,
+            actual_by_domain: db.open_tree(ks::ACTUAL_BY_DOMAIN)?,
+            domains: db.open_tree(ks::DOMAINS)?,
+            journal: db.open_tree(ks::JOURNAL)?,
+        })
+    }
+
+    pub fn get_desired(&self, process_guid: &str) -> Result<Option<pb::DesiredLrp>, StoreError> {
+        self.desired
+            .get(process_guid.as_bytes())?
+            .map(|v| decode("desired lrp", &v))
+            .transpose()
+    }
+
+    /// Every DesiredLRP, or those of one domain, in process_guid order.
+    pub fn desired_lrps(&self, domain: Option<&str>) -> RowIter<pb::DesiredLrp> {
+        match domain {
+            None => Box::new(self.desired.iter().map(|kv| {
+                kv.map_err(StoreError::from)
+                    .and_then(|(_, v)| decode("desired lrp", &v))
+            })),
+            Some(domain) => {
+                let desired = self.desired.clone();
+                let domain = domain.to_owned();
+                Box::new(
+                    self.desired_by_domain
+                        .scan_prefix(ks::domain_prefix(&domain))
+                        .filter_map(move |kv| {
+                            let key = match kv {
+                                Ok((k, _)) => k,
+                                Err(e) => return Some(Err(e.into())),
+                            };
+                            let guid = ks::guid_of_desired_by_domain_key(&key, &domain)?;
+                            match desired.get(guid.as_bytes()) {
+                                Ok(Some(v)) => Some(decode("desired lrp", &v)),
+                                Ok(None) => None,
+                                Err(e) => Some(Err(e.into())),
+                            }
+                        }),
+                )
+            }
+        }
+    }
+
+    pub fn get_actual(
+        &self,
+        process_guid: &str,
+        index: u32,
+    ) -> Result<Option<pb::ActualLrp>, StoreError> {
+        self.actual
+            .get(ks::actual_key(process_guid, index))?
+            .map(|v| decode("actual lrp", &v))
+            .transpose()
+    }
+
+    /// ActualLRPs: of one process (index order), of one domain, or all.
+    pub fn actual_lrps(
+        &self,
+        domain: Option<&str>,
+        process_guid: Option<&str>,
+    ) -> RowIter<pb::ActualLrp> {
+        let decode_row = |kv: Result<(sled::IVec, sled::IVec), sled::Error>| {
+            kv.map_err(StoreError::from)
+                .and_then(|(_, v)| decode::<pb::ActualLrp>("actual lrp", &v))
+        };
+        match (process_guid, domain) {
+            (Some(guid), domain) => {
+                let domain = domain.map(str::to_owned);
+                Box::new(
+                    self.actual
+                        .scan_prefix(ks::actual_prefix(guid))
+                        .map(decode_row)
+                        .filter(move |a| match (a, &domain) {
+                            (Ok(a), Some(d)) => &a.domain == d,
+                            _ => true,
+                        }),
+                )
+            }
+            (None, None) => Box::new(self.actual.iter().map(decode_row)),
+            (None, Some(domain)) => {
+                let actual = self.actual.clone();
+                let domain = domain.to_owned();
+                Box::new(
+                    self.actual_by_domain
+                        .scan_prefix(ks::domain_prefix(&domain))
+                        .filter_map(move |kv| {
+                            let key = match kv {
+                                Ok((k, _)) => k,
+                                Err(e) => return Some(Err(e.into())),
+                            };
+                            let actual_key = ks::actual_key_of_by_domain_key(&key, &domain)?;
+                            match actual.get(actual_key) {
+                                Ok(Some(v)) => Some(decode("actual lrp", &v)),
+                                Ok(None) => None,
+                                Err(e) => Some(Err(e.into())),
+                            }
+                        }),
+                )
+            }
+        }
+    }
+
+    /// The domains still fresh at `now_ns`, in name order.
+    pub fn fresh_domains(&self, now_ns: i64) -> Result<Vec<pb::FreshDomain>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.domains.iter() {
+            let (_, v) = kv?;
+            let d: pb::FreshDomain = decode("fresh domain", &v)?;
+            if freshness::is_fresh(&d, now_ns) {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Journal records with log index ≥ `from`, in log order.
+    pub fn journal_from(&self, from: u64) -> RowIter<pb::JournalRecord> {
+        Box::new(self.journal.range(ks::log_key(from)..).map(|kv| {
+            kv.map_err(StoreError::from)
+                .and_then(|(_, v)| decode("journal record", &v))
+        }))
+    }
+}
+
+impl ViewRead for Views {
+    type Error = StoreError;
+
+    fn desired(&self, process_guid: &str) -> Result<Option<pb::DesiredLrp>, StoreError> {
+        self.get_desired(process_guid)
+    }
+
+    fn actuals(&self, process_guid: &str) -> Result<Vec<pb::ActualLrp>, StoreError> {
+        self.actual_lrps(None, Some(process_guid)).collect()
+    }
+}
