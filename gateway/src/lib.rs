@@ -1,1 +1,54 @@
-//! placeholder
+//! Capstan's REST gateway: each documented endpoint of an API family maps onto exactly one
+//! gRPC call to a Capstan node; JSON shapes and error tables live beside each family's routes.
+//!
+//! API boundary: this crate depends on `capstan-proto` only. It cannot reach storage or raft.
+
+pub mod body;
+pub mod grpc_error;
+pub mod json_list;
+pub mod receptor;
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
+use capstan_proto::pb::control_plane_client::ControlPlaneClient;
+use tonic::transport::Channel;
+
+/// Largest request body any route accepts (a DesiredLRP with a 10 KiB annotation, 4 KiB of
+/// routes and a deep action tree fits many times over).
+pub const REQUEST_BODY_BYTES_MAX: usize = 1024 * 1024;
+
+/// What every handler holds: a client of the node the gateway talks to.
+#[derive(Clone)]
+pub struct Gateway {
+    pub client: ControlPlaneClient<Channel>,
+}
+
+impl Gateway {
+    /// A gateway whose gRPC channel to `grpc_endpoint` (e.g. `http://127.0.0.1:7070`) connects lazily.
+    pub fn connect_lazy(grpc_endpoint: &str) -> Result<Self, tonic::transport::Error> {
+        let channel = tonic::transport::Endpoint::from_shared(grpc_endpoint.to_owned())?
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .connect_lazy();
+        Ok(Self {
+            client: ControlPlaneClient::new(channel),
+        })
+    }
+}
+
+/// The whole REST surface, ready to serve; tests call it without a socket.
+pub fn router(gateway: Gateway) -> Router {
+    Router::new()
+        .merge(receptor::routes())
+        .fallback(not_found)
+        .with_state(gateway)
+}
+
+/// Unknown path (including a trailing slash): 404 as the Go routers answer it.
+async fn not_found() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "404 page not found\n",
+    )
+}

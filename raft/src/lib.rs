@@ -1,1 +1,11 @@
-//! placeholder
+//! Capstan's consensus glue: the openraft type config, the tonic Raft network and peer service,
+//! and the node handle through which the server writes commands and makes reads linearizable.
+
+pub mod network;
+pub mod node;
+pub mod peer_service;
+
+pub use capstan_storage::TypeConfig;
+pub use node::{NodeConfig, RaftNode, WriteError};
+
+pub type Raft = openraft::Raft<TypeConfig>;

@@ -33,6 +33,11 @@ const SNAPSHOT_TREES: [&str; 5] = [
     ks::DOMAINS,
 ];
 
+/// Snapshot bytes with the meta they describe.
+type SnapshotBytes = (Vec<u8>, SnapshotMeta<u64, BasicNode>);
+/// One row of a view tree: (tree name, key, value).
+pub type ViewRow = (String, Vec<u8>, Vec<u8>);
+
 pub struct StateMachine {
     db: sled::Db,
     views: Views,
@@ -212,10 +217,7 @@ impl StateMachine {
     }
 
     /// Encodes the snapshot trees and meta as one byte stream (header, then rows).
-    fn dump(
-        &self,
-        snapshot_id: String,
-    ) -> Result<(Vec<u8>, SnapshotMeta<u64, BasicNode>), StoreError> {
+    fn dump(&self, snapshot_id: String) -> Result<SnapshotBytes, StoreError> {
         let last_applied = self.last_applied()?;
         let last_membership = self.last_membership()?;
         let mut rows = Vec::new();
@@ -323,9 +325,7 @@ impl StateMachine {
         Ok(())
     }
 
-    fn read_snapshot_file(
-        &self,
-    ) -> Result<Option<(Vec<u8>, SnapshotMeta<u64, BasicNode>)>, StoreError> {
+    fn read_snapshot_file(&self) -> Result<Option<SnapshotBytes>, StoreError> {
         let data = match std::fs::read(self.snapshot_path()) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -351,7 +351,7 @@ impl StateMachine {
     }
 
     /// Every row of the view trees and the journal, for replay comparisons in tests.
-    pub fn view_rows(&self) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn view_rows(&self) -> Result<Vec<ViewRow>, StoreError> {
         let mut out = Vec::new();
         for name in ks::VIEW_TREES {
             for kv in self.db.open_tree(name)?.iter() {
@@ -435,7 +435,7 @@ fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
 
 /// Builds a snapshot from bytes dumped while apply was paused.
 pub struct SnapshotBuilder {
-    dump: Result<(Vec<u8>, SnapshotMeta<u64, BasicNode>), String>,
+    dump: Result<SnapshotBytes, String>,
     dir: PathBuf,
 }
 

@@ -2,7 +2,7 @@
 //! snapshot installed into an empty node gives the same views as the node it came from.
 
 use capstan_storage::codec::Entry;
-use capstan_storage::{open_db, pb, StateMachine, TypeConfig};
+use capstan_storage::{open_db, pb, StateMachine};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
 use proptest::prelude::*;

@@ -1,0 +1,94 @@
+//! The Receptor error table: `{name, message}` bodies with the statuses of spec/receptor.md §1.1.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use capstan_proto::pb::ErrorKind;
+use serde::Serialize;
+
+use crate::body::BodyError;
+use crate::grpc_error::NodeError;
+
+#[derive(Debug, Serialize)]
+pub struct ReceptorError {
+    #[serde(skip)]
+    pub status: StatusCode,
+    #[serde(skip)]
+    pub retry_after_ms: u32,
+    pub name: &'static str,
+    pub message: String,
+}
+
+impl ReceptorError {
+    pub fn new(status: StatusCode, name: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            retry_after_ms: 0,
+            name,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidRequest", message)
+    }
+}
+
+impl From<BodyError> for ReceptorError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooLarge => ReceptorError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "InvalidRequest",
+                format!(
+                    "request body is larger than {} bytes",
+                    crate::REQUEST_BODY_BYTES_MAX
+                ),
+            ),
+            BodyError::Read(m) => ReceptorError::invalid_request(m),
+            BodyError::Json(m) => ReceptorError::new(StatusCode::BAD_REQUEST, "InvalidJSON", m),
+        }
+    }
+}
+
+impl From<tonic::Status> for ReceptorError {
+    fn from(s: tonic::Status) -> Self {
+        let e = NodeError::from(s);
+        let (status, name) = match e.kind {
+            ErrorKind::InvalidLrp => (StatusCode::BAD_REQUEST, "InvalidLRP"),
+            ErrorKind::InvalidRequest => (StatusCode::BAD_REQUEST, "InvalidRequest"),
+            ErrorKind::InvalidDomain => (StatusCode::BAD_REQUEST, "InvalidDomain"),
+            ErrorKind::DesiredLrpNotFound => (StatusCode::NOT_FOUND, "DesiredLRPNotFound"),
+            ErrorKind::ActualLrpIndexNotFound => (StatusCode::NOT_FOUND, "ActualLRPIndexNotFound"),
+            ErrorKind::DesiredLrpAlreadyExists => (StatusCode::CONFLICT, "DesiredLRPAlreadyExists"),
+            ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            ErrorKind::Internal | ErrorKind::Unspecified => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "UnknownError")
+            }
+        };
+        ReceptorError {
+            status,
+            retry_after_ms: e.retry_after_ms,
+            name,
+            message: e.message,
+        }
+    }
+}
+
+impl IntoResponse for ReceptorError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut resp = (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response();
+        if self.retry_after_ms > 0 {
+            let secs = self.retry_after_ms.div_ceil(1000).max(1);
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}

@@ -1,0 +1,407 @@
+//! Diego Receptor LRP routes: the seed's routes and the 2015 routes, both served from the same
+//! views (spec/DECISIONS.md). Every handler makes exactly one gRPC call.
+
+pub mod dto;
+pub mod error;
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use capstan_proto::pb;
+
+use crate::{body, json_list, Gateway};
+use dto::*;
+use error::ReceptorError;
+
+type Result<T> = std::result::Result<T, ReceptorError>;
+
+/// Header a caller sets to `stale` to read this node's view without a leader round trip.
+pub const CONSISTENCY_HEADER: &str = "x-capstan-consistency";
+
+pub fn routes() -> Router<Gateway> {
+    Router::new()
+        .route("/v1/desired_lrps", get(list_desired).post(create_desired))
+        .route(
+            "/v1/desired_lrps/{process_guid}",
+            get(get_desired).put(update_desired).delete(delete_desired),
+        )
+        .route(
+            "/v1/domain/{domain}/desired_lrps",
+            get(list_desired_in_domain),
+        )
+        .route(
+            "/v1/domains/{domain}/desired_lrps",
+            get(list_desired_in_domain),
+        )
+        .route("/v1/actual_lrps", get(list_actual))
+        .route(
+            "/v1/domains/{domain}/actual_lrps",
+            get(list_actual_in_domain),
+        )
+        .route(
+            "/v1/desired_lrps/{process_guid}/actual_lrps",
+            get(list_actual_of_desired).delete(kill_by_query),
+        )
+        .route(
+            "/v1/actual_lrps/{process_guid}",
+            get(list_actual_of_process),
+        )
+        .route(
+            "/v1/actual_lrps/{process_guid}/index/{index}",
+            get(get_actual_at_index).delete(kill_by_path),
+        )
+        .route(
+            "/v1/fresh_domains",
+            get(list_fresh_domains).post(bump_fresh_domain),
+        )
+        .route("/v1/domains", get(list_domains))
+        .route("/v1/domains/{domain}", axum::routing::put(upsert_domain))
+}
+
+fn consistency(headers: &HeaderMap) -> i32 {
+    match headers
+        .get(CONSISTENCY_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(v) if v.eq_ignore_ascii_case("stale") => pb::ReadConsistency::Stale as i32,
+        _ => pb::ReadConsistency::Linearizable as i32,
+    }
+}
+
+fn require(name: &str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        Err(ReceptorError::invalid_request(format!(
+            "{name} missing from request"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+fn parse_index(raw: Option<&str>) -> Result<u32> {
+    let raw = raw
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ReceptorError::invalid_request("index missing from request"))?;
+    match raw.parse::<i64>() {
+        Err(_) => Err(ReceptorError::invalid_request("index not a number")),
+        Ok(n) => u32::try_from(n)
+            .map_err(|_| ReceptorError::invalid_request("index must be a non-negative number")),
+    }
+}
+
+fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+// ---------- desired ----------
+
+async fn create_desired(State(gw): State<Gateway>, req: Body) -> Result<Response> {
+    let create: DesiredLrpCreate = body::json(req).await?;
+    let resp = gw
+        .client
+        .clone()
+        .desire_lrp(pb::DesireLrp {
+            desired_lrp: Some(create.into()),
+        })
+        .await?
+        .into_inner();
+    Ok(if resp.created {
+        StatusCode::CREATED.into_response()
+    } else {
+        StatusCode::OK.into_response()
+    })
+}
+
+async fn update_desired(
+    State(gw): State<Gateway>,
+    Path(process_guid): Path<String>,
+    req: Body,
+) -> Result<Response> {
+    require("process_guid", &process_guid)?;
+    let update: DesiredLrpUpdate = body::json(req).await?;
+    gw.client
+        .clone()
+        .update_desired_lrp(pb::UpdateDesiredLrp {
+            process_guid,
+            update: Some(update.into()),
+        })
+        .await?;
+    Ok(no_content())
+}
+
+async fn delete_desired(
+    State(gw): State<Gateway>,
+    Path(process_guid): Path<String>,
+) -> Result<Response> {
+    require("process_guid", &process_guid)?;
+    gw.client
+        .clone()
+        .remove_desired_lrp(pb::RemoveDesiredLrp { process_guid })
+        .await?;
+    Ok(no_content())
+}
+
+async fn get_desired(
+    State(gw): State<Gateway>,
+    Path(process_guid): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    require("process_guid", &process_guid)?;
+    let d = gw
+        .client
+        .clone()
+        .get_desired_lrp(pb::GetDesiredLrpRequest {
+            process_guid,
+            consistency: consistency(&headers),
+        })
+        .await?
+        .into_inner();
+    Ok(Json(DesiredLrpResponse::from(d)).into_response())
+}
+
+async fn desired_list(gw: Gateway, domain: String, headers: &HeaderMap) -> Result<Response> {
+    let stream = gw
+        .client
+        .clone()
+        .list_desired_lrps(pb::ListDesiredLrpsRequest {
+            domain,
+            consistency: consistency(headers),
+        })
+        .await?
+        .into_inner();
+    Ok(json_list::array(stream, DesiredLrpResponse::from))
+}
+
+async fn list_desired(
+    State(gw): State<Gateway>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    desired_list(gw, q.get("domain").cloned().unwrap_or_default(), &headers).await
+}
+
+async fn list_desired_in_domain(
+    State(gw): State<Gateway>,
+    Path(domain): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    require("domain", &domain)?;
+    desired_list(gw, domain, &headers).await
+}
+
+// ---------- actual ----------
+
+async fn actual_list(gw: Gateway, req: pb::ListActualLrpsRequest) -> Result<Response> {
+    let stream = gw.client.clone().list_actual_lrps(req).await?.into_inner();
+    Ok(json_list::array(stream, ActualLrpResponse::from))
+}
+
+async fn list_actual(
+    State(gw): State<Gateway>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let req = pb::ListActualLrpsRequest {
+        domain: q.get("domain").cloned().unwrap_or_default(),
+        consistency: consistency(&headers),
+        ..Default::default()
+    };
+    actual_list(gw, req).await
+}
+
+async fn list_actual_in_domain(
+    State(gw): State<Gateway>,
+    Path(domain): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    require("domain", &domain)?;
+    let req = pb::ListActualLrpsRequest {
+        domain,
+        consistency: consistency(&headers),
+        ..Default::default()
+    };
+    actual_list(gw, req).await
+}
+
+async fn list_actual_of_desired(
+    State(gw): State<Gateway>,
+    Path(process_guid): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    require("process_guid", &process_guid)?;
+    let index = match q.get("index") {
+        None => None,
+        Some(raw) => Some(parse_index(Some(raw))?),
+    };
+    let req = pb::ListActualLrpsRequest {
+        process_guid,
+        index,
+        consistency: consistency(&headers),
+        ..Default::default()
+    };
+    actual_list(gw, req).await
+}
+
+async fn list_actual_of_process(
+    State(gw): State<Gateway>,
+    Path(process_guid): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    require("process_guid", &process_guid)?;
+    let req = pb::ListActualLrpsRequest {
+        process_guid,
+        consistency: consistency(&headers),
+        ..Default::default()
+    };
+    actual_list(gw, req).await
+}
+
+async fn get_actual_at_index(
+    State(gw): State<Gateway>,
+    Path((process_guid, index)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    require("process_guid", &process_guid)?;
+    let index = parse_index(Some(&index))?;
+    let a = gw
+        .client
+        .clone()
+        .get_actual_lrp(pb::GetActualLrpRequest {
+            process_guid,
+            index,
+            consistency: consistency(&headers),
+        })
+        .await?
+        .into_inner();
+    Ok(Json(ActualLrpResponse::from(a)).into_response())
+}
+
+async fn kill(gw: Gateway, process_guid: String, index: u32) -> Result<Response> {
+    require("process_guid", &process_guid)?;
+    gw.client
+        .clone()
+        .retire_actual_lrp(pb::RetireActualLrp {
+            process_guid,
+            index,
+        })
+        .await?;
+    Ok(no_content())
+}
+
+async fn kill_by_query(
+    State(gw): State<Gateway>,
+    Path(process_guid): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response> {
+    let index = parse_index(q.get("index").map(String::as_str))?;
+    kill(gw, process_guid, index).await
+}
+
+async fn kill_by_path(
+    State(gw): State<Gateway>,
+    Path((process_guid, index)): Path<(String, String)>,
+) -> Result<Response> {
+    let index = parse_index(Some(&index))?;
+    kill(gw, process_guid, index).await
+}
+
+// ---------- freshness ----------
+
+async fn bump(gw: Gateway, domain: String, ttl_in_seconds: i64) -> Result<Response> {
+    require("domain", &domain)?;
+    let ttl_in_seconds = u32::try_from(ttl_in_seconds).map_err(|_| {
+        ReceptorError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidDomain",
+            "Invalid parameter: ttl_in_seconds",
+        )
+    })?;
+    gw.client
+        .clone()
+        .bump_fresh_domain(pb::BumpFreshDomain {
+            domain,
+            ttl_in_seconds,
+        })
+        .await?;
+    Ok(no_content())
+}
+
+async fn bump_fresh_domain(State(gw): State<Gateway>, req: Body) -> Result<Response> {
+    let fd: FreshDomain = body::json(req).await?;
+    if fd.domain.is_empty() {
+        return Err(ReceptorError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidDomain",
+            "Invalid field: domain",
+        ));
+    }
+    bump(gw, fd.domain, fd.ttl_in_seconds).await
+}
+
+/// `PUT /v1/domains/:domain` with `Cache-Control: max-age=N` (absent = never expires).
+async fn upsert_domain(
+    State(gw): State<Gateway>,
+    Path(domain): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let values: Vec<&str> = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let ttl = if values.is_empty() {
+        0
+    } else {
+        let directive = values
+            .iter()
+            .find_map(|v| v.strip_prefix("max-age="))
+            .ok_or_else(|| {
+                ReceptorError::invalid_request("max-age directive missing from request")
+            })?;
+        directive.parse::<i64>().map_err(|_| {
+            ReceptorError::invalid_request(format!(
+                "invalid-max-age-directive: max-age={directive}"
+            ))
+        })?
+    };
+    bump(gw, domain, ttl).await
+}
+
+async fn fresh_domains(gw: &Gateway, headers: &HeaderMap) -> Result<Vec<pb::FreshDomain>> {
+    Ok(gw
+        .client
+        .clone()
+        .list_fresh_domains(pb::ListFreshDomainsRequest {
+            consistency: consistency(headers),
+        })
+        .await?
+        .into_inner()
+        .domains)
+}
+
+async fn list_fresh_domains(State(gw): State<Gateway>, headers: HeaderMap) -> Result<Response> {
+    let out: Vec<FreshDomain> = fresh_domains(&gw, &headers)
+        .await?
+        .into_iter()
+        .map(|d| FreshDomain {
+            domain: d.domain,
+            ttl_in_seconds: i64::from(d.ttl_in_seconds),
+        })
+        .collect();
+    Ok(Json(out).into_response())
+}
+
+async fn list_domains(State(gw): State<Gateway>, headers: HeaderMap) -> Result<Response> {
+    let out: Vec<String> = fresh_domains(&gw, &headers)
+        .await?
+        .into_iter()
+        .map(|d| d.domain)
+        .collect();
+    Ok(Json(out).into_response())
+}

@@ -1,0 +1,174 @@
+//! The Raft network: openraft's three RPCs over the `RaftPeer` tonic service.
+//!
+//! A peer that cannot be reached answers `Unreachable`, so openraft backs off instead of
+//! retrying at once; every call carries openraft's per-RPC deadline.
+
+use std::time::Duration;
+
+use capstan_proto::pb;
+use capstan_proto::pb::raft_peer_client::RaftPeerClient;
+use capstan_storage::codec;
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::TypeConfig;
+
+/// How long a connection attempt to a peer may take before it counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Largest peer message; a snapshot chunk and a full AppendEntries batch fit well inside.
+pub const PEER_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+#[derive(Clone, Default)]
+pub struct Network;
+
+pub struct PeerClient {
+    target: u64,
+    client: Option<RaftPeerClient<Channel>>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
+        let client = Endpoint::from_shared(format!("http://{}", node.addr))
+            .ok()
+            .map(|e| {
+                let channel = e.connect_timeout(CONNECT_TIMEOUT).connect_lazy();
+                RaftPeerClient::new(channel)
+                    .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+                    .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
+            });
+        if client.is_none() {
+            tracing::error!(target, addr = %node.addr, "peer address is not a valid endpoint");
+        }
+        PeerClient { target, client }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct PeerError(String);
+
+fn status_to_rpc<E: std::error::Error>(
+    target: u64,
+    s: tonic::Status,
+) -> RPCError<u64, BasicNode, RaftError<u64, E>> {
+    let err = PeerError(format!("peer {target}: {}: {}", s.code(), s.message()));
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+            RPCError::Unreachable(Unreachable::new(&err))
+        }
+        _ => RPCError::Network(NetworkError::new(&err)),
+    }
+}
+
+impl PeerClient {
+    fn client(&self) -> Result<RaftPeerClient<Channel>, Unreachable> {
+        self.client.clone().ok_or_else(|| {
+            Unreachable::new(&PeerError(format!(
+                "peer {} has no valid address",
+                self.target
+            )))
+        })
+    }
+}
+
+fn request<T>(msg: T, option: &RPCOption) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(option.hard_ttl());
+    r
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        let msg = pb::AppendEntriesRequest {
+            vote: Some(codec::vote_to_pb(&rpc.vote)),
+            prev_log_id: codec::opt_log_id_to_pb(rpc.prev_log_id.as_ref()),
+            entries: rpc.entries.iter().map(codec::entry_to_pb).collect(),
+            leader_commit: codec::opt_log_id_to_pb(rpc.leader_commit.as_ref()),
+        };
+        let resp = self
+            .client()?
+            .append_entries(request(msg, &option))
+            .await
+            .map_err(|s| status_to_rpc(self.target, s))?
+            .into_inner();
+        use pb::append_entries_response::Result as R;
+        Ok(match resp.result {
+            Some(R::Success(_)) => AppendEntriesResponse::Success,
+            Some(R::PartialSuccess(l)) => {
+                AppendEntriesResponse::PartialSuccess(Some(codec::log_id_from_pb(&l)))
+            }
+            Some(R::PartialSuccessNone(_)) => AppendEntriesResponse::PartialSuccess(None),
+            Some(R::Conflict(_)) => AppendEntriesResponse::Conflict,
+            Some(R::HigherVote(v)) => AppendEntriesResponse::HigherVote(codec::vote_from_pb(&v)),
+            None => {
+                return Err(RPCError::Network(NetworkError::new(&PeerError(
+                    "append_entries answer without a result".into(),
+                ))))
+            }
+        })
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        let msg = pb::InstallSnapshotRequest {
+            vote: Some(codec::vote_to_pb(&rpc.vote)),
+            meta: Some(pb::SnapshotMeta {
+                last_log_id: codec::opt_log_id_to_pb(rpc.meta.last_log_id.as_ref()),
+                last_membership: Some(codec::stored_membership_to_pb(&rpc.meta.last_membership)),
+                snapshot_id: rpc.meta.snapshot_id.clone(),
+            }),
+            offset: rpc.offset,
+            data: rpc.data,
+            done: rpc.done,
+        };
+        let resp = self
+            .client()?
+            .install_snapshot(request(msg, &option))
+            .await
+            .map_err(|s| status_to_rpc(self.target, s))?
+            .into_inner();
+        Ok(InstallSnapshotResponse {
+            vote: codec::vote_from_pb(&resp.vote.unwrap_or_default()),
+        })
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        let msg = pb::VoteRequest {
+            vote: Some(codec::vote_to_pb(&rpc.vote)),
+            last_log_id: codec::opt_log_id_to_pb(rpc.last_log_id.as_ref()),
+        };
+        let resp = self
+            .client()?
+            .vote(request(msg, &option))
+            .await
+            .map_err(|s| status_to_rpc(self.target, s))?
+            .into_inner();
+        Ok(VoteResponse {
+            vote: codec::vote_from_pb(&resp.vote.unwrap_or_default()),
+            vote_granted: resp.vote_granted,
+            last_log_id: codec::opt_log_id_from_pb(resp.last_log_id.as_ref()),
+        })
+    }
+}

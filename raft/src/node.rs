@@ -1,0 +1,205 @@
+//! The node handle: start a Raft node on the process's sled `Db`, write commands (stamped with
+//! the leader's time and id entropy) and make reads linearizable.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use capstan_proto::pb;
+use capstan_storage::{LogStore, StateMachine, Views};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::{BasicNode, Config, SnapshotPolicy};
+
+use crate::network::Network;
+use crate::Raft;
+
+/// How long a write or a read barrier may wait for a quorum before the caller is told to retry.
+pub const QUORUM_WAIT: Duration = Duration::from_secs(5);
+/// The retry hint given with every "unavailable" answer.
+pub const RETRY_AFTER: Duration = Duration::from_millis(500);
+
+/// Tunables of one node; defaults suit loopback and a LAN.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: u64,
+    /// Folder for snapshot files (the sled `Db` is opened by the caller).
+    pub snapshot_dir: PathBuf,
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many applied entries since the last one.
+    pub snapshot_every_entries: u64,
+    /// Entries kept behind a snapshot for followers that are only a little behind.
+    pub logs_kept_behind_snapshot: u64,
+}
+
+impl NodeConfig {
+    pub fn new(id: u64, snapshot_dir: PathBuf) -> Self {
+        Self {
+            id,
+            snapshot_dir,
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            snapshot_every_entries: 10_000,
+            logs_kept_behind_snapshot: 2_000,
+        }
+    }
+
+    fn raft_config(&self) -> Result<Config, String> {
+        Config {
+            cluster_name: "capstan".into(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            install_snapshot_timeout: 5_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: self.logs_kept_behind_snapshot,
+            snapshot_max_chunk_size: 8 * 1024 * 1024,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// Why a write or a linearizable read could not be served here.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// This node is not the leader; the leader is named when known.
+    #[error("not the leader (leader: {leader_id:?} at {leader_addr:?})")]
+    NotLeader {
+        leader_id: Option<u64>,
+        leader_addr: Option<String>,
+    },
+    /// No quorum answered in time, or the node is shutting down.
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
+    /// The Raft core stopped (storage failure); the node must be restarted.
+    #[error("raft stopped: {0}")]
+    Fatal(String),
+}
+
+impl From<ForwardToLeader<u64, BasicNode>> for WriteError {
+    fn from(f: ForwardToLeader<u64, BasicNode>) -> Self {
+        WriteError::NotLeader {
+            leader_id: f.leader_id,
+            leader_addr: f.leader_node.map(|n| n.addr),
+        }
+    }
+}
+
+/// A running Raft node and the views its state machine keeps.
+#[derive(Clone)]
+pub struct RaftNode {
+    pub id: u64,
+    pub raft: Raft,
+    views: Views,
+}
+
+impl RaftNode {
+    /// Starts the node on `db`. It joins no cluster until [`RaftNode::initialize`] or a leader adds it.
+    pub async fn start(config: &NodeConfig, db: &sled::Db) -> anyhow_like::Result<Self> {
+        let log = LogStore::open(db).map_err(anyhow_like::msg)?;
+        let sm = StateMachine::open(db, &config.snapshot_dir).map_err(anyhow_like::msg)?;
+        let views = sm.views().clone();
+        let raft_config = Arc::new(config.raft_config().map_err(anyhow_like::msg)?);
+        let raft = Raft::new(config.id, raft_config, Network, log, sm)
+            .await
+            .map_err(anyhow_like::msg)?;
+        Ok(Self {
+            id: config.id,
+            raft,
+            views,
+        })
+    }
+
+    /// Bootstraps a cluster with these members once; a no-op when this node already has state.
+    pub async fn initialize(&self, members: BTreeMap<u64, String>) -> anyhow_like::Result<()> {
+        if self.raft.is_initialized().await.map_err(anyhow_like::msg)? {
+            return Ok(());
+        }
+        let nodes: BTreeMap<u64, BasicNode> = members
+            .into_iter()
+            .map(|(id, addr)| (id, BasicNode::new(addr)))
+            .collect();
+        match self.raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            // Another member bootstrapped first and this node has already heard of it.
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(anyhow_like::msg(e)),
+        }
+    }
+
+    pub fn views(&self) -> &Views {
+        &self.views
+    }
+
+    /// Proposes a command. This node stamps it (time, id entropy) and must be the leader.
+    pub async fn write(&self, command: pb::Command) -> Result<pb::Outcome, WriteError> {
+        let proposal = pb::Proposal {
+            version: capstan_proto::FORMAT_VERSION,
+            stamp: Some(stamp_now()),
+            command: Some(command),
+        };
+        match tokio::time::timeout(QUORUM_WAIT, self.raft.client_write(proposal)).await {
+            Err(_) => Err(WriteError::Unavailable(format!(
+                "no quorum acknowledged the write within {} ms",
+                QUORUM_WAIT.as_millis()
+            ))),
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(f.into()),
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                Err(WriteError::Unavailable(e.to_string()))
+            }
+            Ok(Err(RaftError::Fatal(f))) => Err(WriteError::Fatal(f.to_string())),
+        }
+    }
+
+    /// Waits until this node's views include every write acknowledged before the call
+    /// (read-index on the leader). Fails fast on a follower with the leader's name.
+    pub async fn linearizable_barrier(&self) -> Result<(), WriteError> {
+        match tokio::time::timeout(QUORUM_WAIT, self.raft.ensure_linearizable()).await {
+            Err(_) => Err(WriteError::Unavailable(format!(
+                "no quorum confirmed the leader within {} ms",
+                QUORUM_WAIT.as_millis()
+            ))),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => Err(f.into()),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
+                Err(WriteError::Unavailable(q.to_string()))
+            }
+            Ok(Err(RaftError::Fatal(f))) => Err(WriteError::Fatal(f.to_string())),
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
+/// The leader's stamp: wall-clock time and fresh id entropy. Only the proposer reads these.
+fn stamp_now() -> pb::Stamp {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    pb::Stamp {
+        time_unix_ns: now,
+        id_seed_hi: rand::random(),
+        id_seed_lo: rand::random(),
+    }
+}
+
+/// A minimal boxed-error result for start-up paths (the binary wraps it in anyhow).
+pub mod anyhow_like {
+    pub type Error = Box<dyn std::error::Error + Send + Sync>;
+    pub type Result<T> = std::result::Result<T, Error>;
+
+    pub fn msg(e: impl std::fmt::Display) -> Error {
+        e.to_string().into()
+    }
+}

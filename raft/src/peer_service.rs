@@ -1,0 +1,106 @@
+//! The server side of the Raft network: the `RaftPeer` tonic service hands each RPC to openraft.
+
+use capstan_proto::pb;
+use capstan_proto::pb::raft_peer_server::RaftPeer;
+use capstan_storage::codec;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
+};
+use openraft::SnapshotMeta;
+use tonic::{Request, Response, Status};
+
+use crate::Raft;
+
+pub struct PeerService {
+    raft: Raft,
+}
+
+impl PeerService {
+    pub fn new(raft: Raft) -> Self {
+        Self { raft }
+    }
+}
+
+fn raft_status(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(
+        &self,
+        req: Request<pb::AppendEntriesRequest>,
+    ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
+        let req = req.into_inner();
+        let entries = req
+            .entries
+            .into_iter()
+            .map(codec::entry_from_pb)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let rpc = AppendEntriesRequest {
+            vote: codec::vote_from_pb(&req.vote.unwrap_or_default()),
+            prev_log_id: codec::opt_log_id_from_pb(req.prev_log_id.as_ref()),
+            entries,
+            leader_commit: codec::opt_log_id_from_pb(req.leader_commit.as_ref()),
+        };
+        let resp = self.raft.append_entries(rpc).await.map_err(raft_status)?;
+        use pb::append_entries_response::Result as R;
+        let result = match resp {
+            AppendEntriesResponse::Success => R::Success(true),
+            AppendEntriesResponse::PartialSuccess(Some(l)) => {
+                R::PartialSuccess(codec::log_id_to_pb(&l))
+            }
+            AppendEntriesResponse::PartialSuccess(None) => R::PartialSuccessNone(true),
+            AppendEntriesResponse::Conflict => R::Conflict(true),
+            AppendEntriesResponse::HigherVote(v) => R::HigherVote(codec::vote_to_pb(&v)),
+        };
+        Ok(Response::new(pb::AppendEntriesResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn vote(
+        &self,
+        req: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::VoteResponse>, Status> {
+        let req = req.into_inner();
+        let rpc = VoteRequest {
+            vote: codec::vote_from_pb(&req.vote.unwrap_or_default()),
+            last_log_id: codec::opt_log_id_from_pb(req.last_log_id.as_ref()),
+        };
+        let resp = self.raft.vote(rpc).await.map_err(raft_status)?;
+        Ok(Response::new(pb::VoteResponse {
+            vote: Some(codec::vote_to_pb(&resp.vote)),
+            vote_granted: resp.vote_granted,
+            last_log_id: codec::opt_log_id_to_pb(resp.last_log_id.as_ref()),
+        }))
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<pb::InstallSnapshotRequest>,
+    ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
+        let req = req.into_inner();
+        let meta = req.meta.unwrap_or_default();
+        let rpc = InstallSnapshotRequest {
+            vote: codec::vote_from_pb(&req.vote.unwrap_or_default()),
+            meta: SnapshotMeta {
+                last_log_id: codec::opt_log_id_from_pb(meta.last_log_id.as_ref()),
+                last_membership: meta
+                    .last_membership
+                    .as_ref()
+                    .map(codec::stored_membership_from_pb)
+                    .unwrap_or_default(),
+                snapshot_id: meta.snapshot_id,
+            },
+            offset: req.offset,
+            data: req.data,
+            done: req.done,
+        };
+        let resp = self.raft.install_snapshot(rpc).await.map_err(raft_status)?;
+        Ok(Response::new(pb::InstallSnapshotResponse {
+            vote: Some(codec::vote_to_pb(&resp.vote)),
+        }))
+    }
+}

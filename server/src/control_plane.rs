@@ -1,0 +1,253 @@
+//! The public `ControlPlane` gRPC service: validates with the pure rules (bad input never reaches
+//! the log), proposes commands through the Raft node, and answers queries from the views.
+
+use std::pin::Pin;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use capstan_proto::pb::{self, control_plane_server::ControlPlane, ErrorKind};
+use capstan_raft::RaftNode;
+use capstan_storage::rules::{limits, validate};
+use capstan_storage::views::RowIter;
+use futures::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::errors;
+
+/// Rows a list stream may have in flight between the sled reader and the gRPC writer.
+const LIST_STREAM_BUFFER_ROWS: usize = 256;
+
+pub struct ControlPlaneService {
+    node: RaftNode,
+}
+
+impl ControlPlaneService {
+    pub fn new(node: RaftNode) -> Self {
+        Self { node }
+    }
+
+    async fn propose(&self, kind: pb::command::Kind) -> Result<Vec<pb::Event>, Status> {
+        let outcome = self
+            .node
+            .write(pb::Command { kind: Some(kind) })
+            .await
+            .map_err(|e| errors::write_error(&e))?;
+        match outcome.rejection {
+            Some(r) => Err(errors::rejection(&r)),
+            None => Ok(outcome.events),
+        }
+    }
+
+    async fn read_barrier(&self, consistency: i32) -> Result<(), Status> {
+        if consistency == pb::ReadConsistency::Stale as i32 {
+            return Ok(());
+        }
+        self.node
+            .linearizable_barrier()
+            .await
+            .map_err(|e| errors::write_error(&e))
+    }
+}
+
+fn invalid_request(message: impl Into<String>) -> Status {
+    errors::status(ErrorKind::InvalidRequest, message, 0)
+}
+
+fn require(name: &str, value: &str) -> Result<(), Status> {
+    if value.is_empty() {
+        Err(invalid_request(format!("{name} missing from request")))
+    } else {
+        Ok(())
+    }
+}
+
+type RowStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Streams rows read from sled on a blocking thread; stops when the caller goes away.
+fn stream_rows<T: Send + 'static>(
+    rows: RowIter<T>,
+    keep: impl Fn(&T) -> bool + Send + 'static,
+) -> RowStream<T> {
+    let (tx, rx) = tokio::sync::mpsc::channel(LIST_STREAM_BUFFER_ROWS);
+    tokio::task::spawn_blocking(move || {
+        for row in rows {
+            let item = match row {
+                Ok(r) if !keep(&r) => continue,
+                Ok(r) => Ok(r),
+                Err(e) => Err(errors::storage(e)),
+            };
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                break;
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[tonic::async_trait]
+impl ControlPlane for ControlPlaneService {
+    async fn desire_lrp(
+        &self,
+        req: Request<pb::DesireLrp>,
+    ) -> Result<Response<pb::DesireLrpResponse>, Status> {
+        let req = req.into_inner();
+        let Some(desired) = &req.desired_lrp else {
+            return Err(errors::status(
+                ErrorKind::InvalidLrp,
+                "invalid action type",
+                0,
+            ));
+        };
+        validate::desired_lrp(desired).map_err(|m| errors::status(ErrorKind::InvalidLrp, m, 0))?;
+        let events = self.propose(pb::command::Kind::DesireLrp(req)).await?;
+        let created = events
+            .iter()
+            .any(|e| matches!(e.kind, Some(pb::event::Kind::DesiredLrpCreated(_))));
+        Ok(Response::new(pb::DesireLrpResponse { created }))
+    }
+
+    async fn update_desired_lrp(
+        &self,
+        req: Request<pb::UpdateDesiredLrp>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = req.into_inner();
+        require("process_guid", &req.process_guid)?;
+        validate::update(&req.update.clone().unwrap_or_default()).map_err(invalid_request)?;
+        self.propose(pb::command::Kind::UpdateDesiredLrp(req))
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn remove_desired_lrp(
+        &self,
+        req: Request<pb::RemoveDesiredLrp>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = req.into_inner();
+        require("process_guid", &req.process_guid)?;
+        self.propose(pb::command::Kind::RemoveDesiredLrp(req))
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn retire_actual_lrp(
+        &self,
+        req: Request<pb::RetireActualLrp>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = req.into_inner();
+        require("process_guid", &req.process_guid)?;
+        self.propose(pb::command::Kind::RetireActualLrp(req))
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn bump_fresh_domain(
+        &self,
+        req: Request<pb::BumpFreshDomain>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = req.into_inner();
+        require("domain", &req.domain)?;
+        if req.domain.len() > limits::NAME_BYTES_MAX {
+            return Err(errors::status(
+                ErrorKind::InvalidDomain,
+                "Invalid field: domain",
+                0,
+            ));
+        }
+        self.propose(pb::command::Kind::BumpFreshDomain(req))
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn get_desired_lrp(
+        &self,
+        req: Request<pb::GetDesiredLrpRequest>,
+    ) -> Result<Response<pb::DesiredLrp>, Status> {
+        let req = req.into_inner();
+        require("process_guid", &req.process_guid)?;
+        self.read_barrier(req.consistency).await?;
+        match self
+            .node
+            .views()
+            .get_desired(&req.process_guid)
+            .map_err(errors::storage)?
+        {
+            Some(d) => Ok(Response::new(d)),
+            None => Err(errors::rejection(
+                &capstan_storage::rules::decide::not_found(&req.process_guid),
+            )),
+        }
+    }
+
+    type ListDesiredLrpsStream = RowStream<pb::DesiredLrp>;
+
+    async fn list_desired_lrps(
+        &self,
+        req: Request<pb::ListDesiredLrpsRequest>,
+    ) -> Result<Response<Self::ListDesiredLrpsStream>, Status> {
+        let req = req.into_inner();
+        self.read_barrier(req.consistency).await?;
+        let domain = (!req.domain.is_empty()).then_some(req.domain.as_str());
+        let rows = self.node.views().desired_lrps(domain);
+        Ok(Response::new(stream_rows(rows, |_| true)))
+    }
+
+    async fn get_actual_lrp(
+        &self,
+        req: Request<pb::GetActualLrpRequest>,
+    ) -> Result<Response<pb::ActualLrp>, Status> {
+        let req = req.into_inner();
+        require("process_guid", &req.process_guid)?;
+        self.read_barrier(req.consistency).await?;
+        match self
+            .node
+            .views()
+            .get_actual(&req.process_guid, req.index)
+            .map_err(errors::storage)?
+        {
+            Some(a) => Ok(Response::new(a)),
+            None => Err(errors::rejection(
+                &capstan_storage::rules::decide::index_not_found(&req.process_guid, req.index),
+            )),
+        }
+    }
+
+    type ListActualLrpsStream = RowStream<pb::ActualLrp>;
+
+    async fn list_actual_lrps(
+        &self,
+        req: Request<pb::ListActualLrpsRequest>,
+    ) -> Result<Response<Self::ListActualLrpsStream>, Status> {
+        let req = req.into_inner();
+        self.read_barrier(req.consistency).await?;
+        let views = self.node.views();
+        let domain = (!req.domain.is_empty()).then_some(req.domain.as_str());
+        let guid = (!req.process_guid.is_empty()).then_some(req.process_guid.as_str());
+        let rows = views.actual_lrps(domain, guid);
+        let index = req.index;
+        Ok(Response::new(stream_rows(rows, move |a| {
+            index.is_none_or(|i| a.index == i)
+        })))
+    }
+
+    async fn list_fresh_domains(
+        &self,
+        req: Request<pb::ListFreshDomainsRequest>,
+    ) -> Result<Response<pb::ListFreshDomainsResponse>, Status> {
+        let req = req.into_inner();
+        self.read_barrier(req.consistency).await?;
+        let domains = self
+            .node
+            .views()
+            .fresh_domains(now_ns())
+            .map_err(errors::storage)?;
+        Ok(Response::new(pb::ListFreshDomainsResponse { domains }))
+    }
+}

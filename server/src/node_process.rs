@@ -1,0 +1,129 @@
+//! Wiring of one node process: sled, the Raft node, the gRPC services, the optional REST gateway,
+//! and an orderly shutdown on SIGINT/SIGTERM.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use capstan_proto::pb::control_plane_server::ControlPlaneServer;
+use capstan_proto::pb::raft_peer_server::RaftPeerServer;
+use capstan_raft::network::PEER_MESSAGE_BYTES_MAX;
+use capstan_raft::peer_service::PeerService;
+use capstan_raft::{NodeConfig, RaftNode};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::control_plane::ControlPlaneService;
+
+pub struct NodeOptions {
+    pub id: u64,
+    pub data_dir: PathBuf,
+    pub grpc: SocketAddr,
+    pub http: Option<SocketAddr>,
+    /// Members to bootstrap with (id → address); `None` = a one-node cluster of this node.
+    pub initial_members: Option<BTreeMap<u64, String>>,
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&opts.data_dir)
+        .with_context(|| format!("creating {}", opts.data_dir.display()))?;
+    let db = capstan_storage::open_db(&opts.data_dir.join("db")).context("opening sled")?;
+
+    let grpc_listener = TcpListener::bind(opts.grpc)
+        .await
+        .with_context(|| format!("binding gRPC {}", opts.grpc))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let http_listener = match opts.http {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("binding HTTP {a}"))?,
+        ),
+        None => None,
+    };
+
+    let config = NodeConfig::new(opts.id, opts.data_dir.join("snapshots"));
+    let node = RaftNode::start(&config, &db)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let grpc_server = {
+        let mut stop = stop_rx.clone();
+        let cp = ControlPlaneServer::new(ControlPlaneService::new(node.clone()));
+        let peer = RaftPeerServer::new(PeerService::new(node.raft.clone()))
+            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(cp)
+                .add_service(peer)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
+                    let _ = stop.changed().await;
+                }),
+        )
+    };
+
+    let members = opts
+        .initial_members
+        .unwrap_or_else(|| BTreeMap::from([(opts.id, grpc_addr.to_string())]));
+    node.initialize(members)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+
+    let http_task = match http_listener {
+        None => None,
+        Some(listener) => {
+            let http_addr = listener.local_addr()?;
+            let gateway = capstan_gateway::Gateway::connect_lazy(&format!("http://{grpc_addr}"))?;
+            let app = capstan_gateway::router(gateway);
+            let mut stop = stop_rx.clone();
+            let task = tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await
+            });
+            println!("capstan: http={http_addr}");
+            Some(task)
+        }
+    };
+    println!("capstan: grpc={grpc_addr}");
+    println!("capstan: ready node={}", opts.id);
+    tracing::info!(node = opts.id, %grpc_addr, data_dir = %opts.data_dir.display(), "capstan node ready");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    if let Some(t) = http_task {
+        let _ = t.await;
+    }
+    let _ = grpc_server.await;
+    node.shutdown().await;
+    db.flush_async().await.context("final flush")?;
+    Ok(())
+}
