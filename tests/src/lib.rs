@@ -1,1 +1,256 @@
-//! placeholder
+//! Black-box test harness: builds and starts real `capstan` processes, waits on conditions with
+//! deadlines (never fixed sleeps), and talks to them over HTTP like a user would.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// How long a process may take to print its ready line.
+pub const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The `capstan` binary of this workspace, built once per test process in the same profile.
+pub fn capstan_bin() -> Result<PathBuf> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| build_bin().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn build_bin() -> Result<PathBuf> {
+    if let Ok(p) = std::env::var("CAPSTAN_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    // target/<profile>/deps/<test-exe> → target/<profile>
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test executable is not under target/<profile>/deps")?
+        .to_path_buf();
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "capstan", "--bin", "capstan"]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd
+        .status()
+        .context("running cargo build for the capstan binary")?;
+    if !status.success() {
+        bail!("cargo build of the capstan binary failed: {status}");
+    }
+    let bin = profile_dir.join("capstan");
+    if !bin.exists() {
+        bail!("{} was not built", bin.display());
+    }
+    Ok(bin)
+}
+
+/// A running `capstan dev` process. Killed (SIGKILL) when dropped.
+pub struct Capstan {
+    child: Option<Child>,
+    pub http: String,
+    pub grpc: String,
+    pub data_dir: PathBuf,
+    pub client: reqwest::Client,
+}
+
+/// What a request returned: status, headers and the body as text.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl Capstan {
+    /// Starts `capstan dev` on free loopback ports with its data in `data_dir`.
+    pub fn dev(data_dir: &Path) -> Result<Self> {
+        let mut child = Command::new(capstan_bin()?)
+            .args([
+                "dev",
+                "--http",
+                "127.0.0.1:0",
+                "--grpc",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning capstan dev")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + START_DEADLINE;
+        let (mut http, mut grpc) = (String::new(), String::new());
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(l) => l,
+                Err(_) => {
+                    let _ = child.kill();
+                    bail!("capstan dev did not become ready within {START_DEADLINE:?}");
+                }
+            };
+            if let Some(a) = line.strip_prefix("capstan: http=") {
+                http = format!("http://{a}");
+            } else if let Some(a) = line.strip_prefix("capstan: grpc=") {
+                grpc = a.to_owned();
+            } else if line.starts_with("capstan: ready") {
+                break;
+            }
+        }
+        Ok(Self {
+            child: Some(child),
+            http,
+            grpc,
+            data_dir: data_dir.to_owned(),
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()?,
+        })
+    }
+
+    /// SIGKILL, no chance to flush: what a power cut looks like to the process.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for an orderly exit.
+    pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        let mut c = self.child.take().context("not running")?;
+        let pid = i32::try_from(c.id())?;
+        let rc = send_signal(pid, 15);
+        if rc != 0 {
+            bail!("kill(SIGTERM) failed");
+        }
+        Ok(c.wait()?)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.http)
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Reply {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request to {path} failed: {e}"));
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.unwrap_or_default();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request(reqwest::Method::GET, path, None).await
+    }
+    pub async fn post(&self, path: &str, body: &str) -> Reply {
+        self.request(reqwest::Method::POST, path, Some(body.to_owned()))
+            .await
+    }
+    pub async fn put(&self, path: &str, body: &str) -> Reply {
+        self.request(reqwest::Method::PUT, path, Some(body.to_owned()))
+            .await
+    }
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.request(reqwest::Method::DELETE, path, None).await
+    }
+}
+
+fn send_signal(pid: i32, sig: i32) -> i32 {
+    // The shell's `kill` keeps this crate free of `unsafe` (the workspace forbids it).
+    match Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+    {
+        Ok(s) if s.success() => 0,
+        _ => -1,
+    }
+}
+
+impl Drop for Capstan {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails after `deadline`.
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + deadline;
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() > end {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// A valid DesiredLRPCreateRequest body.
+pub fn lrp_json(process_guid: &str, domain: &str, instances: i32) -> String {
+    serde_json::json!({
+        "process_guid": process_guid,
+        "domain": domain,
+        "rootfs": "preloaded:cflinuxfs4",
+        "instances": instances,
+        "action": {"run": {"path": "sh", "args": ["-c", "sleep 1000"], "user": "vcap"}},
+        "ports": [8080],
+        "routes": {"cf-router": [{"hostnames": [format!("{process_guid}.example.com")], "port": 8080}]},
+        "memory_mb": 128,
+        "disk_mb": 256,
+    })
+    .to_string()
+}
