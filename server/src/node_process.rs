@@ -25,6 +25,19 @@ pub struct NodeOptions {
     pub initial_members: Option<BTreeMap<u64, String>>,
 }
 
+/// Accepted gRPC connections with Nagle off: small request/response pairs must not wait for
+/// delayed ACKs (a 40 ms stall per round trip otherwise).
+fn incoming_nodelay(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -81,7 +94,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
             tonic::transport::Server::builder()
                 .add_service(cp)
                 .add_service(peer)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
+                .serve_with_incoming_shutdown(incoming_nodelay(grpc_listener), async move {
                     let _ = stop.changed().await;
                 }),
         )
@@ -101,6 +114,11 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
             let gateway = capstan_gateway::Gateway::connect_lazy(&format!("http://{grpc_addr}"))?;
             let app = capstan_gateway::router(gateway);
             let mut stop = stop_rx.clone();
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY");
+                }
+            });
             let task = tokio::spawn(async move {
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async move {

@@ -24,13 +24,18 @@ fn build_bin() -> Result<PathBuf> {
     if let Ok(p) = std::env::var("CAPSTAN_BIN") {
         return Ok(PathBuf::from(p));
     }
-    // target/<profile>/deps/<test-exe> → target/<profile>
+    // target/<profile>/deps/<test-exe> or target/<profile>/<bench-exe> → target/<profile>
     let exe = std::env::current_exe()?;
-    let profile_dir = exe
+    let mut profile_dir = exe
         .parent()
-        .and_then(Path::parent)
-        .context("test executable is not under target/<profile>/deps")?
+        .context("executable has no folder")?
         .to_path_buf();
+    if profile_dir.file_name().is_some_and(|n| n == "deps") {
+        profile_dir = profile_dir
+            .parent()
+            .context("deps has no parent")?
+            .to_path_buf();
+    }
     let release = profile_dir.file_name().is_some_and(|n| n == "release");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -155,6 +160,20 @@ impl Capstan {
             bail!("kill(SIGTERM) failed");
         }
         Ok(c.wait()?)
+    }
+
+    /// The process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Resident memory of the process (Linux /proc), in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,7 +1,7 @@
 //! Receptor JSON shapes (spec/receptor.md §3) and their mapping to and from capstan.v1 records.
 //! Requests decode like Go's encoding/json; responses keep Go's field order and omitempty rules.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use capstan_proto::pb;
 use serde::{Deserialize, Serialize};
@@ -496,7 +496,7 @@ pub struct DesiredLrpCreate {
     pub egress_rules: Vec<SecurityGroupRule>,
 }
 
-fn routes_to_pb(routes: BTreeMap<String, Box<RawValue>>) -> HashMap<String, String> {
+fn routes_to_pb(routes: BTreeMap<String, Box<RawValue>>) -> BTreeMap<String, String> {
     routes
         .into_iter()
         .map(|(k, v)| (k, v.get().to_owned()))

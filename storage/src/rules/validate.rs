@@ -146,7 +146,7 @@ pub fn update(u: &pb::DesiredLrpUpdate) -> Result<(), String> {
     errs.into_result()
 }
 
-fn routes_bytes(routes: &std::collections::HashMap<String, String>) -> usize {
+fn routes_bytes(routes: &std::collections::BTreeMap<String, String>) -> usize {
     routes.values().map(String::len).sum()
 }
 

@@ -1,0 +1,230 @@
+//! Frozen bytes: what Capstan writes to disk must decode the same forever. Each sample record is
+//! encoded and compared with the bytes an earlier build wrote; a change to a persisted message
+//! that alters its encoding fails here and needs a new FORMAT_VERSION and a migration.
+
+use capstan_proto::pb;
+use prost::Message;
+
+fn desired() -> pb::DesiredLrp {
+    pb::DesiredLrp {
+        process_guid: "web".into(),
+        domain: "cf-apps".into(),
+        rootfs: "preloaded:cflinuxfs4".into(),
+        instances: 3,
+        env: vec![pb::EnvironmentVariable {
+            name: "A".into(),
+            value: "1".into(),
+        }],
+        setup: None,
+        action: Some(pb::Action {
+            kind: Some(pb::action::Kind::Timeout(Box::new(pb::TimeoutAction {
+                action: Some(Box::new(pb::Action {
+                    kind: Some(pb::action::Kind::Run(pb::RunAction {
+                        path: "sh".into(),
+                        args: vec!["-c".into(), "x".into()],
+                        user: "vcap".into(),
+                        ..Default::default()
+                    })),
+                })),
+                timeout: 5_000_000_000,
+                log_source: String::new(),
+            }))),
+        }),
+        monitor: None,
+        start_timeout: 60,
+        disk_mb: 256,
+        memory_mb: 128,
+        cpu_weight: 10,
+        privileged: false,
+        ports: vec![8080],
+        routes: [
+            ("a".to_string(), "1".to_string()),
+            ("b".to_string(), "[2]".to_string()),
+        ]
+        .into(),
+        log_guid: "lg".into(),
+        log_source: String::new(),
+        metrics_guid: String::new(),
+        annotation: "note".into(),
+        egress_rules: vec![pb::SecurityGroupRule {
+            protocol: "tcp".into(),
+            destinations: vec!["10.0.0.0/8".into()],
+            ports: vec![80],
+            ..Default::default()
+        }],
+        modification_tag: Some(pb::ModificationTag {
+            epoch: "e".into(),
+            index: 2,
+        }),
+    }
+}
+
+fn actual() -> pb::ActualLrp {
+    pb::ActualLrp {
+        process_guid: "web".into(),
+        index: 1,
+        domain: "cf-apps".into(),
+        state: pb::ActualLrpState::Unclaimed as i32,
+        since: 1_700_000_000_000_000_000,
+        modification_tag: Some(pb::ModificationTag {
+            epoch: "f".into(),
+            index: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+fn samples() -> Vec<(&'static str, Vec<u8>)> {
+    let stamp = pb::Stamp {
+        time_unix_ns: 1_700_000_000_000_000_000,
+        id_seed_hi: 1,
+        id_seed_lo: 2,
+    };
+    let entry = pb::LogEntry {
+        version: 1,
+        log_id: Some(pb::LogId {
+            term: 2,
+            node_id: 1,
+            index: 7,
+        }),
+        payload: Some(pb::log_entry::Payload::Proposal(pb::Proposal {
+            version: 1,
+            stamp: Some(stamp),
+            command: Some(pb::Command {
+                kind: Some(pb::command::Kind::DesireLrp(pb::DesireLrp {
+                    desired_lrp: Some(desired()),
+                })),
+            }),
+        })),
+    };
+    let membership = pb::LogEntry {
+        version: 1,
+        log_id: Some(pb::LogId {
+            term: 1,
+            node_id: 1,
+            index: 1,
+        }),
+        payload: Some(pb::log_entry::Payload::Membership(pb::Membership {
+            configs: vec![pb::VoterSet {
+                node_ids: vec![1, 2, 3],
+            }],
+            nodes: vec![pb::NodeAddr {
+                node_id: 1,
+                addr: "127.0.0.1:7070".into(),
+            }],
+        })),
+    };
+    let journal = pb::JournalRecord {
+        version: 1,
+        log_index: 7,
+        time_unix_ns: 1_700_000_000_000_000_000,
+        events: vec![
+            pb::Event {
+                kind: Some(pb::event::Kind::ActualLrpCreated(pb::ActualLrpCreated {
+                    actual_lrp: Some(actual()),
+                })),
+            },
+            pb::Event {
+                kind: Some(pb::event::Kind::FreshDomainBumped(pb::FreshDomainBumped {
+                    fresh_domain: Some(pb::FreshDomain {
+                        domain: "cf-apps".into(),
+                        ttl_in_seconds: 60,
+                        bumped_at: 5,
+                        expires_at: 60_000_000_005,
+                    }),
+                })),
+            },
+        ],
+    };
+    let outcome = pb::Outcome {
+        events: vec![],
+        rejection: Some(pb::Rejection {
+            kind: pb::RejectionKind::DesiredLrpNotFound as i32,
+            message: "m".into(),
+        }),
+    };
+    let header = pb::SnapshotHeader {
+        version: 1,
+        last_applied: Some(pb::LogId {
+            term: 2,
+            node_id: 1,
+            index: 9,
+        }),
+        last_membership: None,
+        snapshot_id: "2-9-1".into(),
+        row_count: 4,
+    };
+    vec![
+        ("log entry (desire lrp)", entry.encode_to_vec()),
+        ("log entry (membership)", membership.encode_to_vec()),
+        (
+            "vote",
+            pb::Vote {
+                term: 3,
+                node_id: 2,
+                committed: true,
+            }
+            .encode_to_vec(),
+        ),
+        ("desired lrp row", desired().encode_to_vec()),
+        ("actual lrp row", actual().encode_to_vec()),
+        ("journal record", journal.encode_to_vec()),
+        ("outcome", outcome.encode_to_vec()),
+        ("snapshot header", header.encode_to_vec()),
+    ]
+}
+
+const FROZEN: &[(&str, &str)] = &[
+    ("log entry (desire lrp)", "0801120608021001180722c1010801121c088080a8b1e39fe7cb171101000000000000001902000000000000001a9e010a9b010a98010a03776562120763662d617070731a147072656c6f616465643a63666c696e757866733420032a060a01411201313a1d221b0a131a110a02736812022d631201783204766361701080e497d012483c508002588001600a7202903f7a060a01611201317a080a016212035b325d8201026c679a01046e6f7465a201140a03746370120a31302e302e302e302f381a0150aa01050a01651002"),
+    ("log entry (membership)", "080112060801100118012a1b0a050a0301020312120801120e3132372e302e302e313a37303730"),
+    ("vote", "080310021801"),
+    ("desired lrp row", "0a03776562120763662d617070731a147072656c6f616465643a63666c696e757866733420032a060a01411201313a1d221b0a131a110a02736812022d631201783204766361701080e497d012483c508002588001600a7202903f7a060a01611201317a080a016212035b325d8201026c679a01046e6f7465a201140a03746370120a31302e302e302e302f381a0150aa01050a01651002"),
+    ("actual lrp row", "0a0377656210011a0763662d617070734001608080a8b1e39fe7cb1772030a0166"),
+    ("journal record", "08011007188080a8b1e39fe7cb17222522230a210a0377656210011a0763662d617070734001608080a8b1e39fe7cb1772030a016622183a160a140a0763662d61707073103c18052085b09dc2df01"),
+    ("outcome", "1205080412016d"),
+    ("snapshot header", "080112060802100118092205322d392d312804"),
+];
+
+#[test]
+fn persisted_encodings_are_frozen() {
+    let got = samples();
+    if std::env::var_os("CAPSTAN_PRINT_FROZEN").is_some() {
+        for (name, bytes) in &got {
+            println!("    (\"{name}\", \"{}\"),", hex::encode(bytes));
+        }
+    }
+    assert_eq!(got.len(), FROZEN.len(), "every sample has frozen bytes");
+    for ((name, bytes), (frozen_name, frozen_hex)) in got.iter().zip(FROZEN) {
+        assert_eq!(name, frozen_name);
+        assert_eq!(
+            &hex::encode(bytes),
+            frozen_hex,
+            "encoding of {name} changed"
+        );
+        // ...and the frozen bytes still decode to the same sample.
+        let frozen = hex::decode(frozen_hex).expect("hex");
+        assert_eq!(&frozen, bytes, "{name}");
+    }
+}
+
+#[test]
+fn frozen_bytes_decode() {
+    for (name, hexed) in FROZEN {
+        let bytes = hex::decode(hexed).expect("hex");
+        let ok = match *name {
+            n if n.starts_with("log entry") => pb::LogEntry::decode(bytes.as_slice()).is_ok(),
+            "vote" => pb::Vote::decode(bytes.as_slice()).is_ok(),
+            "desired lrp row" => {
+                pb::DesiredLrp::decode(bytes.as_slice()).is_ok_and(|d| d == desired())
+            }
+            "actual lrp row" => {
+                pb::ActualLrp::decode(bytes.as_slice()).is_ok_and(|a| a == actual())
+            }
+            "journal record" => pb::JournalRecord::decode(bytes.as_slice()).is_ok(),
+            "outcome" => pb::Outcome::decode(bytes.as_slice()).is_ok(),
+            "snapshot header" => pb::SnapshotHeader::decode(bytes.as_slice()).is_ok(),
+            _ => false,
+        };
+        assert!(ok, "{name} no longer decodes");
+    }
+}

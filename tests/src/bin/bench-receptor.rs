@@ -1,0 +1,115 @@
+//! Benchmark (prints figures, asserts nothing): POST and GET /v1/desired_lrps against a real
+//! `capstan dev` process. Run: `cargo run --release -p capstan-tests --bin bench-receptor [LRPS] [CLIENTS]`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use capstan_tests::{lrp_json, Capstan};
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn report(what: &str, mut lat: Vec<Duration>, wall: Duration) {
+    lat.sort();
+    println!(
+        "{what:<44} n={:<6} {:>9.1}/s  p50={:>8.2?}  p99={:>8.2?}  max={:>8.2?}",
+        lat.len(),
+        lat.len() as f64 / wall.as_secs_f64(),
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or_default(),
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let lrps: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let clients: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(16);
+    let dir = tempfile::tempdir()?;
+    let c = Capstan::dev(&dir.path().join("data"))?;
+    println!(
+        "capstan dev at {} — {lrps} LRPs (1 instance each), {clients} concurrent clients",
+        c.http
+    );
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, url, next) = (c.client.clone(), c.url("/v1/desired_lrps"), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= lrps {
+                    break;
+                }
+                let body = lrp_json(&format!("bench-{i:06}"), "bench", 1);
+                let t = Instant::now();
+                let r = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().as_u16() == 201 => lat.push(t.elapsed()),
+                    Ok(r) => eprintln!("create {i}: status {}", r.status()),
+                    Err(e) => eprintln!("create {i}: {e}"),
+                }
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await?);
+    }
+    report("POST /v1/desired_lrps (create)", lat, started.elapsed());
+
+    for (label, path, rounds) in [
+        (
+            "GET /v1/desired_lrps (all, linearizable)",
+            "/v1/desired_lrps",
+            20,
+        ),
+        (
+            "GET /v1/desired_lrps?domain=bench",
+            "/v1/desired_lrps?domain=bench",
+            20,
+        ),
+        (
+            "GET /v1/desired_lrps/:guid (one)",
+            "/v1/desired_lrps/bench-004242",
+            2000,
+        ),
+    ] {
+        let mut lat = Vec::new();
+        let mut bytes = 0;
+        let started = Instant::now();
+        for _ in 0..rounds {
+            let t = Instant::now();
+            let body = c.client.get(c.url(path)).send().await?.bytes().await?;
+            lat.push(t.elapsed());
+            bytes = body.len();
+        }
+        report(label, lat, started.elapsed());
+        println!("{:<44} body={bytes} bytes", "");
+    }
+    if let Some(kib) = c.rss_kib() {
+        println!("capstan dev RSS after the run: {} MiB", kib / 1024);
+    }
+    let du = std::process::Command::new("du")
+        .arg("-sh")
+        .arg(dir.path())
+        .output()?;
+    println!("data dir: {}", String::from_utf8_lossy(&du.stdout).trim());
+    Ok(())
+}
