@@ -25,11 +25,22 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway whose gRPC channel to `grpc_endpoint` (e.g. `http://127.0.0.1:7070`) connects lazily.
-    pub fn connect_lazy(grpc_endpoint: &str) -> Result<Self, tonic::transport::Error> {
-        let channel = tonic::transport::Endpoint::from_shared(grpc_endpoint.to_owned())?
-            .connect_timeout(std::time::Duration::from_secs(2))
-            .connect_lazy();
+    /// A gateway whose gRPC channel to the nodes at `addrs` (`host:port`) connects lazily and
+    /// balances requests over them; any node serves any request.
+    pub fn connect_lazy(addrs: &[String]) -> Result<Self, tonic::transport::Error> {
+        let mut endpoints = Vec::with_capacity(addrs.len());
+        for a in addrs {
+            endpoints.push(
+                tonic::transport::Endpoint::from_shared(format!("http://{a}"))?
+                    .connect_timeout(std::time::Duration::from_secs(1))
+                    .tcp_nodelay(true)
+                    .timeout(std::time::Duration::from_secs(15)),
+            );
+        }
+        let channel = match endpoints.len() {
+            1 => endpoints.remove(0).connect_lazy(),
+            _ => tonic::transport::Channel::balance_list(endpoints.into_iter()),
+        };
         Ok(Self {
             client: ControlPlaneClient::new(channel),
         })

@@ -13,40 +13,95 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::errors;
+use crate::peers::{self, Peers};
 
 /// Rows a list stream may have in flight between the sled reader and the gRPC writer.
 const LIST_STREAM_BUFFER_ROWS: usize = 256;
 
 pub struct ControlPlaneService {
     node: RaftNode,
+    peers: std::sync::Arc<Peers>,
+}
+
+/// Where a request is served: here, or by the leader at this address.
+enum Route<T> {
+    Here(T),
+    Leader(String),
 }
 
 impl ControlPlaneService {
-    pub fn new(node: RaftNode) -> Self {
-        Self { node }
+    pub fn new(node: RaftNode, peers: std::sync::Arc<Peers>) -> Self {
+        Self { node, peers }
     }
 
-    async fn propose(&self, kind: pb::command::Kind) -> Result<Vec<pb::Event>, Status> {
-        let outcome = self
-            .node
-            .write(pb::Command { kind: Some(kind) })
-            .await
-            .map_err(|e| errors::write_error(&e))?;
+    fn route_error(e: capstan_raft::WriteError, forwarded: bool) -> Result<String, Status> {
+        match e {
+            capstan_raft::WriteError::NotLeader {
+                leader_addr: Some(addr),
+                ..
+            } if !forwarded => Ok(addr),
+            e => Err(errors::write_error(&e)),
+        }
+    }
+
+    async fn propose(
+        &self,
+        kind: pb::command::Kind,
+        forwarded: bool,
+    ) -> Result<Route<Vec<pb::Event>>, Status> {
+        let outcome = match self.node.write(pb::Command { kind: Some(kind) }).await {
+            Ok(o) => o,
+            Err(e) => return Self::route_error(e, forwarded).map(Route::Leader),
+        };
         match outcome.rejection {
             Some(r) => Err(errors::rejection(&r)),
-            None => Ok(outcome.events),
+            None => Ok(Route::Here(outcome.events)),
         }
     }
 
-    async fn read_barrier(&self, consistency: i32) -> Result<(), Status> {
+    async fn read_barrier(&self, consistency: i32, forwarded: bool) -> Result<Route<()>, Status> {
         if consistency == pb::ReadConsistency::Stale as i32 {
-            return Ok(());
+            return Ok(Route::Here(()));
         }
-        self.node
-            .linearizable_barrier()
-            .await
-            .map_err(|e| errors::write_error(&e))
+        match self.node.linearizable_barrier().await {
+            Ok(()) => Ok(Route::Here(())),
+            Err(e) => Self::route_error(e, forwarded).map(Route::Leader),
+        }
     }
+}
+
+/// Serves the request here, or sends it to the leader (one hop) and returns its answer.
+macro_rules! here_or_forward {
+    ($self:ident, $route:expr, $method:ident, $req:expr) => {
+        match $route {
+            Route::Here(v) => v,
+            Route::Leader(addr) => {
+                let mut leader = $self.peers.control_plane(&addr)?;
+                return leader
+                    .$method(peers::forwarded($req))
+                    .await
+                    .map_err(peers::leader_unreachable);
+            }
+        }
+    };
+}
+
+/// As `here_or_forward!`, for server-streaming RPCs.
+macro_rules! here_or_forward_stream {
+    ($self:ident, $route:expr, $method:ident, $req:expr) => {
+        match $route {
+            Route::Here(v) => v,
+            Route::Leader(addr) => {
+                let mut leader = $self.peers.control_plane(&addr)?;
+                let stream = leader
+                    .$method(peers::forwarded($req))
+                    .await
+                    .map_err(peers::leader_unreachable)?
+                    .into_inner();
+                return Ok(Response::new(Box::pin(stream)));
+            }
+        }
+    };
 }
 
 fn invalid_request(message: impl Into<String>) -> Status {
@@ -98,6 +153,7 @@ impl ControlPlane for ControlPlaneService {
         &self,
         req: Request<pb::DesireLrp>,
     ) -> Result<Response<pb::DesireLrpResponse>, Status> {
+        let fwd = peers::is_forwarded(&req);
         let req = req.into_inner();
         let Some(desired) = &req.desired_lrp else {
             return Err(errors::status(
@@ -107,7 +163,10 @@ impl ControlPlane for ControlPlaneService {
             ));
         };
         validate::desired_lrp(desired).map_err(|m| errors::status(ErrorKind::InvalidLrp, m, 0))?;
-        let events = self.propose(pb::command::Kind::DesireLrp(req)).await?;
+        let route = self
+            .propose(pb::command::Kind::DesireLrp(req.clone()), fwd)
+            .await?;
+        let events = here_or_forward!(self, route, desire_lrp, req);
         let created = events
             .iter()
             .any(|e| matches!(e.kind, Some(pb::event::Kind::DesiredLrpCreated(_))));
@@ -118,11 +177,14 @@ impl ControlPlane for ControlPlaneService {
         &self,
         req: Request<pb::UpdateDesiredLrp>,
     ) -> Result<Response<pb::Empty>, Status> {
+        let fwd = peers::is_forwarded(&req);
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
         validate::update(&req.update.clone().unwrap_or_default()).map_err(invalid_request)?;
-        self.propose(pb::command::Kind::UpdateDesiredLrp(req))
+        let route = self
+            .propose(pb::command::Kind::UpdateDesiredLrp(req.clone()), fwd)
             .await?;
+        here_or_forward!(self, route, update_desired_lrp, req);
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -130,10 +192,13 @@ impl ControlPlane for ControlPlaneService {
         &self,
         req: Request<pb::RemoveDesiredLrp>,
     ) -> Result<Response<pb::Empty>, Status> {
+        let fwd = peers::is_forwarded(&req);
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
-        self.propose(pb::command::Kind::RemoveDesiredLrp(req))
+        let route = self
+            .propose(pb::command::Kind::RemoveDesiredLrp(req.clone()), fwd)
             .await?;
+        here_or_forward!(self, route, remove_desired_lrp, req);
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -141,10 +206,13 @@ impl ControlPlane for ControlPlaneService {
         &self,
         req: Request<pb::RetireActualLrp>,
     ) -> Result<Response<pb::Empty>, Status> {
+        let fwd = peers::is_forwarded(&req);
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
-        self.propose(pb::command::Kind::RetireActualLrp(req))
+        let route = self
+            .propose(pb::command::Kind::RetireActualLrp(req.clone()), fwd)
             .await?;
+        here_or_forward!(self, route, retire_actual_lrp, req);
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -152,6 +220,7 @@ impl ControlPlane for ControlPlaneService {
         &self,
         req: Request<pb::BumpFreshDomain>,
     ) -> Result<Response<pb::Empty>, Status> {
+        let fwd = peers::is_forwarded(&req);
         let req = req.into_inner();
         require("domain", &req.domain)?;
         if req.domain.len() > limits::NAME_BYTES_MAX {
@@ -161,8 +230,10 @@ impl ControlPlane for ControlPlaneService {
                 0,
             ));
         }
-        self.propose(pb::command::Kind::BumpFreshDomain(req))
+        let route = self
+            .propose(pb::command::Kind::BumpFreshDomain(req.clone()), fwd)
             .await?;
+        here_or_forward!(self, route, bump_fresh_domain, req);
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -170,9 +241,11 @@ impl ControlPlane for ControlPlaneService {
         &self,
         req: Request<pb::GetDesiredLrpRequest>,
     ) -> Result<Response<pb::DesiredLrp>, Status> {
+        let fwd = peers::is_forwarded(&req);
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
-        self.read_barrier(req.consistency).await?;
+        let route = self.read_barrier(req.consistency, fwd).await?;
+        here_or_forward!(self, route, get_desired_lrp, req);
         match self
             .node
             .views()
@@ -192,8 +265,10 @@ impl ControlPlane for ControlPlaneService {
         &self,
         req: Request<pb::ListDesiredLrpsRequest>,
     ) -> Result<Response<Self::ListDesiredLrpsStream>, Status> {
+        let fwd = peers::is_forwarded(&req);
         let req = req.into_inner();
-        self.read_barrier(req.consistency).await?;
+        let route = self.read_barrier(req.consistency, fwd).await?;
+        here_or_forward_stream!(self, route, list_desired_lrps, req);
         let domain = (!req.domain.is_empty()).then_some(req.domain.as_str());
         let rows = self.node.views().desired_lrps(domain);
         Ok(Response::new(stream_rows(rows, |_| true)))
@@ -203,9 +278,11 @@ impl ControlPlane for ControlPlaneService {
         &self,
         req: Request<pb::GetActualLrpRequest>,
     ) -> Result<Response<pb::ActualLrp>, Status> {
+        let fwd = peers::is_forwarded(&req);
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
-        self.read_barrier(req.consistency).await?;
+        let route = self.read_barrier(req.consistency, fwd).await?;
+        here_or_forward!(self, route, get_actual_lrp, req);
         match self
             .node
             .views()
@@ -225,8 +302,10 @@ impl ControlPlane for ControlPlaneService {
         &self,
         req: Request<pb::ListActualLrpsRequest>,
     ) -> Result<Response<Self::ListActualLrpsStream>, Status> {
+        let fwd = peers::is_forwarded(&req);
         let req = req.into_inner();
-        self.read_barrier(req.consistency).await?;
+        let route = self.read_barrier(req.consistency, fwd).await?;
+        here_or_forward_stream!(self, route, list_actual_lrps, req);
         let views = self.node.views();
         let domain = (!req.domain.is_empty()).then_some(req.domain.as_str());
         let guid = (!req.process_guid.is_empty()).then_some(req.process_guid.as_str());
@@ -241,8 +320,10 @@ impl ControlPlane for ControlPlaneService {
         &self,
         req: Request<pb::ListFreshDomainsRequest>,
     ) -> Result<Response<pb::ListFreshDomainsResponse>, Status> {
+        let fwd = peers::is_forwarded(&req);
         let req = req.into_inner();
-        self.read_barrier(req.consistency).await?;
+        let route = self.read_barrier(req.consistency, fwd).await?;
+        here_or_forward!(self, route, list_fresh_domains, req);
         let domains = self
             .node
             .views()

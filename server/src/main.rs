@@ -1,12 +1,18 @@
-//! The `capstan` binary: `dev` (one node + gateway, embedded), and later the cluster modes.
+//! The `capstan` binary: `dev` (embedded single node), `server` (a cluster node), `gateway`
+//! (REST only, in front of a cluster) and `cluster` (the membership CLI).
 
+mod admin;
+mod cli;
 mod control_plane;
 mod errors;
 mod node_process;
+mod peers;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -24,6 +30,12 @@ struct Cli {
 enum Command {
     /// The embedded single-node default: one Raft node, the gRPC API and the REST gateway.
     Dev(DevArgs),
+    /// One node of a multi-node cluster (gRPC for peers and clients; REST optional).
+    Server(ServerArgs),
+    /// A REST gateway in its own process, in front of a cluster.
+    Gateway(GatewayArgs),
+    /// Cluster administration: status, add and remove members.
+    Cluster(cli::ClusterArgs),
 }
 
 #[derive(clap::Args)]
@@ -37,6 +49,63 @@ struct DevArgs {
     /// Where the node keeps its data (kept across restarts).
     #[arg(long, default_value = "capstan-data")]
     data_dir: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// This node's id (> 0, unique in the cluster, never re-used after its data is lost).
+    #[arg(long, env = "CAPSTAN_ID")]
+    id: u64,
+    /// Where the node keeps its data.
+    #[arg(long, env = "CAPSTAN_DATA_DIR")]
+    data_dir: PathBuf,
+    /// gRPC listen address (public API, Admin and Raft peers).
+    #[arg(long, env = "CAPSTAN_GRPC", default_value = "127.0.0.1:7070")]
+    grpc: SocketAddr,
+    /// Address other nodes use to reach this one (default: this node's entry in
+    /// --initial-cluster, else --grpc).
+    #[arg(long, env = "CAPSTAN_ADVERTISE")]
+    advertise: Option<String>,
+    /// Optional REST gateway listen address in the same process.
+    #[arg(long, env = "CAPSTAN_HTTP")]
+    http: Option<SocketAddr>,
+    /// The founding members, `1=host:port,2=host:port,...`. The lowest id bootstraps the
+    /// cluster once; a node started without it waits to be added with `capstan cluster add`.
+    #[arg(long, env = "CAPSTAN_INITIAL_CLUSTER")]
+    initial_cluster: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct GatewayArgs {
+    /// Cluster nodes' gRPC addresses, comma-separated (any node serves any request).
+    #[arg(long, env = "CAPSTAN_CLUSTER", default_value = "127.0.0.1:7070")]
+    cluster: String,
+    /// REST listen address.
+    #[arg(long, env = "CAPSTAN_HTTP", default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+}
+
+fn parse_members(spec: &str) -> anyhow::Result<BTreeMap<u64, String>> {
+    let mut out = BTreeMap::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .with_context(|| format!("'{part}' is not id=host:port"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("'{id}' is not a node id"))?;
+        if id == 0 || addr.trim().is_empty() {
+            bail!("'{part}': ids are > 0 and addresses non-empty");
+        }
+        if out.insert(id, addr.trim().to_owned()).is_some() {
+            bail!("node id {id} appears twice in the initial cluster");
+        }
+    }
+    if out.is_empty() {
+        bail!("the initial cluster names no member");
+    }
+    Ok(out)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,11 +128,60 @@ fn main() -> anyhow::Result<()> {
                     id: 1,
                     data_dir: args.data_dir,
                     grpc: args.grpc,
+                    advertise: None,
                     http: Some(args.http),
                     initial_members: None,
                 })
                 .await
             }
+            Command::Server(args) => {
+                if args.id == 0 {
+                    bail!("--id must be > 0");
+                }
+                let members = args
+                    .initial_cluster
+                    .as_deref()
+                    .map(parse_members)
+                    .transpose()?;
+                if let Some(m) = &members {
+                    if !m.contains_key(&args.id) {
+                        bail!(
+                            "--initial-cluster does not name this node (--id {})",
+                            args.id
+                        );
+                    }
+                }
+                let advertise = args
+                    .advertise
+                    .or_else(|| members.as_ref().and_then(|m| m.get(&args.id).cloned()));
+                node_process::run(node_process::NodeOptions {
+                    id: args.id,
+                    data_dir: args.data_dir,
+                    grpc: args.grpc,
+                    advertise,
+                    http: args.http,
+                    initial_members: Some(members.unwrap_or_default()),
+                })
+                .await
+            }
+            Command::Gateway(args) => node_process::run_gateway(&args.cluster, args.http).await,
+            Command::Cluster(args) => cli::run(args).await,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_members;
+
+    #[test]
+    fn initial_cluster_parsing() {
+        let m = parse_members("1=a:1, 2=b:2,3=c:3").expect("parses");
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.get(&2).map(String::as_str), Some("b:2"));
+        assert!(parse_members("1=a:1,1=b:2").is_err());
+        assert!(parse_members("0=a:1").is_err());
+        assert!(parse_members("x").is_err());
+        assert!(parse_members("").is_err());
+    }
 }

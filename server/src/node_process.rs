@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use capstan_proto::pb::admin_server::AdminServer;
 use capstan_proto::pb::control_plane_server::ControlPlaneServer;
 use capstan_proto::pb::raft_peer_server::RaftPeerServer;
 use capstan_raft::network::PEER_MESSAGE_BYTES_MAX;
@@ -14,14 +15,19 @@ use capstan_raft::{NodeConfig, RaftNode};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::admin::AdminService;
 use crate::control_plane::ControlPlaneService;
+use crate::peers::Peers;
 
 pub struct NodeOptions {
     pub id: u64,
     pub data_dir: PathBuf,
     pub grpc: SocketAddr,
+    /// The address peers reach this node at; `None` = the bound gRPC address.
+    pub advertise: Option<String>,
     pub http: Option<SocketAddr>,
-    /// Members to bootstrap with (id → address); `None` = a one-node cluster of this node.
+    /// Founding members (id → address). `None` = a one-node cluster of this node (dev);
+    /// empty = join no cluster by itself, wait to be added.
     pub initial_members: Option<BTreeMap<u64, String>>,
 }
 
@@ -86,13 +92,16 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let grpc_server = {
         let mut stop = stop_rx.clone();
-        let cp = ControlPlaneServer::new(ControlPlaneService::new(node.clone()));
+        let peers = std::sync::Arc::new(Peers::default());
+        let cp = ControlPlaneServer::new(ControlPlaneService::new(node.clone(), peers.clone()));
+        let admin = AdminServer::new(AdminService::new(node.clone(), peers));
         let peer = RaftPeerServer::new(PeerService::new(node.raft.clone()))
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(cp)
+                .add_service(admin)
                 .add_service(peer)
                 .serve_with_incoming_shutdown(incoming_nodelay(grpc_listener), async move {
                     let _ = stop.changed().await;
@@ -100,38 +109,33 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         )
     };
 
+    let advertise = opts
+        .advertise
+        .clone()
+        .unwrap_or_else(|| grpc_addr.to_string());
     let members = opts
         .initial_members
-        .unwrap_or_else(|| BTreeMap::from([(opts.id, grpc_addr.to_string())]));
-    node.initialize(members)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
+        .unwrap_or_else(|| BTreeMap::from([(opts.id, advertise.clone())]));
+    // Exactly one founding member bootstraps (the lowest id), and only on empty state; the
+    // others learn the membership from it.
+    if members.keys().next() == Some(&opts.id) {
+        node.initialize(members)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
 
     let http_task = match http_listener {
         None => None,
         Some(listener) => {
             let http_addr = listener.local_addr()?;
-            let gateway = capstan_gateway::Gateway::connect_lazy(&format!("http://{grpc_addr}"))?;
-            let app = capstan_gateway::router(gateway);
-            let mut stop = stop_rx.clone();
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "TCP_NODELAY");
-                }
-            });
-            let task = tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.changed().await;
-                    })
-                    .await
-            });
+            let gateway = capstan_gateway::Gateway::connect_lazy(&[grpc_addr.to_string()])?;
+            let task = tokio::spawn(serve_http(listener, gateway, stop_rx.clone()));
             println!("capstan: http={http_addr}");
             Some(task)
         }
     };
     println!("capstan: grpc={grpc_addr}");
-    println!("capstan: ready node={}", opts.id);
+    println!("capstan: ready node={} advertise={advertise}", opts.id);
     tracing::info!(node = opts.id, %grpc_addr, data_dir = %opts.data_dir.display(), "capstan node ready");
 
     shutdown_signal().await;
@@ -143,5 +147,48 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     let _ = grpc_server.await;
     node.shutdown().await;
     db.flush_async().await.context("final flush")?;
+    Ok(())
+}
+
+/// Serves the REST gateway until `stop` changes.
+async fn serve_http(
+    listener: TcpListener,
+    gateway: capstan_gateway::Gateway,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, capstan_gateway::router(gateway))
+        .with_graceful_shutdown(async move {
+            let _ = stop.changed().await;
+        })
+        .await
+}
+
+/// `capstan gateway`: REST only, balanced over the cluster's nodes (any node serves any request).
+pub async fn run_gateway(cluster: &str, http: SocketAddr) -> anyhow::Result<()> {
+    let addrs: Vec<String> = cluster
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if addrs.is_empty() {
+        anyhow::bail!("--cluster names no node");
+    }
+    let gateway = capstan_gateway::Gateway::connect_lazy(&addrs)?;
+    let listener = TcpListener::bind(http)
+        .await
+        .with_context(|| format!("binding HTTP {http}"))?;
+    println!("capstan: http={}", listener.local_addr()?);
+    println!("capstan: ready gateway");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(serve_http(listener, gateway, stop_rx));
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    task.await??;
     Ok(())
 }

@@ -1,0 +1,267 @@
+//! The `Admin` gRPC service: node and cluster status, and membership changes (add a learner,
+//! wait for it to catch up, promote it; remove a voter). Changes run on the leader; other
+//! nodes forward them there.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use capstan_proto::pb::{self, admin_server::Admin, ErrorKind};
+use capstan_raft::RaftNode;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, ServerState};
+use tonic::{Request, Response, Status};
+
+use crate::errors;
+use crate::peers::{self, Peers};
+
+/// How long a member has to answer a status probe before it is reported without one.
+const STATUS_PROBE_TIMEOUT: Duration = Duration::from_millis(800);
+/// How long adding a member may take, including its catch-up by snapshot and log.
+const ADD_MEMBER_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct AdminService {
+    node: RaftNode,
+    peers: Arc<Peers>,
+}
+
+impl AdminService {
+    pub fn new(node: RaftNode, peers: Arc<Peers>) -> Self {
+        Self { node, peers }
+    }
+
+    fn local_status(&self) -> pb::NodeStatus {
+        let m = self.node.raft.metrics().borrow().clone();
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&m.id)
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
+        pb::NodeStatus {
+            node_id: m.id,
+            addr,
+            state: format!("{:?}", m.state),
+            current_term: m.current_term,
+            current_leader: m.current_leader.unwrap_or_default(),
+            has_leader: m.current_leader.is_some(),
+            last_log_index: m.last_log_index.unwrap_or_default(),
+            last_applied_index: m.last_applied.map(|l| l.index).unwrap_or_default(),
+            snapshot_index: m.snapshot.map(|l| l.index).unwrap_or_default(),
+            purged_index: m.purged.map(|l| l.index).unwrap_or_default(),
+        }
+    }
+
+    /// The leader's address, or `None` when this node is the leader.
+    fn leader_elsewhere(&self) -> Result<Option<String>, Status> {
+        let m = self.node.raft.metrics().borrow().clone();
+        if m.state == ServerState::Leader {
+            return Ok(None);
+        }
+        let addr = m.current_leader.and_then(|l| {
+            m.membership_config
+                .membership()
+                .get_node(&l)
+                .map(|n| n.addr.clone())
+        });
+        match addr {
+            Some(a) => Ok(Some(a)),
+            None => Err(errors::status(
+                ErrorKind::Unavailable,
+                "no leader is elected; retry shortly",
+                u32::try_from(capstan_raft::node::RETRY_AFTER.as_millis()).unwrap_or(500),
+            )),
+        }
+    }
+
+    async fn cluster_status_here(&self) -> pb::ClusterStatus {
+        let m = self.node.raft.metrics().borrow().clone();
+        let last = m.last_log_index.unwrap_or_default();
+        let membership = m.membership_config.membership().clone();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let mut members = Vec::new();
+        for (id, node) in membership.nodes() {
+            let matched = if *id == m.id {
+                Some(last)
+            } else {
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned())
+                    .map(|l| l.map(|l| l.index).unwrap_or_default())
+            };
+            let status = if *id == m.id {
+                Some(self.local_status())
+            } else {
+                self.probe(&node.addr).await
+            };
+            members.push(pb::MemberStatus {
+                node_id: *id,
+                addr: node.addr.clone(),
+                voter: voters.contains(id),
+                matched_index: matched.unwrap_or_default(),
+                lag: matched.map(|x| last.saturating_sub(x)).unwrap_or(last),
+                status,
+            });
+        }
+        pb::ClusterStatus {
+            leader_id: m.current_leader.unwrap_or_default(),
+            term: m.current_term,
+            leader_last_log_index: last,
+            members,
+        }
+    }
+
+    async fn probe(&self, addr: &str) -> Option<pb::NodeStatus> {
+        let mut client = self.peers.admin(addr).ok()?;
+        let call = client.node_status(pb::NodeStatusRequest {});
+        match tokio::time::timeout(STATUS_PROBE_TIMEOUT, call).await {
+            Ok(Ok(r)) => Some(r.into_inner()),
+            _ => None,
+        }
+    }
+}
+
+fn membership_error(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> Status {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => errors::status(
+            ErrorKind::Unavailable,
+            "leadership changed during the membership change; retry",
+            500,
+        ),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            errors::status(ErrorKind::InvalidRequest, c.to_string(), 0)
+        }
+        RaftError::Fatal(f) => errors::status(ErrorKind::Internal, f.to_string(), 0),
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn node_status(
+        &self,
+        _req: Request<pb::NodeStatusRequest>,
+    ) -> Result<Response<pb::NodeStatus>, Status> {
+        Ok(Response::new(self.local_status()))
+    }
+
+    async fn cluster_status(
+        &self,
+        req: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatus>, Status> {
+        if !peers::is_forwarded(&req) {
+            if let Ok(Some(leader)) = self.leader_elsewhere() {
+                if let Ok(mut c) = self.peers.admin(&leader) {
+                    if let Ok(Ok(r)) = tokio::time::timeout(
+                        STATUS_PROBE_TIMEOUT * 2,
+                        c.cluster_status(peers::forwarded(pb::ClusterStatusRequest {})),
+                    )
+                    .await
+                    {
+                        return Ok(r);
+                    }
+                }
+            }
+        }
+        // No reachable leader: report what this node knows.
+        Ok(Response::new(self.cluster_status_here().await))
+    }
+
+    async fn add_member(
+        &self,
+        req: Request<pb::AddMemberRequest>,
+    ) -> Result<Response<pb::ClusterStatus>, Status> {
+        let fwd = peers::is_forwarded(&req);
+        let req = req.into_inner();
+        if req.node_id == 0 || req.addr.is_empty() {
+            return Err(errors::status(
+                ErrorKind::InvalidRequest,
+                "node_id (> 0) and addr are required",
+                0,
+            ));
+        }
+        if let Some(leader) = self.leader_elsewhere()? {
+            if fwd {
+                return Err(errors::status(
+                    ErrorKind::Unavailable,
+                    "leadership moved; retry",
+                    500,
+                ));
+            }
+            return self
+                .peers
+                .admin(&leader)?
+                .add_member(peers::forwarded(req))
+                .await;
+        }
+        let raft = self.node.raft.clone();
+        let work = async move {
+            raft.add_learner(req.node_id, BasicNode::new(req.addr.clone()), true)
+                .await
+                .map_err(membership_error)?;
+            tracing::info!(node = req.node_id, addr = %req.addr, "learner caught up");
+            if req.promote {
+                raft.change_membership(
+                    ChangeMembers::AddVoterIds(BTreeSet::from([req.node_id])),
+                    false,
+                )
+                .await
+                .map_err(membership_error)?;
+                tracing::info!(node = req.node_id, "promoted to voter");
+            }
+            Ok::<(), Status>(())
+        };
+        tokio::time::timeout(ADD_MEMBER_TIMEOUT, work)
+            .await
+            .map_err(|_| {
+                errors::status(
+                    ErrorKind::Unavailable,
+                    "the new member did not catch up in time",
+                    1000,
+                )
+            })??;
+        Ok(Response::new(self.cluster_status_here().await))
+    }
+
+    async fn remove_member(
+        &self,
+        req: Request<pb::RemoveMemberRequest>,
+    ) -> Result<Response<pb::ClusterStatus>, Status> {
+        let fwd = peers::is_forwarded(&req);
+        let req = req.into_inner();
+        if let Some(leader) = self.leader_elsewhere()? {
+            if fwd {
+                return Err(errors::status(
+                    ErrorKind::Unavailable,
+                    "leadership moved; retry",
+                    500,
+                ));
+            }
+            return self
+                .peers
+                .admin(&leader)?
+                .remove_member(peers::forwarded(req))
+                .await;
+        }
+        let m = self.node.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership().clone();
+        if membership.get_node(&req.node_id).is_none() {
+            return Err(errors::status(
+                ErrorKind::InvalidRequest,
+                format!("node {} is not a member", req.node_id),
+                0,
+            ));
+        }
+        let change = if membership.voter_ids().any(|v| v == req.node_id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([req.node_id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([req.node_id]))
+        };
+        self.node
+            .raft
+            .change_membership(change, false)
+            .await
+            .map_err(membership_error)?;
+        tracing::info!(node = req.node_id, "member removed");
+        Ok(Response::new(self.cluster_status_here().await))
+    }
+}
