@@ -73,6 +73,17 @@ struct ServerArgs {
     /// cluster once; a node started without it waits to be added with `capstan cluster add`.
     #[arg(long, env = "CAPSTAN_INITIAL_CLUSTER")]
     initial_cluster: Option<String>,
+    /// Build a snapshot after this many entries applied since the last one.
+    #[arg(long, env = "CAPSTAN_SNAPSHOT_EVERY_ENTRIES", default_value_t = 10_000)]
+    snapshot_every_entries: u64,
+    /// Log entries kept behind a snapshot for followers that are only a little behind; a
+    /// follower further behind than this catches up by snapshot.
+    #[arg(
+        long,
+        env = "CAPSTAN_LOGS_KEPT_BEHIND_SNAPSHOT",
+        default_value_t = 2_000
+    )]
+    logs_kept_behind_snapshot: u64,
 }
 
 #[derive(clap::Args)]
@@ -131,6 +142,8 @@ fn main() -> anyhow::Result<()> {
                     advertise: None,
                     http: Some(args.http),
                     initial_members: None,
+                    snapshot_every_entries: None,
+                    logs_kept_behind_snapshot: None,
                 })
                 .await
             }
@@ -161,6 +174,8 @@ fn main() -> anyhow::Result<()> {
                     advertise,
                     http: args.http,
                     initial_members: Some(members.unwrap_or_default()),
+                    snapshot_every_entries: Some(args.snapshot_every_entries),
+                    logs_kept_behind_snapshot: Some(args.logs_kept_behind_snapshot),
                 })
                 .await
             }

@@ -29,6 +29,9 @@ pub struct NodeOptions {
     /// Founding members (id → address). `None` = a one-node cluster of this node (dev);
     /// empty = join no cluster by itself, wait to be added.
     pub initial_members: Option<BTreeMap<u64, String>>,
+    /// Snapshot policy overrides (`None` = the node defaults).
+    pub snapshot_every_entries: Option<u64>,
+    pub logs_kept_behind_snapshot: Option<u64>,
 }
 
 /// Accepted gRPC connections with Nagle off: small request/response pairs must not wait for
@@ -84,7 +87,13 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         None => None,
     };
 
-    let config = NodeConfig::new(opts.id, opts.data_dir.join("snapshots"));
+    let mut config = NodeConfig::new(opts.id, opts.data_dir.join("snapshots"));
+    if let Some(n) = opts.snapshot_every_entries {
+        config.snapshot_every_entries = n;
+    }
+    if let Some(n) = opts.logs_kept_behind_snapshot {
+        config.logs_kept_behind_snapshot = n;
+    }
     let node = RaftNode::start(&config, &db)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;

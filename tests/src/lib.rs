@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub mod cluster;
+pub mod load;
+
 /// How long a process may take to print its ready line.
 pub const START_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -86,16 +89,35 @@ impl Reply {
 impl Capstan {
     /// Starts `capstan dev` on free loopback ports with its data in `data_dir`.
     pub fn dev(data_dir: &Path) -> Result<Self> {
-        let mut child = Command::new(capstan_bin()?)
-            .args([
-                "dev",
-                "--http",
-                "127.0.0.1:0",
-                "--grpc",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(data_dir)
+        let mut args: Vec<String> = [
+            "dev",
+            "--http",
+            "127.0.0.1:0",
+            "--grpc",
+            "127.0.0.1:0",
+            "--data-dir",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(data_dir.display().to_string());
+        Self::spawn(&args, data_dir, None)
+    }
+
+    /// Starts `capstan <args>` (inside network namespace `netns` when given) and waits for its
+    /// ready line, reading the bound addresses from its stdout.
+    pub fn spawn(args: &[String], data_dir: &Path, netns: Option<&str>) -> Result<Self> {
+        let bin = capstan_bin()?;
+        let mut cmd = match netns {
+            None => Command::new(&bin),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&bin);
+                c
+            }
+        };
+        let mut child = cmd
+            .args(args)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -103,7 +125,7 @@ impl Capstan {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .context("spawning capstan dev")?;
+            .context("spawning capstan")?;
         let stdout = child.stdout.take().context("no stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -121,7 +143,8 @@ impl Capstan {
                 Ok(l) => l,
                 Err(_) => {
                     let _ = child.kill();
-                    bail!("capstan dev did not become ready within {START_DEADLINE:?}");
+                    let _ = child.wait();
+                    bail!("capstan {args:?} did not become ready within {START_DEADLINE:?}");
                 }
             };
             if let Some(a) = line.strip_prefix("capstan: http=") {
@@ -139,8 +162,13 @@ impl Capstan {
             data_dir: data_dir.to_owned(),
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(64)
+                .timeout(Duration::from_secs(20))
                 .build()?,
         })
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// SIGKILL, no chance to flush: what a power cut looks like to the process.

@@ -1,0 +1,192 @@
+//! Multi-node clusters of real `capstan server` processes for the black-box tests.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::{capstan_bin, wait_for, Capstan};
+
+/// How one node is started (kept so that it can be restarted the same way).
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub id: u64,
+    /// `ip:port` the node listens on and advertises for gRPC.
+    pub grpc: String,
+    /// `ip:port` of its REST gateway.
+    pub http: String,
+    pub data_dir: PathBuf,
+    /// Network namespace to run in, if any.
+    pub netns: Option<String>,
+}
+
+pub struct Cluster {
+    pub specs: BTreeMap<u64, NodeSpec>,
+    pub nodes: BTreeMap<u64, Capstan>,
+    /// Extra flags every node gets (e.g. a small snapshot policy).
+    pub extra_args: Vec<String>,
+    pub initial: String,
+    _dir: tempfile::TempDir,
+}
+
+/// A free loopback port (released before use; a collision only fails the start, loudly).
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Cluster {
+    /// Starts `n` founding nodes on loopback.
+    pub fn start(n: u64, extra_args: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut specs = BTreeMap::new();
+        for id in 1..=n {
+            specs.insert(
+                id,
+                NodeSpec {
+                    id,
+                    grpc: format!("127.0.0.1:{}", free_port()?),
+                    http: format!("127.0.0.1:{}", free_port()?),
+                    data_dir: dir.path().join(format!("node{id}")),
+                    netns: None,
+                },
+            );
+        }
+        Self::start_specs(dir, specs, extra_args)
+    }
+
+    /// Starts founding nodes as described by `specs`.
+    pub fn start_specs(
+        dir: tempfile::TempDir,
+        specs: BTreeMap<u64, NodeSpec>,
+        extra_args: &[&str],
+    ) -> Result<Self> {
+        let initial = specs
+            .values()
+            .map(|s| format!("{}={}", s.id, s.grpc))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Cluster {
+            specs,
+            nodes: BTreeMap::new(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            initial,
+            _dir: dir,
+        };
+        let ids: Vec<u64> = c.specs.keys().copied().collect();
+        for id in ids {
+            c.start_node(id)?;
+        }
+        Ok(c)
+    }
+
+    fn args(&self, spec: &NodeSpec, founding: bool) -> Vec<String> {
+        let mut a = vec![
+            "server".to_string(),
+            "--id".into(),
+            spec.id.to_string(),
+            "--data-dir".into(),
+            spec.data_dir.display().to_string(),
+            "--grpc".into(),
+            spec.grpc.clone(),
+            "--http".into(),
+            spec.http.clone(),
+        ];
+        if founding {
+            a.push("--initial-cluster".into());
+            a.push(self.initial.clone());
+        }
+        a.extend(self.extra_args.iter().cloned());
+        a
+    }
+
+    /// (Re)starts node `id` with its spec and data dir.
+    pub fn start_node(&mut self, id: u64) -> Result<()> {
+        let spec = self.specs.get(&id).context("unknown node")?.clone();
+        let founding = self
+            .initial
+            .split(',')
+            .any(|p| p.starts_with(&format!("{id}=")));
+        let node = Capstan::spawn(
+            &self.args(&spec, founding),
+            &spec.data_dir,
+            spec.netns.as_deref(),
+        )?;
+        self.nodes.insert(id, node);
+        Ok(())
+    }
+
+    /// Describes and starts a brand-new node that belongs to no cluster until added.
+    pub fn start_new_node(&mut self, id: u64) -> Result<NodeSpec> {
+        let base = self
+            .specs
+            .values()
+            .next()
+            .context("no nodes")?
+            .data_dir
+            .clone();
+        let spec = NodeSpec {
+            id,
+            grpc: format!("127.0.0.1:{}", free_port()?),
+            http: format!("127.0.0.1:{}", free_port()?),
+            data_dir: base.with_file_name(format!("node{id}")),
+            netns: None,
+        };
+        self.specs.insert(id, spec.clone());
+        self.start_node(id)?;
+        Ok(spec)
+    }
+
+    pub fn kill9(&mut self, id: u64) {
+        if let Some(mut n) = self.nodes.remove(&id) {
+            n.kill9();
+        }
+    }
+
+    pub fn node(&self, id: u64) -> &Capstan {
+        self.nodes
+            .get(&id)
+            .unwrap_or_else(|| panic!("node {id} is not running"))
+    }
+
+    pub fn alive(&self) -> impl Iterator<Item = (&u64, &Capstan)> {
+        self.nodes.iter()
+    }
+
+    /// Runs `capstan cluster <args> --json` against the running nodes; returns its JSON.
+    pub fn cli(&self, args: &[&str]) -> Result<Value> {
+        let addrs = self
+            .nodes
+            .keys()
+            .filter_map(|id| self.specs.get(id))
+            .map(|s| s.grpc.clone())
+            .collect::<Vec<_>>()
+            .join(",");
+        let out = Command::new(capstan_bin()?)
+            .arg("cluster")
+            .args(args)
+            .args(["--json", "--cluster", &addrs])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "capstan cluster {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// Waits until a running node is the leader and every running voter agrees; returns its id.
+    pub async fn leader(&self, deadline: Duration) -> u64 {
+        wait_for("a leader among the running nodes", deadline, || async {
+            let s = self.cli(&["status"]).ok()?;
+            let leader = s["leader_id"].as_u64()?;
+            self.nodes.contains_key(&leader).then_some(leader)
+        })
+        .await
+    }
+}

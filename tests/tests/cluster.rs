@@ -1,0 +1,244 @@
+//! Multi-node clusters of real `capstan server` processes on loopback: replication, failover
+//! under load, membership change under load, catch-up by snapshot. Waits are on conditions.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use capstan_tests::cluster::Cluster;
+use capstan_tests::load::Load;
+use capstan_tests::{lrp_json, wait_for, Capstan};
+use serde_json::Value;
+
+const ELECTION: Duration = Duration::from_secs(20);
+
+async fn guids_on(node: &Capstan, stale: bool) -> BTreeSet<String> {
+    let mut req = node.client.get(node.url("/v1/desired_lrps"));
+    if stale {
+        req = req.header("x-capstan-consistency", "stale");
+    }
+    let Ok(resp) = req.send().await else {
+        return BTreeSet::new();
+    };
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["process_guid"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Waits until `node`'s own view (stale read) holds every guid in `want`.
+async fn converged(node: &Capstan, want: &BTreeSet<String>, what: &str) {
+    wait_for(what, Duration::from_secs(60), || async {
+        let have = guids_on(node, true).await;
+        want.is_subset(&have).then_some(())
+    })
+    .await;
+}
+
+fn http_urls(c: &Cluster) -> Vec<String> {
+    c.alive().map(|(_, n)| n.http.clone()).collect()
+}
+
+#[tokio::test]
+async fn three_nodes_a_write_through_any_node_is_read_through_every_node() {
+    let c = Cluster::start(3, &[]).expect("cluster");
+    c.leader(ELECTION).await;
+    let mut want = BTreeSet::new();
+    for (id, n) in c.alive() {
+        let guid = format!("via-{id}");
+        let r = n.post("/v1/desired_lrps", &lrp_json(&guid, "d", 2)).await;
+        assert_eq!(r.status, 201, "write through node {id}: {r:?}");
+        want.insert(guid);
+    }
+    for (id, n) in c.alive() {
+        // Linearizable reads (the default) see every acknowledged write at once.
+        assert_eq!(
+            guids_on(n, false).await,
+            want,
+            "linearizable read on node {id}"
+        );
+        let r = n.get("/v1/actual_lrps/via-1").await;
+        assert_eq!(r.json().as_array().map(Vec::len), Some(2), "node {id}");
+        // Errors keep their shape through forwarding.
+        let r = n.get("/v1/desired_lrps/missing").await;
+        assert_eq!(
+            (r.status, r.json()["name"].clone()),
+            (404, Value::from("DesiredLRPNotFound"))
+        );
+        let r = n
+            .post("/v1/desired_lrps", &lrp_json("via-1", "other-domain", 1))
+            .await;
+        assert_eq!(r.status, 409, "node {id}: {r:?}");
+    }
+    for (id, n) in c.alive() {
+        converged(n, &want, &format!("node {id}'s own view")).await;
+    }
+    let status = c.cli(&["status"]).expect("status");
+    let members = status["members"].as_array().cloned().unwrap_or_default();
+    assert_eq!(members.len(), 3);
+    assert!(
+        members
+            .iter()
+            .all(|m| m["voter"] == true && m["status"]["state"].is_string()),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn leader_kill_9_under_load_loses_no_acknowledged_write() {
+    let mut c = Cluster::start(3, &[]).expect("cluster");
+    let leader = c.leader(ELECTION).await;
+    let load = Load::start(http_urls(&c), 6, "fo");
+    load.wait_for_more(100, Duration::from_secs(60)).await;
+
+    c.kill9(leader);
+    // A new leader takes over and writes resume.
+    let new_leader = c.leader(ELECTION).await;
+    assert_ne!(new_leader, leader);
+    load.wait_for_more(100, Duration::from_secs(60)).await;
+    let acked: BTreeSet<String> = load.stop().await.into_iter().collect();
+
+    for (id, n) in c.alive() {
+        let have = guids_on(n, false).await;
+        let lost: Vec<_> = acked.difference(&have).collect();
+        assert!(
+            lost.is_empty(),
+            "node {id} lost acknowledged writes: {lost:?}"
+        );
+    }
+    // The killed node restarts from its own data and catches up.
+    c.start_node(leader).expect("restart");
+    converged(
+        c.node(leader),
+        &acked,
+        "the restarted old leader to catch up",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn membership_3_to_5_to_3_under_load_and_new_nodes_catch_up_by_snapshot() {
+    // Small snapshot policy so that the log is purged and new members need a snapshot.
+    let mut c = Cluster::start(
+        3,
+        &[
+            "--snapshot-every-entries",
+            "50",
+            "--logs-kept-behind-snapshot",
+            "10",
+        ],
+    )
+    .expect("cluster");
+    c.leader(ELECTION).await;
+    let load = Load::start(http_urls(&c), 4, "mb");
+    load.wait_for_more(200, Duration::from_secs(60)).await;
+
+    for id in [4, 5] {
+        let spec = c.start_new_node(id).expect("start new node");
+        let s = c
+            .cli(&["add", "--id", &id.to_string(), "--addr", &spec.grpc])
+            .expect("add");
+        assert!(
+            s["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|m| m["id"] == id && m["voter"] == true),
+            "node {id} is a voter: {s}"
+        );
+        load.wait_for_more(50, Duration::from_secs(60)).await;
+    }
+    let s = c.cli(&["status"]).expect("status");
+    assert_eq!(s["members"].as_array().map(Vec::len), Some(5), "{s}");
+    for id in [4u64, 5] {
+        let m = s["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["id"] == id)
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            m["status"]["snapshot_index"].as_u64().unwrap_or(0) > 0,
+            "node {id} caught up by snapshot: {m}"
+        );
+    }
+
+    // Shrink back to three: remove two of the founders (one may be the leader).
+    for id in [1, 2] {
+        let s = c.cli(&["remove", "--id", &id.to_string()]).expect("remove");
+        assert!(
+            s["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .all(|m| m["id"] != id),
+            "{s}"
+        );
+        c.kill9(id);
+        c.leader(ELECTION).await;
+        load.wait_for_more(50, Duration::from_secs(60)).await;
+    }
+    let acked: BTreeSet<String> = load.stop().await.into_iter().collect();
+    let s = c.cli(&["status"]).expect("status");
+    let ids: BTreeSet<u64> = s["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["id"].as_u64())
+        .collect();
+    assert_eq!(ids, BTreeSet::from([3, 4, 5]), "{s}");
+    for (id, n) in c.alive() {
+        converged(
+            n,
+            &acked,
+            &format!("node {id} to hold every acknowledged write"),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_long_down_node_catches_up_by_snapshot_after_the_log_was_purged() {
+    let mut c = Cluster::start(
+        3,
+        &[
+            "--snapshot-every-entries",
+            "50",
+            "--logs-kept-behind-snapshot",
+            "10",
+        ],
+    )
+    .expect("cluster");
+    let leader = c.leader(ELECTION).await;
+    let down = if leader == 3 { 2 } else { 3 };
+    c.kill9(down);
+    let load = Load::start(http_urls(&c), 4, "ld");
+    load.wait_for_more(300, Duration::from_secs(60)).await;
+    let acked: BTreeSet<String> = load.stop().await.into_iter().collect();
+    let s = c.cli(&["status"]).expect("status");
+    let leader_purged = s["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["id"] == s["leader_id"])
+        .and_then(|m| m["status"]["purged_index"].as_u64())
+        .unwrap_or(0);
+    assert!(leader_purged > 10, "the leader purged its log: {s}");
+
+    c.start_node(down).expect("restart");
+    converged(c.node(down), &acked, "the long-down node to catch up").await;
+    let s = c.cli(&["status"]).expect("status");
+    let m = s["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["id"] == down)
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        m["status"]["snapshot_index"].as_u64().unwrap_or(0) > 0,
+        "installed a snapshot: {m}"
+    );
+}
