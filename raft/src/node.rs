@@ -96,6 +96,8 @@ pub struct RaftNode {
     pub id: u64,
     pub raft: Raft,
     views: Views,
+    /// Longest silence from a quorum a leader tolerates before refusing writes and reads.
+    quorum_contact_max_ms: u64,
 }
 
 impl RaftNode {
@@ -112,6 +114,7 @@ impl RaftNode {
             id: config.id,
             raft,
             views,
+            quorum_contact_max_ms: 2 * config.election_timeout_max_ms,
         })
     }
 
@@ -136,8 +139,27 @@ impl RaftNode {
         &self.views
     }
 
+    /// Refuses at once when this node leads a multi-voter cluster but has not heard from a
+    /// quorum recently (it is on the minority side of a partition): callers get a fast
+    /// "unavailable" instead of waiting out `QUORUM_WAIT`.
+    fn check_quorum_contact(&self) -> Result<(), WriteError> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state != openraft::ServerState::Leader
+            || m.membership_config.membership().voter_ids().count() < 2
+        {
+            return Ok(());
+        }
+        match m.millis_since_quorum_ack {
+            Some(ms) if ms > self.quorum_contact_max_ms => Err(WriteError::Unavailable(format!(
+                "this leader has not heard from a quorum for {ms} ms (partitioned?)"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Proposes a command. This node stamps it (time, id entropy) and must be the leader.
     pub async fn write(&self, command: pb::Command) -> Result<pb::Outcome, WriteError> {
+        self.check_quorum_contact()?;
         let proposal = pb::Proposal {
             version: capstan_proto::FORMAT_VERSION,
             stamp: Some(stamp_now()),
@@ -160,6 +182,7 @@ impl RaftNode {
     /// Waits until this node's views include every write acknowledged before the call
     /// (read-index on the leader). Fails fast on a follower with the leader's name.
     pub async fn linearizable_barrier(&self) -> Result<(), WriteError> {
+        self.check_quorum_contact()?;
         match tokio::time::timeout(QUORUM_WAIT, self.raft.ensure_linearizable()).await {
             Err(_) => Err(WriteError::Unavailable(format!(
                 "no quorum confirmed the leader within {} ms",

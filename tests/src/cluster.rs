@@ -159,9 +159,14 @@ impl Cluster {
 
     /// Runs `capstan cluster <args> --json` against the running nodes; returns its JSON.
     pub fn cli(&self, args: &[&str]) -> Result<Value> {
-        let addrs = self
-            .nodes
-            .keys()
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        self.cli_via(&ids, args)
+    }
+
+    /// As `cli`, asking only the nodes `ids`.
+    pub fn cli_via(&self, ids: &[u64], args: &[&str]) -> Result<Value> {
+        let addrs = ids
+            .iter()
             .filter_map(|id| self.specs.get(id))
             .map(|s| s.grpc.clone())
             .collect::<Vec<_>>()
@@ -182,10 +187,16 @@ impl Cluster {
 
     /// Waits until a running node is the leader and every running voter agrees; returns its id.
     pub async fn leader(&self, deadline: Duration) -> u64 {
-        wait_for("a leader among the running nodes", deadline, || async {
-            let s = self.cli(&["status"]).ok()?;
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        self.leader_among(&ids, deadline).await
+    }
+
+    /// Waits until one of `ids` is the leader as seen by the nodes `ids`; returns its id.
+    pub async fn leader_among(&self, ids: &[u64], deadline: Duration) -> u64 {
+        wait_for("a leader among the given nodes", deadline, || async {
+            let s = self.cli_via(ids, &["status"]).ok()?;
             let leader = s["leader_id"].as_u64()?;
-            self.nodes.contains_key(&leader).then_some(leader)
+            (ids.contains(&leader) && self.nodes.contains_key(&leader)).then_some(leader)
         })
         .await
     }

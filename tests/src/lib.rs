@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 
 pub mod cluster;
 pub mod load;
+pub mod netns;
 
 /// How long a process may take to print its ready line.
 pub const START_DEADLINE: Duration = Duration::from_secs(30);
