@@ -1,0 +1,232 @@
+//! Benchmark (prints figures, asserts nothing): a 3-node cluster of real `capstan server`
+//! processes on loopback. Write throughput and latency over REST and over gRPC at 1, 16 and 64
+//! concurrent clients (spread over all nodes, so 2/3 of requests are forwarded one hop), then
+//! the time from a leader `kill -9` to the first acknowledged write, over 10 runs.
+//! Run: `cargo run --release -p capstan-tests --bin bench-cluster [OPS_PER_LEVEL] [FAILOVER_RUNS]`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use capstan_proto::pb;
+use capstan_tests::cluster::Cluster;
+use capstan_tests::lrp_json;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn report(what: &str, mut lat: Vec<Duration>, wall: Duration) {
+    lat.sort();
+    println!(
+        "{what:<34} n={:<6} {:>9.1}/s  p50={:>8.2?}  p99={:>8.2?}  max={:>8.2?}",
+        lat.len(),
+        lat.len() as f64 / wall.as_secs_f64(),
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or_default(),
+    );
+}
+
+fn desired(guid: &str) -> pb::DesiredLrp {
+    pb::DesiredLrp {
+        process_guid: guid.into(),
+        domain: "bench".into(),
+        rootfs: "preloaded:cflinuxfs4".into(),
+        instances: 1,
+        action: Some(pb::Action {
+            kind: Some(pb::action::Kind::Run(pb::RunAction {
+                path: "sh".into(),
+                user: "vcap".into(),
+                ..Default::default()
+            })),
+        }),
+        memory_mb: 128,
+        ..Default::default()
+    }
+}
+
+async fn rest_level(c: &Cluster, clients: usize, ops: usize, tag: &str) {
+    let urls: Arc<Vec<String>> = Arc::new(
+        c.alive()
+            .map(|(_, n)| format!("{}/v1/desired_lrps", n.http))
+            .collect(),
+    );
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(128)
+        .build()
+        .unwrap_or_default();
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|w| {
+            let (urls, http, next, tag) =
+                (urls.clone(), http.clone(), next.clone(), tag.to_owned());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= ops {
+                        break;
+                    }
+                    let t = Instant::now();
+                    let r = http
+                        .post(&urls[(w + i) % urls.len()])
+                        .header("content-type", "application/json")
+                        .body(lrp_json(&format!("{tag}-{i}"), "bench", 1))
+                        .send()
+                        .await;
+                    if r.is_ok_and(|r| r.status().as_u16() == 201) {
+                        lat.push(t.elapsed());
+                    }
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap_or_default());
+    }
+    report(
+        &format!("REST create, {clients} clients"),
+        lat,
+        started.elapsed(),
+    );
+}
+
+async fn grpc_level(c: &Cluster, clients: usize, ops: usize, tag: &str) -> anyhow::Result<()> {
+    let mut channels = Vec::new();
+    for (_, n) in c.alive() {
+        channels.push(
+            tonic::transport::Endpoint::from_shared(format!("http://{}", n.grpc))?
+                .tcp_nodelay(true)
+                .connect()
+                .await?,
+        );
+    }
+    let channels = Arc::new(channels);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|w| {
+            let (channels, next, tag) = (channels.clone(), next.clone(), tag.to_owned());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= ops {
+                        break;
+                    }
+                    let mut client = pb::control_plane_client::ControlPlaneClient::new(
+                        channels[(w + i) % channels.len()].clone(),
+                    );
+                    let t = Instant::now();
+                    let r = client
+                        .desire_lrp(pb::DesireLrp {
+                            desired_lrp: Some(desired(&format!("{tag}-{i}"))),
+                        })
+                        .await;
+                    if r.is_ok() {
+                        lat.push(t.elapsed());
+                    }
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap_or_default());
+    }
+    report(
+        &format!("gRPC DesireLrp, {clients} clients"),
+        lat,
+        started.elapsed(),
+    );
+    Ok(())
+}
+
+/// Kills the leader and measures until the first write acknowledged through a survivor.
+async fn failover_once(c: &mut Cluster, run: usize) -> anyhow::Result<Duration> {
+    let leader = c.leader(Duration::from_secs(30)).await;
+    let survivors: Vec<String> = c
+        .alive()
+        .filter(|(id, _)| **id != leader)
+        .map(|(_, n)| n.http.clone())
+        .collect();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    c.kill9(leader);
+    let killed = Instant::now();
+    let mut i = 0usize;
+    let took = loop {
+        let url = format!("{}/v1/desired_lrps", survivors[i % survivors.len()]);
+        let r = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(lrp_json(&format!("fo{run}-{i}"), "bench", 1))
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status().as_u16() == 201) {
+            break killed.elapsed();
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        if killed.elapsed() > Duration::from_secs(60) {
+            anyhow::bail!("no write acknowledged within 60 s of the leader kill");
+        }
+    };
+    c.start_node(leader)?;
+    Ok(took)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let ops: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(4000);
+    let runs: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10);
+    let mut c = Cluster::start(3, &[])?;
+    c.leader(Duration::from_secs(30)).await;
+    println!("3-node cluster on loopback; {ops} creates per level, requests spread over all nodes");
+    for clients in [1, 16, 64] {
+        rest_level(&c, clients, ops, &format!("rest{clients}")).await;
+    }
+    for clients in [1, 16, 64] {
+        grpc_level(&c, clients, ops, &format!("grpc{clients}")).await?;
+    }
+    let mut took = Vec::new();
+    for run in 0..runs {
+        let t = failover_once(&mut c, run).await?;
+        println!("failover run {run}: first acknowledged write {t:.2?} after the leader kill");
+        took.push(t);
+        // Let the restarted node rejoin before the next kill.
+        c.leader(Duration::from_secs(30)).await;
+        capstan_tests::wait_for(
+            "all 3 nodes to report status",
+            Duration::from_secs(30),
+            || async {
+                let s = c.cli(&["status"]).ok()?;
+                s["members"]
+                    .as_array()?
+                    .iter()
+                    .all(|m| m["status"].is_object() && m["lag"].as_u64().is_some_and(|l| l < 10))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    took.sort();
+    println!(
+        "leader kill → first acknowledged write over {} runs: median {:.2?}, worst {:.2?}",
+        took.len(),
+        percentile(&took, 0.5),
+        took.last().copied().unwrap_or_default()
+    );
+    Ok(())
+}
