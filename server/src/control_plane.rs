@@ -331,4 +331,16 @@ impl ControlPlane for ControlPlaneService {
             .map_err(errors::storage)?;
         Ok(Response::new(pb::ListFreshDomainsResponse { domains }))
     }
+
+    async fn list_cells(
+        &self,
+        req: Request<pb::ListCellsRequest>,
+    ) -> Result<Response<pb::ListCellsResponse>, Status> {
+        let fwd = peers::is_forwarded(&req);
+        let req = req.into_inner();
+        let route = self.read_barrier(req.consistency, fwd).await?;
+        here_or_forward!(self, route, list_cells, req);
+        let cells = self.node.views().cells().map_err(errors::storage)?;
+        Ok(Response::new(pb::ListCellsResponse { cells }))
+    }
 }

@@ -8,9 +8,10 @@ use tonic::{Code, Status};
 pub fn status(kind: ErrorKind, message: impl Into<String>, retry_after_ms: u32) -> Status {
     let message = message.into();
     let code = match kind {
-        ErrorKind::InvalidLrp | ErrorKind::InvalidRequest | ErrorKind::InvalidDomain => {
-            Code::InvalidArgument
-        }
+        ErrorKind::InvalidLrp
+        | ErrorKind::InvalidRequest
+        | ErrorKind::InvalidDomain
+        | ErrorKind::InvalidCell => Code::InvalidArgument,
         ErrorKind::DesiredLrpNotFound | ErrorKind::ActualLrpIndexNotFound => Code::NotFound,
         ErrorKind::DesiredLrpAlreadyExists => Code::AlreadyExists,
         ErrorKind::Unavailable => Code::Unavailable,
@@ -30,6 +31,7 @@ pub fn rejection(r: &pb::Rejection) -> Status {
         RejectionKind::InvalidLrp => ErrorKind::InvalidLrp,
         RejectionKind::InvalidRequest => ErrorKind::InvalidRequest,
         RejectionKind::InvalidDomain => ErrorKind::InvalidDomain,
+        RejectionKind::InvalidCell => ErrorKind::InvalidCell,
         RejectionKind::DesiredLrpNotFound => ErrorKind::DesiredLrpNotFound,
         RejectionKind::DesiredLrpAlreadyExists => ErrorKind::DesiredLrpAlreadyExists,
         RejectionKind::ActualLrpIndexNotFound => ErrorKind::ActualLrpIndexNotFound,

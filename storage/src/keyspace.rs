@@ -23,13 +23,30 @@ pub const DOMAINS: &str = "fresh_domains";
 /// `u64 log index` → `JournalRecord`.
 pub const JOURNAL: &str = "event_journal";
 
-/// The view trees: exactly what a snapshot carries and what replay must reproduce.
-pub const VIEW_TREES: [&str; 6] = [
+/// `cell_id` → `Cell`.
+pub const CELLS: &str = "cells";
+/// `str cell_id ++ str process_guid ++ u32 index` → empty: the instances placed on a cell.
+pub const ACTUAL_BY_CELL: &str = "actual_lrps_by_cell";
+
+/// The trees a snapshot carries (the journal restarts at the snapshot's index on install).
+pub const SNAPSHOT_TREES: [&str; 7] = [
     DESIRED,
     DESIRED_BY_DOMAIN,
     ACTUAL,
     ACTUAL_BY_DOMAIN,
     DOMAINS,
+    CELLS,
+    ACTUAL_BY_CELL,
+];
+/// The view trees and the journal: what replay must reproduce byte for byte.
+pub const VIEW_TREES: [&str; 8] = [
+    DESIRED,
+    DESIRED_BY_DOMAIN,
+    ACTUAL,
+    ACTUAL_BY_DOMAIN,
+    DOMAINS,
+    CELLS,
+    ACTUAL_BY_CELL,
     JOURNAL,
 ];
 
@@ -91,6 +108,10 @@ pub fn actual_prefix(process_guid: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + process_guid.len());
     push_str(&mut k, process_guid);
     k
+}
+
+pub fn actual_by_cell_key(cell_id: &str, process_guid: &str, index: u32) -> Vec<u8> {
+    actual_by_domain_key(cell_id, process_guid, index)
 }
 
 pub fn actual_by_domain_key(domain: &str, process_guid: &str, index: u32) -> Vec<u8> {

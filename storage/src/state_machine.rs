@@ -24,14 +24,7 @@ use crate::rules::decide::{self, Decision};
 use crate::{decode, pb, StoreError, TypeConfig, Views};
 
 const SNAPSHOT_FILE: &str = "snapshot.current";
-/// The trees a snapshot carries (the journal restarts at the snapshot's index on install).
-const SNAPSHOT_TREES: [&str; 5] = [
-    ks::DESIRED,
-    ks::DESIRED_BY_DOMAIN,
-    ks::ACTUAL,
-    ks::ACTUAL_BY_DOMAIN,
-    ks::DOMAINS,
-];
+use ks::SNAPSHOT_TREES;
 
 /// Snapshot bytes with the meta they describe.
 type SnapshotBytes = (Vec<u8>, SnapshotMeta<u64, BasicNode>);
@@ -62,6 +55,8 @@ enum Tree {
     Domains = 4,
     Journal = 5,
     Meta = 6,
+    Cells = 7,
+    ActualByCell = 8,
 }
 
 fn sm_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
@@ -99,7 +94,7 @@ impl StateMachine {
         self.dir.join(SNAPSHOT_FILE)
     }
 
-    fn trees(&self) -> [sled::Tree; 7] {
+    fn trees(&self) -> [sled::Tree; 9] {
         [
             self.views.desired.clone(),
             self.views.desired_by_domain.clone(),
@@ -108,6 +103,8 @@ impl StateMachine {
             self.views.domains.clone(),
             self.views.journal.clone(),
             self.meta.clone(),
+            self.views.cells.clone(),
+            self.views.actual_by_cell.clone(),
         ]
     }
 
@@ -396,18 +393,21 @@ fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
         }
         Some(Kind::ActualLrpCreated(pb::ActualLrpCreated {
             actual_lrp: Some(a),
-        }))
-        | Some(Kind::ActualLrpChanged(pb::ActualLrpChanged { after: Some(a), .. })) => {
-            put(
-                Tree::Actual,
-                ks::actual_key(&a.process_guid, a.index),
-                Some(a.encode_to_vec()),
-            );
-            put(
-                Tree::ActualByDomain,
-                ks::actual_by_domain_key(&a.domain, &a.process_guid, a.index),
-                Some(vec![]),
-            );
+        })) => {
+            put_actual(&mut put, a);
+        }
+        Some(Kind::ActualLrpChanged(pb::ActualLrpChanged {
+            before: Some(b),
+            after: Some(a),
+        })) => {
+            if !b.cell_id.is_empty() && (b.cell_id != a.cell_id) {
+                put(
+                    Tree::ActualByCell,
+                    ks::actual_by_cell_key(&b.cell_id, &b.process_guid, b.index),
+                    None,
+                );
+            }
+            put_actual(&mut put, a);
         }
         Some(Kind::ActualLrpRemoved(pb::ActualLrpRemoved {
             actual_lrp: Some(a),
@@ -418,6 +418,23 @@ fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
                 ks::actual_by_domain_key(&a.domain, &a.process_guid, a.index),
                 None,
             );
+            if !a.cell_id.is_empty() {
+                put(
+                    Tree::ActualByCell,
+                    ks::actual_by_cell_key(&a.cell_id, &a.process_guid, a.index),
+                    None,
+                );
+            }
+        }
+        Some(Kind::CellRegistered(pb::CellRegistered { cell: Some(c) })) => {
+            put(
+                Tree::Cells,
+                c.cell_id.as_bytes().to_vec(),
+                Some(c.encode_to_vec()),
+            );
+        }
+        Some(Kind::CellRemoved(pb::CellRemoved { cell: Some(c), .. })) => {
+            put(Tree::Cells, c.cell_id.as_bytes().to_vec(), None);
         }
         Some(Kind::FreshDomainBumped(pb::FreshDomainBumped {
             fresh_domain: Some(d),
@@ -430,6 +447,27 @@ fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
         }
         // An event without its payload changes nothing; decide never makes one.
         _ => {}
+    }
+}
+
+/// The writes of an actual's new state: its row, its domain index, its cell index.
+fn put_actual(put: &mut impl FnMut(Tree, Vec<u8>, Option<Vec<u8>>), a: &pb::ActualLrp) {
+    put(
+        Tree::Actual,
+        ks::actual_key(&a.process_guid, a.index),
+        Some(a.encode_to_vec()),
+    );
+    put(
+        Tree::ActualByDomain,
+        ks::actual_by_domain_key(&a.domain, &a.process_guid, a.index),
+        Some(vec![]),
+    );
+    if !a.cell_id.is_empty() {
+        put(
+            Tree::ActualByCell,
+            ks::actual_by_cell_key(&a.cell_id, &a.process_guid, a.index),
+            Some(vec![]),
+        );
     }
 }
 

@@ -14,6 +14,8 @@ pub struct Views {
     pub(crate) actual_by_domain: sled::Tree,
     pub(crate) domains: sled::Tree,
     pub(crate) journal: sled::Tree,
+    pub(crate) cells: sled::Tree,
+    pub(crate) actual_by_cell: sled::Tree,
 }
 
 /// A lazily read sequence of rows; lists stream from sled ranges, never from a built table.
@@ -28,6 +30,8 @@ impl Views {
             actual_by_domain: db.open_tree(ks::ACTUAL_BY_DOMAIN)?,
             domains: db.open_tree(ks::DOMAINS)?,
             journal: db.open_tree(ks::JOURNAL)?,
+            cells: db.open_tree(ks::CELLS)?,
+            actual_by_cell: db.open_tree(ks::ACTUAL_BY_CELL)?,
         })
     }
 
@@ -139,6 +143,46 @@ impl Views {
         Ok(out)
     }
 
+    pub fn get_cell(&self, cell_id: &str) -> Result<Option<pb::Cell>, StoreError> {
+        self.cells
+            .get(cell_id.as_bytes())?
+            .map(|v| decode("cell", &v))
+            .transpose()
+    }
+
+    /// Every registered cell, in id order.
+    pub fn cells(&self) -> Result<Vec<pb::Cell>, StoreError> {
+        self.cells
+            .iter()
+            .map(|kv| {
+                kv.map_err(StoreError::from)
+                    .and_then(|(_, v)| decode("cell", &v))
+            })
+            .collect()
+    }
+
+    /// The instances placed on a cell, in (process_guid, index) order.
+    pub fn actuals_on_cell(&self, cell_id: &str) -> RowIter<pb::ActualLrp> {
+        let actual = self.actual.clone();
+        let cell = cell_id.to_owned();
+        Box::new(
+            self.actual_by_cell
+                .scan_prefix(ks::domain_prefix(cell_id))
+                .filter_map(move |kv| {
+                    let key = match kv {
+                        Ok((k, _)) => k,
+                        Err(e) => return Some(Err(e.into())),
+                    };
+                    let actual_key = ks::actual_key_of_by_domain_key(&key, &cell)?;
+                    match actual.get(actual_key) {
+                        Ok(Some(v)) => Some(decode("actual lrp", &v)),
+                        Ok(None) => None,
+                        Err(e) => Some(Err(e.into())),
+                    }
+                }),
+        )
+    }
+
     /// Journal records with log index ≥ `from`, in log order.
     pub fn journal_from(&self, from: u64) -> RowIter<pb::JournalRecord> {
         Box::new(self.journal.range(ks::log_key(from)..).map(|kv| {
@@ -157,5 +201,13 @@ impl ViewRead for Views {
 
     fn actuals(&self, process_guid: &str) -> Result<Vec<pb::ActualLrp>, StoreError> {
         self.actual_lrps(None, Some(process_guid)).collect()
+    }
+
+    fn actual(&self, process_guid: &str, index: u32) -> Result<Option<pb::ActualLrp>, StoreError> {
+        self.get_actual(process_guid, index)
+    }
+
+    fn cell(&self, cell_id: &str) -> Result<Option<pb::Cell>, StoreError> {
+        self.get_cell(cell_id)
     }
 }

@@ -55,7 +55,9 @@ impl From<tonic::Status> for ReceptorError {
         let e = NodeError::from(s);
         let (status, name) = match e.kind {
             ErrorKind::InvalidLrp => (StatusCode::BAD_REQUEST, "InvalidLRP"),
-            ErrorKind::InvalidRequest => (StatusCode::BAD_REQUEST, "InvalidRequest"),
+            ErrorKind::InvalidRequest | ErrorKind::InvalidCell => {
+                (StatusCode::BAD_REQUEST, "InvalidRequest")
+            }
             ErrorKind::InvalidDomain => (StatusCode::BAD_REQUEST, "InvalidDomain"),
             ErrorKind::DesiredLrpNotFound => (StatusCode::NOT_FOUND, "DesiredLRPNotFound"),
             ErrorKind::ActualLrpIndexNotFound => (StatusCode::NOT_FOUND, "ActualLRPIndexNotFound"),

@@ -1,9 +1,11 @@
 //! The decide step of apply: a command, read against the current views, becomes the events it
 //! causes or a [`pb::Rejection`]. Deterministic: time and ids come from the entry's stamp.
 
-use super::{freshness, ids::IdGen, validate};
+use std::collections::BTreeMap;
+
+use super::{freshness, ids::IdGen, lifecycle, validate};
 use crate::pb;
-use pb::{event::Kind as Ev, ActualLrpState, RejectionKind};
+use pb::{event::Kind as Ev, ActualLrpState, ConvergenceOpKind, RejectionKind};
 
 /// What decide reads. Implemented by the sled views and by in-memory fakes in tests.
 pub trait ViewRead {
@@ -11,6 +13,74 @@ pub trait ViewRead {
     fn desired(&self, process_guid: &str) -> Result<Option<pb::DesiredLrp>, Self::Error>;
     /// Every actual of the process, in index order.
     fn actuals(&self, process_guid: &str) -> Result<Vec<pb::ActualLrp>, Self::Error>;
+    fn actual(&self, process_guid: &str, index: u32) -> Result<Option<pb::ActualLrp>, Self::Error>;
+    fn cell(&self, cell_id: &str) -> Result<Option<pb::Cell>, Self::Error>;
+}
+
+/// Reads through the changes an entry has already decided, so that a batch (placements,
+/// reports, convergence) sees its own earlier items.
+struct Overlay<'v, V> {
+    view: &'v V,
+    actuals: BTreeMap<(String, u32), Option<pb::ActualLrp>>,
+    desired: BTreeMap<String, Option<pb::DesiredLrp>>,
+    events: Vec<pb::Event>,
+}
+
+impl<'v, V: ViewRead> Overlay<'v, V> {
+    fn new(view: &'v V) -> Self {
+        Self {
+            view,
+            actuals: BTreeMap::new(),
+            desired: BTreeMap::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn actual(&self, guid: &str, index: u32) -> Result<Option<pb::ActualLrp>, V::Error> {
+        match self.actuals.get(&(guid.to_owned(), index)) {
+            Some(a) => Ok(a.clone()),
+            None => self.view.actual(guid, index),
+        }
+    }
+
+    fn desired(&mut self, guid: &str) -> Result<Option<pb::DesiredLrp>, V::Error> {
+        if let Some(d) = self.desired.get(guid) {
+            return Ok(d.clone());
+        }
+        let d = self.view.desired(guid)?;
+        self.desired.insert(guid.to_owned(), d.clone());
+        Ok(d)
+    }
+
+    fn changed(&mut self, before: pb::ActualLrp, after: pb::ActualLrp) {
+        self.actuals.insert(
+            (after.process_guid.clone(), after.index),
+            Some(after.clone()),
+        );
+        self.events
+            .push(ev(Ev::ActualLrpChanged(pb::ActualLrpChanged {
+                before: Some(before),
+                after: Some(after),
+            })));
+    }
+
+    fn created(&mut self, a: pb::ActualLrp) {
+        self.actuals
+            .insert((a.process_guid.clone(), a.index), Some(a.clone()));
+        self.events.push(created(a));
+    }
+
+    fn removed(&mut self, a: pb::ActualLrp) {
+        self.actuals.insert((a.process_guid.clone(), a.index), None);
+        self.events.push(removed(a));
+    }
+}
+
+fn epoch_of(a: &pb::ActualLrp) -> &str {
+    a.modification_tag
+        .as_ref()
+        .map(|t| t.epoch.as_str())
+        .unwrap_or("")
 }
 
 /// The events a command causes, or why it was refused.
@@ -98,6 +168,29 @@ pub fn decide<V: ViewRead>(
                 }
             }
         }
+        Some(Kind::RegisterCell(c)) => match &c.cell {
+            Some(cell)
+                if !cell.cell_id.is_empty()
+                    && cell.cell_id.len() <= super::limits::NAME_BYTES_MAX =>
+            {
+                let mut cell = cell.clone();
+                cell.registered_at = now;
+                Ok(vec![ev(Ev::CellRegistered(pb::CellRegistered {
+                    cell: Some(cell),
+                }))])
+            }
+            _ => Err(reject(RejectionKind::InvalidCell, "Invalid field: cell_id")),
+        },
+        Some(Kind::RemoveCell(c)) => Ok(match view.cell(&c.cell_id)? {
+            None => vec![],
+            Some(cell) => vec![ev(Ev::CellRemoved(pb::CellRemoved {
+                cell: Some(cell),
+                reason: c.reason.clone(),
+            }))],
+        }),
+        Some(Kind::PlaceActualLrps(c)) => Ok(place(view, c, now, &mut ids)?),
+        Some(Kind::ReportActualLrps(c)) => Ok(report(view, c, now)?),
+        Some(Kind::ConvergeLrps(c)) => Ok(converge(view, c, now, &mut ids)?),
         Some(Kind::BumpFreshDomain(c)) => {
             if c.domain.is_empty() || c.domain.len() > super::limits::NAME_BYTES_MAX {
                 Err(reject(
@@ -228,6 +321,127 @@ fn immutable_differences(a: &pb::DesiredLrp, b: &pb::DesiredLrp) -> Vec<&'static
         .collect()
 }
 
+/// Claims each placed instance for its cell, if it is still the UNCLAIMED instance the
+/// scheduler saw and the cell is still registered; records placement failures.
+fn place<V: ViewRead>(
+    view: &V,
+    c: &pb::PlaceActualLrps,
+    now: i64,
+    ids: &mut IdGen,
+) -> Result<Vec<pb::Event>, V::Error> {
+    let mut o = Overlay::new(view);
+    for p in &c.placements {
+        let Some(a) = o.actual(&p.process_guid, p.index)? else {
+            continue;
+        };
+        if epoch_of(&a) != p.epoch || view.cell(&p.cell_id)?.is_none() {
+            continue;
+        }
+        if a.state != ActualLrpState::Unclaimed as i32 {
+            continue;
+        }
+        if let Ok(b) = lifecycle::claim(&a, &p.cell_id, &ids.next_uuid()) {
+            o.changed(a, b);
+        }
+    }
+    for f in &c.failures {
+        let Some(a) = o.actual(&f.process_guid, f.index)? else {
+            continue;
+        };
+        if epoch_of(&a) != f.epoch {
+            continue;
+        }
+        if let Ok(Some(b)) = lifecycle::fail_placement(&a, &f.error, now) {
+            o.changed(a, b);
+        }
+    }
+    Ok(o.events)
+}
+
+/// A cell's reports: started instances become RUNNING, crashed ones follow the crash rules.
+/// A report about an instance that has moved on (retired, re-created, re-placed) is skipped.
+fn report<V: ViewRead>(
+    view: &V,
+    c: &pb::ReportActualLrps,
+    now: i64,
+) -> Result<Vec<pb::Event>, V::Error> {
+    let mut o = Overlay::new(view);
+    for s in &c.started {
+        let Some(key) = &s.key else { continue };
+        let Some(a) = o.actual(&key.process_guid, key.index)? else {
+            continue;
+        };
+        // Only the instance the cell was given: a stale report must not revive a re-placed one.
+        if a.instance_guid != key.instance_guid || a.cell_id != key.cell_id {
+            continue;
+        }
+        if let Ok(Some(b)) = lifecycle::start(&a, key, &s.address, &s.ports, now) {
+            o.changed(a, b);
+        }
+    }
+    for cr in &c.crashed {
+        let Some(key) = &cr.key else { continue };
+        let Some(a) = o.actual(&key.process_guid, key.index)? else {
+            continue;
+        };
+        let Ok(b) = lifecycle::crash(&a, key, &cr.reason, now) else {
+            continue;
+        };
+        match o.desired(&key.process_guid)? {
+            Some(d) if i64::from(a.index) < i64::from(d.instances) => o.changed(a, b),
+            // No longer desired at this index: the crashed instance is simply gone.
+            _ => o.removed(a),
+        }
+    }
+    Ok(o.events)
+}
+
+/// Convergence operations, each re-checked against the current state.
+fn converge<V: ViewRead>(
+    view: &V,
+    c: &pb::ConvergeLrps,
+    now: i64,
+    ids: &mut IdGen,
+) -> Result<Vec<pb::Event>, V::Error> {
+    let mut o = Overlay::new(view);
+    for op in &c.ops {
+        let current = o.actual(&op.process_guid, op.index)?;
+        let kind = ConvergenceOpKind::try_from(op.kind).unwrap_or(ConvergenceOpKind::Unspecified);
+        match (kind, current) {
+            (ConvergenceOpKind::CreateMissing, None) => {
+                if let Some(d) = o.desired(&op.process_guid)? {
+                    if i64::from(op.index) < i64::from(d.instances) {
+                        o.created(unclaimed(&d, op.index, now, ids));
+                    }
+                }
+            }
+            (ConvergenceOpKind::ReplaceLost, Some(a)) if epoch_of(&a) == op.epoch => {
+                let on_cell = matches!(
+                    ActualLrpState::try_from(a.state),
+                    Ok(ActualLrpState::Claimed | ActualLrpState::Running)
+                );
+                if !on_cell || view.cell(&a.cell_id)?.is_some() {
+                    continue;
+                }
+                o.removed(a);
+                if let Some(d) = o.desired(&op.process_guid)? {
+                    if i64::from(op.index) < i64::from(d.instances) {
+                        o.created(unclaimed(&d, op.index, now, ids));
+                    }
+                }
+            }
+            (ConvergenceOpKind::Retire, Some(a)) if epoch_of(&a) == op.epoch => o.removed(a),
+            (ConvergenceOpKind::RestartCrashed, Some(a)) if epoch_of(&a) == op.epoch => {
+                if let Ok(b) = lifecycle::unclaim_crashed(&a, now) {
+                    o.changed(a, b);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(o.events)
+}
+
 /// A new UNCLAIMED instance at `index`: no instance key, no net info, a fresh epoch.
 pub fn unclaimed(d: &pb::DesiredLrp, index: u32, now: i64, ids: &mut IdGen) -> pb::ActualLrp {
     pb::ActualLrp {
@@ -268,6 +482,7 @@ mod tests {
     struct Mem {
         desired: RefCell<BTreeMap<String, pb::DesiredLrp>>,
         actual: RefCell<BTreeMap<(String, u32), pb::ActualLrp>>,
+        cells: RefCell<BTreeMap<String, pb::Cell>>,
     }
 
     impl ViewRead for Mem {
@@ -283,6 +498,12 @@ mod tests {
                 .filter(|a| a.process_guid == g)
                 .cloned()
                 .collect())
+        }
+        fn actual(&self, g: &str, i: u32) -> Result<Option<pb::ActualLrp>, Infallible> {
+            Ok(self.actual.borrow().get(&(g.to_string(), i)).cloned())
+        }
+        fn cell(&self, id: &str) -> Result<Option<pb::Cell>, Infallible> {
+            Ok(self.cells.borrow().get(id).cloned())
         }
     }
 
@@ -321,6 +542,21 @@ mod tests {
                             self.actual
                                 .borrow_mut()
                                 .remove(&(a.process_guid.clone(), a.index));
+                        }
+                        Some(Ev::ActualLrpChanged(c)) => {
+                            let a = c.after.unwrap_or_default();
+                            self.actual
+                                .borrow_mut()
+                                .insert((a.process_guid.clone(), a.index), a);
+                        }
+                        Some(Ev::CellRegistered(c)) => {
+                            let cell = c.cell.unwrap_or_default();
+                            self.cells.borrow_mut().insert(cell.cell_id.clone(), cell);
+                        }
+                        Some(Ev::CellRemoved(c)) => {
+                            self.cells
+                                .borrow_mut()
+                                .remove(&c.cell.unwrap_or_default().cell_id);
                         }
                         _ => {}
                     }
@@ -496,5 +732,164 @@ mod tests {
             RejectionKind::InvalidRequest as i32
         );
         assert_eq!(m.indices(), vec![0]);
+    }
+
+    fn at(m: &Mem, i: u32) -> pb::ActualLrp {
+        m.actual
+            .borrow()
+            .get(&("pg".to_string(), i))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn register(m: &Mem, id: &str) {
+        let cell = pb::Cell {
+            cell_id: id.into(),
+            ..Default::default()
+        };
+        assert!(m
+            .run(
+                100,
+                pb::command::Kind::RegisterCell(pb::RegisterCell { cell: Some(cell) })
+            )
+            .is_ok());
+    }
+
+    fn placement(m: &Mem, i: u32, cell: &str) -> pb::Placement {
+        pb::Placement {
+            process_guid: "pg".into(),
+            index: i,
+            epoch: at(m, i)
+                .modification_tag
+                .map(|t| t.epoch)
+                .unwrap_or_default(),
+            cell_id: cell.into(),
+        }
+    }
+
+    fn key_of(a: &pb::ActualLrp) -> pb::ActualLrpKey {
+        pb::ActualLrpKey {
+            process_guid: a.process_guid.clone(),
+            index: a.index,
+            instance_guid: a.instance_guid.clone(),
+            cell_id: a.cell_id.clone(),
+        }
+    }
+
+    #[test]
+    fn placement_claims_only_the_instance_seen_on_a_registered_cell() {
+        let m = Mem::default();
+        let _ = m.run(1, desire_cmd(lrp(2)));
+        register(&m, "c1");
+        let stale = pb::Placement {
+            epoch: "not-the-epoch".into(),
+            ..placement(&m, 1, "c1")
+        };
+        let place = pb::PlaceActualLrps {
+            placements: vec![placement(&m, 0, "c1"), stale, placement(&m, 1, "nope")],
+            failures: vec![],
+        };
+        assert!(m.run(2, pb::command::Kind::PlaceActualLrps(place)).is_ok());
+        let a0 = at(&m, 0);
+        assert_eq!(
+            (a0.state, a0.cell_id.as_str()),
+            (ActualLrpState::Claimed as i32, "c1")
+        );
+        assert!(!a0.instance_guid.is_empty());
+        assert_eq!(at(&m, 1).state, ActualLrpState::Unclaimed as i32);
+    }
+
+    #[test]
+    fn reports_start_and_crash_through_the_lifecycle() {
+        let m = Mem::default();
+        let _ = m.run(1, desire_cmd(lrp(1)));
+        register(&m, "c1");
+        let place = pb::PlaceActualLrps {
+            placements: vec![placement(&m, 0, "c1")],
+            failures: vec![],
+        };
+        let _ = m.run(2, pb::command::Kind::PlaceActualLrps(place));
+        let claimed = at(&m, 0);
+        let started = pb::ReportActualLrps {
+            started: vec![pb::StartedActualLrp {
+                key: Some(key_of(&claimed)),
+                address: "127.0.0.1".into(),
+                ports: vec![pb::PortMapping {
+                    container_port: 8080,
+                    host_port: 61000,
+                }],
+            }],
+            crashed: vec![],
+        };
+        let _ = m.run(3, pb::command::Kind::ReportActualLrps(started.clone()));
+        let running = at(&m, 0);
+        assert_eq!(
+            (running.state, running.since),
+            (ActualLrpState::Running as i32, 3000)
+        );
+        let crashed = pb::ReportActualLrps {
+            started: vec![],
+            crashed: vec![pb::CrashedActualLrp {
+                key: Some(key_of(&running)),
+                reason: "exit status 1".into(),
+            }],
+        };
+        let _ = m.run(4, pb::command::Kind::ReportActualLrps(crashed));
+        let restarted = at(&m, 0);
+        assert_eq!(
+            (restarted.state, restarted.crash_count),
+            (ActualLrpState::Unclaimed as i32, 1)
+        );
+        // A late "started" for the old instance does not revive it.
+        let _ = m.run(5, pb::command::Kind::ReportActualLrps(started));
+        assert_eq!(at(&m, 0).state, ActualLrpState::Unclaimed as i32);
+    }
+
+    #[test]
+    fn convergence_ops_are_rechecked() {
+        let m = Mem::default();
+        let _ = m.run(1, desire_cmd(lrp(2)));
+        register(&m, "c1");
+        let place = pb::PlaceActualLrps {
+            placements: vec![placement(&m, 0, "c1")],
+            failures: vec![],
+        };
+        let _ = m.run(2, pb::command::Kind::PlaceActualLrps(place));
+        let a0 = at(&m, 0);
+        let epoch = a0
+            .modification_tag
+            .clone()
+            .map(|t| t.epoch)
+            .unwrap_or_default();
+        let lost = |e: &str| pb::ConvergenceOp {
+            kind: ConvergenceOpKind::ReplaceLost as i32,
+            process_guid: "pg".into(),
+            index: 0,
+            epoch: e.into(),
+        };
+        // The cell is still registered: not lost, nothing happens.
+        let _ = m.run(
+            3,
+            pb::command::Kind::ConvergeLrps(pb::ConvergeLrps {
+                ops: vec![lost(&epoch)],
+            }),
+        );
+        assert_eq!(at(&m, 0), a0);
+        let _ = m.run(
+            4,
+            pb::command::Kind::RemoveCell(pb::RemoveCell {
+                cell_id: "c1".into(),
+                reason: "ttl".into(),
+            }),
+        );
+        let _ = m.run(
+            5,
+            pb::command::Kind::ConvergeLrps(pb::ConvergeLrps {
+                ops: vec![lost(&epoch)],
+            }),
+        );
+        let replaced = at(&m, 0);
+        assert_eq!(replaced.state, ActualLrpState::Unclaimed as i32);
+        assert_ne!(replaced.modification_tag.map(|t| t.epoch), Some(epoch));
     }
 }
