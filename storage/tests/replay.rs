@@ -111,7 +111,7 @@ fn concretize(sm: &StateMachine, kind: pb::command::Kind, seed: u64) -> pb::comm
                 actuals.iter().filter(|a| !a.cell_id.is_empty()).collect();
             let (crash, start): (Vec<&pb::ActualLrp>, Vec<&pb::ActualLrp>) = placed
                 .into_iter()
-                .partition(|a| (seed + u64::from(a.index)) % 3 == 0);
+                .partition(|a| (seed + u64::from(a.index)).is_multiple_of(3));
             Kind::ReportActualLrps(pb::ReportActualLrps {
                 started: start
                     .into_iter()
