@@ -5,19 +5,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY of intent: build scripts are single-threaded; this only tells prost-build where protoc is.
     std::env::set_var("PROTOC", protoc);
     // BTreeMap for every map field: encoding must be byte-identical on every replica.
-    tonic_prost_build::configure()
-        .btree_map(".")
-        .compile_protos(
-            &[
-                "proto/capstan/v1/records.proto",
-                "proto/capstan/v1/log.proto",
-                "proto/capstan/v1/control_plane.proto",
-                "proto/capstan/v1/raft.proto",
-                "proto/capstan/v1/admin.proto",
-                "proto/capstan/v1/cell.proto",
-            ],
-            &["proto"],
-        )?;
+    tonic_prost_build::configure().btree_map(".").compile_protos(
+        &[
+            "proto/capstan/v1/records.proto",
+            "proto/capstan/v1/log.proto",
+            "proto/capstan/v1/control_plane.proto",
+            "proto/capstan/v1/raft.proto",
+            "proto/capstan/v1/admin.proto",
+            "proto/capstan/v1/cell.proto",
+        ],
+        &["proto"],
+    )?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

@@ -17,19 +17,17 @@ pub enum BodyError {
 
 /// Reads the whole body, refusing more than [`REQUEST_BODY_BYTES_MAX`] bytes.
 pub async fn read(body: Body) -> Result<bytes::Bytes, BodyError> {
-    axum::body::to_bytes(body, REQUEST_BODY_BYTES_MAX)
-        .await
-        .map_err(|e| {
-            let text = e.to_string();
-            // axum reports the limit as a length-limit error in the source chain.
-            if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit"))
-                || text.contains("length limit")
-            {
-                BodyError::TooLarge
-            } else {
-                BodyError::Read(text)
-            }
-        })
+    axum::body::to_bytes(body, REQUEST_BODY_BYTES_MAX).await.map_err(|e| {
+        let text = e.to_string();
+        // axum reports the limit as a length-limit error in the source chain.
+        if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit"))
+            || text.contains("length limit")
+        {
+            BodyError::TooLarge
+        } else {
+            BodyError::Read(text)
+        }
+    })
 }
 
 /// Reads and decodes a JSON body.

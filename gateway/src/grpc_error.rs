@@ -32,11 +32,7 @@ impl From<tonic::Status> for NodeError {
         NodeError {
             kind,
             message: format!("{}: {}", s.code(), s.message()),
-            retry_after_ms: if kind == pb::ErrorKind::Unavailable {
-                1000
-            } else {
-                0
-            },
+            retry_after_ms: if kind == pb::ErrorKind::Unavailable { 1000 } else { 0 },
         }
     }
 }

@@ -27,12 +27,9 @@ where
             Err(std::io::Error::other(status.message().to_owned()))
         }
     });
-    let body =
-        futures::stream::once(async { Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"[")) })
-            .chain(items)
-            .chain(futures::stream::once(async {
-                Ok(bytes::Bytes::from_static(b"]"))
-            }));
+    let body = futures::stream::once(async { Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"[")) })
+        .chain(items)
+        .chain(futures::stream::once(async { Ok(bytes::Bytes::from_static(b"]")) }));
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],

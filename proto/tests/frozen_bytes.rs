@@ -37,11 +37,7 @@ fn desired() -> pb::DesiredLrp {
         cpu_weight: 10,
         privileged: false,
         ports: vec![8080],
-        routes: [
-            ("a".to_string(), "1".to_string()),
-            ("b".to_string(), "[2]".to_string()),
-        ]
-        .into(),
+        routes: [("a".to_string(), "1".to_string()), ("b".to_string(), "[2]".to_string())].into(),
         log_guid: "lg".into(),
         log_source: String::new(),
         metrics_guid: String::new(),
@@ -196,11 +192,7 @@ fn persisted_encodings_are_frozen() {
     assert_eq!(got.len(), FROZEN.len(), "every sample has frozen bytes");
     for ((name, bytes), (frozen_name, frozen_hex)) in got.iter().zip(FROZEN) {
         assert_eq!(name, frozen_name);
-        assert_eq!(
-            &hex::encode(bytes),
-            frozen_hex,
-            "encoding of {name} changed"
-        );
+        assert_eq!(&hex::encode(bytes), frozen_hex, "encoding of {name} changed");
         // ...and the frozen bytes still decode to the same sample.
         let frozen = hex::decode(frozen_hex).expect("hex");
         assert_eq!(&frozen, bytes, "{name}");
@@ -214,12 +206,8 @@ fn frozen_bytes_decode() {
         let ok = match *name {
             n if n.starts_with("log entry") => pb::LogEntry::decode(bytes.as_slice()).is_ok(),
             "vote" => pb::Vote::decode(bytes.as_slice()).is_ok(),
-            "desired lrp row" => {
-                pb::DesiredLrp::decode(bytes.as_slice()).is_ok_and(|d| d == desired())
-            }
-            "actual lrp row" => {
-                pb::ActualLrp::decode(bytes.as_slice()).is_ok_and(|a| a == actual())
-            }
+            "desired lrp row" => pb::DesiredLrp::decode(bytes.as_slice()).is_ok_and(|d| d == desired()),
+            "actual lrp row" => pb::ActualLrp::decode(bytes.as_slice()).is_ok_and(|a| a == actual()),
             "journal record" => pb::JournalRecord::decode(bytes.as_slice()).is_ok(),
             "outcome" => pb::Outcome::decode(bytes.as_slice()).is_ok(),
             "snapshot header" => pb::SnapshotHeader::decode(bytes.as_slice()).is_ok(),

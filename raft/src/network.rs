@@ -11,8 +11,8 @@ use capstan_storage::codec;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
 };
 use openraft::BasicNode;
 use tonic::transport::{Channel, Endpoint};
@@ -36,14 +36,12 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
-        let client = Endpoint::from_shared(format!("http://{}", node.addr))
-            .ok()
-            .map(|e| {
-                let channel = e.connect_timeout(CONNECT_TIMEOUT).connect_lazy();
-                RaftPeerClient::new(channel)
-                    .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
-                    .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
-            });
+        let client = Endpoint::from_shared(format!("http://{}", node.addr)).ok().map(|e| {
+            let channel = e.connect_timeout(CONNECT_TIMEOUT).connect_lazy();
+            RaftPeerClient::new(channel)
+                .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
+        });
         if client.is_none() {
             tracing::error!(target, addr = %node.addr, "peer address is not a valid endpoint");
         }
@@ -55,10 +53,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 #[error("{0}")]
 struct PeerError(String);
 
-fn status_to_rpc<E: std::error::Error>(
-    target: u64,
-    s: tonic::Status,
-) -> RPCError<u64, BasicNode, RaftError<u64, E>> {
+fn status_to_rpc<E: std::error::Error>(target: u64, s: tonic::Status) -> RPCError<u64, BasicNode, RaftError<u64, E>> {
     let err = PeerError(format!("peer {target}: {}: {}", s.code(), s.message()));
     match s.code() {
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
@@ -70,12 +65,9 @@ fn status_to_rpc<E: std::error::Error>(
 
 impl PeerClient {
     fn client(&self) -> Result<RaftPeerClient<Channel>, Unreachable> {
-        self.client.clone().ok_or_else(|| {
-            Unreachable::new(&PeerError(format!(
-                "peer {} has no valid address",
-                self.target
-            )))
-        })
+        self.client
+            .clone()
+            .ok_or_else(|| Unreachable::new(&PeerError(format!("peer {} has no valid address", self.target))))
     }
 }
 
@@ -106,9 +98,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         use pb::append_entries_response::Result as R;
         Ok(match resp.result {
             Some(R::Success(_)) => AppendEntriesResponse::Success,
-            Some(R::PartialSuccess(l)) => {
-                AppendEntriesResponse::PartialSuccess(Some(codec::log_id_from_pb(&l)))
-            }
+            Some(R::PartialSuccess(l)) => AppendEntriesResponse::PartialSuccess(Some(codec::log_id_from_pb(&l))),
             Some(R::PartialSuccessNone(_)) => AppendEntriesResponse::PartialSuccess(None),
             Some(R::Conflict(_)) => AppendEntriesResponse::Conflict,
             Some(R::HigherVote(v)) => AppendEntriesResponse::HigherVote(codec::vote_from_pb(&v)),
@@ -124,10 +114,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<u64>,
-        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
-    > {
+    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>> {
         let msg = pb::InstallSnapshotRequest {
             vote: Some(codec::vote_to_pb(&rpc.vote)),
             meta: Some(pb::SnapshotMeta {

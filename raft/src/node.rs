@@ -144,9 +144,7 @@ impl RaftNode {
     /// "unavailable" instead of waiting out `QUORUM_WAIT`.
     fn check_quorum_contact(&self) -> Result<(), WriteError> {
         let m = self.raft.metrics().borrow().clone();
-        if m.state != openraft::ServerState::Leader
-            || m.membership_config.membership().voter_ids().count() < 2
-        {
+        if m.state != openraft::ServerState::Leader || m.membership_config.membership().voter_ids().count() < 2 {
             return Ok(());
         }
         match m.millis_since_quorum_ack {

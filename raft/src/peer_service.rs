@@ -3,9 +3,7 @@
 use capstan_proto::pb;
 use capstan_proto::pb::raft_peer_server::RaftPeer;
 use capstan_storage::codec;
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
-};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest};
 use openraft::SnapshotMeta;
 use tonic::{Request, Response, Status};
 
@@ -48,22 +46,15 @@ impl RaftPeer for PeerService {
         use pb::append_entries_response::Result as R;
         let result = match resp {
             AppendEntriesResponse::Success => R::Success(true),
-            AppendEntriesResponse::PartialSuccess(Some(l)) => {
-                R::PartialSuccess(codec::log_id_to_pb(&l))
-            }
+            AppendEntriesResponse::PartialSuccess(Some(l)) => R::PartialSuccess(codec::log_id_to_pb(&l)),
             AppendEntriesResponse::PartialSuccess(None) => R::PartialSuccessNone(true),
             AppendEntriesResponse::Conflict => R::Conflict(true),
             AppendEntriesResponse::HigherVote(v) => R::HigherVote(codec::vote_to_pb(&v)),
         };
-        Ok(Response::new(pb::AppendEntriesResponse {
-            result: Some(result),
-        }))
+        Ok(Response::new(pb::AppendEntriesResponse { result: Some(result) }))
     }
 
-    async fn vote(
-        &self,
-        req: Request<pb::VoteRequest>,
-    ) -> Result<Response<pb::VoteResponse>, Status> {
+    async fn vote(&self, req: Request<pb::VoteRequest>) -> Result<Response<pb::VoteResponse>, Status> {
         let req = req.into_inner();
         let rpc = VoteRequest {
             vote: codec::vote_from_pb(&req.vote.unwrap_or_default()),

@@ -58,12 +58,9 @@ impl AdminService {
         if m.state == ServerState::Leader {
             return Ok(None);
         }
-        let addr = m.current_leader.and_then(|l| {
-            m.membership_config
-                .membership()
-                .get_node(&l)
-                .map(|n| n.addr.clone())
-        });
+        let addr = m
+            .current_leader
+            .and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()));
         match addr {
             Some(a) => Ok(Some(a)),
             None => Err(errors::status(
@@ -137,10 +134,7 @@ fn membership_error(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> Stat
 
 #[tonic::async_trait]
 impl Admin for AdminService {
-    async fn node_status(
-        &self,
-        _req: Request<pb::NodeStatusRequest>,
-    ) -> Result<Response<pb::NodeStatus>, Status> {
+    async fn node_status(&self, _req: Request<pb::NodeStatusRequest>) -> Result<Response<pb::NodeStatus>, Status> {
         Ok(Response::new(self.local_status()))
     }
 
@@ -166,10 +160,7 @@ impl Admin for AdminService {
         Ok(Response::new(self.cluster_status_here().await))
     }
 
-    async fn add_member(
-        &self,
-        req: Request<pb::AddMemberRequest>,
-    ) -> Result<Response<pb::ClusterStatus>, Status> {
+    async fn add_member(&self, req: Request<pb::AddMemberRequest>) -> Result<Response<pb::ClusterStatus>, Status> {
         let fwd = peers::is_forwarded(&req);
         let req = req.into_inner();
         if req.node_id == 0 || req.addr.is_empty() {
@@ -181,17 +172,9 @@ impl Admin for AdminService {
         }
         if let Some(leader) = self.leader_elsewhere()? {
             if fwd {
-                return Err(errors::status(
-                    ErrorKind::Unavailable,
-                    "leadership moved; retry",
-                    500,
-                ));
+                return Err(errors::status(ErrorKind::Unavailable, "leadership moved; retry", 500));
             }
-            return self
-                .peers
-                .admin(&leader)?
-                .add_member(peers::forwarded(req))
-                .await;
+            return self.peers.admin(&leader)?.add_member(peers::forwarded(req)).await;
         }
         let raft = self.node.raft.clone();
         let work = async move {
@@ -200,25 +183,16 @@ impl Admin for AdminService {
                 .map_err(membership_error)?;
             tracing::info!(node = req.node_id, addr = %req.addr, "learner caught up");
             if req.promote {
-                raft.change_membership(
-                    ChangeMembers::AddVoterIds(BTreeSet::from([req.node_id])),
-                    false,
-                )
-                .await
-                .map_err(membership_error)?;
+                raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.node_id])), false)
+                    .await
+                    .map_err(membership_error)?;
                 tracing::info!(node = req.node_id, "promoted to voter");
             }
             Ok::<(), Status>(())
         };
         tokio::time::timeout(ADD_MEMBER_TIMEOUT, work)
             .await
-            .map_err(|_| {
-                errors::status(
-                    ErrorKind::Unavailable,
-                    "the new member did not catch up in time",
-                    1000,
-                )
-            })??;
+            .map_err(|_| errors::status(ErrorKind::Unavailable, "the new member did not catch up in time", 1000))??;
         Ok(Response::new(self.cluster_status_here().await))
     }
 
@@ -230,17 +204,9 @@ impl Admin for AdminService {
         let req = req.into_inner();
         if let Some(leader) = self.leader_elsewhere()? {
             if fwd {
-                return Err(errors::status(
-                    ErrorKind::Unavailable,
-                    "leadership moved; retry",
-                    500,
-                ));
+                return Err(errors::status(ErrorKind::Unavailable, "leadership moved; retry", 500));
             }
-            return self
-                .peers
-                .admin(&leader)?
-                .remove_member(peers::forwarded(req))
-                .await;
+            return self.peers.admin(&leader)?.remove_member(peers::forwarded(req)).await;
         }
         let m = self.node.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership().clone();

@@ -7,12 +7,7 @@ use clap::Subcommand;
 #[derive(clap::Args)]
 pub struct ClusterArgs {
     /// Nodes' gRPC addresses, comma-separated; the first that answers is used.
-    #[arg(
-        long,
-        env = "CAPSTAN_CLUSTER",
-        default_value = "127.0.0.1:7070",
-        global = true
-    )]
+    #[arg(long, env = "CAPSTAN_CLUSTER", default_value = "127.0.0.1:7070", global = true)]
     cluster: String,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
@@ -61,11 +56,7 @@ async fn connect(cluster: &str) -> anyhow::Result<AdminClient<tonic::transport::
 
 fn print(status: &pb::ClusterStatus, json: bool) {
     if json {
-        let members: Vec<serde_like::Member> = status
-            .members
-            .iter()
-            .map(serde_like::Member::from)
-            .collect();
+        let members: Vec<serde_like::Member> = status.members.iter().map(serde_like::Member::from).collect();
         println!(
             "{{\"leader_id\":{},\"term\":{},\"leader_last_log_index\":{},\"members\":[{}]}}",
             status.leader_id,
@@ -169,11 +160,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 })
                 .await
         }
-        ClusterCommand::Remove { id } => {
-            client
-                .remove_member(pb::RemoveMemberRequest { node_id: id })
-                .await
-        }
+        ClusterCommand::Remove { id } => client.remove_member(pb::RemoveMemberRequest { node_id: id }).await,
     }
     .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))
     .context("admin call failed")?

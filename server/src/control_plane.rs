@@ -44,11 +44,7 @@ impl ControlPlaneService {
         }
     }
 
-    async fn propose(
-        &self,
-        kind: pb::command::Kind,
-        forwarded: bool,
-    ) -> Result<Route<Vec<pb::Event>>, Status> {
+    async fn propose(&self, kind: pb::command::Kind, forwarded: bool) -> Result<Route<Vec<pb::Event>>, Status> {
         let outcome = match self.node.write(pb::Command { kind: Some(kind) }).await {
             Ok(o) => o,
             Err(e) => return Self::route_error(e, forwarded).map(Route::Leader),
@@ -119,10 +115,7 @@ fn require(name: &str, value: &str) -> Result<(), Status> {
 type RowStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// Streams rows read from sled on a blocking thread; stops when the caller goes away.
-fn stream_rows<T: Send + 'static>(
-    rows: RowIter<T>,
-    keep: impl Fn(&T) -> bool + Send + 'static,
-) -> RowStream<T> {
+fn stream_rows<T: Send + 'static>(rows: RowIter<T>, keep: impl Fn(&T) -> bool + Send + 'static) -> RowStream<T> {
     let (tx, rx) = tokio::sync::mpsc::channel(LIST_STREAM_BUFFER_ROWS);
     tokio::task::spawn_blocking(move || {
         for row in rows {
@@ -149,23 +142,14 @@ fn now_ns() -> i64 {
 
 #[tonic::async_trait]
 impl ControlPlane for ControlPlaneService {
-    async fn desire_lrp(
-        &self,
-        req: Request<pb::DesireLrp>,
-    ) -> Result<Response<pb::DesireLrpResponse>, Status> {
+    async fn desire_lrp(&self, req: Request<pb::DesireLrp>) -> Result<Response<pb::DesireLrpResponse>, Status> {
         let fwd = peers::is_forwarded(&req);
         let req = req.into_inner();
         let Some(desired) = &req.desired_lrp else {
-            return Err(errors::status(
-                ErrorKind::InvalidLrp,
-                "invalid action type",
-                0,
-            ));
+            return Err(errors::status(ErrorKind::InvalidLrp, "invalid action type", 0));
         };
         validate::desired_lrp(desired).map_err(|m| errors::status(ErrorKind::InvalidLrp, m, 0))?;
-        let route = self
-            .propose(pb::command::Kind::DesireLrp(req.clone()), fwd)
-            .await?;
+        let route = self.propose(pb::command::Kind::DesireLrp(req.clone()), fwd).await?;
         let events = here_or_forward!(self, route, desire_lrp, req);
         let created = events
             .iter()
@@ -173,10 +157,7 @@ impl ControlPlane for ControlPlaneService {
         Ok(Response::new(pb::DesireLrpResponse { created }))
     }
 
-    async fn update_desired_lrp(
-        &self,
-        req: Request<pb::UpdateDesiredLrp>,
-    ) -> Result<Response<pb::Empty>, Status> {
+    async fn update_desired_lrp(&self, req: Request<pb::UpdateDesiredLrp>) -> Result<Response<pb::Empty>, Status> {
         let fwd = peers::is_forwarded(&req);
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
@@ -188,10 +169,7 @@ impl ControlPlane for ControlPlaneService {
         Ok(Response::new(pb::Empty {}))
     }
 
-    async fn remove_desired_lrp(
-        &self,
-        req: Request<pb::RemoveDesiredLrp>,
-    ) -> Result<Response<pb::Empty>, Status> {
+    async fn remove_desired_lrp(&self, req: Request<pb::RemoveDesiredLrp>) -> Result<Response<pb::Empty>, Status> {
         let fwd = peers::is_forwarded(&req);
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
@@ -202,10 +180,7 @@ impl ControlPlane for ControlPlaneService {
         Ok(Response::new(pb::Empty {}))
     }
 
-    async fn retire_actual_lrp(
-        &self,
-        req: Request<pb::RetireActualLrp>,
-    ) -> Result<Response<pb::Empty>, Status> {
+    async fn retire_actual_lrp(&self, req: Request<pb::RetireActualLrp>) -> Result<Response<pb::Empty>, Status> {
         let fwd = peers::is_forwarded(&req);
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
@@ -216,19 +191,12 @@ impl ControlPlane for ControlPlaneService {
         Ok(Response::new(pb::Empty {}))
     }
 
-    async fn bump_fresh_domain(
-        &self,
-        req: Request<pb::BumpFreshDomain>,
-    ) -> Result<Response<pb::Empty>, Status> {
+    async fn bump_fresh_domain(&self, req: Request<pb::BumpFreshDomain>) -> Result<Response<pb::Empty>, Status> {
         let fwd = peers::is_forwarded(&req);
         let req = req.into_inner();
         require("domain", &req.domain)?;
         if req.domain.len() > limits::NAME_BYTES_MAX {
-            return Err(errors::status(
-                ErrorKind::InvalidDomain,
-                "Invalid field: domain",
-                0,
-            ));
+            return Err(errors::status(ErrorKind::InvalidDomain, "Invalid field: domain", 0));
         }
         let route = self
             .propose(pb::command::Kind::BumpFreshDomain(req.clone()), fwd)
@@ -253,9 +221,9 @@ impl ControlPlane for ControlPlaneService {
             .map_err(errors::storage)?
         {
             Some(d) => Ok(Response::new(d)),
-            None => Err(errors::rejection(
-                &capstan_storage::rules::decide::not_found(&req.process_guid),
-            )),
+            None => Err(errors::rejection(&capstan_storage::rules::decide::not_found(
+                &req.process_guid,
+            ))),
         }
     }
 
@@ -274,10 +242,7 @@ impl ControlPlane for ControlPlaneService {
         Ok(Response::new(stream_rows(rows, |_| true)))
     }
 
-    async fn get_actual_lrp(
-        &self,
-        req: Request<pb::GetActualLrpRequest>,
-    ) -> Result<Response<pb::ActualLrp>, Status> {
+    async fn get_actual_lrp(&self, req: Request<pb::GetActualLrpRequest>) -> Result<Response<pb::ActualLrp>, Status> {
         let fwd = peers::is_forwarded(&req);
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
@@ -290,9 +255,10 @@ impl ControlPlane for ControlPlaneService {
             .map_err(errors::storage)?
         {
             Some(a) => Ok(Response::new(a)),
-            None => Err(errors::rejection(
-                &capstan_storage::rules::decide::index_not_found(&req.process_guid, req.index),
-            )),
+            None => Err(errors::rejection(&capstan_storage::rules::decide::index_not_found(
+                &req.process_guid,
+                req.index,
+            ))),
         }
     }
 
@@ -324,18 +290,11 @@ impl ControlPlane for ControlPlaneService {
         let req = req.into_inner();
         let route = self.read_barrier(req.consistency, fwd).await?;
         here_or_forward!(self, route, list_fresh_domains, req);
-        let domains = self
-            .node
-            .views()
-            .fresh_domains(now_ns())
-            .map_err(errors::storage)?;
+        let domains = self.node.views().fresh_domains(now_ns()).map_err(errors::storage)?;
         Ok(Response::new(pb::ListFreshDomainsResponse { domains }))
     }
 
-    async fn list_cells(
-        &self,
-        req: Request<pb::ListCellsRequest>,
-    ) -> Result<Response<pb::ListCellsResponse>, Status> {
+    async fn list_cells(&self, req: Request<pb::ListCellsRequest>) -> Result<Response<pb::ListCellsResponse>, Status> {
         let fwd = peers::is_forwarded(&req);
         let req = req.into_inner();
         let route = self.read_barrier(req.consistency, fwd).await?;

@@ -8,10 +8,9 @@ use tonic::{Code, Status};
 pub fn status(kind: ErrorKind, message: impl Into<String>, retry_after_ms: u32) -> Status {
     let message = message.into();
     let code = match kind {
-        ErrorKind::InvalidLrp
-        | ErrorKind::InvalidRequest
-        | ErrorKind::InvalidDomain
-        | ErrorKind::InvalidCell => Code::InvalidArgument,
+        ErrorKind::InvalidLrp | ErrorKind::InvalidRequest | ErrorKind::InvalidDomain | ErrorKind::InvalidCell => {
+            Code::InvalidArgument
+        }
         ErrorKind::DesiredLrpNotFound | ErrorKind::ActualLrpIndexNotFound => Code::NotFound,
         ErrorKind::DesiredLrpAlreadyExists => Code::AlreadyExists,
         ErrorKind::Unavailable => Code::Unavailable,
@@ -43,10 +42,7 @@ pub fn rejection(r: &pb::Rejection) -> Status {
 pub fn write_error(e: &WriteError) -> Status {
     let retry = u32::try_from(capstan_raft::node::RETRY_AFTER.as_millis()).unwrap_or(500);
     match e {
-        WriteError::NotLeader {
-            leader_id,
-            leader_addr,
-        } => {
+        WriteError::NotLeader { leader_id, leader_addr } => {
             let message = match leader_id {
                 Some(id) => format!("this node is not the leader; the leader is node {id}"),
                 None => "no leader is elected; retry shortly".to_owned(),

@@ -2,11 +2,16 @@
 //! (REST only, in front of a cluster) and `cluster` (the membership CLI).
 
 mod admin;
+mod cell;
+mod cell_service;
 mod cli;
 mod control_plane;
+mod converger;
 mod errors;
+mod hub;
 mod node_process;
 mod peers;
+mod scheduler;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,6 +41,8 @@ enum Command {
     Gateway(GatewayArgs),
     /// Cluster administration: status, add and remove members.
     Cluster(cli::ClusterArgs),
+    /// A cell agent: registers with the cluster and runs the instances placed on it.
+    Cell(cell::CellArgs),
 }
 
 #[derive(clap::Args)]
@@ -49,6 +56,28 @@ struct DevArgs {
     /// Where the node keeps its data (kept across restarts).
     #[arg(long, default_value = "capstan-data")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    leader: LeaderArgs,
+    /// Stacks the embedded cell offers as `preloaded:<stack>` rootfs, comma-separated.
+    #[arg(long, default_value = "cflinuxfs4,cflinuxfs3")]
+    stacks: String,
+    /// Memory the embedded cell offers, in MB.
+    #[arg(long, default_value_t = 8192)]
+    cell_memory_mb: i32,
+    /// Run without the embedded cell (instances then stay UNCLAIMED until a cell joins).
+    #[arg(long)]
+    no_cell: bool,
+}
+
+/// Tunables of the leader's loops.
+#[derive(clap::Args, Clone)]
+struct LeaderArgs {
+    /// Cell presence TTL: a cell not heard from for this long is removed and its instances re-placed.
+    #[arg(long, env = "CAPSTAN_CELL_TTL_MS", default_value_t = 10_000)]
+    cell_ttl_ms: u64,
+    /// Convergence period (it also runs at once when a cell is lost).
+    #[arg(long, env = "CAPSTAN_CONVERGE_INTERVAL_MS", default_value_t = 30_000)]
+    converge_interval_ms: u64,
 }
 
 #[derive(clap::Args)]
@@ -78,12 +107,10 @@ struct ServerArgs {
     snapshot_every_entries: u64,
     /// Log entries kept behind a snapshot for followers that are only a little behind; a
     /// follower further behind than this catches up by snapshot.
-    #[arg(
-        long,
-        env = "CAPSTAN_LOGS_KEPT_BEHIND_SNAPSHOT",
-        default_value_t = 2_000
-    )]
+    #[arg(long, env = "CAPSTAN_LOGS_KEPT_BEHIND_SNAPSHOT", default_value_t = 2_000)]
     logs_kept_behind_snapshot: u64,
+    #[command(flatten)]
+    leader: LeaderArgs,
 }
 
 #[derive(clap::Args)]
@@ -102,10 +129,7 @@ fn parse_members(spec: &str) -> anyhow::Result<BTreeMap<u64, String>> {
         let (id, addr) = part
             .split_once('=')
             .with_context(|| format!("'{part}' is not id=host:port"))?;
-        let id: u64 = id
-            .trim()
-            .parse()
-            .with_context(|| format!("'{id}' is not a node id"))?;
+        let id: u64 = id.trim().parse().with_context(|| format!("'{id}' is not a node id"))?;
         if id == 0 || addr.trim().is_empty() {
             bail!("'{part}': ids are > 0 and addresses non-empty");
         }
@@ -122,19 +146,17 @@ fn parse_members(spec: &str) -> anyhow::Result<BTreeMap<u64, String>> {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn")
-            }),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Dev(args) => {
+                let cell = cell::CellConfig::embedded(&args.data_dir, &args.stacks, args.cell_memory_mb);
                 node_process::run(node_process::NodeOptions {
                     id: 1,
                     data_dir: args.data_dir,
@@ -144,6 +166,9 @@ fn main() -> anyhow::Result<()> {
                     initial_members: None,
                     snapshot_every_entries: None,
                     logs_kept_behind_snapshot: None,
+                    cell_ttl: std::time::Duration::from_millis(args.leader.cell_ttl_ms),
+                    converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),
+                    embedded_cell: (!args.no_cell).then_some(cell),
                 })
                 .await
             }
@@ -151,17 +176,10 @@ fn main() -> anyhow::Result<()> {
                 if args.id == 0 {
                     bail!("--id must be > 0");
                 }
-                let members = args
-                    .initial_cluster
-                    .as_deref()
-                    .map(parse_members)
-                    .transpose()?;
+                let members = args.initial_cluster.as_deref().map(parse_members).transpose()?;
                 if let Some(m) = &members {
                     if !m.contains_key(&args.id) {
-                        bail!(
-                            "--initial-cluster does not name this node (--id {})",
-                            args.id
-                        );
+                        bail!("--initial-cluster does not name this node (--id {})", args.id);
                     }
                 }
                 let advertise = args
@@ -176,11 +194,15 @@ fn main() -> anyhow::Result<()> {
                     initial_members: Some(members.unwrap_or_default()),
                     snapshot_every_entries: Some(args.snapshot_every_entries),
                     logs_kept_behind_snapshot: Some(args.logs_kept_behind_snapshot),
+                    cell_ttl: std::time::Duration::from_millis(args.leader.cell_ttl_ms),
+                    converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),
+                    embedded_cell: None,
                 })
                 .await
             }
             Command::Gateway(args) => node_process::run_gateway(&args.cluster, args.http).await,
             Command::Cluster(args) => cli::run(args).await,
+            Command::Cell(args) => cell::run_cli(args).await,
         }
     })
 }

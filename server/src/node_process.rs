@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use capstan_proto::pb::admin_server::AdminServer;
+use capstan_proto::pb::cell_service_server::CellServiceServer;
 use capstan_proto::pb::control_plane_server::ControlPlaneServer;
 use capstan_proto::pb::raft_peer_server::RaftPeerServer;
 use capstan_raft::network::PEER_MESSAGE_BYTES_MAX;
@@ -16,7 +17,9 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::admin::AdminService;
+use crate::cell_service::{CellServiceImpl, Presence};
 use crate::control_plane::ControlPlaneService;
+use crate::hub::Hub;
 use crate::peers::Peers;
 
 pub struct NodeOptions {
@@ -32,13 +35,17 @@ pub struct NodeOptions {
     /// Snapshot policy overrides (`None` = the node defaults).
     pub snapshot_every_entries: Option<u64>,
     pub logs_kept_behind_snapshot: Option<u64>,
+    /// Cell presence TTL the leader enforces.
+    pub cell_ttl: std::time::Duration,
+    /// Period of the convergence pass (it also runs at once when a cell is lost).
+    pub converge_interval: std::time::Duration,
+    /// Run a cell agent in this process (`capstan dev`).
+    pub embedded_cell: Option<crate::cell::CellConfig>,
 }
 
 /// Accepted gRPC connections with Nagle off: small request/response pairs must not wait for
 /// delayed ACKs (a 40 ms stall per round trip otherwise).
-fn incoming_nodelay(
-    listener: TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+fn incoming_nodelay(listener: TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     use futures::StreamExt;
     TcpListenerStream::new(listener).map(|conn| {
         let conn = conn?;
@@ -47,19 +54,18 @@ fn incoming_nodelay(
     })
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -70,8 +76,7 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&opts.data_dir)
-        .with_context(|| format!("creating {}", opts.data_dir.display()))?;
+    std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating {}", opts.data_dir.display()))?;
     let db = capstan_storage::open_db(&opts.data_dir.join("db")).context("opening sled")?;
 
     let grpc_listener = TcpListener::bind(opts.grpc)
@@ -94,16 +99,28 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     if let Some(n) = opts.logs_kept_behind_snapshot {
         config.logs_kept_behind_snapshot = n;
     }
-    let node = RaftNode::start(&config, &db)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let node = RaftNode::start(&config, &db).await.map_err(|e| anyhow::anyhow!(e))?;
+
+    let hub = Hub::new(node.clone());
+    let presence = Presence::new(opts.cell_ttl);
+    let leader_tasks = [
+        tokio::spawn(hub.clone().run()),
+        tokio::spawn(crate::scheduler::run(node.clone(), hub.clone())),
+        tokio::spawn(crate::converger::run(node.clone(), hub.clone(), opts.converge_interval)),
+        tokio::spawn(crate::cell_service::run_presence_monitor(
+            node.clone(),
+            hub.clone(),
+            presence.clone(),
+        )),
+    ];
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let grpc_server = {
         let mut stop = stop_rx.clone();
         let peers = std::sync::Arc::new(Peers::default());
         let cp = ControlPlaneServer::new(ControlPlaneService::new(node.clone(), peers.clone()));
-        let admin = AdminServer::new(AdminService::new(node.clone(), peers));
+        let admin = AdminServer::new(AdminService::new(node.clone(), peers.clone()));
+        let cells = CellServiceServer::new(CellServiceImpl::new(node.clone(), hub.clone(), peers, presence));
         let peer = RaftPeerServer::new(PeerService::new(node.raft.clone()))
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
@@ -111,6 +128,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
             tonic::transport::Server::builder()
                 .add_service(cp)
                 .add_service(admin)
+                .add_service(cells)
                 .add_service(peer)
                 .serve_with_incoming_shutdown(incoming_nodelay(grpc_listener), async move {
                     let _ = stop.changed().await;
@@ -118,19 +136,27 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         )
     };
 
-    let advertise = opts
-        .advertise
-        .clone()
-        .unwrap_or_else(|| grpc_addr.to_string());
+    let advertise = opts.advertise.clone().unwrap_or_else(|| grpc_addr.to_string());
+    let dev = opts.initial_members.is_none();
     let members = opts
         .initial_members
         .unwrap_or_else(|| BTreeMap::from([(opts.id, advertise.clone())]));
     // Exactly one founding member bootstraps (the lowest id), and only on empty state; the
     // others learn the membership from it.
     if members.keys().next() == Some(&opts.id) {
-        node.initialize(members)
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
+        node.initialize(members).await.map_err(|e| anyhow::anyhow!(e))?;
+    }
+    if dev {
+        // A one-node cluster elects itself at once; say "ready" only when it has.
+        let mut metrics = node.raft.metrics();
+        let elected = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            metrics.wait_for(|m| m.current_leader == Some(opts.id)),
+        )
+        .await;
+        if !matches!(elected, Ok(Ok(_))) {
+            anyhow::bail!("the single node did not become leader within 10 s");
+        }
     }
 
     let http_task = match http_listener {
@@ -143,6 +169,11 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
             Some(task)
         }
     };
+    let cell_task = opts.embedded_cell.map(|mut cfg| {
+        cfg.cluster = vec![grpc_addr.to_string()];
+        let stop = stop_rx.clone();
+        tokio::spawn(async move { crate::cell::run(cfg, stop).await })
+    });
     println!("capstan: grpc={grpc_addr}");
     println!("capstan: ready node={} advertise={advertise}", opts.id);
     tracing::info!(node = opts.id, %grpc_addr, data_dir = %opts.data_dir.display(), "capstan node ready");
@@ -150,8 +181,14 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    if let Some(t) = cell_task {
+        let _ = t.await;
+    }
     if let Some(t) = http_task {
         let _ = t.await;
+    }
+    for t in leader_tasks {
+        t.abort();
     }
     let _ = grpc_server.await;
     node.shutdown().await;

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use capstan_proto::pb::admin_client::AdminClient;
+use capstan_proto::pb::cell_service_client::CellServiceClient;
 use capstan_proto::pb::control_plane_client::ControlPlaneClient;
 use capstan_proto::pb::ErrorKind;
 use tonic::transport::{Channel, Endpoint};
@@ -33,13 +34,7 @@ impl Peers {
             return Ok(c.clone());
         }
         let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| {
-                errors::status(
-                    ErrorKind::Internal,
-                    format!("leader address {addr}: {e}"),
-                    0,
-                )
-            })?
+            .map_err(|e| errors::status(ErrorKind::Internal, format!("leader address {addr}: {e}"), 0))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .timeout(FORWARD_TIMEOUT)
@@ -54,6 +49,10 @@ impl Peers {
 
     pub fn admin(&self, addr: &str) -> Result<AdminClient<Channel>, Status> {
         Ok(AdminClient::new(self.channel(addr)?))
+    }
+
+    pub fn cell(&self, addr: &str) -> Result<CellServiceClient<Channel>, Status> {
+        Ok(CellServiceClient::new(self.channel(addr)?))
     }
 }
 

@@ -2,9 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use openraft::{
-    BasicNode, CommittedLeaderId, EntryPayload, LogId, Membership, StoredMembership, Vote,
-};
+use openraft::{BasicNode, CommittedLeaderId, EntryPayload, LogId, Membership, StoredMembership, Vote};
 
 use crate::{pb, StoreError, TypeConfig};
 
@@ -66,11 +64,7 @@ pub fn membership_to_pb(m: &Membership<u64, BasicNode>) -> pb::Membership {
 }
 
 pub fn membership_from_pb(m: &pb::Membership) -> Membership<u64, BasicNode> {
-    let configs: Vec<BTreeSet<u64>> = m
-        .configs
-        .iter()
-        .map(|s| s.node_ids.iter().copied().collect())
-        .collect();
+    let configs: Vec<BTreeSet<u64>> = m.configs.iter().map(|s| s.node_ids.iter().copied().collect()).collect();
     let nodes: BTreeMap<u64, BasicNode> = m
         .nodes
         .iter()
@@ -123,9 +117,7 @@ pub fn entry_from_pb(e: pb::LogEntry) -> Result<Entry, StoreError> {
     let payload = match e.payload {
         Some(pb::log_entry::Payload::Blank(_)) | None => EntryPayload::Blank,
         Some(pb::log_entry::Payload::Proposal(p)) => EntryPayload::Normal(p),
-        Some(pb::log_entry::Payload::Membership(m)) => {
-            EntryPayload::Membership(membership_from_pb(&m))
-        }
+        Some(pb::log_entry::Payload::Membership(m)) => EntryPayload::Membership(membership_from_pb(&m)),
     };
     Ok(Entry { log_id, payload })
 }

@@ -141,15 +141,9 @@ mod tests {
         let k = desired_by_domain_key("d\0x", "pg");
         assert!(k.starts_with(&domain_prefix("d\0x")));
         assert!(!k.starts_with(&domain_prefix("d")));
-        assert_eq!(
-            guid_of_desired_by_domain_key(&k, "d\0x").as_deref(),
-            Some("pg")
-        );
+        assert_eq!(guid_of_desired_by_domain_key(&k, "d\0x").as_deref(), Some("pg"));
         let a = actual_by_domain_key("d", "pg", 7);
-        assert_eq!(
-            actual_key_of_by_domain_key(&a, "d"),
-            Some(actual_key("pg", 7))
-        );
+        assert_eq!(actual_key_of_by_domain_key(&a, "d"), Some(actual_key("pg", 7)));
     }
 
     #[test]

@@ -52,17 +52,11 @@ impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
 }
 
 /// Decodes one persisted protobuf value, naming what it was on failure.
-pub fn decode<M: prost::Message + Default>(
-    what: &'static str,
-    bytes: &[u8],
-) -> Result<M, StoreError> {
+pub fn decode<M: prost::Message + Default>(what: &'static str, bytes: &[u8]) -> Result<M, StoreError> {
     M::decode(bytes).map_err(|source| StoreError::Decode { what, source })
 }
 
 /// Opens the one `sled::Db` of this process (sled must not be opened twice in one process).
 pub fn open_db(dir: &std::path::Path) -> Result<sled::Db, StoreError> {
-    Ok(sled::Config::new()
-        .path(dir)
-        .mode(sled::Mode::LowSpace)
-        .open()?)
+    Ok(sled::Config::new().path(dir).mode(sled::Mode::LowSpace).open()?)
 }

@@ -47,9 +47,7 @@ impl LogStore {
 
     fn write_log_id(&self, key: &[u8], id: Option<&LogId<u64>>) -> Result<(), StoreError> {
         match id {
-            Some(id) => self
-                .meta
-                .insert(key, codec::log_id_to_pb(id).encode_to_vec())?,
+            Some(id) => self.meta.insert(key, codec::log_id_to_pb(id).encode_to_vec())?,
             None => self.meta.remove(key)?,
         };
         Ok(())
@@ -131,17 +129,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         match v {
             None => Ok(None),
             Some(v) => {
-                let vote: pb::Vote =
-                    decode("vote", &v).map_err(|e| StorageIOError::read_vote(AnyError::new(&e)))?;
+                let vote: pb::Vote = decode("vote", &v).map_err(|e| StorageIOError::read_vote(AnyError::new(&e)))?;
                 Ok(Some(codec::vote_from_pb(&vote)))
             }
         }
     }
 
-    async fn save_committed(
-        &mut self,
-        committed: Option<LogId<u64>>,
-    ) -> Result<(), StorageError<u64>> {
+    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), StorageError<u64>> {
         // Not flushed on its own: a lost committed id is re-learned from the leader; apply
         // only ever replays entries that are durable in this log.
         self.write_log_id(ks::KEY_COMMITTED, committed.as_ref())
@@ -152,21 +146,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.read_log_id(ks::KEY_COMMITTED).map_err(read_err)
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError<u64>>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<u64>>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut batch = sled::Batch::default();
         for e in entries {
-            batch.insert(
-                &ks::log_key(e.log_id.index),
-                codec::entry_to_pb(&e).encode_to_vec(),
-            );
+            batch.insert(&ks::log_key(e.log_id.index), codec::entry_to_pb(&e).encode_to_vec());
         }
         self.log.apply_batch(batch).map_err(write_err)?;
         // Durable before openraft hears it is: the leader counts this node's ack on it.

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{
-    AnyError, BasicNode, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, SnapshotMeta,
-    StorageError, StorageIOError, StoredMembership,
+    AnyError, BasicNode, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
 };
 use prost::Message;
 use sled::transaction::{ConflictableTransactionError, Transactional};
@@ -169,10 +169,7 @@ impl StateMachine {
                         let record = pb::JournalRecord {
                             version: capstan_proto::FORMAT_VERSION,
                             log_index: index,
-                            time_unix_ns: proposal
-                                .stamp
-                                .map(|s| s.time_unix_ns)
-                                .unwrap_or_default(),
+                            time_unix_ns: proposal.stamp.map(|s| s.time_unix_ns).unwrap_or_default(),
                             events: events.clone(),
                         };
                         writes.push(Write {
@@ -267,11 +264,9 @@ impl StateMachine {
     /// Replaces the view trees, journal and meta with a snapshot's content.
     fn replace_trees(&mut self, data: &[u8]) -> Result<(), StoreError> {
         let mut buf = data;
-        let header = pb::SnapshotHeader::decode_length_delimited(&mut buf).map_err(|source| {
-            StoreError::Decode {
-                what: "snapshot header",
-                source,
-            }
+        let header = pb::SnapshotHeader::decode_length_delimited(&mut buf).map_err(|source| StoreError::Decode {
+            what: "snapshot header",
+            source,
         })?;
         if header.version != capstan_proto::FORMAT_VERSION {
             return Err(StoreError::Corrupt(format!(
@@ -286,11 +281,9 @@ impl StateMachine {
         }
         let mut seen = 0u64;
         while !buf.is_empty() {
-            let row = pb::SnapshotRow::decode_length_delimited(&mut buf).map_err(|source| {
-                StoreError::Decode {
-                    what: "snapshot row",
-                    source,
-                }
+            let row = pb::SnapshotRow::decode_length_delimited(&mut buf).map_err(|source| StoreError::Decode {
+                what: "snapshot row",
+                source,
             })?;
             if !SNAPSHOT_TREES.contains(&row.tree.as_str()) {
                 return Err(StoreError::Corrupt(format!(
@@ -312,9 +305,7 @@ impl StateMachine {
             None => self.meta.remove(ks::KEY_LAST_APPLIED)?,
         };
         match &header.last_membership {
-            Some(m) => self
-                .meta
-                .insert(ks::KEY_LAST_MEMBERSHIP, m.encode_to_vec())?,
+            Some(m) => self.meta.insert(ks::KEY_LAST_MEMBERSHIP, m.encode_to_vec())?,
             None => self.meta.remove(ks::KEY_LAST_MEMBERSHIP)?,
         };
         self.meta.remove(ks::KEY_INSTALLING)?;
@@ -329,11 +320,9 @@ impl StateMachine {
             Err(e) => return Err(e.into()),
         };
         let header =
-            pb::SnapshotHeader::decode_length_delimited(data.as_slice()).map_err(|source| {
-                StoreError::Decode {
-                    what: "snapshot header",
-                    source,
-                }
+            pb::SnapshotHeader::decode_length_delimited(data.as_slice()).map_err(|source| StoreError::Decode {
+                what: "snapshot header",
+                source,
             })?;
         let meta = SnapshotMeta {
             last_log_id: codec::opt_log_id_from_pb(header.last_applied.as_ref()),
@@ -363,12 +352,9 @@ impl StateMachine {
 /// Folds one event into the writes it makes to the views.
 fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
     use pb::event::Kind;
-    let mut put =
-        |tree: Tree, key: Vec<u8>, value: Option<Vec<u8>>| writes.push(Write { tree, key, value });
+    let mut put = |tree: Tree, key: Vec<u8>, value: Option<Vec<u8>>| writes.push(Write { tree, key, value });
     match &e.kind {
-        Some(Kind::DesiredLrpCreated(pb::DesiredLrpCreated {
-            desired_lrp: Some(d),
-        }))
+        Some(Kind::DesiredLrpCreated(pb::DesiredLrpCreated { desired_lrp: Some(d) }))
         | Some(Kind::DesiredLrpChanged(pb::DesiredLrpChanged { after: Some(d), .. })) => {
             put(
                 Tree::Desired,
@@ -381,9 +367,7 @@ fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
                 Some(vec![]),
             );
         }
-        Some(Kind::DesiredLrpRemoved(pb::DesiredLrpRemoved {
-            desired_lrp: Some(d),
-        })) => {
+        Some(Kind::DesiredLrpRemoved(pb::DesiredLrpRemoved { desired_lrp: Some(d) })) => {
             put(Tree::Desired, d.process_guid.as_bytes().to_vec(), None);
             put(
                 Tree::DesiredByDomain,
@@ -391,9 +375,7 @@ fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
                 None,
             );
         }
-        Some(Kind::ActualLrpCreated(pb::ActualLrpCreated {
-            actual_lrp: Some(a),
-        })) => {
+        Some(Kind::ActualLrpCreated(pb::ActualLrpCreated { actual_lrp: Some(a) })) => {
             put_actual(&mut put, a);
         }
         Some(Kind::ActualLrpChanged(pb::ActualLrpChanged {
@@ -409,9 +391,7 @@ fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
             }
             put_actual(&mut put, a);
         }
-        Some(Kind::ActualLrpRemoved(pb::ActualLrpRemoved {
-            actual_lrp: Some(a),
-        })) => {
+        Some(Kind::ActualLrpRemoved(pb::ActualLrpRemoved { actual_lrp: Some(a) })) => {
             put(Tree::Actual, ks::actual_key(&a.process_guid, a.index), None);
             put(
                 Tree::ActualByDomain,
@@ -427,23 +407,13 @@ fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
             }
         }
         Some(Kind::CellRegistered(pb::CellRegistered { cell: Some(c) })) => {
-            put(
-                Tree::Cells,
-                c.cell_id.as_bytes().to_vec(),
-                Some(c.encode_to_vec()),
-            );
+            put(Tree::Cells, c.cell_id.as_bytes().to_vec(), Some(c.encode_to_vec()));
         }
         Some(Kind::CellRemoved(pb::CellRemoved { cell: Some(c), .. })) => {
             put(Tree::Cells, c.cell_id.as_bytes().to_vec(), None);
         }
-        Some(Kind::FreshDomainBumped(pb::FreshDomainBumped {
-            fresh_domain: Some(d),
-        })) => {
-            put(
-                Tree::Domains,
-                d.domain.as_bytes().to_vec(),
-                Some(d.encode_to_vec()),
-            );
+        Some(Kind::FreshDomainBumped(pb::FreshDomainBumped { fresh_domain: Some(d) })) => {
+            put(Tree::Domains, d.domain.as_bytes().to_vec(), Some(d.encode_to_vec()));
         }
         // An event without its payload changes nothing; decide never makes one.
         _ => {}
@@ -535,9 +505,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -548,18 +516,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError<u64>> {
         let data = snapshot.into_inner();
         Self::persist_snapshot(&self.dir, &data).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        self.replace_trees(&data)
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        self.replace_trees(&data).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         tracing::info!(snapshot_id = %meta.snapshot_id, "snapshot installed");
         Ok(())
     }
 
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
-        let found = self
-            .read_snapshot_file()
-            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        let found = self.read_snapshot_file().map_err(|e| snap_err(ErrorVerb::Read, e))?;
         Ok(found.map(|(data, meta)| Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

@@ -72,11 +72,7 @@ impl Views {
         }
     }
 
-    pub fn get_actual(
-        &self,
-        process_guid: &str,
-        index: u32,
-    ) -> Result<Option<pb::ActualLrp>, StoreError> {
+    pub fn get_actual(&self, process_guid: &str, index: u32) -> Result<Option<pb::ActualLrp>, StoreError> {
         self.actual
             .get(ks::actual_key(process_guid, index))?
             .map(|v| decode("actual lrp", &v))
@@ -84,11 +80,7 @@ impl Views {
     }
 
     /// ActualLRPs: of one process (index order), of one domain, or all.
-    pub fn actual_lrps(
-        &self,
-        domain: Option<&str>,
-        process_guid: Option<&str>,
-    ) -> RowIter<pb::ActualLrp> {
+    pub fn actual_lrps(&self, domain: Option<&str>, process_guid: Option<&str>) -> RowIter<pb::ActualLrp> {
         let decode_row = |kv: Result<(sled::IVec, sled::IVec), sled::Error>| {
             kv.map_err(StoreError::from)
                 .and_then(|(_, v)| decode::<pb::ActualLrp>("actual lrp", &v))
@@ -154,10 +146,7 @@ impl Views {
     pub fn cells(&self) -> Result<Vec<pb::Cell>, StoreError> {
         self.cells
             .iter()
-            .map(|kv| {
-                kv.map_err(StoreError::from)
-                    .and_then(|(_, v)| decode("cell", &v))
-            })
+            .map(|kv| kv.map_err(StoreError::from).and_then(|(_, v)| decode("cell", &v)))
             .collect()
     }
 

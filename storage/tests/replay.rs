@@ -29,11 +29,9 @@ fn command() -> impl Strategy<Value = pb::command::Kind> {
     let guid = prop::sample::select(vec!["a", "b", "c"]);
     let domain = prop::sample::select(vec!["d1", "d2"]);
     prop_oneof![
-        (guid.clone(), domain.clone(), -1i32..6).prop_map(|(g, d, n)| Kind::DesireLrp(
-            pb::DesireLrp {
-                desired_lrp: Some(lrp(g, d, n))
-            }
-        )),
+        (guid.clone(), domain.clone(), -1i32..6).prop_map(|(g, d, n)| Kind::DesireLrp(pb::DesireLrp {
+            desired_lrp: Some(lrp(g, d, n))
+        })),
         (guid.clone(), -1i32..6).prop_map(|(g, n)| Kind::UpdateDesiredLrp(pb::UpdateDesiredLrp {
             process_guid: g.into(),
             update: Some(pb::DesiredLrpUpdate {
@@ -42,9 +40,7 @@ fn command() -> impl Strategy<Value = pb::command::Kind> {
             })
         })),
         guid.clone()
-            .prop_map(|g| Kind::RemoveDesiredLrp(pb::RemoveDesiredLrp {
-                process_guid: g.into()
-            })),
+            .prop_map(|g| Kind::RemoveDesiredLrp(pb::RemoveDesiredLrp { process_guid: g.into() })),
         (guid, 0u32..6).prop_map(|(g, i)| Kind::RetireActualLrp(pb::RetireActualLrp {
             process_guid: g.into(),
             index: i
@@ -74,11 +70,7 @@ fn command() -> impl Strategy<Value = pb::command::Kind> {
 /// scheduler, a cell and the converger build theirs from the views.
 fn concretize(sm: &StateMachine, kind: pb::command::Kind, seed: u64) -> pb::command::Kind {
     use pb::command::Kind;
-    let actuals: Vec<pb::ActualLrp> = sm
-        .views()
-        .actual_lrps(None, None)
-        .filter_map(Result::ok)
-        .collect();
+    let actuals: Vec<pb::ActualLrp> = sm.views().actual_lrps(None, None).filter_map(Result::ok).collect();
     let cells = ["c1", "c2"];
     let key = |a: &pb::ActualLrp| pb::ActualLrpKey {
         process_guid: a.process_guid.clone(),
@@ -86,12 +78,7 @@ fn concretize(sm: &StateMachine, kind: pb::command::Kind, seed: u64) -> pb::comm
         instance_guid: a.instance_guid.clone(),
         cell_id: a.cell_id.clone(),
     };
-    let epoch = |a: &pb::ActualLrp| {
-        a.modification_tag
-            .clone()
-            .map(|t| t.epoch)
-            .unwrap_or_default()
-    };
+    let epoch = |a: &pb::ActualLrp| a.modification_tag.clone().map(|t| t.epoch).unwrap_or_default();
     match kind {
         Kind::PlaceActualLrps(_) => Kind::PlaceActualLrps(pb::PlaceActualLrps {
             placements: actuals
@@ -107,8 +94,7 @@ fn concretize(sm: &StateMachine, kind: pb::command::Kind, seed: u64) -> pb::comm
             failures: vec![],
         }),
         Kind::ReportActualLrps(_) => {
-            let placed: Vec<&pb::ActualLrp> =
-                actuals.iter().filter(|a| !a.cell_id.is_empty()).collect();
+            let placed: Vec<&pb::ActualLrp> = actuals.iter().filter(|a| !a.cell_id.is_empty()).collect();
             let (crash, start): (Vec<&pb::ActualLrp>, Vec<&pb::ActualLrp>) = placed
                 .into_iter()
                 .partition(|a| (seed + u64::from(a.index)).is_multiple_of(3));
@@ -150,17 +136,8 @@ fn concretize(sm: &StateMachine, kind: pb::command::Kind, seed: u64) -> pb::comm
             let mut ops = Vec::new();
             for g in ["a", "b", "c"] {
                 let d = sm.views().get_desired(g).ok().flatten();
-                let mine: Vec<pb::ActualLrp> = actuals
-                    .iter()
-                    .filter(|a| a.process_guid == g)
-                    .cloned()
-                    .collect();
-                ops.extend(capstan_storage::rules::convergence::plan(
-                    g,
-                    d.as_ref(),
-                    &mine,
-                    &ctx,
-                ));
+                let mine: Vec<pb::ActualLrp> = actuals.iter().filter(|a| a.process_guid == g).cloned().collect();
+                ops.extend(capstan_storage::rules::convergence::plan(g, d.as_ref(), &mine, &ctx));
             }
             Kind::ConvergeLrps(pb::ConvergeLrps { ops })
         }
@@ -169,9 +146,7 @@ fn concretize(sm: &StateMachine, kind: pb::command::Kind, seed: u64) -> pb::comm
 }
 
 fn entry(i: usize, kind: pb::command::Kind, seed: u64) -> Entry {
-    entries(vec![(kind, seed)])
-        .remove(0)
-        .with_index(i as u64 + 1)
+    entries(vec![(kind, seed)]).remove(0).with_index(i as u64 + 1)
 }
 
 trait WithIndex {
@@ -298,15 +273,10 @@ fn rejected_commands_change_no_view() {
         e.log_id.index += 1;
     }
     let outcomes = rt.block_on(sm.apply(bad)).expect("apply");
-    assert!(outcomes
-        .iter()
-        .all(|o| o.rejection.is_some() && o.events.is_empty()));
+    assert!(outcomes.iter().all(|o| o.rejection.is_some() && o.events.is_empty()));
     assert_eq!(before, sm.view_rows().expect("rows"));
     assert_eq!(
-        rt.block_on(sm.applied_state())
-            .expect("state")
-            .0
-            .map(|l| l.index),
+        rt.block_on(sm.applied_state()).expect("state").0.map(|l| l.index),
         Some(3)
     );
 }

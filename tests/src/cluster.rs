@@ -34,9 +34,7 @@ pub struct Cluster {
 
 /// A free loopback port (released before use; a collision only fails the start, loudly).
 pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl Cluster {
@@ -60,11 +58,7 @@ impl Cluster {
     }
 
     /// Starts founding nodes as described by `specs`.
-    pub fn start_specs(
-        dir: tempfile::TempDir,
-        specs: BTreeMap<u64, NodeSpec>,
-        extra_args: &[&str],
-    ) -> Result<Self> {
+    pub fn start_specs(dir: tempfile::TempDir, specs: BTreeMap<u64, NodeSpec>, extra_args: &[&str]) -> Result<Self> {
         let initial = specs
             .values()
             .map(|s| format!("{}={}", s.id, s.grpc))
@@ -107,28 +101,15 @@ impl Cluster {
     /// (Re)starts node `id` with its spec and data dir.
     pub fn start_node(&mut self, id: u64) -> Result<()> {
         let spec = self.specs.get(&id).context("unknown node")?.clone();
-        let founding = self
-            .initial
-            .split(',')
-            .any(|p| p.starts_with(&format!("{id}=")));
-        let node = Capstan::spawn(
-            &self.args(&spec, founding),
-            &spec.data_dir,
-            spec.netns.as_deref(),
-        )?;
+        let founding = self.initial.split(',').any(|p| p.starts_with(&format!("{id}=")));
+        let node = Capstan::spawn(&self.args(&spec, founding), &spec.data_dir, spec.netns.as_deref())?;
         self.nodes.insert(id, node);
         Ok(())
     }
 
     /// Describes and starts a brand-new node that belongs to no cluster until added.
     pub fn start_new_node(&mut self, id: u64) -> Result<NodeSpec> {
-        let base = self
-            .specs
-            .values()
-            .next()
-            .context("no nodes")?
-            .data_dir
-            .clone();
+        let base = self.specs.values().next().context("no nodes")?.data_dir.clone();
         let spec = NodeSpec {
             id,
             grpc: format!("127.0.0.1:{}", free_port()?),
@@ -177,10 +158,7 @@ impl Cluster {
             .args(["--json", "--cluster", &addrs])
             .output()?;
         if !out.status.success() {
-            bail!(
-                "capstan cluster {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            bail!("capstan cluster {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         }
         Ok(serde_json::from_slice(&out.stdout)?)
     }

@@ -30,15 +30,9 @@ fn build_bin() -> Result<PathBuf> {
     }
     // target/<profile>/deps/<test-exe> or target/<profile>/<bench-exe> → target/<profile>
     let exe = std::env::current_exe()?;
-    let mut profile_dir = exe
-        .parent()
-        .context("executable has no folder")?
-        .to_path_buf();
+    let mut profile_dir = exe.parent().context("executable has no folder")?.to_path_buf();
     if profile_dir.file_name().is_some_and(|n| n == "deps") {
-        profile_dir = profile_dir
-            .parent()
-            .context("deps has no parent")?
-            .to_path_buf();
+        profile_dir = profile_dir.parent().context("deps has no parent")?.to_path_buf();
     }
     let release = profile_dir.file_name().is_some_and(|n| n == "release");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -47,9 +41,7 @@ fn build_bin() -> Result<PathBuf> {
     if release {
         cmd.arg("--release");
     }
-    let status = cmd
-        .status()
-        .context("running cargo build for the capstan binary")?;
+    let status = cmd.status().context("running cargo build for the capstan binary")?;
     if !status.success() {
         bail!("cargo build of the capstan binary failed: {status}");
     }
@@ -79,8 +71,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
     }
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
@@ -88,20 +79,20 @@ impl Reply {
 }
 
 impl Capstan {
-    /// Starts `capstan dev` on free loopback ports with its data in `data_dir`.
+    /// Starts `capstan dev --no-cell` (the API alone: instances stay UNCLAIMED) on free
+    /// loopback ports with its data in `data_dir`.
     pub fn dev(data_dir: &Path) -> Result<Self> {
-        let mut args: Vec<String> = [
-            "dev",
-            "--http",
-            "127.0.0.1:0",
-            "--grpc",
-            "127.0.0.1:0",
-            "--data-dir",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        Self::dev_with(data_dir, &["--no-cell"])
+    }
+
+    /// Starts `capstan dev <extra>` on free loopback ports with its data in `data_dir`.
+    pub fn dev_with(data_dir: &Path, extra: &[&str]) -> Result<Self> {
+        let mut args: Vec<String> = ["dev", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--data-dir"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         args.push(data_dir.display().to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
         Self::spawn(&args, data_dir, None)
     }
 
@@ -119,10 +110,7 @@ impl Capstan {
         };
         let mut child = cmd
             .args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -209,12 +197,7 @@ impl Capstan {
         format!("{}{path}", self.http)
     }
 
-    pub async fn request(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<String>,
-    ) -> Reply {
+    pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<String>) -> Reply {
         let mut req = self.client.request(method, self.url(path));
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b);
@@ -226,23 +209,17 @@ impl Capstan {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.text().await.unwrap_or_default();
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply { status, headers, body }
     }
 
     pub async fn get(&self, path: &str) -> Reply {
         self.request(reqwest::Method::GET, path, None).await
     }
     pub async fn post(&self, path: &str, body: &str) -> Reply {
-        self.request(reqwest::Method::POST, path, Some(body.to_owned()))
-            .await
+        self.request(reqwest::Method::POST, path, Some(body.to_owned())).await
     }
     pub async fn put(&self, path: &str, body: &str) -> Reply {
-        self.request(reqwest::Method::PUT, path, Some(body.to_owned()))
-            .await
+        self.request(reqwest::Method::PUT, path, Some(body.to_owned())).await
     }
     pub async fn delete(&self, path: &str) -> Reply {
         self.request(reqwest::Method::DELETE, path, None).await

@@ -25,8 +25,7 @@ impl Load {
         let urls = Arc::new(base_urls);
         let tasks = (0..writers)
             .map(|w| {
-                let (stop, acked, client, urls) =
-                    (stop.clone(), acked.clone(), client.clone(), urls.clone());
+                let (stop, acked, client, urls) = (stop.clone(), acked.clone(), client.clone(), urls.clone());
                 let prefix = prefix.to_owned();
                 tokio::spawn(async move {
                     let mut target = w;

@@ -53,19 +53,10 @@ impl NetLab {
     fn build(&mut self, n: usize, token: u32) -> Result<()> {
         let br = self.bridge.clone();
         run(&["ip", "link", "add", &br, "type", "bridge"])?;
-        run(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{}.254/24", self.subnet),
-            "dev",
-            &br,
-        ])?;
+        run(&["ip", "addr", "add", &format!("{}.254/24", self.subnet), "dev", &br])?;
         run(&["ip", "link", "set", &br, "up"])?;
         // Docker's FORWARD policy drops bridged traffic when br_netfilter is loaded; let ours pass.
-        let _ = run(&[
-            "iptables", "-I", "FORWARD", "-i", &br, "-o", &br, "-j", "ACCEPT",
-        ]);
+        let _ = run(&["iptables", "-I", "FORWARD", "-i", &br, "-o", &br, "-j", "ACCEPT"]);
         for i in 1..=n {
             let ns = format!("cp{token}n{i}");
             let (vh, vn) = (format!("cp{token}h{i}"), format!("cp{token}v{i}"));
@@ -76,21 +67,10 @@ impl NetLab {
                 ip: ip.clone(),
                 veth_host: vh.clone(),
             });
-            run(&[
-                "ip", "link", "add", &vh, "type", "veth", "peer", "name", &vn,
-            ])?;
+            run(&["ip", "link", "add", &vh, "type", "veth", "peer", "name", &vn])?;
             run(&["ip", "link", "set", &vh, "master", &br, "up"])?;
             run(&["ip", "link", "set", &vn, "netns", &ns])?;
-            run(&[
-                "ip",
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{ip}/24"),
-                "dev",
-                &vn,
-            ])?;
+            run(&["ip", "-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", &vn])?;
             run(&["ip", "-n", &ns, "link", "set", &vn, "up"])?;
             run(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
             run(&["ip", "netns", "exec", &ns, "iptables", "-L", "-n"])?;
@@ -104,12 +84,10 @@ impl NetLab {
         for (j, other) in self.hosts.iter().enumerate() {
             if j != i {
                 run(&[
-                    "ip", "netns", "exec", &h.ns, "iptables", "-A", "INPUT", "-s", &other.ip, "-j",
-                    "DROP",
+                    "ip", "netns", "exec", &h.ns, "iptables", "-A", "INPUT", "-s", &other.ip, "-j", "DROP",
                 ])?;
                 run(&[
-                    "ip", "netns", "exec", &h.ns, "iptables", "-A", "OUTPUT", "-d", &other.ip,
-                    "-j", "DROP",
+                    "ip", "netns", "exec", &h.ns, "iptables", "-A", "OUTPUT", "-d", &other.ip, "-j", "DROP",
                 ])?;
             }
         }

@@ -53,11 +53,7 @@ async fn three_nodes_a_write_through_any_node_is_read_through_every_node() {
     }
     for (id, n) in c.alive() {
         // Linearizable reads (the default) see every acknowledged write at once.
-        assert_eq!(
-            guids_on(n, false).await,
-            want,
-            "linearizable read on node {id}"
-        );
+        assert_eq!(guids_on(n, false).await, want, "linearizable read on node {id}");
         let r = n.get("/v1/actual_lrps/via-1").await;
         assert_eq!(r.json().as_array().map(Vec::len), Some(2), "node {id}");
         // Errors keep their shape through forwarding.
@@ -66,9 +62,7 @@ async fn three_nodes_a_write_through_any_node_is_read_through_every_node() {
             (r.status, r.json()["name"].clone()),
             (404, Value::from("DesiredLRPNotFound"))
         );
-        let r = n
-            .post("/v1/desired_lrps", &lrp_json("via-1", "other-domain", 1))
-            .await;
+        let r = n.post("/v1/desired_lrps", &lrp_json("via-1", "other-domain", 1)).await;
         assert_eq!(r.status, 409, "node {id}: {r:?}");
     }
     for (id, n) in c.alive() {
@@ -102,19 +96,11 @@ async fn leader_kill_9_under_load_loses_no_acknowledged_write() {
     for (id, n) in c.alive() {
         let have = guids_on(n, false).await;
         let lost: Vec<_> = acked.difference(&have).collect();
-        assert!(
-            lost.is_empty(),
-            "node {id} lost acknowledged writes: {lost:?}"
-        );
+        assert!(lost.is_empty(), "node {id} lost acknowledged writes: {lost:?}");
     }
     // The killed node restarts from its own data and catches up.
     c.start_node(leader).expect("restart");
-    converged(
-        c.node(leader),
-        &acked,
-        "the restarted old leader to catch up",
-    )
-    .await;
+    converged(c.node(leader), &acked, "the restarted old leader to catch up").await;
 }
 
 #[tokio::test]
@@ -122,12 +108,7 @@ async fn membership_3_to_5_to_3_under_load_and_new_nodes_catch_up_by_snapshot() 
     // Small snapshot policy so that the log is purged and new members need a snapshot.
     let mut c = Cluster::start(
         3,
-        &[
-            "--snapshot-every-entries",
-            "50",
-            "--logs-kept-behind-snapshot",
-            "10",
-        ],
+        &["--snapshot-every-entries", "50", "--logs-kept-behind-snapshot", "10"],
     )
     .expect("cluster");
     c.leader(ELECTION).await;
@@ -169,11 +150,7 @@ async fn membership_3_to_5_to_3_under_load_and_new_nodes_catch_up_by_snapshot() 
     for id in [1, 2] {
         let s = c.cli(&["remove", "--id", &id.to_string()]).expect("remove");
         assert!(
-            s["members"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .all(|m| m["id"] != id),
+            s["members"].as_array().into_iter().flatten().all(|m| m["id"] != id),
             "{s}"
         );
         c.kill9(id);
@@ -190,12 +167,7 @@ async fn membership_3_to_5_to_3_under_load_and_new_nodes_catch_up_by_snapshot() 
         .collect();
     assert_eq!(ids, BTreeSet::from([3, 4, 5]), "{s}");
     for (id, n) in c.alive() {
-        converged(
-            n,
-            &acked,
-            &format!("node {id} to hold every acknowledged write"),
-        )
-        .await;
+        converged(n, &acked, &format!("node {id} to hold every acknowledged write")).await;
     }
 }
 
@@ -203,12 +175,7 @@ async fn membership_3_to_5_to_3_under_load_and_new_nodes_catch_up_by_snapshot() 
 async fn a_long_down_node_catches_up_by_snapshot_after_the_log_was_purged() {
     let mut c = Cluster::start(
         3,
-        &[
-            "--snapshot-every-entries",
-            "50",
-            "--logs-kept-behind-snapshot",
-            "10",
-        ],
+        &["--snapshot-every-entries", "50", "--logs-kept-behind-snapshot", "10"],
     )
     .expect("cluster");
     let leader = c.leader(ELECTION).await;

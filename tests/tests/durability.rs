@@ -38,14 +38,10 @@ async fn acknowledged_writes_survive_kill_9() {
         }));
     }
     // Kill while writes are in flight, right after the 300th acknowledgement.
-    capstan_tests::wait_for(
-        "300 acknowledged creates",
-        std::time::Duration::from_secs(60),
-        || {
-            let n = acked.lock().expect("lock").len();
-            async move { (n >= 300).then_some(()) }
-        },
-    )
+    capstan_tests::wait_for("300 acknowledged creates", std::time::Duration::from_secs(60), || {
+        let n = acked.lock().expect("lock").len();
+        async move { (n >= 300).then_some(()) }
+    })
     .await;
     c.kill9();
     stop.store(true, Ordering::SeqCst);
@@ -69,12 +65,7 @@ async fn orderly_restart_keeps_everything() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let mut c = Capstan::dev(&data).expect("start");
-    assert_eq!(
-        c.post("/v1/desired_lrps", &lrp_json("web", "d", 3))
-            .await
-            .status,
-        201
-    );
+    assert_eq!(c.post("/v1/desired_lrps", &lrp_json("web", "d", 3)).await.status, 201);
     assert_eq!(
         c.post("/v1/fresh_domains", r#"{"domain":"d","ttl_in_seconds":0}"#)
             .await
@@ -86,10 +77,7 @@ async fn orderly_restart_keeps_everything() {
         c.get("/v1/actual_lrps").await.json(),
     );
     let status = c.terminate().expect("terminate");
-    assert!(
-        status.success(),
-        "capstan dev exits cleanly on SIGTERM: {status}"
-    );
+    assert!(status.success(), "capstan dev exits cleanly on SIGTERM: {status}");
     let c = Capstan::dev(&data).expect("restart");
     let after = (
         c.get("/v1/desired_lrps").await.json(),

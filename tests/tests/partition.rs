@@ -62,15 +62,10 @@ async fn partitioned_leader_refuses_writes_majority_goes_on_and_history_heals() 
     let old = c.leader(Duration::from_secs(20)).await;
     let majority: Vec<u64> = c.nodes.keys().copied().filter(|id| *id != old).collect();
 
-    let load = Load::start(
-        majority.iter().map(|id| c.node(*id).http.clone()).collect(),
-        4,
-        "pt",
-    );
+    let load = Load::start(majority.iter().map(|id| c.node(*id).http.clone()).collect(), 4, "pt");
     load.wait_for_more(50, Duration::from_secs(60)).await;
 
-    lab.isolate(usize::try_from(old - 1).expect("index"))
-        .expect("isolate");
+    lab.isolate(usize::try_from(old - 1).expect("index")).expect("isolate");
 
     // The isolated old leader refuses writes with the family's error, quickly, never hanging.
     let isolated = c.node(old);
@@ -98,23 +93,18 @@ async fn partitioned_leader_refuses_writes_majority_goes_on_and_history_heals() 
     assert_ne!(new, old);
     load.wait_for_more(100, Duration::from_secs(60)).await;
 
-    lab.heal(usize::try_from(old - 1).expect("index"))
-        .expect("heal");
+    lab.heal(usize::try_from(old - 1).expect("index")).expect("heal");
     let acked: BTreeSet<String> = load.stop().await.into_iter().collect();
 
     // One history: every node's own view is the same and holds every acknowledged write.
-    let reference = wait_for(
-        "the three views to agree",
-        Duration::from_secs(60),
-        || async {
-            let mut views = Vec::new();
-            for n in c.nodes.values() {
-                views.push(stale_view(n).await?);
-            }
-            let agree = views.windows(2).all(|w| w[0] == w[1]);
-            (agree && acked.is_subset(&guids(&views[0]))).then(|| views[0].clone())
-        },
-    )
+    let reference = wait_for("the three views to agree", Duration::from_secs(60), || async {
+        let mut views = Vec::new();
+        for n in c.nodes.values() {
+            views.push(stale_view(n).await?);
+        }
+        let agree = views.windows(2).all(|w| w[0] == w[1]);
+        (agree && acked.is_subset(&guids(&views[0]))).then(|| views[0].clone())
+    })
     .await;
     assert!(
         !guids(&reference).contains("minority-write"),

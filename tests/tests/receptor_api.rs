@@ -17,10 +17,7 @@ fn assert_error(r: &Reply, status: u16, name: &str) {
     assert_eq!(r.header("content-type"), Some("application/json"), "{r:?}");
     let v = r.json();
     assert_eq!(v["name"], name, "{r:?}");
-    assert!(
-        v["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{r:?}"
-    );
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{r:?}");
 }
 
 /// Everything a user can read, for "nothing changed" comparisons.
@@ -35,15 +32,11 @@ async fn everything(c: &Capstan) -> (Value, Value, Value) {
 #[tokio::test]
 async fn desired_lrp_create_get_list_update_delete() {
     let (_d, c) = dev();
-    let r = c
-        .post("/v1/desired_lrps", &lrp_json("web", "cf-apps", 2))
-        .await;
+    let r = c.post("/v1/desired_lrps", &lrp_json("web", "cf-apps", 2)).await;
     assert_eq!(r.status, 201, "{r:?}");
     assert!(r.body.is_empty());
     assert_eq!(
-        c.post("/v1/desired_lrps", &lrp_json("worker", "other", 1))
-            .await
-            .status,
+        c.post("/v1/desired_lrps", &lrp_json("worker", "other", 1)).await.status,
         201
     );
 
@@ -57,23 +50,14 @@ async fn desired_lrp_create_get_list_update_delete() {
     assert_eq!(d["routes"]["cf-router"][0]["port"], 8080);
     assert_eq!(d["setup"], Value::Null);
     assert_eq!(d["modification_tag"]["index"], 0);
-    assert!(
-        d.get("annotation").is_none() && d.get("env").is_none() && d.get("egress_rules").is_none()
-    );
+    assert!(d.get("annotation").is_none() && d.get("env").is_none() && d.get("egress_rules").is_none());
     let keys: Vec<&str> = d
         .as_object()
         .map(|o| o.keys().map(String::as_str).collect())
         .unwrap_or_default();
     assert!(keys.contains(&"modification_tag") && keys.contains(&"log_guid"));
 
-    assert_eq!(
-        c.get("/v1/desired_lrps")
-            .await
-            .json()
-            .as_array()
-            .map(Vec::len),
-        Some(2)
-    );
+    assert_eq!(c.get("/v1/desired_lrps").await.json().as_array().map(Vec::len), Some(2));
     for path in [
         "/v1/desired_lrps?domain=cf-apps",
         "/v1/domain/cf-apps/desired_lrps",
@@ -83,10 +67,7 @@ async fn desired_lrp_create_get_list_update_delete() {
         assert_eq!(list.as_array().map(Vec::len), Some(1), "{path}");
         assert_eq!(list[0]["process_guid"], "web", "{path}");
     }
-    assert_eq!(
-        c.get("/v1/desired_lrps?domain=nope").await.json(),
-        json!([])
-    );
+    assert_eq!(c.get("/v1/desired_lrps?domain=nope").await.json(), json!([]));
 
     let r = c
         .put(
@@ -114,37 +95,21 @@ async fn desired_lrp_create_get_list_update_delete() {
     assert_eq!(c.get("/v1/desired_lrps/web").await.json()["instances"], 3);
 
     assert_eq!(c.delete("/v1/desired_lrps/web").await.status, 204);
-    assert_error(
-        &c.get("/v1/desired_lrps/web").await,
-        404,
-        "DesiredLRPNotFound",
-    );
+    assert_error(&c.get("/v1/desired_lrps/web").await, 404, "DesiredLRPNotFound");
     assert_eq!(c.get("/v1/actual_lrps/web").await.json(), json!([]));
-    assert_error(
-        &c.delete("/v1/desired_lrps/web").await,
-        404,
-        "DesiredLRPNotFound",
-    );
+    assert_error(&c.delete("/v1/desired_lrps/web").await, 404, "DesiredLRPNotFound");
 }
 
 #[tokio::test]
 async fn create_errors_change_nothing() {
     let (_d, c) = dev();
     assert_eq!(
-        c.post("/v1/desired_lrps", &lrp_json("web", "cf-apps", 1))
-            .await
-            .status,
+        c.post("/v1/desired_lrps", &lrp_json("web", "cf-apps", 1)).await.status,
         201
     );
     let before = everything(&c).await;
 
-    for bad in [
-        "",
-        "{",
-        "[1,2]",
-        r#"{"instances":"two"}"#,
-        r#"{"ports":[70000]}"#,
-    ] {
+    for bad in ["", "{", "[1,2]", r#"{"instances":"two"}"#, r#"{"ports":[70000]}"#] {
         assert_error(&c.post("/v1/desired_lrps", bad).await, 400, "InvalidJSON");
     }
     let r = c
@@ -177,29 +142,18 @@ async fn create_errors_change_nothing() {
     let r = c.post("/v1/desired_lrps", &changed.to_string()).await;
     assert_error(&r, 409, "DesiredLRPAlreadyExists");
     assert!(
-        r.json()["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("rootfs")),
+        r.json()["message"].as_str().is_some_and(|m| m.contains("rootfs")),
         "{r:?}"
     );
 
-    assert_eq!(
-        everything(&c).await,
-        before,
-        "refused requests changed nothing"
-    );
+    assert_eq!(everything(&c).await, before, "refused requests changed nothing");
 
     // Same guid, only update fields differ: applied as an update, 200.
-    let r = c
-        .post("/v1/desired_lrps", &lrp_json("web", "cf-apps", 4))
-        .await;
+    let r = c.post("/v1/desired_lrps", &lrp_json("web", "cf-apps", 4)).await;
     assert_eq!(r.status, 200, "{r:?}");
     let d = c.get("/v1/desired_lrps/web").await.json();
     assert_eq!(
-        (
-            d["instances"].clone(),
-            d["modification_tag"]["index"].clone()
-        ),
+        (d["instances"].clone(), d["modification_tag"]["index"].clone()),
         (json!(4), json!(1))
     );
 }
@@ -208,28 +162,18 @@ async fn create_errors_change_nothing() {
 async fn update_errors_change_nothing() {
     let (_d, c) = dev();
     assert_eq!(
-        c.post("/v1/desired_lrps", &lrp_json("web", "cf-apps", 1))
-            .await
-            .status,
+        c.post("/v1/desired_lrps", &lrp_json("web", "cf-apps", 1)).await.status,
         201
     );
     let before = everything(&c).await;
-    assert_error(
-        &c.put("/v1/desired_lrps/web", "{").await,
-        400,
-        "InvalidJSON",
-    );
+    assert_error(&c.put("/v1/desired_lrps/web", "{").await, 400, "InvalidJSON");
     assert_error(
         &c.put("/v1/desired_lrps/web", r#"{"instances":-1}"#).await,
         400,
         "InvalidRequest",
     );
     let long = json!({"annotation": "a".repeat(10 * 1024 + 1)}).to_string();
-    assert_error(
-        &c.put("/v1/desired_lrps/web", &long).await,
-        400,
-        "InvalidRequest",
-    );
+    assert_error(&c.put("/v1/desired_lrps/web", &long).await, 400, "InvalidRequest");
     let routes = json!({"routes": {"r": "x".repeat(4 * 1024)}}).to_string();
     let r = c.put("/v1/desired_lrps/web", &routes).await;
     assert_error(&r, 400, "InvalidRequest");
@@ -246,17 +190,10 @@ async fn update_errors_change_nothing() {
 async fn actual_lrps_are_unclaimed_and_follow_desired_state() {
     let (_d, c) = dev();
     assert_eq!(
-        c.post("/v1/desired_lrps", &lrp_json("web", "cf-apps", 3))
-            .await
-            .status,
+        c.post("/v1/desired_lrps", &lrp_json("web", "cf-apps", 3)).await.status,
         201
     );
-    assert_eq!(
-        c.post("/v1/desired_lrps", &lrp_json("db", "data", 1))
-            .await
-            .status,
-        201
-    );
+    assert_eq!(c.post("/v1/desired_lrps", &lrp_json("db", "data", 1)).await.status, 201);
     let all = c.get("/v1/actual_lrps").await.json();
     assert_eq!(all.as_array().map(Vec::len), Some(4));
     let web = c.get("/v1/actual_lrps/web").await.json();
@@ -275,17 +212,20 @@ async fn actual_lrps_are_unclaimed_and_follow_desired_state() {
     assert_eq!(a["ports"], json!([]));
     assert_eq!(a["evacuating"], false);
     assert!(
-        a["since"]
-            .as_i64()
-            .is_some_and(|s| s > 1_600_000_000_000_000_000),
+        a["since"].as_i64().is_some_and(|s| s > 1_600_000_000_000_000_000),
         "since is Unix ns: {a}"
     );
-    assert_eq!(a["modification_tag"]["index"], 0);
+    // With no cell at all the scheduler records why it cannot place the instance.
+    let placed = wait_for("a placement error on the instance", Duration::from_secs(10), || async {
+        let a = c.get("/v1/actual_lrps/web/index/1").await.json();
+        (a["placement_error"] == "found no compatible cells").then_some(a)
+    })
+    .await;
+    assert_eq!(placed["state"], "UNCLAIMED");
+    assert_eq!(placed["modification_tag"]["index"], 1);
+    assert_eq!(placed["modification_tag"]["epoch"], a["modification_tag"]["epoch"]);
 
-    for path in [
-        "/v1/actual_lrps?domain=data",
-        "/v1/domains/data/actual_lrps",
-    ] {
+    for path in ["/v1/actual_lrps?domain=data", "/v1/domains/data/actual_lrps"] {
         let l = c.get(path).await.json();
         assert_eq!(l.as_array().map(Vec::len), Some(1), "{path}");
         assert_eq!(l[0]["process_guid"], "db");
@@ -293,18 +233,13 @@ async fn actual_lrps_are_unclaimed_and_follow_desired_state() {
     let one = c.get("/v1/actual_lrps/web/index/2").await;
     assert_eq!(one.status, 200);
     assert_eq!(one.json()["index"], 2);
-    let at = c
-        .get("/v1/desired_lrps/web/actual_lrps?index=1")
-        .await
-        .json();
+    let at = c.get("/v1/desired_lrps/web/actual_lrps?index=1").await.json();
     assert_eq!(
         (at.as_array().map(Vec::len), at[0]["index"].clone()),
         (Some(1), json!(1))
     );
     assert_eq!(
-        c.get("/v1/desired_lrps/web/actual_lrps?index=9")
-            .await
-            .json(),
+        c.get("/v1/desired_lrps/web/actual_lrps?index=9").await.json(),
         json!([])
     );
     assert_eq!(c.get("/v1/actual_lrps/unknown").await.json(), json!([]));
@@ -313,11 +248,7 @@ async fn actual_lrps_are_unclaimed_and_follow_desired_state() {
         404,
         "ActualLRPIndexNotFound",
     );
-    assert_error(
-        &c.get("/v1/actual_lrps/web/index/x").await,
-        400,
-        "InvalidRequest",
-    );
+    assert_error(&c.get("/v1/actual_lrps/web/index/x").await, 400, "InvalidRequest");
     assert_error(
         &c.get("/v1/desired_lrps/web/actual_lrps?index=x").await,
         400,
@@ -325,41 +256,22 @@ async fn actual_lrps_are_unclaimed_and_follow_desired_state() {
     );
 
     // Scale down removes indices ≥ N; scale up adds them back with new epochs.
+    assert_eq!(c.put("/v1/desired_lrps/web", r#"{"instances":1}"#).await.status, 204);
     assert_eq!(
-        c.put("/v1/desired_lrps/web", r#"{"instances":1}"#)
-            .await
-            .status,
-        204
-    );
-    assert_eq!(
-        c.get("/v1/actual_lrps/web")
-            .await
-            .json()
-            .as_array()
-            .map(Vec::len),
+        c.get("/v1/actual_lrps/web").await.json().as_array().map(Vec::len),
         Some(1)
     );
-    assert_eq!(
-        c.put("/v1/desired_lrps/web", r#"{"instances":2}"#)
-            .await
-            .status,
-        204
-    );
+    assert_eq!(c.put("/v1/desired_lrps/web", r#"{"instances":2}"#).await.status, 204);
     let web = c.get("/v1/actual_lrps/web").await.json();
     assert_eq!(web.as_array().map(Vec::len), Some(2));
-    assert_ne!(
-        web[1]["modification_tag"]["epoch"],
-        a["modification_tag"]["epoch"]
-    );
+    assert_ne!(web[1]["modification_tag"]["epoch"], a["modification_tag"]["epoch"]);
 }
 
 #[tokio::test]
 async fn kill_an_instance_brings_the_index_back_with_a_new_epoch() {
     let (_d, c) = dev();
     assert_eq!(
-        c.post("/v1/desired_lrps", &lrp_json("web", "cf-apps", 2))
-            .await
-            .status,
+        c.post("/v1/desired_lrps", &lrp_json("web", "cf-apps", 2)).await.status,
         201
     );
     let desired_before = c.get("/v1/desired_lrps/web").await.json();
@@ -369,10 +281,7 @@ async fn kill_an_instance_brings_the_index_back_with_a_new_epoch() {
     assert_eq!(r.status, 204, "{r:?}");
     let after = c.get("/v1/actual_lrps/web/index/1").await.json();
     assert_eq!(after["state"], "UNCLAIMED");
-    assert_ne!(
-        after["modification_tag"]["epoch"],
-        before["modification_tag"]["epoch"]
-    );
+    assert_ne!(after["modification_tag"]["epoch"], before["modification_tag"]["epoch"]);
     assert_eq!(
         c.get("/v1/desired_lrps/web").await.json(),
         desired_before,
@@ -401,11 +310,7 @@ async fn kill_an_instance_brings_the_index_back_with_a_new_epoch() {
         404,
         "ActualLRPIndexNotFound",
     );
-    assert_error(
-        &c.delete("/v1/actual_lrps/web/index/-1").await,
-        400,
-        "InvalidRequest",
-    );
+    assert_error(&c.delete("/v1/actual_lrps/web/index/-1").await, 400, "InvalidRequest");
     assert_eq!(everything(&c).await, unchanged);
 }
 
@@ -415,15 +320,10 @@ async fn fresh_domains_both_route_sets_and_expiry() {
     assert_eq!(c.get("/v1/fresh_domains").await.json(), json!([]));
     assert_eq!(c.get("/v1/domains").await.json(), json!([]));
     let r = c
-        .post(
-            "/v1/fresh_domains",
-            r#"{"domain":"cf-apps","ttl_in_seconds":0}"#,
-        )
+        .post("/v1/fresh_domains", r#"{"domain":"cf-apps","ttl_in_seconds":0}"#)
         .await;
     assert_eq!(r.status, 204, "{r:?}");
-    let r = c
-        .request(reqwest::Method::PUT, "/v1/domains/short", None)
-        .await;
+    let r = c.request(reqwest::Method::PUT, "/v1/domains/short", None).await;
     assert_eq!(r.status, 204);
     let r = c
         .client
@@ -433,22 +333,15 @@ async fn fresh_domains_both_route_sets_and_expiry() {
         .await
         .expect("put");
     assert_eq!(r.status().as_u16(), 204);
-    assert_eq!(
-        c.get("/v1/domains").await.json(),
-        json!(["brief", "cf-apps", "short"])
-    );
+    assert_eq!(c.get("/v1/domains").await.json(), json!(["brief", "cf-apps", "short"]));
     assert_eq!(
         c.get("/v1/fresh_domains").await.json(),
         json!([{"domain":"brief","ttl_in_seconds":1},{"domain":"cf-apps","ttl_in_seconds":0},{"domain":"short","ttl_in_seconds":0}])
     );
     // The 1-second domain expires; the others never do.
-    wait_for(
-        "domain 'brief' to expire",
-        Duration::from_secs(10),
-        || async {
-            (c.get("/v1/domains").await.json() == json!(["cf-apps", "short"])).then_some(())
-        },
-    )
+    wait_for("domain 'brief' to expire", Duration::from_secs(10), || async {
+        (c.get("/v1/domains").await.json() == json!(["cf-apps", "short"])).then_some(())
+    })
     .await;
 
     let before = everything(&c).await;
@@ -463,16 +356,9 @@ async fn fresh_domains_both_route_sets_and_expiry() {
         400,
         "InvalidDomain",
     );
-    assert_error(
-        &c.post("/v1/fresh_domains", "nope").await,
-        400,
-        "InvalidJSON",
-    );
+    assert_error(&c.post("/v1/fresh_domains", "nope").await, 400, "InvalidJSON");
     for (cc, msg) in [
-        (
-            "no-cache, max-age=5",
-            "max-age directive missing from request",
-        ),
+        ("no-cache, max-age=5", "max-age directive missing from request"),
         ("max-age=abc", "invalid-max-age-directive: max-age=abc"),
     ] {
         let r = c
@@ -503,28 +389,18 @@ async fn fresh_domains_both_route_sets_and_expiry() {
 #[tokio::test]
 async fn routing_methods_paths_and_limits() {
     let (_d, c) = dev();
-    let r = c
-        .request(reqwest::Method::PATCH, "/v1/desired_lrps", None)
-        .await;
+    let r = c.request(reqwest::Method::PATCH, "/v1/desired_lrps", None).await;
     assert_eq!(r.status, 405);
     let allow = r.header("allow").unwrap_or_default().to_owned();
     assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
     assert_eq!(
-        c.request(reqwest::Method::POST, "/v1/actual_lrps", None)
-            .await
-            .status,
+        c.request(reqwest::Method::POST, "/v1/actual_lrps", None).await.status,
         405
     );
     let r = c.get("/v1/nothing-here").await;
     assert_eq!((r.status, r.body.as_str()), (404, "404 page not found\n"));
-    assert_eq!(
-        c.get("/v1/desired_lrps/").await.status,
-        404,
-        "trailing slash"
-    );
-    let head = c
-        .request(reqwest::Method::HEAD, "/v1/desired_lrps", None)
-        .await;
+    assert_eq!(c.get("/v1/desired_lrps/").await.status, 404, "trailing slash");
+    let head = c.request(reqwest::Method::HEAD, "/v1/desired_lrps", None).await;
     assert_eq!((head.status, head.body.as_str()), (200, ""));
 
     let huge = format!(r#"{{"annotation":"{}"}}"#, "a".repeat(1024 * 1024));
@@ -535,19 +411,14 @@ async fn routing_methods_paths_and_limits() {
     // Unknown fields are ignored.
     let mut extra: Value = serde_json::from_str(&lrp_json("x", "d", 0)).expect("json");
     extra["surprise"] = json!({"deep": [1, 2]});
-    assert_eq!(
-        c.post("/v1/desired_lrps", &extra.to_string()).await.status,
-        201
-    );
+    assert_eq!(c.post("/v1/desired_lrps", &extra.to_string()).await.status, 201);
 }
 
 #[tokio::test]
 async fn stale_reads_are_served_on_request() {
     let (_d, c) = dev();
     assert_eq!(
-        c.post("/v1/desired_lrps", &lrp_json("web", "cf-apps", 1))
-            .await
-            .status,
+        c.post("/v1/desired_lrps", &lrp_json("web", "cf-apps", 1)).await.status,
         201
     );
     let r = c

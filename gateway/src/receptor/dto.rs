@@ -59,23 +59,11 @@ pub struct IcmpInfo {
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 pub struct SecurityGroupRule {
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_empty_str"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_empty_str")]
     pub protocol: String,
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
     pub destinations: Vec<String>,
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_range: Option<PortRange>,
@@ -133,11 +121,7 @@ pub struct ResourceLimits {
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 pub struct DownloadAction {
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_empty_str"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_empty_str")]
     pub artifact: String,
     #[serde(default, deserialize_with = "null_default")]
     pub from: String,
@@ -145,11 +129,7 @@ pub struct DownloadAction {
     pub to: String,
     #[serde(default, deserialize_with = "null_default")]
     pub cache_key: String,
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_empty_str"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_empty_str")]
     pub log_source: String,
     #[serde(default, deserialize_with = "null_default")]
     pub user: String,
@@ -157,21 +137,13 @@ pub struct DownloadAction {
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 pub struct UploadAction {
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_empty_str"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_empty_str")]
     pub artifact: String,
     #[serde(default, deserialize_with = "null_default")]
     pub from: String,
     #[serde(default, deserialize_with = "null_default")]
     pub to: String,
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_empty_str"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_empty_str")]
     pub log_source: String,
     #[serde(default, deserialize_with = "null_default")]
     pub user: String,
@@ -181,33 +153,17 @@ pub struct UploadAction {
 pub struct RunAction {
     #[serde(default, deserialize_with = "null_default")]
     pub path: String,
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_empty_str"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_empty_str")]
     pub dir: String,
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_limits: Option<ResourceLimits>,
     #[serde(default, deserialize_with = "null_default")]
     pub user: String,
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_empty_str"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_empty_str")]
     pub log_source: String,
 }
 
@@ -217,11 +173,7 @@ pub struct TimeoutAction {
     /// nanoseconds
     #[serde(default, deserialize_with = "null_default")]
     pub timeout: i64,
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_empty_str"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_empty_str")]
     pub log_source: String,
 }
 
@@ -234,22 +186,14 @@ pub struct EmitProgressAction {
     pub success_message: String,
     #[serde(default, deserialize_with = "null_default")]
     pub failure_message_prefix: String,
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_empty_str"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_empty_str")]
     pub log_source: String,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 pub struct TryAction {
     pub action: Option<Box<Action>>,
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_empty_str"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_empty_str")]
     pub log_source: String,
 }
 
@@ -258,11 +202,7 @@ pub struct ActionList {
     /// `null` elements are kept so that validation can name their index.
     #[serde(default, deserialize_with = "null_default")]
     pub actions: Vec<Option<Action>>,
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_empty_str"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_empty_str")]
     pub log_source: String,
 }
 
@@ -330,9 +270,7 @@ impl From<Action> for pb::Action {
                 args: r.args,
                 dir: r.dir,
                 env: r.env.into_iter().map(Into::into).collect(),
-                resource_limits: r
-                    .resource_limits
-                    .map(|l| pb::ResourceLimits { nofile: l.nofile }),
+                resource_limits: r.resource_limits.map(|l| pb::ResourceLimits { nofile: l.nofile }),
                 user: r.user,
                 log_source: r.log_source,
             }))
@@ -412,9 +350,7 @@ impl From<&pb::Action> for Action {
                     args: r.args.clone(),
                     dir: r.dir.clone(),
                     env: r.env.iter().map(Into::into).collect(),
-                    resource_limits: r
-                        .resource_limits
-                        .map(|l| ResourceLimits { nofile: l.nofile }),
+                    resource_limits: r.resource_limits.map(|l| ResourceLimits { nofile: l.nofile }),
                     user: r.user.clone(),
                     log_source: r.log_source.clone(),
                 })
@@ -497,10 +433,7 @@ pub struct DesiredLrpCreate {
 }
 
 fn routes_to_pb(routes: BTreeMap<String, Box<RawValue>>) -> BTreeMap<String, String> {
-    routes
-        .into_iter()
-        .map(|(k, v)| (k, v.get().to_owned()))
-        .collect()
+    routes.into_iter().map(|(k, v)| (k, v.get().to_owned())).collect()
 }
 
 impl From<DesiredLrpCreate> for pb::DesiredLrp {
@@ -704,6 +637,45 @@ impl From<pb::ActualLrp> for ActualLrpResponse {
     }
 }
 
+// ---------- cells ----------
+
+#[derive(Debug, Serialize)]
+pub struct CellCapacity {
+    pub memory_mb: i32,
+    pub disk_mb: i32,
+    pub containers: i32,
+}
+
+/// CellResponse (spec/receptor.md §3.8).
+#[derive(Debug, Serialize)]
+pub struct CellResponse {
+    pub cell_id: String,
+    pub zone: String,
+    pub capacity: CellCapacity,
+    pub rootfs_providers: BTreeMap<String, Vec<String>>,
+}
+
+impl From<pb::Cell> for CellResponse {
+    fn from(c: pb::Cell) -> Self {
+        let cap = c.capacity.unwrap_or_default();
+        let mut providers = BTreeMap::new();
+        providers.insert("preloaded".to_owned(), c.preloaded_stacks);
+        if c.docker {
+            providers.insert("docker".to_owned(), Vec::new());
+        }
+        CellResponse {
+            cell_id: c.cell_id,
+            zone: c.zone,
+            capacity: CellCapacity {
+                memory_mb: cap.memory_mb,
+                disk_mb: cap.disk_mb,
+                containers: cap.containers,
+            },
+            rootfs_providers: providers,
+        }
+    }
+}
+
 // ---------- freshness ----------
 
 /// FreshDomainBumpRequest / FreshDomainResponse. `ttl_in_seconds` is signed here so a
@@ -737,11 +709,14 @@ mod tests {
         assert!(list.actions[1].kind.is_none());
         let out = serde_json::to_string(&DesiredLrpResponse::from(pbd)).expect("encodes");
         assert!(out.starts_with(r#"{"process_guid":"pg","domain":"d","rootfs":"preloaded:cflinuxfs4","instances":2,"setup":null,"action":{"serial":{"actions":[{"run":{"path":"sh","args":["-c","x"],"user":"vcap"}},null]}},"monitor":null,"#), "{out}");
-        assert!(out.contains(r#""ports":[8080],"routes":{"cf-router":[{"hostnames":["a.example"],"port":8080}]},"log_guid":"""#), "{out}");
         assert!(
-            !out.contains("annotation")
-                && !out.contains("egress_rules")
-                && !out.contains("\"env\""),
+            out.contains(
+                r#""ports":[8080],"routes":{"cf-router":[{"hostnames":["a.example"],"port":8080}]},"log_guid":"""#
+            ),
+            "{out}"
+        );
+        assert!(
+            !out.contains("annotation") && !out.contains("egress_rules") && !out.contains("\"env\""),
             "{out}"
         );
     }

@@ -39,10 +39,7 @@ impl From<BodyError> for ReceptorError {
             BodyError::TooLarge => ReceptorError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "InvalidRequest",
-                format!(
-                    "request body is larger than {} bytes",
-                    crate::REQUEST_BODY_BYTES_MAX
-                ),
+                format!("request body is larger than {} bytes", crate::REQUEST_BODY_BYTES_MAX),
             ),
             BodyError::Read(m) => ReceptorError::invalid_request(m),
             BodyError::Json(m) => ReceptorError::new(StatusCode::BAD_REQUEST, "InvalidJSON", m),
@@ -55,17 +52,13 @@ impl From<tonic::Status> for ReceptorError {
         let e = NodeError::from(s);
         let (status, name) = match e.kind {
             ErrorKind::InvalidLrp => (StatusCode::BAD_REQUEST, "InvalidLRP"),
-            ErrorKind::InvalidRequest | ErrorKind::InvalidCell => {
-                (StatusCode::BAD_REQUEST, "InvalidRequest")
-            }
+            ErrorKind::InvalidRequest | ErrorKind::InvalidCell => (StatusCode::BAD_REQUEST, "InvalidRequest"),
             ErrorKind::InvalidDomain => (StatusCode::BAD_REQUEST, "InvalidDomain"),
             ErrorKind::DesiredLrpNotFound => (StatusCode::NOT_FOUND, "DesiredLRPNotFound"),
             ErrorKind::ActualLrpIndexNotFound => (StatusCode::NOT_FOUND, "ActualLRPIndexNotFound"),
             ErrorKind::DesiredLrpAlreadyExists => (StatusCode::CONFLICT, "DesiredLRPAlreadyExists"),
             ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
-            ErrorKind::Internal | ErrorKind::Unspecified => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "UnknownError")
-            }
+            ErrorKind::Internal | ErrorKind::Unspecified => (StatusCode::INTERNAL_SERVER_ERROR, "UnknownError"),
         };
         ReceptorError {
             status,
@@ -79,12 +72,7 @@ impl From<tonic::Status> for ReceptorError {
 impl IntoResponse for ReceptorError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self).unwrap_or_default();
-        let mut resp = (
-            self.status,
-            [(header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response();
+        let mut resp = (self.status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
         if self.retry_after_ms > 0 {
             let secs = self.retry_after_ms.div_ceil(1000).max(1);
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

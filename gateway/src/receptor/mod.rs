@@ -30,44 +30,27 @@ pub fn routes() -> Router<Gateway> {
             "/v1/desired_lrps/{process_guid}",
             get(get_desired).put(update_desired).delete(delete_desired),
         )
-        .route(
-            "/v1/domain/{domain}/desired_lrps",
-            get(list_desired_in_domain),
-        )
-        .route(
-            "/v1/domains/{domain}/desired_lrps",
-            get(list_desired_in_domain),
-        )
+        .route("/v1/domain/{domain}/desired_lrps", get(list_desired_in_domain))
+        .route("/v1/domains/{domain}/desired_lrps", get(list_desired_in_domain))
         .route("/v1/actual_lrps", get(list_actual))
-        .route(
-            "/v1/domains/{domain}/actual_lrps",
-            get(list_actual_in_domain),
-        )
+        .route("/v1/domains/{domain}/actual_lrps", get(list_actual_in_domain))
         .route(
             "/v1/desired_lrps/{process_guid}/actual_lrps",
             get(list_actual_of_desired).delete(kill_by_query),
         )
-        .route(
-            "/v1/actual_lrps/{process_guid}",
-            get(list_actual_of_process),
-        )
+        .route("/v1/actual_lrps/{process_guid}", get(list_actual_of_process))
         .route(
             "/v1/actual_lrps/{process_guid}/index/{index}",
             get(get_actual_at_index).delete(kill_by_path),
         )
-        .route(
-            "/v1/fresh_domains",
-            get(list_fresh_domains).post(bump_fresh_domain),
-        )
+        .route("/v1/fresh_domains", get(list_fresh_domains).post(bump_fresh_domain))
         .route("/v1/domains", get(list_domains))
         .route("/v1/domains/{domain}", axum::routing::put(upsert_domain))
+        .route("/v1/cells", get(list_cells))
 }
 
 fn consistency(headers: &HeaderMap) -> i32 {
-    match headers
-        .get(CONSISTENCY_HEADER)
-        .and_then(|v| v.to_str().ok())
-    {
+    match headers.get(CONSISTENCY_HEADER).and_then(|v| v.to_str().ok()) {
         Some(v) if v.eq_ignore_ascii_case("stale") => pb::ReadConsistency::Stale as i32,
         _ => pb::ReadConsistency::Linearizable as i32,
     }
@@ -75,9 +58,7 @@ fn consistency(headers: &HeaderMap) -> i32 {
 
 fn require(name: &str, value: &str) -> Result<()> {
     if value.is_empty() {
-        Err(ReceptorError::invalid_request(format!(
-            "{name} missing from request"
-        )))
+        Err(ReceptorError::invalid_request(format!("{name} missing from request")))
     } else {
         Ok(())
     }
@@ -89,8 +70,7 @@ fn parse_index(raw: Option<&str>) -> Result<u32> {
         .ok_or_else(|| ReceptorError::invalid_request("index missing from request"))?;
     match raw.parse::<i64>() {
         Err(_) => Err(ReceptorError::invalid_request("index not a number")),
-        Ok(n) => u32::try_from(n)
-            .map_err(|_| ReceptorError::invalid_request("index must be a non-negative number")),
+        Ok(n) => u32::try_from(n).map_err(|_| ReceptorError::invalid_request("index must be a non-negative number")),
     }
 }
 
@@ -117,11 +97,7 @@ async fn create_desired(State(gw): State<Gateway>, req: Body) -> Result<Response
     })
 }
 
-async fn update_desired(
-    State(gw): State<Gateway>,
-    Path(process_guid): Path<String>,
-    req: Body,
-) -> Result<Response> {
+async fn update_desired(State(gw): State<Gateway>, Path(process_guid): Path<String>, req: Body) -> Result<Response> {
     require("process_guid", &process_guid)?;
     let update: DesiredLrpUpdate = body::json(req).await?;
     gw.client
@@ -134,10 +110,7 @@ async fn update_desired(
     Ok(no_content())
 }
 
-async fn delete_desired(
-    State(gw): State<Gateway>,
-    Path(process_guid): Path<String>,
-) -> Result<Response> {
+async fn delete_desired(State(gw): State<Gateway>, Path(process_guid): Path<String>) -> Result<Response> {
     require("process_guid", &process_guid)?;
     gw.client
         .clone()
@@ -286,10 +259,7 @@ async fn kill(gw: Gateway, process_guid: String, index: u32) -> Result<Response>
     require("process_guid", &process_guid)?;
     gw.client
         .clone()
-        .retire_actual_lrp(pb::RetireActualLrp {
-            process_guid,
-            index,
-        })
+        .retire_actual_lrp(pb::RetireActualLrp { process_guid, index })
         .await?;
     Ok(no_content())
 }
@@ -324,10 +294,7 @@ async fn bump(gw: Gateway, domain: String, ttl_in_seconds: i64) -> Result<Respon
     })?;
     gw.client
         .clone()
-        .bump_fresh_domain(pb::BumpFreshDomain {
-            domain,
-            ttl_in_seconds,
-        })
+        .bump_fresh_domain(pb::BumpFreshDomain { domain, ttl_in_seconds })
         .await?;
     Ok(no_content())
 }
@@ -345,11 +312,7 @@ async fn bump_fresh_domain(State(gw): State<Gateway>, req: Body) -> Result<Respo
 }
 
 /// `PUT /v1/domains/:domain` with `Cache-Control: max-age=N` (absent = never expires).
-async fn upsert_domain(
-    State(gw): State<Gateway>,
-    Path(domain): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response> {
+async fn upsert_domain(State(gw): State<Gateway>, Path(domain): Path<String>, headers: HeaderMap) -> Result<Response> {
     let values: Vec<&str> = headers
         .get_all(header::CACHE_CONTROL)
         .iter()
@@ -361,14 +324,10 @@ async fn upsert_domain(
         let directive = values
             .iter()
             .find_map(|v| v.strip_prefix("max-age="))
-            .ok_or_else(|| {
-                ReceptorError::invalid_request("max-age directive missing from request")
-            })?;
-        directive.parse::<i64>().map_err(|_| {
-            ReceptorError::invalid_request(format!(
-                "invalid-max-age-directive: max-age={directive}"
-            ))
-        })?
+            .ok_or_else(|| ReceptorError::invalid_request("max-age directive missing from request"))?;
+        directive
+            .parse::<i64>()
+            .map_err(|_| ReceptorError::invalid_request(format!("invalid-max-age-directive: max-age={directive}")))?
     };
     bump(gw, domain, ttl).await
 }
@@ -403,5 +362,21 @@ async fn list_domains(State(gw): State<Gateway>, headers: HeaderMap) -> Result<R
         .into_iter()
         .map(|d| d.domain)
         .collect();
+    Ok(Json(out).into_response())
+}
+
+// ---------- cells ----------
+
+async fn list_cells(State(gw): State<Gateway>, headers: HeaderMap) -> Result<Response> {
+    let cells = gw
+        .client
+        .clone()
+        .list_cells(pb::ListCellsRequest {
+            consistency: consistency(&headers),
+        })
+        .await?
+        .into_inner()
+        .cells;
+    let out: Vec<CellResponse> = cells.into_iter().map(CellResponse::from).collect();
     Ok(Json(out).into_response())
 }

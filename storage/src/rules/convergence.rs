@@ -20,11 +20,7 @@ fn op(kind: K, a: &pb::ActualLrp) -> pb::ConvergenceOp {
         kind: kind as i32,
         process_guid: a.process_guid.clone(),
         index: a.index,
-        epoch: a
-            .modification_tag
-            .as_ref()
-            .map(|t| t.epoch.clone())
-            .unwrap_or_default(),
+        epoch: a.modification_tag.as_ref().map(|t| t.epoch.clone()).unwrap_or_default(),
     }
 }
 
@@ -63,9 +59,7 @@ pub fn plan(
                     if fresh {
                         ops.push(op(K::Retire, a));
                     }
-                } else if s == S::Crashed
-                    && lifecycle::should_restart(ctx.now_ns, a.since, a.crash_count)
-                {
+                } else if s == S::Crashed && lifecycle::should_restart(ctx.now_ns, a.since, a.crash_count) {
                     ops.push(op(K::RestartCrashed, a));
                 }
                 // Stale UNCLAIMED needs no state change: the scheduler retries every pass.
@@ -144,12 +138,7 @@ mod tests {
         assert!(plan("pg", Some(&desired(1)), &actuals, &ctx(&stale, &cells, 0)).is_empty());
         let fresh = BTreeSet::from(["d".to_string()]);
         assert_eq!(
-            kinds(&plan(
-                "pg",
-                Some(&desired(1)),
-                &actuals,
-                &ctx(&fresh, &cells, 0)
-            )),
+            kinds(&plan("pg", Some(&desired(1)), &actuals, &ctx(&fresh, &cells, 0))),
             vec![(K::Retire as i32, 1)]
         );
     }
@@ -177,13 +166,7 @@ mod tests {
         a.crash_count = 3;
         a.since = 0;
         let second = 1_000_000_000;
-        assert!(plan(
-            "pg",
-            Some(&desired(1)),
-            &[a.clone()],
-            &ctx(&fresh, &cells, 29 * second)
-        )
-        .is_empty());
+        assert!(plan("pg", Some(&desired(1)), &[a.clone()], &ctx(&fresh, &cells, 29 * second)).is_empty());
         assert_eq!(
             kinds(&plan(
                 "pg",
@@ -194,12 +177,6 @@ mod tests {
             vec![(K::RestartCrashed as i32, 0)]
         );
         a.crash_count = 200;
-        assert!(plan(
-            "pg",
-            Some(&desired(1)),
-            &[a],
-            &ctx(&fresh, &cells, i64::MAX)
-        )
-        .is_empty());
+        assert!(plan("pg", Some(&desired(1)), &[a], &ctx(&fresh, &cells, i64::MAX)).is_empty());
     }
 }

@@ -53,20 +53,16 @@ impl<'v, V: ViewRead> Overlay<'v, V> {
     }
 
     fn changed(&mut self, before: pb::ActualLrp, after: pb::ActualLrp) {
-        self.actuals.insert(
-            (after.process_guid.clone(), after.index),
-            Some(after.clone()),
-        );
-        self.events
-            .push(ev(Ev::ActualLrpChanged(pb::ActualLrpChanged {
-                before: Some(before),
-                after: Some(after),
-            })));
+        self.actuals
+            .insert((after.process_guid.clone(), after.index), Some(after.clone()));
+        self.events.push(ev(Ev::ActualLrpChanged(pb::ActualLrpChanged {
+            before: Some(before),
+            after: Some(after),
+        })));
     }
 
     fn created(&mut self, a: pb::ActualLrp) {
-        self.actuals
-            .insert((a.process_guid.clone(), a.index), Some(a.clone()));
+        self.actuals.insert((a.process_guid.clone(), a.index), Some(a.clone()));
         self.events.push(created(a));
     }
 
@@ -77,10 +73,7 @@ impl<'v, V: ViewRead> Overlay<'v, V> {
 }
 
 fn epoch_of(a: &pb::ActualLrp) -> &str {
-    a.modification_tag
-        .as_ref()
-        .map(|t| t.epoch.as_str())
-        .unwrap_or("")
+    a.modification_tag.as_ref().map(|t| t.epoch.as_str()).unwrap_or("")
 }
 
 /// The events a command causes, or why it was refused.
@@ -113,11 +106,7 @@ pub fn index_not_found(process_guid: &str, index: u32) -> pb::Rejection {
 
 /// Decides one command. The outer `Result` is a read failure of the views (fatal); the inner
 /// one is the business outcome.
-pub fn decide<V: ViewRead>(
-    view: &V,
-    stamp: &pb::Stamp,
-    command: &pb::Command,
-) -> Result<Decision, V::Error> {
+pub fn decide<V: ViewRead>(view: &V, stamp: &pb::Stamp, command: &pb::Command) -> Result<Decision, V::Error> {
     use pb::command::Kind;
     let mut ids = IdGen::new(stamp);
     let now = stamp.time_unix_ns;
@@ -169,15 +158,10 @@ pub fn decide<V: ViewRead>(
             }
         }
         Some(Kind::RegisterCell(c)) => match &c.cell {
-            Some(cell)
-                if !cell.cell_id.is_empty()
-                    && cell.cell_id.len() <= super::limits::NAME_BYTES_MAX =>
-            {
+            Some(cell) if !cell.cell_id.is_empty() && cell.cell_id.len() <= super::limits::NAME_BYTES_MAX => {
                 let mut cell = cell.clone();
                 cell.registered_at = now;
-                Ok(vec![ev(Ev::CellRegistered(pb::CellRegistered {
-                    cell: Some(cell),
-                }))])
+                Ok(vec![ev(Ev::CellRegistered(pb::CellRegistered { cell: Some(cell) }))])
             }
             _ => Err(reject(RejectionKind::InvalidCell, "Invalid field: cell_id")),
         },
@@ -193,10 +177,7 @@ pub fn decide<V: ViewRead>(
         Some(Kind::ConvergeLrps(c)) => Ok(converge(view, c, now, &mut ids)?),
         Some(Kind::BumpFreshDomain(c)) => {
             if c.domain.is_empty() || c.domain.len() > super::limits::NAME_BYTES_MAX {
-                Err(reject(
-                    RejectionKind::InvalidDomain,
-                    "Invalid field: domain",
-                ))
+                Err(reject(RejectionKind::InvalidDomain, "Invalid field: domain"))
             } else {
                 Ok(vec![ev(Ev::FreshDomainBumped(pb::FreshDomainBumped {
                     fresh_domain: Some(freshness::bumped(&c.domain, c.ttl_in_seconds, now)),
@@ -206,12 +187,7 @@ pub fn decide<V: ViewRead>(
     })
 }
 
-fn desire<V: ViewRead>(
-    view: &V,
-    d: &pb::DesiredLrp,
-    now: i64,
-    ids: &mut IdGen,
-) -> Result<Decision, V::Error> {
+fn desire<V: ViewRead>(view: &V, d: &pb::DesiredLrp, now: i64, ids: &mut IdGen) -> Result<Decision, V::Error> {
     if let Err(msg) = validate::desired_lrp(d) {
         return Ok(Err(reject(RejectionKind::InvalidLrp, msg)));
     }
@@ -360,11 +336,7 @@ fn place<V: ViewRead>(
 
 /// A cell's reports: started instances become RUNNING, crashed ones follow the crash rules.
 /// A report about an instance that has moved on (retired, re-created, re-placed) is skipped.
-fn report<V: ViewRead>(
-    view: &V,
-    c: &pb::ReportActualLrps,
-    now: i64,
-) -> Result<Vec<pb::Event>, V::Error> {
+fn report<V: ViewRead>(view: &V, c: &pb::ReportActualLrps, now: i64) -> Result<Vec<pb::Event>, V::Error> {
     let mut o = Overlay::new(view);
     for s in &c.started {
         let Some(key) = &s.key else { continue };
@@ -459,15 +431,11 @@ pub fn unclaimed(d: &pb::DesiredLrp, index: u32, now: i64, ids: &mut IdGen) -> p
 }
 
 fn created(a: pb::ActualLrp) -> pb::Event {
-    ev(Ev::ActualLrpCreated(pb::ActualLrpCreated {
-        actual_lrp: Some(a),
-    }))
+    ev(Ev::ActualLrpCreated(pb::ActualLrpCreated { actual_lrp: Some(a) }))
 }
 
 fn removed(a: pb::ActualLrp) -> pb::Event {
-    ev(Ev::ActualLrpRemoved(pb::ActualLrpRemoved {
-        actual_lrp: Some(a),
-    }))
+    ev(Ev::ActualLrpRemoved(pb::ActualLrpRemoved { actual_lrp: Some(a) }))
 }
 
 #[cfg(test)]
@@ -533,30 +501,22 @@ mod tests {
                         }
                         Some(Ev::ActualLrpCreated(c)) => {
                             let a = c.actual_lrp.unwrap_or_default();
-                            self.actual
-                                .borrow_mut()
-                                .insert((a.process_guid.clone(), a.index), a);
+                            self.actual.borrow_mut().insert((a.process_guid.clone(), a.index), a);
                         }
                         Some(Ev::ActualLrpRemoved(c)) => {
                             let a = c.actual_lrp.unwrap_or_default();
-                            self.actual
-                                .borrow_mut()
-                                .remove(&(a.process_guid.clone(), a.index));
+                            self.actual.borrow_mut().remove(&(a.process_guid.clone(), a.index));
                         }
                         Some(Ev::ActualLrpChanged(c)) => {
                             let a = c.after.unwrap_or_default();
-                            self.actual
-                                .borrow_mut()
-                                .insert((a.process_guid.clone(), a.index), a);
+                            self.actual.borrow_mut().insert((a.process_guid.clone(), a.index), a);
                         }
                         Some(Ev::CellRegistered(c)) => {
                             let cell = c.cell.unwrap_or_default();
                             self.cells.borrow_mut().insert(cell.cell_id.clone(), cell);
                         }
                         Some(Ev::CellRemoved(c)) => {
-                            self.cells
-                                .borrow_mut()
-                                .remove(&c.cell.unwrap_or_default().cell_id);
+                            self.cells.borrow_mut().remove(&c.cell.unwrap_or_default().cell_id);
                         }
                         _ => {}
                     }
@@ -587,9 +547,7 @@ mod tests {
     }
 
     fn desire_cmd(d: pb::DesiredLrp) -> pb::command::Kind {
-        pb::command::Kind::DesireLrp(pb::DesireLrp {
-            desired_lrp: Some(d),
-        })
+        pb::command::Kind::DesireLrp(pb::DesireLrp { desired_lrp: Some(d) })
     }
 
     fn scale(n: i32) -> pb::command::Kind {
@@ -692,10 +650,7 @@ mod tests {
             process_guid: "pg".into(),
             index: 9,
         });
-        assert_eq!(
-            kind(&m.run(3, missing)),
-            RejectionKind::ActualLrpIndexNotFound as i32
-        );
+        assert_eq!(kind(&m.run(3, missing)), RejectionKind::ActualLrpIndexNotFound as i32);
     }
 
     #[test]
@@ -707,14 +662,8 @@ mod tests {
         });
         assert!(m.run(2, rm.clone()).is_ok());
         assert!(m.indices().is_empty());
-        assert_eq!(
-            kind(&m.run(3, rm)),
-            RejectionKind::DesiredLrpNotFound as i32
-        );
-        assert_eq!(
-            kind(&m.run(4, scale(1))),
-            RejectionKind::DesiredLrpNotFound as i32
-        );
+        assert_eq!(kind(&m.run(3, rm)), RejectionKind::DesiredLrpNotFound as i32);
+        assert_eq!(kind(&m.run(4, scale(1))), RejectionKind::DesiredLrpNotFound as i32);
     }
 
     #[test]
@@ -722,15 +671,9 @@ mod tests {
         let m = Mem::default();
         let mut bad = lrp(1);
         bad.rootfs = String::new();
-        assert_eq!(
-            kind(&m.run(1, desire_cmd(bad))),
-            RejectionKind::InvalidLrp as i32
-        );
+        assert_eq!(kind(&m.run(1, desire_cmd(bad))), RejectionKind::InvalidLrp as i32);
         let _ = m.run(2, desire_cmd(lrp(1)));
-        assert_eq!(
-            kind(&m.run(3, scale(-1))),
-            RejectionKind::InvalidRequest as i32
-        );
+        assert_eq!(kind(&m.run(3, scale(-1))), RejectionKind::InvalidRequest as i32);
         assert_eq!(m.indices(), vec![0]);
     }
 
@@ -759,10 +702,7 @@ mod tests {
         pb::Placement {
             process_guid: "pg".into(),
             index: i,
-            epoch: at(m, i)
-                .modification_tag
-                .map(|t| t.epoch)
-                .unwrap_or_default(),
+            epoch: at(m, i).modification_tag.map(|t| t.epoch).unwrap_or_default(),
             cell_id: cell.into(),
         }
     }
@@ -791,10 +731,7 @@ mod tests {
         };
         assert!(m.run(2, pb::command::Kind::PlaceActualLrps(place)).is_ok());
         let a0 = at(&m, 0);
-        assert_eq!(
-            (a0.state, a0.cell_id.as_str()),
-            (ActualLrpState::Claimed as i32, "c1")
-        );
+        assert_eq!((a0.state, a0.cell_id.as_str()), (ActualLrpState::Claimed as i32, "c1"));
         assert!(!a0.instance_guid.is_empty());
         assert_eq!(at(&m, 1).state, ActualLrpState::Unclaimed as i32);
     }
@@ -823,10 +760,7 @@ mod tests {
         };
         let _ = m.run(3, pb::command::Kind::ReportActualLrps(started.clone()));
         let running = at(&m, 0);
-        assert_eq!(
-            (running.state, running.since),
-            (ActualLrpState::Running as i32, 3000)
-        );
+        assert_eq!((running.state, running.since), (ActualLrpState::Running as i32, 3000));
         let crashed = pb::ReportActualLrps {
             started: vec![],
             crashed: vec![pb::CrashedActualLrp {
@@ -856,11 +790,7 @@ mod tests {
         };
         let _ = m.run(2, pb::command::Kind::PlaceActualLrps(place));
         let a0 = at(&m, 0);
-        let epoch = a0
-            .modification_tag
-            .clone()
-            .map(|t| t.epoch)
-            .unwrap_or_default();
+        let epoch = a0.modification_tag.clone().map(|t| t.epoch).unwrap_or_default();
         let lost = |e: &str| pb::ConvergenceOp {
             kind: ConvergenceOpKind::ReplaceLost as i32,
             process_guid: "pg".into(),

@@ -32,9 +32,7 @@ impl IdGen {
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&hi.to_be_bytes());
         bytes[8..].copy_from_slice(&lo.to_be_bytes());
-        uuid::Builder::from_random_bytes(bytes)
-            .into_uuid()
-            .to_string()
+        uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
     }
 }
 
@@ -53,9 +51,6 @@ mod tests {
         let (a1, a2) = (a.next_uuid(), a.next_uuid());
         assert_eq!(a1, b.next_uuid());
         assert_ne!(a1, a2);
-        assert_eq!(
-            uuid::Uuid::parse_str(&a1).map(|u| u.get_version_num()).ok(),
-            Some(4)
-        );
+        assert_eq!(uuid::Uuid::parse_str(&a1).map(|u| u.get_version_num()).ok(), Some(4));
     }
 }

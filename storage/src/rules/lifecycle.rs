@@ -56,11 +56,7 @@ pub type Refusal = &'static str;
 
 /// Claim for a cell: from UNCLAIMED or CRASHED, or CLAIMED/RUNNING with the same instance key.
 /// Sets CLAIMED and the key, clears net info and placement_error; `since` is unchanged.
-pub fn claim(
-    a: &pb::ActualLrp,
-    cell_id: &str,
-    instance_guid: &str,
-) -> Result<pb::ActualLrp, Refusal> {
+pub fn claim(a: &pb::ActualLrp, cell_id: &str, instance_guid: &str) -> Result<pb::ActualLrp, Refusal> {
     let key = pb::ActualLrpKey {
         process_guid: a.process_guid.clone(),
         index: a.index,
@@ -116,12 +112,7 @@ pub fn start(
 
 /// Crash: only from CLAIMED or RUNNING with the same key. The 1st and 2nd crash come back as
 /// UNCLAIMED (restart at once); from the 3rd the instance is CRASHED.
-pub fn crash(
-    a: &pb::ActualLrp,
-    key: &pb::ActualLrpKey,
-    reason: &str,
-    now_ns: i64,
-) -> Result<pb::ActualLrp, Refusal> {
+pub fn crash(a: &pb::ActualLrp, key: &pb::ActualLrpKey, reason: &str, now_ns: i64) -> Result<pb::ActualLrp, Refusal> {
     let s = state(a);
     if !matches!(s, S::Claimed | S::Running) || !same_instance(a, key) {
         return Err("ActualLRPCannotBeCrashed");
@@ -162,11 +153,7 @@ pub fn unclaim_crashed(a: &pb::ActualLrp, now_ns: i64) -> Result<pb::ActualLrp, 
 }
 
 /// Placement failure on an UNCLAIMED instance.
-pub fn fail_placement(
-    a: &pb::ActualLrp,
-    error: &str,
-    now_ns: i64,
-) -> Result<Option<pb::ActualLrp>, Refusal> {
+pub fn fail_placement(a: &pb::ActualLrp, error: &str, now_ns: i64) -> Result<Option<pb::ActualLrp>, Refusal> {
     if state(a) != S::Unclaimed {
         return Err("ActualLRPCannotFailPlacement");
     }
@@ -289,16 +276,9 @@ mod tests {
     #[test]
     fn allowed_transitions() {
         let c = claim(&actual(S::Unclaimed, 0), "c1", "ig").expect("claim");
-        assert_eq!(
-            (c.state, c.since),
-            (S::Claimed as i32, 1_000),
-            "claim keeps since"
-        );
+        assert_eq!((c.state, c.since), (S::Claimed as i32, 1_000), "claim keeps since");
         assert!(claim(&actual(S::Crashed, 3), "c1", "ig").is_ok());
-        assert!(
-            claim(&actual(S::Claimed, 0), "c1", "ig").is_ok(),
-            "same key re-claims"
-        );
+        assert!(claim(&actual(S::Claimed, 0), "c1", "ig").is_ok(), "same key re-claims");
         let r = start(
             &c,
             &key("ig"),
@@ -324,10 +304,7 @@ mod tests {
             .expect("ok")
             .is_some());
         let u = unclaim_crashed(&actual(S::Crashed, 4), 77).expect("unclaim");
-        assert_eq!(
-            (u.state, u.crash_count, u.since),
-            (S::Unclaimed as i32, 4, 77)
-        );
+        assert_eq!((u.state, u.crash_count, u.since), (S::Unclaimed as i32, 4, 77));
         let f = fail_placement(&actual(S::Unclaimed, 0), "insufficient resources", 3)
             .expect("ok")
             .expect("changed");

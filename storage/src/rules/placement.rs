@@ -39,6 +39,19 @@ impl CellLoad {
         *self.per_process.entry(process_guid.to_owned()).or_default() += 1;
     }
 
+    /// Counts one instance of `process_guid` off this cell again.
+    pub fn remove(&mut self, process_guid: &str, memory_mb: i32, disk_mb: i32) {
+        self.used_memory_mb -= i64::from(memory_mb.max(0));
+        self.used_disk_mb -= i64::from(disk_mb.max(0));
+        self.used_containers -= 1;
+        if let Some(n) = self.per_process.get_mut(process_guid) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_process.remove(process_guid);
+            }
+        }
+    }
+
     fn capacity(&self) -> pb::CellCapacity {
         self.cell.capacity.unwrap_or_default()
     }
@@ -142,10 +155,7 @@ mod tests {
     }
 
     fn ids(cells: &[CellLoad], picks: &[usize]) -> Vec<String> {
-        picks
-            .iter()
-            .map(|&i| cells[i].cell.cell_id.clone())
-            .collect()
+        picks.iter().map(|&i| cells[i].cell.cell_id.clone()).collect()
     }
 
     #[test]
@@ -175,10 +185,7 @@ mod tests {
     #[test]
     fn fit_and_placement_errors() {
         let mut cells = vec![cell("a", "z", 256, 2)];
-        assert_eq!(
-            place(&mut cells, &need("x", 512)),
-            Err(ERR_INSUFFICIENT_RESOURCES)
-        );
+        assert_eq!(place(&mut cells, &need("x", 512)), Err(ERR_INSUFFICIENT_RESOURCES));
         assert!(place(&mut cells, &need("x", 128)).is_ok());
         assert!(place(&mut cells, &need("x", 128)).is_ok());
         assert_eq!(

@@ -379,7 +379,10 @@ mod tests {
         });
         assert_eq!(
             desired_lrp(&d),
-            Err("Invalid field: action, Invalid field: action, Invalid field: path, Invalid field: action at index 1".into())
+            Err(
+                "Invalid field: action, Invalid field: action, Invalid field: path, Invalid field: action at index 1"
+                    .into()
+            )
         );
         d.action = Some(pb::Action { kind: None });
         assert_eq!(
@@ -394,11 +397,13 @@ mod tests {
         d.instances = -1;
         d.cpu_weight = 101;
         d.annotation = "a".repeat(ANNOTATION_BYTES_MAX + 1);
-        d.routes
-            .insert("cf-router".into(), "x".repeat(ROUTES_BYTES_MAX + 1));
+        d.routes.insert("cf-router".into(), "x".repeat(ROUTES_BYTES_MAX + 1));
         assert_eq!(
             desired_lrp(&d),
-            Err("Invalid field: instances, Invalid field: cpu_weight, Invalid field: annotation, Invalid field: routes".into())
+            Err(
+                "Invalid field: instances, Invalid field: cpu_weight, Invalid field: annotation, Invalid field: routes"
+                    .into()
+            )
         );
         d = valid();
         d.annotation = "a".repeat(ANNOTATION_BYTES_MAX);

@@ -51,11 +51,7 @@ fn desired(guid: &str) -> pb::DesiredLrp {
 }
 
 async fn rest_level(c: &Cluster, clients: usize, ops: usize, tag: &str) {
-    let urls: Arc<Vec<String>> = Arc::new(
-        c.alive()
-            .map(|(_, n)| format!("{}/v1/desired_lrps", n.http))
-            .collect(),
-    );
+    let urls: Arc<Vec<String>> = Arc::new(c.alive().map(|(_, n)| format!("{}/v1/desired_lrps", n.http)).collect());
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(128)
         .build()
@@ -64,8 +60,7 @@ async fn rest_level(c: &Cluster, clients: usize, ops: usize, tag: &str) {
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|w| {
-            let (urls, http, next, tag) =
-                (urls.clone(), http.clone(), next.clone(), tag.to_owned());
+            let (urls, http, next, tag) = (urls.clone(), http.clone(), next.clone(), tag.to_owned());
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 loop {
@@ -92,11 +87,7 @@ async fn rest_level(c: &Cluster, clients: usize, ops: usize, tag: &str) {
     for t in tasks {
         lat.extend(t.await.unwrap_or_default());
     }
-    report(
-        &format!("REST create, {clients} clients"),
-        lat,
-        started.elapsed(),
-    );
+    report(&format!("REST create, {clients} clients"), lat, started.elapsed());
 }
 
 async fn grpc_level(c: &Cluster, clients: usize, ops: usize, tag: &str) -> anyhow::Result<()> {
@@ -122,9 +113,8 @@ async fn grpc_level(c: &Cluster, clients: usize, ops: usize, tag: &str) -> anyho
                     if i >= ops {
                         break;
                     }
-                    let mut client = pb::control_plane_client::ControlPlaneClient::new(
-                        channels[(w + i) % channels.len()].clone(),
-                    );
+                    let mut client =
+                        pb::control_plane_client::ControlPlaneClient::new(channels[(w + i) % channels.len()].clone());
                     let t = Instant::now();
                     let r = client
                         .desire_lrp(pb::DesireLrp {
@@ -143,11 +133,7 @@ async fn grpc_level(c: &Cluster, clients: usize, ops: usize, tag: &str) -> anyho
     for t in tasks {
         lat.extend(t.await.unwrap_or_default());
     }
-    report(
-        &format!("gRPC DesireLrp, {clients} clients"),
-        lat,
-        started.elapsed(),
-    );
+    report(&format!("gRPC DesireLrp, {clients} clients"), lat, started.elapsed());
     Ok(())
 }
 
@@ -159,9 +145,7 @@ async fn failover_once(c: &mut Cluster, run: usize) -> anyhow::Result<Duration> 
         .filter(|(id, _)| **id != leader)
         .map(|(_, n)| n.http.clone())
         .collect();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
     c.kill9(leader);
     let killed = Instant::now();
     let mut i = 0usize;
@@ -207,18 +191,14 @@ async fn main() -> anyhow::Result<()> {
         took.push(t);
         // Let the restarted node rejoin before the next kill.
         c.leader(Duration::from_secs(30)).await;
-        capstan_tests::wait_for(
-            "all 3 nodes to report status",
-            Duration::from_secs(30),
-            || async {
-                let s = c.cli(&["status"]).ok()?;
-                s["members"]
-                    .as_array()?
-                    .iter()
-                    .all(|m| m["status"].is_object() && m["lag"].as_u64().is_some_and(|l| l < 10))
-                    .then_some(())
-            },
-        )
+        capstan_tests::wait_for("all 3 nodes to report status", Duration::from_secs(30), || async {
+            let s = c.cli(&["status"]).ok()?;
+            s["members"]
+                .as_array()?
+                .iter()
+                .all(|m| m["status"].is_object() && m["lag"].as_u64().is_some_and(|l| l < 10))
+                .then_some(())
+        })
         .await;
     }
     took.sort();

@@ -75,16 +75,8 @@ async fn main() -> anyhow::Result<()> {
     report("POST /v1/desired_lrps (create)", lat, started.elapsed());
 
     for (label, path, rounds) in [
-        (
-            "GET /v1/desired_lrps (all, linearizable)",
-            "/v1/desired_lrps",
-            20,
-        ),
-        (
-            "GET /v1/desired_lrps?domain=bench",
-            "/v1/desired_lrps?domain=bench",
-            20,
-        ),
+        ("GET /v1/desired_lrps (all, linearizable)", "/v1/desired_lrps", 20),
+        ("GET /v1/desired_lrps?domain=bench", "/v1/desired_lrps?domain=bench", 20),
         (
             "GET /v1/desired_lrps/:guid (one)",
             "/v1/desired_lrps/bench-004242",
@@ -106,10 +98,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(kib) = c.rss_kib() {
         println!("capstan dev RSS after the run: {} MiB", kib / 1024);
     }
-    let du = std::process::Command::new("du")
-        .arg("-sh")
-        .arg(dir.path())
-        .output()?;
+    let du = std::process::Command::new("du").arg("-sh").arg(dir.path()).output()?;
     println!("data dir: {}", String::from_utf8_lossy(&du.stdout).trim());
     Ok(())
 }

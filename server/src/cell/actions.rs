@@ -1,0 +1,169 @@
+//! Executes Diego actions on the host for the process driver: `run` (path, args, env, dir) in its
+//! own process group, and the combinators `serial`, `parallel`, `codependent`, `try`, `timeout`,
+//! `emit_progress`. Every process group started is recorded so the instance can be stopped.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use capstan_proto::pb::{self, action::Kind};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use tokio::io::AsyncReadExt;
+
+use super::logs::LogFile;
+
+/// What every action of one instance shares.
+#[derive(Clone)]
+pub struct Exec {
+    /// `NAME=value` pairs: the DesiredLRP's env and the instance environment.
+    pub env: Vec<(String, String)>,
+    pub log: Arc<LogFile>,
+    /// Process groups started by this instance (pgid = pid of the group leader).
+    pub groups: Arc<Mutex<Vec<i32>>>,
+    /// Working directory when an action names none.
+    pub default_dir: PathBuf,
+}
+
+fn pipe_to_log<R: tokio::io::AsyncRead + Unpin + Send + 'static>(mut r: R, log: Arc<LogFile>) {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => log.write(&buf[..n]),
+            }
+        }
+    });
+}
+
+impl Exec {
+    /// Runs an action to completion: `Ok` on success, `Err(reason)` on failure.
+    pub fn run<'a>(&'a self, action: &'a pb::Action) -> BoxFuture<'a, Result<(), String>> {
+        async move {
+            match &action.kind {
+                None => Err("empty action".to_owned()),
+                Some(Kind::Run(r)) => self.run_process(r).await,
+                Some(Kind::Download(_)) => Err("download actions are not supported by the process driver".into()),
+                Some(Kind::Upload(_)) => Err("upload actions are not supported by the process driver".into()),
+                Some(Kind::Serial(l)) => {
+                    for a in &l.actions {
+                        self.run(a).await?;
+                    }
+                    Ok(())
+                }
+                Some(Kind::Parallel(l)) => {
+                    let results = futures::future::join_all(l.actions.iter().map(|a| self.run(a))).await;
+                    results.into_iter().find(Result::is_err).unwrap_or(Ok(()))
+                }
+                Some(Kind::Codependent(l)) => {
+                    if l.actions.is_empty() {
+                        return Ok(());
+                    }
+                    // Returns as soon as any child exits, always as a failure of the group.
+                    let (first, _, _) = futures::future::select_all(l.actions.iter().map(|a| self.run(a))).await;
+                    Err(match first {
+                        Ok(()) => "a codependent action exited".to_owned(),
+                        Err(e) => e,
+                    })
+                }
+                Some(Kind::Try(t)) => {
+                    if let Some(inner) = &t.action {
+                        if let Err(e) = self.run(inner).await {
+                            self.log.line(&format!("[try] ignored failure: {e}"));
+                        }
+                    }
+                    Ok(())
+                }
+                Some(Kind::Timeout(t)) => {
+                    let inner = t.action.as_deref().ok_or("timeout without an action")?;
+                    let limit = Duration::from_nanos(u64::try_from(t.timeout).unwrap_or(0));
+                    match tokio::time::timeout(limit, self.run(inner)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(format!("timed out after {limit:?}")),
+                    }
+                }
+                Some(Kind::EmitProgress(e)) => {
+                    let inner = e.action.as_deref().ok_or("emit_progress without an action")?;
+                    if !e.start_message.is_empty() {
+                        self.log.line(&e.start_message);
+                    }
+                    let r = self.run(inner).await;
+                    match &r {
+                        Ok(()) if !e.success_message.is_empty() => self.log.line(&e.success_message),
+                        Err(err) if !e.failure_message_prefix.is_empty() => {
+                            self.log.line(&format!("{}: {err}", e.failure_message_prefix))
+                        }
+                        _ => {}
+                    }
+                    r
+                }
+            }
+        }
+        .boxed()
+    }
+
+    async fn run_process(&self, r: &pb::RunAction) -> Result<(), String> {
+        let mut cmd = tokio::process::Command::new(&r.path);
+        cmd.args(&r.args)
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+            )
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(r.env.iter().map(|e| (e.name.as_str(), e.value.as_str())))
+            .current_dir(if r.dir.is_empty() {
+                self.default_dir.clone()
+            } else {
+                PathBuf::from(&r.dir)
+            })
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| format!("could not start {}: {e}", r.path))?;
+        if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+            if let Ok(mut g) = self.groups.lock() {
+                g.push(pid);
+            }
+        }
+        if let Some(out) = child.stdout.take() {
+            pipe_to_log(out, self.log.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            pipe_to_log(err, self.log.clone());
+        }
+        let status = child.wait().await.map_err(|e| format!("waiting for {}: {e}", r.path))?;
+        if status.success() {
+            Ok(())
+        } else {
+            match status.code() {
+                Some(code) => Err(format!("Exited with status {code}")),
+                None => Err(format!("Exited on a signal ({status})")),
+            }
+        }
+    }
+
+    /// SIGTERM to every process group, then SIGKILL to those still alive after `grace`.
+    pub async fn stop_all(&self, grace: Duration) {
+        use nix::sys::signal::{killpg, Signal};
+        use nix::unistd::Pid;
+        let groups: Vec<i32> = self.groups.lock().map(|g| g.clone()).unwrap_or_default();
+        let alive = |pg: i32| killpg(Pid::from_raw(pg), None).is_ok();
+        for pg in &groups {
+            let _ = killpg(Pid::from_raw(*pg), Signal::SIGTERM);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while groups.iter().any(|pg| alive(*pg)) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for pg in &groups {
+            if alive(*pg) {
+                let _ = killpg(Pid::from_raw(*pg), Signal::SIGKILL);
+            }
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! The journal follower of a node: after every apply it reads the new journal records and
+//! (1) wakes the assignment streams of the cells the events touch, (2) keeps the scheduler's
+//! picture of the fleet (cell loads, UNCLAIMED instances, desired resources) current without
+//! re-scanning the views. After a snapshot install it rebuilds from the views.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use capstan_proto::pb::{self, event::Kind as Ev, ActualLrpState};
+use capstan_raft::RaftNode;
+use capstan_storage::rules::placement::CellLoad;
+use tokio::sync::watch;
+
+/// What placing one instance of a process needs.
+#[derive(Debug, Clone, Default)]
+pub struct Res {
+    pub memory_mb: i32,
+    pub disk_mb: i32,
+    pub rootfs: String,
+}
+
+/// One UNCLAIMED instance waiting for a cell.
+#[derive(Debug, Clone)]
+pub struct Waiting {
+    pub epoch: String,
+    pub placement_error: String,
+}
+
+/// The fleet as the scheduler needs it.
+#[derive(Default, Clone)]
+pub struct Fleet {
+    pub desired: HashMap<String, Res>,
+    pub loads: BTreeMap<String, CellLoad>,
+    pub unclaimed: BTreeMap<(String, u32), Waiting>,
+    /// what each placed instance counts for on its cell: (cell, memory, disk)
+    placed: HashMap<(String, u32), (String, i32, i32)>,
+}
+
+impl Fleet {
+    fn actual(&mut self, before: Option<&pb::ActualLrp>, after: Option<&pb::ActualLrp>) {
+        if let Some(b) = before {
+            let key = (b.process_guid.clone(), b.index);
+            self.unclaimed.remove(&key);
+            if let Some((cell, m, d)) = self.placed.remove(&key) {
+                if let Some(load) = self.loads.get_mut(&cell) {
+                    load.remove(&b.process_guid, m, d);
+                }
+            }
+        }
+        if let Some(a) = after {
+            let key = (a.process_guid.clone(), a.index);
+            if a.state == ActualLrpState::Unclaimed as i32 {
+                self.unclaimed.insert(
+                    key.clone(),
+                    Waiting {
+                        epoch: a.modification_tag.as_ref().map(|t| t.epoch.clone()).unwrap_or_default(),
+                        placement_error: a.placement_error.clone(),
+                    },
+                );
+            }
+            if !a.cell_id.is_empty() {
+                let res = self.desired.get(&a.process_guid).cloned().unwrap_or_default();
+                if let Some(load) = self.loads.get_mut(&a.cell_id) {
+                    load.add(&a.process_guid, res.memory_mb, res.disk_mb);
+                }
+                self.placed.insert(key, (a.cell_id.clone(), res.memory_mb, res.disk_mb));
+            }
+        }
+    }
+
+    fn desired(&mut self, d: &pb::DesiredLrp) {
+        self.desired.insert(
+            d.process_guid.clone(),
+            Res {
+                memory_mb: d.memory_mb,
+                disk_mb: d.disk_mb,
+                rootfs: d.rootfs.clone(),
+            },
+        );
+    }
+
+    fn cell(&mut self, c: &pb::Cell) {
+        match self.loads.get_mut(&c.cell_id) {
+            Some(load) => load.cell = c.clone(),
+            None => {
+                let mut load = CellLoad::new(c.clone());
+                for ((guid, _), (cell, m, d)) in &self.placed {
+                    if cell == &c.cell_id {
+                        load.add(guid, *m, *d);
+                    }
+                }
+                self.loads.insert(c.cell_id.clone(), load);
+            }
+        }
+    }
+}
+
+pub struct Hub {
+    node: RaftNode,
+    fleet: Mutex<Fleet>,
+    cells: Mutex<HashMap<String, watch::Sender<u64>>>,
+    processed: watch::Sender<u64>,
+    /// Wakes the scheduler when instances became UNCLAIMED or cells changed.
+    pub schedule: tokio::sync::Notify,
+    /// Wakes the converger when a cell was removed.
+    pub converge: tokio::sync::Notify,
+}
+
+impl Hub {
+    pub fn new(node: RaftNode) -> Arc<Self> {
+        Arc::new(Self {
+            node,
+            fleet: Mutex::new(Fleet::default()),
+            cells: Mutex::new(HashMap::new()),
+            processed: watch::channel(0).0,
+            schedule: tokio::sync::Notify::new(),
+            converge: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// A copy of the fleet as of the last processed entry.
+    pub fn fleet(&self) -> Fleet {
+        self.fleet.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// The last log index whose events are reflected in `fleet()` and the cell notifications.
+    pub fn processed(&self) -> watch::Receiver<u64> {
+        self.processed.subscribe()
+    }
+
+    /// Notifications for one cell's assignment set.
+    pub fn watch_cell(&self, cell_id: &str) -> watch::Receiver<u64> {
+        let mut cells = match self.cells.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        cells
+            .entry(cell_id.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    fn notify_cell(&self, cell_id: &str, index: u64) {
+        if cell_id.is_empty() {
+            return;
+        }
+        if let Ok(cells) = self.cells.lock() {
+            if let Some(tx) = cells.get(cell_id) {
+                tx.send_replace(index);
+            }
+        }
+    }
+
+    fn notify_all_cells(&self, index: u64) {
+        if let Ok(cells) = self.cells.lock() {
+            for tx in cells.values() {
+                tx.send_replace(index);
+            }
+        }
+    }
+
+    fn rebuild(&self) -> Result<(), capstan_storage::StoreError> {
+        let views = self.node.views();
+        let mut fleet = Fleet::default();
+        for d in views.desired_lrps(None) {
+            fleet.desired(&d?);
+        }
+        for c in views.cells()? {
+            fleet.cell(&c);
+        }
+        for a in views.actual_lrps(None, None) {
+            fleet.actual(None, Some(&a?));
+        }
+        if let Ok(mut f) = self.fleet.lock() {
+            *f = fleet;
+        }
+        Ok(())
+    }
+
+    fn process(&self, record: &pb::JournalRecord) {
+        let mut schedule = false;
+        let mut converge = false;
+        let mut touched: Vec<String> = Vec::new();
+        {
+            let Ok(mut fleet) = self.fleet.lock() else {
+                return;
+            };
+            for e in &record.events {
+                match &e.kind {
+                    Some(Ev::DesiredLrpCreated(c)) => {
+                        if let Some(d) = &c.desired_lrp {
+                            fleet.desired(d);
+                        }
+                    }
+                    Some(Ev::DesiredLrpChanged(c)) => {
+                        if let Some(d) = &c.after {
+                            fleet.desired(d);
+                        }
+                    }
+                    // Placed instances carry their own resources, so this is safe.
+                    Some(Ev::DesiredLrpRemoved(c)) => {
+                        if let Some(d) = &c.desired_lrp {
+                            fleet.desired.remove(&d.process_guid);
+                        }
+                    }
+                    Some(Ev::ActualLrpCreated(c)) => {
+                        fleet.actual(None, c.actual_lrp.as_ref());
+                        schedule = true;
+                    }
+                    Some(Ev::ActualLrpChanged(c)) => {
+                        fleet.actual(c.before.as_ref(), c.after.as_ref());
+                        for a in [&c.before, &c.after].into_iter().flatten() {
+                            touched.push(a.cell_id.clone());
+                        }
+                        schedule |= c
+                            .after
+                            .as_ref()
+                            .is_some_and(|a| a.state == ActualLrpState::Unclaimed as i32);
+                    }
+                    Some(Ev::ActualLrpRemoved(c)) => {
+                        fleet.actual(c.actual_lrp.as_ref(), None);
+                        if let Some(a) = &c.actual_lrp {
+                            touched.push(a.cell_id.clone());
+                        }
+                    }
+                    Some(Ev::CellRegistered(c)) => {
+                        if let Some(cell) = &c.cell {
+                            fleet.cell(cell);
+                            touched.push(cell.cell_id.clone());
+                        }
+                        schedule = true;
+                    }
+                    Some(Ev::CellRemoved(c)) => {
+                        if let Some(cell) = &c.cell {
+                            fleet.loads.remove(&cell.cell_id);
+                        }
+                        converge = true;
+                    }
+                    Some(Ev::FreshDomainBumped(_)) | None => {}
+                }
+            }
+        }
+        for cell in touched {
+            self.notify_cell(&cell, record.log_index);
+        }
+        if schedule {
+            self.schedule.notify_one();
+        }
+        if converge {
+            self.converge.notify_one();
+        }
+    }
+
+    /// Follows the node's applied index forever.
+    pub async fn run(self: Arc<Self>) {
+        let mut metrics = self.node.raft.metrics();
+        let mut processed = 0u64;
+        let mut rebuilt = false;
+        loop {
+            let (applied, snapshot) = {
+                let m = metrics.borrow_and_update();
+                (
+                    m.last_applied.map(|l| l.index).unwrap_or(0),
+                    m.snapshot.map(|l| l.index).unwrap_or(0),
+                )
+            };
+            // First pass, or a snapshot was installed over entries this hub never saw.
+            if !rebuilt || snapshot > processed {
+                match self.rebuild() {
+                    Ok(()) => {
+                        rebuilt = true;
+                        processed = applied;
+                        self.notify_all_cells(applied);
+                        self.schedule.notify_one();
+                    }
+                    Err(e) => tracing::error!(error = %e, "hub rebuild failed"),
+                }
+            } else if applied > processed {
+                for record in self.node.views().journal_from(processed + 1) {
+                    match record {
+                        Ok(r) if r.log_index <= applied => self.process(&r),
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::error!(error = %e, "journal read failed");
+                            break;
+                        }
+                    }
+                }
+                processed = applied;
+            }
+            self.processed.send_replace(processed);
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}

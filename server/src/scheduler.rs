@@ -1,0 +1,100 @@
+//! The scheduler, on the leader only: places UNCLAIMED instances on cells (the pure placement
+//! rules over the hub's picture of the fleet) and proposes the decisions in batches. It runs when
+//! the hub says there is work, and on a short tick so that waiting instances are retried as soon
+//! as capacity appears.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use capstan_proto::pb;
+use capstan_raft::RaftNode;
+use capstan_storage::rules::placement::{self, CellLoad, Need};
+
+use crate::hub::Hub;
+
+/// Most placement decisions in one log entry.
+pub const PLACEMENTS_PER_ENTRY_MAX: usize = 1_000;
+/// Retry period for instances that could not be placed.
+const RETRY_TICK: Duration = Duration::from_millis(500);
+
+pub fn is_leader(node: &RaftNode) -> bool {
+    node.raft.metrics().borrow().state == openraft::ServerState::Leader
+}
+
+/// Waits until the hub reflects everything this node has applied.
+pub async fn hub_caught_up(node: &RaftNode, hub: &Hub) {
+    let applied = node.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
+    let mut processed = hub.processed();
+    let _ = processed.wait_for(|p| *p >= applied).await;
+}
+
+/// One scheduling pass: returns the command to propose, if there is anything to do.
+pub fn plan(fleet: &crate::hub::Fleet) -> Option<pb::PlaceActualLrps> {
+    if fleet.unclaimed.is_empty() {
+        return None;
+    }
+    let mut loads: Vec<CellLoad> = fleet.loads.values().cloned().collect();
+    let mut cmd = pb::PlaceActualLrps::default();
+    for ((guid, index), waiting) in &fleet.unclaimed {
+        if cmd.placements.len() + cmd.failures.len() >= PLACEMENTS_PER_ENTRY_MAX {
+            break;
+        }
+        let res = fleet.desired.get(guid).cloned().unwrap_or_default();
+        let need = Need {
+            process_guid: guid,
+            rootfs: &res.rootfs,
+            memory_mb: res.memory_mb,
+            disk_mb: res.disk_mb,
+        };
+        match placement::place(&mut loads, &need) {
+            Ok(i) => cmd.placements.push(pb::Placement {
+                process_guid: guid.clone(),
+                index: *index,
+                epoch: waiting.epoch.clone(),
+                cell_id: loads[i].cell.cell_id.clone(),
+            }),
+            // Only a new or different error is worth an entry.
+            Err(e) if waiting.placement_error != e => cmd.failures.push(pb::PlacementFailure {
+                process_guid: guid.clone(),
+                index: *index,
+                epoch: waiting.epoch.clone(),
+                error: e.to_owned(),
+            }),
+            Err(_) => {}
+        }
+    }
+    (!cmd.placements.is_empty() || !cmd.failures.is_empty()).then_some(cmd)
+}
+
+pub async fn run(node: RaftNode, hub: Arc<Hub>) {
+    loop {
+        tokio::select! {
+            _ = hub.schedule.notified() => {}
+            _ = tokio::time::sleep(RETRY_TICK) => {}
+        }
+        if !is_leader(&node) {
+            continue;
+        }
+        // Place as long as there is work: each pass waits for its own entry to be reflected.
+        loop {
+            hub_caught_up(&node, &hub).await;
+            let Some(cmd) = plan(&hub.fleet()) else { break };
+            let n = cmd.placements.len();
+            match node
+                .write(pb::Command {
+                    kind: Some(pb::command::Kind::PlaceActualLrps(cmd)),
+                })
+                .await
+            {
+                Ok(_) => tracing::debug!(placements = n, "placed"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "placement not proposed");
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+    }
+}
