@@ -1,0 +1,258 @@
+//! Capstan really runs LRPs: `capstan dev` (one node + one cell with the process driver) and
+//! extra `capstan cell` processes, with real instance processes whose ports answer.
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use capstan_tests::{capstan_bin, wait_for, Capstan};
+use serde_json::{json, Value};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_test-http-server");
+
+/// Processes of one test, found by a marker argument; killed when the test ends.
+struct Marker(String);
+
+impl Marker {
+    fn new(name: &str) -> Self {
+        Marker(format!("capstan-test-{name}-{}", std::process::id()))
+    }
+}
+
+impl Drop for Marker {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill").args(["-9", "-f", &self.0]).status();
+    }
+}
+
+fn http_lrp(guid: &str, instances: i32, marker: &Marker) -> String {
+    json!({
+        "process_guid": guid,
+        "domain": "cf-apps",
+        "rootfs": "preloaded:cflinuxfs4",
+        "instances": instances,
+        "memory_mb": 64,
+        "ports": [8080],
+        "action": {"run": {"path": SERVER, "args": [marker.0], "user": "vcap"}},
+    })
+    .to_string()
+}
+
+fn dev() -> (tempfile::TempDir, Capstan) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Capstan::dev_with(
+        &dir.path().join("data"),
+        &["--converge-interval-ms", "1000", "--cell-ttl-ms", "3000"],
+    )
+    .expect("capstan dev");
+    (dir, c)
+}
+
+async fn actuals(c: &Capstan, guid: &str) -> Vec<Value> {
+    c.get(&format!("/v1/actual_lrps/{guid}"))
+        .await
+        .json()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits until `guid` has exactly `n` RUNNING instances; returns them.
+async fn running(c: &Capstan, guid: &str, n: usize) -> Vec<Value> {
+    wait_for(
+        &format!("{n} RUNNING instances of {guid}"),
+        Duration::from_secs(60),
+        || async {
+            let a = actuals(c, guid).await;
+            (a.len() == n && a.iter().all(|x| x["state"] == "RUNNING")).then_some(a)
+        },
+    )
+    .await
+}
+
+async fn answer(port: u64) -> Option<String> {
+    let r = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    r.text().await.ok()
+}
+
+fn host_port(a: &Value) -> u64 {
+    a["ports"][0]["host_port"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn desired_instances_run_answer_restart_scale_and_stop() {
+    let m = Marker::new("run");
+    let (_d, c) = dev();
+    let cells = c.get("/v1/cells").await.json();
+    assert_eq!(cells[0]["cell_id"], "cell-1", "{cells}");
+    assert_eq!(cells[0]["rootfs_providers"]["preloaded"][0], "cflinuxfs4");
+
+    assert_eq!(c.post("/v1/desired_lrps", &http_lrp("web", 3, &m)).await.status, 201);
+    let instances = running(&c, "web", 3).await;
+    for a in &instances {
+        assert_eq!(a["cell_id"], "cell-1");
+        assert_eq!(a["address"], "127.0.0.1");
+        assert_eq!(a["ports"][0]["container_port"], 8080);
+        let body = answer(host_port(a)).await.unwrap_or_default();
+        assert!(
+            body.starts_with(&format!(
+                "index={} guid={}",
+                a["index"],
+                a["instance_guid"].as_str().unwrap_or("")
+            )),
+            "{body}"
+        );
+    }
+
+    // Kill one process behind Capstan's back: it crashes and is restarted at once.
+    let victim = instances.iter().find(|a| a["index"] == 1).cloned().unwrap_or_default();
+    let body = answer(host_port(&victim)).await.unwrap_or_default();
+    let pid = body.rsplit("pid=").next().unwrap_or_default().to_owned();
+    assert!(Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .is_ok_and(|s| s.success()));
+    let restarted = wait_for("index 1 to crash and run again", Duration::from_secs(60), || async {
+        let a = c.get("/v1/actual_lrps/web/index/1").await.json();
+        (a["state"] == "RUNNING" && a["crash_count"] == 1 && a["instance_guid"] != victim["instance_guid"]).then_some(a)
+    })
+    .await;
+    assert!(
+        restarted["crash_reason"].as_str().is_some_and(|r| r.contains("signal")),
+        "{restarted}"
+    );
+    assert!(answer(host_port(&restarted)).await.is_some());
+
+    // Scale down: the extra instances stop and their ports go quiet.
+    assert_eq!(c.put("/v1/desired_lrps/web", r#"{"instances":1}"#).await.status, 204);
+    let left = running(&c, "web", 1).await;
+    for a in instances.iter().chain([&restarted]).filter(|a| a["index"] != 0) {
+        let port = host_port(a);
+        wait_for(
+            &format!("port {port} to stop answering"),
+            Duration::from_secs(30),
+            || async { answer(port).await.is_none().then_some(()) },
+        )
+        .await;
+    }
+
+    // Kill at an index: a new instance takes the index.
+    assert_eq!(c.delete("/v1/desired_lrps/web/actual_lrps?index=0").await.status, 204);
+    wait_for("a new instance at index 0", Duration::from_secs(60), || async {
+        let a = c.get("/v1/actual_lrps/web/index/0").await.json();
+        (a["state"] == "RUNNING" && a["instance_guid"] != left[0]["instance_guid"]).then_some(())
+    })
+    .await;
+
+    // Delete: everything stops.
+    let last = running(&c, "web", 1).await;
+    assert_eq!(c.delete("/v1/desired_lrps/web").await.status, 204);
+    let port = host_port(&last[0]);
+    wait_for("the last instance to stop", Duration::from_secs(30), || async {
+        answer(port).await.is_none().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_command_that_always_exits_becomes_crashed_with_backoff() {
+    let (_d, c) = dev();
+    let lrp = json!({
+        "process_guid": "flaky",
+        "domain": "cf-apps",
+        "rootfs": "preloaded:cflinuxfs4",
+        "instances": 1,
+        "action": {"run": {"path": "sh", "args": ["-c", "exit 3"], "user": "vcap"}},
+    });
+    assert_eq!(c.post("/v1/desired_lrps", &lrp.to_string()).await.status, 201);
+    // Crashes 1 and 2 restart at once; the 3rd is CRASHED.
+    let crashed = wait_for("the 3rd crash", Duration::from_secs(60), || async {
+        let a = c.get("/v1/actual_lrps/flaky/index/0").await.json();
+        (a["state"] == "CRASHED").then_some(a)
+    })
+    .await;
+    assert_eq!(crashed["crash_count"], 3, "{crashed}");
+    assert_eq!(crashed["crash_reason"], "Exited with status 3");
+    assert_eq!(crashed["instance_guid"], "");
+    // Convergence restarts it after the 30 s backoff; it crashes again, with a growing count.
+    let again = wait_for("the restart after the backoff", Duration::from_secs(90), || async {
+        let a = c.get("/v1/actual_lrps/flaky/index/0").await.json();
+        (a["state"] == "CRASHED" && a["crash_count"] == 4).then_some(a)
+    })
+    .await;
+    let waited = again["since"].as_i64().unwrap_or(0) - crashed["since"].as_i64().unwrap_or(0);
+    assert!(
+        waited >= 30_000_000_000,
+        "restarted only after the 30 s backoff ({waited} ns)"
+    );
+}
+
+fn start_cell(grpc: &str, id: &str, work: &std::path::Path) -> Child {
+    let mut child = Command::new(capstan_bin().expect("bin"))
+        .args([
+            "cell",
+            "--cluster",
+            grpc,
+            "--id",
+            id,
+            "--port-range",
+            "62000-62999",
+            "--work-dir",
+        ])
+        .arg(work)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("cell agent");
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
+    while let Some(Ok(l)) = lines.next() {
+        if l.starts_with("capstan: ready") {
+            break;
+        }
+    }
+    child
+}
+
+#[tokio::test]
+async fn instances_on_a_lost_cell_are_placed_on_another_after_the_ttl() {
+    let m = Marker::new("lost");
+    let (d, c) = dev();
+    let mut cell2 = start_cell(&c.grpc, "cell-2", &d.path().join("cell2"));
+    wait_for("two cells", Duration::from_secs(30), || async {
+        (c.get("/v1/cells").await.json().as_array().map(Vec::len) == Some(2)).then_some(())
+    })
+    .await;
+    assert_eq!(c.post("/v1/desired_lrps", &http_lrp("spread", 4, &m)).await.status, 201);
+    let before = running(&c, "spread", 4).await;
+    let on: BTreeSet<String> = before
+        .iter()
+        .filter_map(|a| a["cell_id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        on,
+        BTreeSet::from(["cell-1".to_string(), "cell-2".to_string()]),
+        "spread over both cells"
+    );
+
+    let _ = cell2.kill();
+    let _ = cell2.wait();
+    // After the presence TTL the cell is removed and its instances run on cell-1.
+    wait_for("cell-2 to be removed", Duration::from_secs(30), || async {
+        (c.get("/v1/cells").await.json().as_array().map(Vec::len) == Some(1)).then_some(())
+    })
+    .await;
+    let after = wait_for("all instances on cell-1", Duration::from_secs(60), || async {
+        let a = actuals(&c, "spread").await;
+        (a.len() == 4 && a.iter().all(|x| x["state"] == "RUNNING" && x["cell_id"] == "cell-1")).then_some(a)
+    })
+    .await;
+    for a in &after {
+        assert!(answer(host_port(a)).await.is_some(), "{a}");
+    }
+}
