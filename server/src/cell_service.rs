@@ -148,10 +148,9 @@ impl CellService for CellServiceImpl {
                 )),
             };
         }
-        let fleet = self.hub.fleet();
         let mut unknown = Vec::new();
         for id in req.cell_ids {
-            if fleet.loads.contains_key(&id) {
+            if self.hub.has_cell(&id) {
                 self.presence.touch(&id);
             } else {
                 unknown.push(id);
@@ -237,7 +236,7 @@ pub async fn run_presence_monitor(node: RaftNode, hub: Arc<Hub>, presence: Arc<P
             was_leader = false;
             continue;
         }
-        let cells: Vec<String> = hub.fleet().loads.keys().cloned().collect();
+        let cells: Vec<String> = hub.cell_ids();
         let now = Instant::now();
         let expired: Vec<String> = {
             let Ok(mut seen) = presence.seen.lock() else {

@@ -26,29 +26,50 @@ pub struct Waiting {
     pub placement_error: String,
 }
 
+/// (process_guid, index)
+type InstanceId = (String, u32);
+/// What an instance counts for on a cell: (cell_id, memory_mb, disk_mb).
+type Counted = (String, i32, i32);
+
 /// The fleet as the scheduler needs it.
-#[derive(Default, Clone)]
+#[derive(Default)]
 pub struct Fleet {
     pub desired: HashMap<String, Res>,
-    pub loads: BTreeMap<String, CellLoad>,
+    /// cells with what is placed on them, and where each cell sits in `loads`
+    pub loads: Vec<CellLoad>,
+    positions: HashMap<String, usize>,
     pub unclaimed: BTreeMap<(String, u32), Waiting>,
     /// what each placed instance counts for on its cell: (cell, memory, disk)
-    placed: HashMap<(String, u32), (String, i32, i32)>,
+    placed: HashMap<InstanceId, Counted>,
+    /// placements proposed but not yet seen applied, counted on their cells meanwhile
+    tentative: HashMap<InstanceId, Counted>,
 }
 
 impl Fleet {
+    fn load_mut(&mut self, cell_id: &str) -> Option<&mut CellLoad> {
+        let i = *self.positions.get(cell_id)?;
+        self.loads.get_mut(i)
+    }
+
+    fn uncount(&mut self, guid: &str, (cell, m, d): Counted) {
+        if let Some(load) = self.load_mut(&cell) {
+            load.remove(guid, m, d);
+        }
+    }
+
     fn actual(&mut self, before: Option<&pb::ActualLrp>, after: Option<&pb::ActualLrp>) {
         if let Some(b) = before {
             let key = (b.process_guid.clone(), b.index);
             self.unclaimed.remove(&key);
-            if let Some((cell, m, d)) = self.placed.remove(&key) {
-                if let Some(load) = self.loads.get_mut(&cell) {
-                    load.remove(&b.process_guid, m, d);
-                }
+            if let Some(p) = self.placed.remove(&key) {
+                self.uncount(&b.process_guid, p);
             }
         }
         if let Some(a) = after {
             let key = (a.process_guid.clone(), a.index);
+            if let Some(t) = self.tentative.remove(&key) {
+                self.uncount(&a.process_guid, t);
+            }
             if a.state == ActualLrpState::Unclaimed as i32 {
                 self.unclaimed.insert(
                     key.clone(),
@@ -60,7 +81,7 @@ impl Fleet {
             }
             if !a.cell_id.is_empty() {
                 let res = self.desired.get(&a.process_guid).cloned().unwrap_or_default();
-                if let Some(load) = self.loads.get_mut(&a.cell_id) {
+                if let Some(load) = self.load_mut(&a.cell_id) {
                     load.add(&a.process_guid, res.memory_mb, res.disk_mb);
                 }
                 self.placed.insert(key, (a.cell_id.clone(), res.memory_mb, res.disk_mb));
@@ -80,17 +101,45 @@ impl Fleet {
     }
 
     fn cell(&mut self, c: &pb::Cell) {
-        match self.loads.get_mut(&c.cell_id) {
-            Some(load) => load.cell = c.clone(),
-            None => {
-                let mut load = CellLoad::new(c.clone());
-                for ((guid, _), (cell, m, d)) in &self.placed {
-                    if cell == &c.cell_id {
-                        load.add(guid, *m, *d);
-                    }
-                }
-                self.loads.insert(c.cell_id.clone(), load);
+        if let Some(load) = self.load_mut(&c.cell_id) {
+            load.cell = c.clone();
+            return;
+        }
+        let mut load = CellLoad::new(c.clone());
+        for ((guid, _), (cell, m, d)) in self.placed.iter().chain(self.tentative.iter()) {
+            if cell == &c.cell_id {
+                load.add(guid, *m, *d);
             }
+        }
+        self.positions.insert(c.cell_id.clone(), self.loads.len());
+        self.loads.push(load);
+    }
+
+    fn remove_cell(&mut self, cell_id: &str) {
+        let Some(i) = self.positions.remove(cell_id) else {
+            return;
+        };
+        self.loads.swap_remove(i);
+        if let Some(moved) = self.loads.get(i) {
+            self.positions.insert(moved.cell.cell_id.clone(), i);
+        }
+    }
+
+    /// Records a placement already counted on its cell's load (by the scheduler's pass) as
+    /// tentative: undone when the hub sees the instance's real change, or when it is dropped.
+    pub fn count_tentative_only(&mut self, guid: &str, index: u32, cell_id: &str) {
+        let res = self.desired.get(guid).cloned().unwrap_or_default();
+        self.tentative.insert(
+            (guid.to_owned(), index),
+            (cell_id.to_owned(), res.memory_mb, res.disk_mb),
+        );
+    }
+
+    /// Forgets placements that apply skipped (the instance moved on meanwhile).
+    fn drop_tentative(&mut self) {
+        let left: Vec<(InstanceId, Counted)> = self.tentative.drain().collect();
+        for ((guid, _), t) in left {
+            self.uncount(&guid, t);
         }
     }
 }
@@ -118,9 +167,26 @@ impl Hub {
         })
     }
 
-    /// A copy of the fleet as of the last processed entry.
-    pub fn fleet(&self) -> Fleet {
-        self.fleet.lock().map(|f| f.clone()).unwrap_or_default()
+    /// Runs `f` on the fleet as of the last processed entry.
+    pub fn with_fleet<T>(&self, f: impl FnOnce(&mut Fleet) -> T) -> T {
+        let mut guard = match self.fleet.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(&mut guard)
+    }
+
+    pub fn has_cell(&self, cell_id: &str) -> bool {
+        self.with_fleet(|f| f.positions.contains_key(cell_id))
+    }
+
+    pub fn cell_ids(&self) -> Vec<String> {
+        self.with_fleet(|f| f.positions.keys().cloned().collect())
+    }
+
+    /// Forgets tentative placements once their entry has been processed.
+    pub fn drop_tentative(&self) {
+        self.with_fleet(Fleet::drop_tentative);
     }
 
     /// The last log index whose events are reflected in `fleet()` and the cell notifications.
@@ -232,7 +298,7 @@ impl Hub {
                     }
                     Some(Ev::CellRemoved(c)) => {
                         if let Some(cell) = &c.cell {
-                            fleet.loads.remove(&cell.cell_id);
+                            fleet.remove_cell(&cell.cell_id);
                         }
                         converge = true;
                     }

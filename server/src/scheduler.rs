@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use capstan_proto::pb;
 use capstan_raft::RaftNode;
-use capstan_storage::rules::placement::{self, CellLoad, Need};
+use capstan_storage::rules::placement::{self, Need};
 
-use crate::hub::Hub;
+use crate::hub::{Fleet, Hub, Res};
 
 /// Most placement decisions in one log entry.
 pub const PLACEMENTS_PER_ENTRY_MAX: usize = 1_000;
@@ -28,40 +28,71 @@ pub async fn hub_caught_up(node: &RaftNode, hub: &Hub) {
     let _ = processed.wait_for(|p| *p >= applied).await;
 }
 
-/// One scheduling pass: returns the command to propose, if there is anything to do.
-pub fn plan(fleet: &crate::hub::Fleet) -> Option<pb::PlaceActualLrps> {
+/// One scheduling pass over the live fleet: the decisions to propose, if any. Placements are
+/// counted on their cells at once (tentatively) so the next pass does not overfill them.
+pub fn plan(fleet: &mut Fleet) -> Option<pb::PlaceActualLrps> {
     if fleet.unclaimed.is_empty() {
         return None;
     }
-    let mut loads: Vec<CellLoad> = fleet.loads.values().cloned().collect();
     let mut cmd = pb::PlaceActualLrps::default();
-    for ((guid, index), waiting) in &fleet.unclaimed {
-        if cmd.placements.len() + cmd.failures.len() >= PLACEMENTS_PER_ENTRY_MAX {
-            break;
+    let mut decided: Vec<(String, u32, String)> = Vec::new();
+    {
+        let Fleet {
+            desired,
+            loads,
+            unclaimed,
+            ..
+        } = fleet;
+        // Instances are in (process_guid, index) order: one placer per process.
+        let mut current: Option<(String, placement::ProcessPlacer<'_>)> = None;
+        let mut resources: Vec<(String, Res)> = Vec::new();
+        for ((guid, _), _) in unclaimed.iter() {
+            if resources.last().map(|(g, _)| g) != Some(guid) {
+                resources.push((guid.clone(), desired.get(guid).cloned().unwrap_or_default()));
+            }
         }
-        let res = fleet.desired.get(guid).cloned().unwrap_or_default();
-        let need = Need {
-            process_guid: guid,
-            rootfs: &res.rootfs,
-            memory_mb: res.memory_mb,
-            disk_mb: res.disk_mb,
-        };
-        match placement::place(&mut loads, &need) {
-            Ok(i) => cmd.placements.push(pb::Placement {
-                process_guid: guid.clone(),
-                index: *index,
-                epoch: waiting.epoch.clone(),
-                cell_id: loads[i].cell.cell_id.clone(),
-            }),
-            // Only a new or different error is worth an entry.
-            Err(e) if waiting.placement_error != e => cmd.failures.push(pb::PlacementFailure {
-                process_guid: guid.clone(),
-                index: *index,
-                epoch: waiting.epoch.clone(),
-                error: e.to_owned(),
-            }),
-            Err(_) => {}
+        let mut next_res = resources.iter();
+        for ((guid, index), waiting) in unclaimed.iter() {
+            if cmd.placements.len() + cmd.failures.len() >= PLACEMENTS_PER_ENTRY_MAX {
+                break;
+            }
+            if current.as_ref().map(|(g, _)| g) != Some(guid) {
+                let Some((_, res)) = next_res.next() else { break };
+                let need = Need {
+                    process_guid: guid,
+                    rootfs: &res.rootfs,
+                    memory_mb: res.memory_mb,
+                    disk_mb: res.disk_mb,
+                };
+                current = Some((guid.clone(), placement::ProcessPlacer::new(loads, need)));
+            }
+            let Some((_, placer)) = current.as_mut() else { break };
+            match placer.place(loads) {
+                Ok(i) => {
+                    let cell_id = loads[i].cell.cell_id.clone();
+                    decided.push((guid.clone(), *index, cell_id.clone()));
+                    cmd.placements.push(pb::Placement {
+                        process_guid: guid.clone(),
+                        index: *index,
+                        epoch: waiting.epoch.clone(),
+                        cell_id,
+                    });
+                }
+                // Only a new or different error is worth an entry.
+                Err(e) if waiting.placement_error != e => cmd.failures.push(pb::PlacementFailure {
+                    process_guid: guid.clone(),
+                    index: *index,
+                    epoch: waiting.epoch.clone(),
+                    error: e.to_owned(),
+                }),
+                Err(_) => {}
+            }
         }
+    }
+    // The placer already counted them on the loads; record them so the hub can undo that
+    // when the real change arrives (or when apply skipped them).
+    for (guid, index, cell) in decided {
+        fleet.count_tentative_only(&guid, index, &cell);
     }
     (!cmd.placements.is_empty() || !cmd.failures.is_empty()).then_some(cmd)
 }
@@ -78,7 +109,8 @@ pub async fn run(node: RaftNode, hub: Arc<Hub>) {
         // Place as long as there is work: each pass waits for its own entry to be reflected.
         loop {
             hub_caught_up(&node, &hub).await;
-            let Some(cmd) = plan(&hub.fleet()) else { break };
+            hub.drop_tentative();
+            let Some(cmd) = hub.with_fleet(plan) else { break };
             let n = cmd.placements.len();
             match node
                 .write(pb::Command {

@@ -88,8 +88,13 @@ fn host_port(a: &Value) -> u64 {
 async fn desired_instances_run_answer_restart_scale_and_stop() {
     let m = Marker::new("run");
     let (_d, c) = dev();
-    let cells = c.get("/v1/cells").await.json();
+    let cells = wait_for("the embedded cell to register", Duration::from_secs(30), || async {
+        let cells = c.get("/v1/cells").await.json();
+        (cells.as_array().map(Vec::len) == Some(1)).then_some(cells)
+    })
+    .await;
     assert_eq!(cells[0]["cell_id"], "cell-1", "{cells}");
+    assert_eq!(cells[0]["capacity"]["memory_mb"], 8192);
     assert_eq!(cells[0]["rootfs_providers"]["preloaded"][0], "cflinuxfs4");
 
     assert_eq!(c.post("/v1/desired_lrps", &http_lrp("web", 3, &m)).await.status, 201);

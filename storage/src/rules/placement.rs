@@ -90,41 +90,86 @@ pub struct Need<'a> {
 /// Picks the cell for `need` among `cells` and records it there; returns the cell's position,
 /// or the placement error Diego would report.
 pub fn place(cells: &mut [CellLoad], need: &Need<'_>) -> Result<usize, &'static str> {
-    let compatible: Vec<usize> = (0..cells.len())
-        .filter(|&i| provides_rootfs(&cells[i].cell, need.rootfs))
-        .collect();
-    if compatible.is_empty() {
-        return Err(ERR_NO_COMPATIBLE_CELLS);
+    ProcessPlacer::new(cells, need.clone()).place(cells)
+}
+
+/// Places many instances of one process: what does not change between them (rootfs
+/// compatibility, zone of each cell, the process's counts) is computed once, so each placement
+/// is a scan of integers over the cells.
+pub struct ProcessPlacer<'a> {
+    need: Need<'a>,
+    compatible: Vec<bool>,
+    any_compatible: bool,
+    /// instances of this process on each cell
+    counts: Vec<u32>,
+    /// each cell's zone, as an index into `zone_counts`
+    zone_of: Vec<usize>,
+    /// instances of this process in each zone
+    zone_counts: Vec<u32>,
+}
+
+impl<'a> ProcessPlacer<'a> {
+    pub fn new(cells: &[CellLoad], need: Need<'a>) -> Self {
+        let mut zones: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut zone_of = Vec::with_capacity(cells.len());
+        let mut zone_counts: Vec<u32> = Vec::new();
+        let mut counts = Vec::with_capacity(cells.len());
+        let mut compatible = Vec::with_capacity(cells.len());
+        for c in cells {
+            let next = zones.len();
+            let z = *zones.entry(c.cell.zone.as_str()).or_insert(next);
+            if z == zone_counts.len() {
+                zone_counts.push(0);
+            }
+            let n = c.per_process.get(need.process_guid).copied().unwrap_or(0);
+            zone_counts[z] += n;
+            zone_of.push(z);
+            counts.push(n);
+            compatible.push(provides_rootfs(&c.cell, need.rootfs));
+        }
+        let any_compatible = compatible.iter().any(|c| *c);
+        Self {
+            need,
+            compatible,
+            any_compatible,
+            counts,
+            zone_of,
+            zone_counts,
+        }
     }
-    let fitting: Vec<usize> = compatible
-        .into_iter()
-        .filter(|&i| cells[i].fits(need.memory_mb, need.disk_mb))
-        .collect();
-    if fitting.is_empty() {
-        return Err(ERR_INSUFFICIENT_RESOURCES);
+
+    /// Places one more instance; `cells` must be the slice this placer was built from.
+    pub fn place(&mut self, cells: &mut [CellLoad]) -> Result<usize, &'static str> {
+        if !self.any_compatible {
+            return Err(ERR_NO_COMPATIBLE_CELLS);
+        }
+        let mut best: Option<usize> = None;
+        for i in 0..cells.len().min(self.compatible.len()) {
+            if !self.compatible[i] || !cells[i].fits(self.need.memory_mb, self.need.disk_mb) {
+                continue;
+            }
+            best = Some(match best {
+                None => i,
+                Some(b) => {
+                    let key = |j: usize| (self.zone_counts[self.zone_of[j]], self.counts[j]);
+                    let order = key(i)
+                        .cmp(&key(b))
+                        .then(cells[b].free_memory_mb().cmp(&cells[i].free_memory_mb()))
+                        .then_with(|| cells[i].cell.cell_id.cmp(&cells[b].cell.cell_id));
+                    if order == std::cmp::Ordering::Less {
+                        i
+                    } else {
+                        b
+                    }
+                }
+            });
+        }
+        let best = best.ok_or(ERR_INSUFFICIENT_RESOURCES)?;
+        cells[best].add(self.need.process_guid, self.need.memory_mb, self.need.disk_mb);
+        self.counts[best] += 1;
+        self.zone_counts[self.zone_of[best]] += 1;
+        Ok(best)
     }
-    // instances of this process per zone, over all cells (spread is across the whole fleet)
-    let mut per_zone: BTreeMap<&str, u32> = BTreeMap::new();
-    for c in cells.iter() {
-        *per_zone.entry(c.cell.zone.as_str()).or_default() +=
-            c.per_process.get(need.process_guid).copied().unwrap_or(0);
-    }
-    let best = fitting
-        .into_iter()
-        .min_by(|&a, &b| {
-            let (ca, cb) = (&cells[a], &cells[b]);
-            let za = per_zone.get(ca.cell.zone.as_str()).copied().unwrap_or(0);
-            let zb = per_zone.get(cb.cell.zone.as_str()).copied().unwrap_or(0);
-            let pa = ca.per_process.get(need.process_guid).copied().unwrap_or(0);
-            let pb_ = cb.per_process.get(need.process_guid).copied().unwrap_or(0);
-            za.cmp(&zb)
-                .then(pa.cmp(&pb_))
-                .then(cb.free_memory_mb().cmp(&ca.free_memory_mb()))
-                .then(ca.cell.cell_id.cmp(&cb.cell.cell_id))
-        })
-        .ok_or(ERR_INSUFFICIENT_RESOURCES)?;
-    cells[best].add(need.process_guid, need.memory_mb, need.disk_mb);
-    Ok(best)
 }
 
 #[cfg(test)]

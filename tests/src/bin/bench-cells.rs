@@ -1,0 +1,137 @@
+//! Benchmark (prints figures, asserts nothing): scheduling at scale with simulated cells.
+//! Starts `capstan dev --no-cell` (release) and `capstan cell --simulate CELLS`, desires LRPS
+//! DesiredLRPs of INSTANCES each, and measures until every instance is RUNNING: placements per
+//! second, time to all RUNNING, and the leader's RSS.
+//! Run: `cargo run --release -p capstan-tests --bin bench-cells [CELLS] [LRPS] [INSTANCES]`.
+
+use std::collections::BTreeSet;
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use capstan_tests::{capstan_bin, Capstan};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let cells: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let lrps: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let instances: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(250);
+    let dir = tempfile::tempdir()?;
+    let c = Capstan::dev_with(
+        &dir.path().join("data"),
+        &["--no-cell", "--cell-ttl-ms", "30000", "--converge-interval-ms", "30000"],
+    )?;
+    let mut sim = Command::new(capstan_bin()?)
+        .args([
+            "cell",
+            "--simulate",
+            &cells.to_string(),
+            "--cluster",
+            &c.grpc,
+            "--id",
+            "sim",
+        ])
+        .args(["--memory-mb", "1000000", "--containers", "100000"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    if let Some(out) = sim.stdout.take() {
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if l.starts_with("capstan: ready") {
+                break;
+            }
+        }
+    }
+    let t0 = Instant::now();
+    loop {
+        let n = c.get("/v1/cells").await.json().as_array().map(Vec::len).unwrap_or(0);
+        if n >= cells {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(300) {
+            anyhow::bail!("only {n} of {cells} cells registered");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("{cells} simulated cells registered in {:.2?}", t0.elapsed());
+
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (client, url, next) = (c.client.clone(), c.url("/v1/desired_lrps"), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= lrps {
+                    break;
+                }
+                let body = serde_json::json!({
+                    "process_guid": format!("scale-{i:05}"),
+                    "domain": "bench",
+                    "rootfs": "preloaded:cflinuxfs4",
+                    "instances": instances,
+                    "memory_mb": 128,
+                    "ports": [8080],
+                    "action": {"run": {"path": "/bin/app", "user": "vcap"}},
+                })
+                .to_string();
+                let _ = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let desired_at = started.elapsed();
+    println!("{lrps} DesiredLRPs × {instances} instances desired in {desired_at:.2?}");
+
+    let mut pending: BTreeSet<usize> = (0..lrps).collect();
+    let mut peak_rss = 0u64;
+    while !pending.is_empty() {
+        let mut done = Vec::new();
+        for &i in pending.iter().take(50) {
+            let a = c.get(&format!("/v1/actual_lrps/scale-{i:05}")).await.json();
+            let all = a
+                .as_array()
+                .is_some_and(|v| v.len() == instances && v.iter().all(|x| x["state"] == "RUNNING"));
+            if all {
+                done.push(i);
+            }
+        }
+        for i in &done {
+            pending.remove(i);
+        }
+        peak_rss = peak_rss.max(c.rss_kib().unwrap_or(0));
+        if done.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if started.elapsed() > Duration::from_secs(3600) {
+            anyhow::bail!("{} LRPs not all RUNNING after an hour", pending.len());
+        }
+    }
+    let all_running = started.elapsed();
+    let total = lrps * instances;
+    println!(
+        "all {total} instances RUNNING {all_running:.2?} after the first create ({:.0} instances/s placed, claimed and started)",
+        total as f64 / all_running.as_secs_f64()
+    );
+    println!(
+        "leader RSS: now {} MiB, peak seen {} MiB",
+        c.rss_kib().unwrap_or(0) / 1024,
+        peak_rss / 1024
+    );
+    let du = Command::new("du").arg("-sh").arg(dir.path()).output()?;
+    println!("data dir: {}", String::from_utf8_lossy(&du.stdout).trim());
+    let _ = sim.kill();
+    let _ = sim.wait();
+    Ok(())
+}
