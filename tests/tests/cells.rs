@@ -261,3 +261,58 @@ async fn instances_on_a_lost_cell_are_placed_on_another_after_the_ttl() {
         assert!(answer(host_port(a)).await.is_some(), "{a}");
     }
 }
+
+#[tokio::test]
+async fn a_cell_survives_a_leader_change_and_keeps_running_its_instances() {
+    let m = Marker::new("failover");
+    let mut c = capstan_tests::cluster::Cluster::start(3, &["--cell-ttl-ms", "3000", "--converge-interval-ms", "1000"])
+        .expect("cluster");
+    let leader = c.leader(Duration::from_secs(20)).await;
+    let grpcs: Vec<String> = c.specs.values().map(|s| s.grpc.clone()).collect();
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut cell = start_cell(&grpcs.join(","), "cell-ha", work.path());
+    let via = *c.nodes.keys().find(|id| **id != leader).expect("a follower");
+    wait_for("the cell to register", Duration::from_secs(30), || async {
+        (c.node(via).get("/v1/cells").await.json().as_array().map(Vec::len) == Some(1)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        c.node(via)
+            .post("/v1/desired_lrps", &http_lrp("ha", 2, &m))
+            .await
+            .status,
+        201
+    );
+    let before = running(c.node(via), "ha", 2).await;
+
+    c.kill9(leader);
+    let new_leader = c.leader(Duration::from_secs(30)).await;
+    let n = c.node(new_leader);
+    // The new leader places new work on the cell...
+    assert_eq!(n.post("/v1/desired_lrps", &http_lrp("after", 1, &m)).await.status, 201);
+    running(n, "after", 1).await;
+    // Watch over two presence TTLs (an absence can only be observed over a window).
+    let old: BTreeSet<String> = before
+        .iter()
+        .filter_map(|x| x["instance_guid"].as_str().map(str::to_owned))
+        .collect();
+    let window = std::time::Instant::now();
+    while window.elapsed() < Duration::from_secs(6) {
+        let cells = n.get("/v1/cells").await.json();
+        assert_eq!(
+            cells.as_array().map(Vec::len),
+            Some(1),
+            "the cell stays registered: {cells}"
+        );
+        let guids: BTreeSet<String> = actuals(n, "ha")
+            .await
+            .iter()
+            .filter_map(|x| x["instance_guid"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(guids, old, "its instances are never re-placed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    running(n, "ha", 2).await;
+    let _ = cell.kill();
+    let _ = cell.wait();
+}
