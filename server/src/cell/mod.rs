@@ -5,6 +5,7 @@
 //! running across reconnects.
 
 pub mod actions;
+pub mod docker_driver;
 pub mod logs;
 pub mod process_driver;
 
@@ -29,10 +30,21 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Driver {
-    /// Run instances as host processes.
+    /// `docker://` rootfs in containers when a docker engine answers; everything else as processes.
+    Auto,
+    /// Run instances as host processes only.
     Process,
-    /// Run instances in docker containers (not available yet).
+    /// Require a docker engine for `docker://` rootfs (and run the rest as processes).
     Docker,
+}
+
+/// A docker engine client when one answers on the local socket.
+pub async fn docker_engine() -> Option<Arc<bollard::Docker>> {
+    let docker = bollard::Docker::connect_with_local_defaults().ok()?;
+    match tokio::time::timeout(Duration::from_secs(2), docker.ping()).await {
+        Ok(Ok(_)) => Some(Arc::new(docker)),
+        _ => None,
+    }
 }
 
 #[derive(clap::Args)]
@@ -54,7 +66,7 @@ pub struct CellArgs {
     disk_mb: i32,
     #[arg(long, default_value_t = 256)]
     containers: i32,
-    #[arg(long, value_enum, default_value_t = Driver::Process)]
+    #[arg(long, value_enum, default_value_t = Driver::Auto)]
     driver: Driver,
     /// Stacks offered as `preloaded:<stack>` rootfs, comma-separated.
     #[arg(long, default_value = "cflinuxfs4,cflinuxfs3")]
@@ -197,6 +209,7 @@ struct Agent {
     reports: mpsc::Sender<Report>,
     running: HashMap<InstanceKey, Running>,
     process: Option<ProcessCtx>,
+    docker: Option<Arc<bollard::Docker>>,
 }
 
 impl Agent {
@@ -259,7 +272,15 @@ impl Agent {
                         continue;
                     };
                     let (tx, rx) = oneshot::channel();
-                    tokio::spawn(process_driver::run(a, ctx, self.reports.clone(), rx));
+                    let docker_rootfs = a.desired.as_ref().is_some_and(|d| d.rootfs.starts_with("docker:"));
+                    match (&self.docker, docker_rootfs) {
+                        (Some(docker), true) => {
+                            tokio::spawn(docker_driver::run(docker.clone(), a, ctx, self.reports.clone(), rx));
+                        }
+                        _ => {
+                            tokio::spawn(process_driver::run(a, ctx, self.reports.clone(), rx));
+                        }
+                    }
                     self.running.insert(k, Running { cancel: Some(tx) });
                 }
             }
@@ -386,11 +407,13 @@ async fn run_agent(
         }),
         Mode::Simulated => None,
     };
+    let docker = if cfg.cell.docker { docker_engine().await } else { None };
     let mut agent = Agent {
         cfg,
         reports,
         running: HashMap::new(),
         process,
+        docker,
     };
     loop {
         match agent.session(&mut reregister, &mut stop).await {
@@ -434,17 +457,25 @@ pub async fn run_many(cfgs: Vec<CellConfig>, mut stop: watch::Receiver<bool>) ->
     Ok(())
 }
 
-/// The embedded cell of `capstan dev`.
-pub async fn run(cfg: CellConfig, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-    tracing::info!(cell = %cfg.cell.cell_id, "memory limits are recorded for placement, not enforced (process driver)");
+/// The embedded cell of `capstan dev`: docker rootfs too when a docker engine answers.
+pub async fn run(mut cfg: CellConfig, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    cfg.cell.docker = docker_engine().await.is_some();
+    tracing::info!(cell = %cfg.cell.cell_id, docker = cfg.cell.docker, "memory limits are recorded for placement, not enforced (process driver)");
     run_many(vec![cfg], stop).await
 }
 
 /// `capstan cell ...`
 pub async fn run_cli(args: CellArgs) -> anyhow::Result<()> {
-    if args.driver == Driver::Docker {
-        anyhow::bail!("the docker driver is not implemented yet; use --driver process");
-    }
+    let docker = match args.driver {
+        Driver::Process => false,
+        Driver::Auto => args.simulate.is_none() && docker_engine().await.is_some(),
+        Driver::Docker => {
+            if docker_engine().await.is_none() {
+                anyhow::bail!("--driver docker: no docker engine answers on the local socket");
+            }
+            true
+        }
+    };
     let (lo, hi) = args
         .port_range
         .split_once('-')
@@ -462,7 +493,7 @@ pub async fn run_cli(args: CellArgs) -> anyhow::Result<()> {
             containers: args.containers,
         }),
         preloaded_stacks: split(&args.stacks),
-        docker: false,
+        docker,
         address: args.address.clone(),
         registered_at: 0,
     };

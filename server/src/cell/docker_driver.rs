@@ -1,0 +1,311 @@
+//! The docker driver: runs an instance whose rootfs is `docker:///repo#tag` (or
+//! `docker://registry/repo#tag`) in a container from an image already present on the cell's
+//! docker engine (it never pulls). The container runs the DesiredLRP's `run` action with the
+//! instance environment, each container port published on a host port, and the memory limit
+//! set; its output goes to the instance's bounded log file. Health is a connect to the first
+//! published port (or "running" when there are no ports).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::query_parameters::{
+    CreateContainerOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
+};
+use bollard::Docker;
+use capstan_proto::pb::{self, action::Kind};
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+
+use super::logs::LogFile;
+use super::process_driver::ProcessCtx;
+use super::Report;
+
+const CHECK_UNHEALTHY: Duration = Duration::from_millis(500);
+const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `docker:///busybox#1.35` → `busybox:1.35`; `docker://registry:5000/app#v1` → `registry:5000/app:v1`.
+pub fn image_of(rootfs: &str) -> Option<String> {
+    let rest = rootfs.strip_prefix("docker://")?;
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let (repo, tag) = match rest.split_once('#') {
+        Some((r, t)) if !t.is_empty() => (r, t),
+        Some((r, _)) => (r, "latest"),
+        None => (rest, "latest"),
+    };
+    (!repo.is_empty()).then(|| format!("{repo}:{tag}"))
+}
+
+/// The `run` action a container runs: the action itself, or the one inside timeout / try /
+/// emit_progress wrappers or a one-element list.
+fn main_run(a: &pb::Action) -> Option<&pb::RunAction> {
+    match a.kind.as_ref()? {
+        Kind::Run(r) => Some(r),
+        Kind::Timeout(t) => main_run(t.action.as_deref()?),
+        Kind::Try(t) => main_run(t.action.as_deref()?),
+        Kind::EmitProgress(e) => main_run(e.action.as_deref()?),
+        Kind::Serial(l) | Kind::Parallel(l) | Kind::Codependent(l) if l.actions.len() == 1 => main_run(&l.actions[0]),
+        _ => None,
+    }
+}
+
+/// Runs one instance in a container until it exits or is cancelled.
+pub async fn run(
+    docker: Arc<Docker>,
+    assignment: pb::Assignment,
+    ctx: ProcessCtx,
+    reports: mpsc::Sender<Report>,
+    mut cancel: oneshot::Receiver<()>,
+) {
+    let Some(actual) = assignment.actual else { return };
+    let desired = assignment.desired.unwrap_or_default();
+    let key = pb::ActualLrpKey {
+        process_guid: actual.process_guid.clone(),
+        index: actual.index,
+        instance_guid: actual.instance_guid.clone(),
+        cell_id: actual.cell_id.clone(),
+    };
+    let crash = |reason: String| {
+        Report::Crashed(pb::CrashedActualLrp {
+            key: Some(key.clone()),
+            reason,
+        })
+    };
+    let Some(image) = image_of(&desired.rootfs) else {
+        let _ = reports
+            .send(crash(format!("{} is not a docker rootfs", desired.rootfs)))
+            .await;
+        return;
+    };
+    if docker.inspect_image(&image).await.is_err() {
+        let _ = reports
+            .send(crash(format!(
+                "image {image} is not present on the cell (images are never pulled)"
+            )))
+            .await;
+        return;
+    }
+    let Some(run) = desired.action.as_ref().and_then(main_run) else {
+        let _ = reports
+            .send(crash("the docker driver runs a single run action".into()))
+            .await;
+        return;
+    };
+    let mut mappings = Vec::new();
+    for cp in &desired.ports {
+        match ctx.ports.take() {
+            Some(hp) => mappings.push(pb::PortMapping {
+                container_port: *cp,
+                host_port: u32::from(hp),
+            }),
+            None => {
+                let _ = reports.send(crash("no free host port on the cell".into())).await;
+                return;
+            }
+        }
+    }
+    let host_ports: Vec<u16> = mappings
+        .iter()
+        .filter_map(|m| u16::try_from(m.host_port).ok())
+        .collect();
+    let name = format!("capstan-{}", actual.instance_guid);
+    let log = match LogFile::create(&ctx.work_dir.join("logs").join(format!(
+        "{}-{}-{}.log",
+        actual.process_guid, actual.index, actual.instance_guid
+    ))) {
+        Ok(l) => Arc::new(l),
+        Err(e) => {
+            let _ = reports.send(crash(format!("could not open the log file: {e}"))).await;
+            ctx.ports.give_back(&host_ports);
+            return;
+        }
+    };
+
+    let mut env: Vec<String> = desired.env.iter().map(|e| format!("{}={}", e.name, e.value)).collect();
+    env.extend(run.env.iter().map(|e| format!("{}={}", e.name, e.value)));
+    env.push(format!("INSTANCE_INDEX={}", actual.index));
+    env.push(format!("INSTANCE_GUID={}", actual.instance_guid));
+    env.push(format!("CF_INSTANCE_INDEX={}", actual.index));
+    env.push(format!("CF_INSTANCE_GUID={}", actual.instance_guid));
+    env.push(format!("CF_INSTANCE_IP={}", ctx.address));
+    let ports_json = serde_json::to_string(
+        &mappings
+            .iter()
+            .map(|m| serde_json::json!({"external": m.host_port, "internal": m.container_port}))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_else(|_| "[]".into());
+    env.push(format!("CF_INSTANCE_PORTS={ports_json}"));
+    if let Some(first) = mappings.first() {
+        env.push(format!("PORT={}", first.container_port));
+        env.push(format!("CF_INSTANCE_PORT={}", first.host_port));
+        env.push(format!("CF_INSTANCE_ADDR={}:{}", ctx.address, first.host_port));
+    }
+    let mut bindings = HashMap::new();
+    for m in &mappings {
+        bindings.insert(
+            format!("{}/tcp", m.container_port),
+            Some(vec![PortBinding {
+                host_ip: Some(ctx.address.clone()),
+                host_port: Some(m.host_port.to_string()),
+            }]),
+        );
+    }
+    let mut cmd = vec![run.path.clone()];
+    cmd.extend(run.args.iter().cloned());
+    let body = ContainerCreateBody {
+        image: Some(image.clone()),
+        cmd: Some(cmd),
+        env: Some(env),
+        working_dir: (!run.dir.is_empty()).then(|| run.dir.clone()),
+        exposed_ports: Some(mappings.iter().map(|m| format!("{}/tcp", m.container_port)).collect()),
+        labels: Some(HashMap::from([
+            ("capstan.cell".to_owned(), ctx.cell_id.clone()),
+            ("capstan.process_guid".to_owned(), actual.process_guid.clone()),
+        ])),
+        host_config: Some(HostConfig {
+            memory: (desired.memory_mb > 0).then(|| i64::from(desired.memory_mb) * 1024 * 1024),
+            port_bindings: Some(bindings),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await;
+    if let Err(e) = created {
+        ctx.ports.give_back(&host_ports);
+        let _ = reports
+            .send(crash(format!("could not create the container: {e}")))
+            .await;
+        return;
+    }
+    let outcome = match docker.start_container(&name, None).await {
+        Err(e) => Some(format!("could not start the container: {e}")),
+        Ok(()) => {
+            log.line(&format!("[cell {}] started container {name} from {image}", ctx.cell_id));
+            let follow = docker.logs(
+                &name,
+                Some(LogsOptions {
+                    follow: true,
+                    stdout: true,
+                    stderr: true,
+                    ..Default::default()
+                }),
+            );
+            let log2 = log.clone();
+            let log_task = tokio::spawn(async move {
+                futures::pin_mut!(follow);
+                while let Some(Ok(chunk)) = follow.next().await {
+                    log2.write(&chunk.into_bytes());
+                }
+            });
+            let o = supervise(&docker, &name, &desired, &ctx, &mappings, &key, &reports, &mut cancel).await;
+            log_task.abort();
+            o
+        }
+    };
+    let _ = docker
+        .stop_container(
+            &name,
+            Some(StopContainerOptions {
+                t: Some(i32::try_from(ctx.stop_grace.as_secs()).unwrap_or(10)),
+                ..Default::default()
+            }),
+        )
+        .await;
+    let _ = docker
+        .remove_container(
+            &name,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await;
+    ctx.ports.give_back(&host_ports);
+    if let Some(reason) = outcome {
+        log.line(&format!("[cell {}] crashed: {reason}", ctx.cell_id));
+        let _ = reports.send(crash(reason)).await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn supervise(
+    docker: &Docker,
+    name: &str,
+    desired: &pb::DesiredLrp,
+    ctx: &ProcessCtx,
+    mappings: &[pb::PortMapping],
+    key: &pb::ActualLrpKey,
+    reports: &mpsc::Sender<Report>,
+    cancel: &mut oneshot::Receiver<()>,
+) -> Option<String> {
+    let wait = docker.wait_container(name, None::<WaitContainerOptions>);
+    futures::pin_mut!(wait);
+    let start_timeout = if desired.start_timeout == 0 {
+        DEFAULT_START_TIMEOUT
+    } else {
+        Duration::from_secs(u64::from(desired.start_timeout))
+    };
+    let started = tokio::time::Instant::now();
+    let mut healthy = false;
+    loop {
+        tokio::select! {
+            exit = wait.next() => {
+                return Some(match exit {
+                    Some(Ok(r)) => format!("Exited with status {}", r.status_code),
+                    Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => format!("Exited with status {code}"),
+                    Some(Err(e)) => format!("lost the container: {e}"),
+                    None => "lost the container".to_owned(),
+                });
+            }
+            _ = &mut *cancel => return None,
+            _ = tokio::time::sleep(CHECK_UNHEALTHY), if !healthy => {
+                let ok = match mappings.first() {
+                    None => true,
+                    Some(m) => tokio::net::TcpStream::connect((ctx.address.as_str(), u16::try_from(m.host_port).unwrap_or(0))).await.is_ok(),
+                };
+                if ok {
+                    healthy = true;
+                    let _ = reports
+                        .send(Report::Started(pb::StartedActualLrp {
+                            key: Some(key.clone()),
+                            address: ctx.address.clone(),
+                            ports: mappings.to_vec(),
+                        }))
+                        .await;
+                } else if started.elapsed() > start_timeout {
+                    return Some(format!("Instance never healthy after {}s", start_timeout.as_secs()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_rootfs_to_image() {
+        assert_eq!(image_of("docker:///busybox#1.35").as_deref(), Some("busybox:1.35"));
+        assert_eq!(
+            image_of("docker:///cloudfoundry/grace").as_deref(),
+            Some("cloudfoundry/grace:latest")
+        );
+        assert_eq!(
+            image_of("docker://registry:5000/app#v1").as_deref(),
+            Some("registry:5000/app:v1")
+        );
+        assert_eq!(image_of("preloaded:cflinuxfs4"), None);
+        assert_eq!(image_of("docker:///"), None);
+    }
+}
