@@ -87,7 +87,7 @@ fn host_port(a: &Value) -> u64 {
 #[tokio::test]
 async fn desired_instances_run_answer_restart_scale_and_stop() {
     let m = Marker::new("run");
-    let (_d, c) = dev();
+    let (d, c) = dev();
     let cells = wait_for("the embedded cell to register", Duration::from_secs(30), || async {
         let cells = c.get("/v1/cells").await.json();
         (cells.as_array().map(Vec::len) == Some(1)).then_some(cells)
@@ -113,6 +113,26 @@ async fn desired_instances_run_answer_restart_scale_and_stop() {
             "{body}"
         );
     }
+
+    // Each instance's output is in its bounded log file on the cell.
+    let logs = d.path().join("data/cell/logs");
+    let first = &instances[0];
+    let file = logs.join(format!(
+        "web-{}-{}.log",
+        first["index"],
+        first["instance_guid"].as_str().unwrap_or_default()
+    ));
+    wait_for(
+        "the instance's output in its log file",
+        Duration::from_secs(10),
+        || async {
+            std::fs::read_to_string(&file)
+                .ok()?
+                .contains("listening on")
+                .then_some(())
+        },
+    )
+    .await;
 
     // Kill one process behind Capstan's back: it crashes and is restarted at once.
     let victim = instances.iter().find(|a| a["index"] == 1).cloned().unwrap_or_default();

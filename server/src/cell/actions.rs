@@ -167,3 +167,113 @@ impl Exec {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> pb::Action {
+        pb::Action {
+            kind: Some(Kind::Run(pb::RunAction {
+                path: "sh".into(),
+                args: vec!["-c".into(), script.into()],
+                user: "vcap".into(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn list(actions: Vec<pb::Action>) -> pb::ActionList {
+        pb::ActionList {
+            actions,
+            log_source: String::new(),
+        }
+    }
+
+    fn exec(dir: &std::path::Path) -> Exec {
+        Exec {
+            env: vec![("GREETING".into(), "hello".into())],
+            log: Arc::new(LogFile::create(&dir.join("i.log")).unwrap()),
+            groups: Arc::new(Mutex::new(Vec::new())),
+            default_dir: dir.to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn combinators_follow_diego_semantics() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = exec(dir.path());
+        // serial stops at the first failure
+        let serial = pb::Action {
+            kind: Some(Kind::Serial(list(vec![
+                sh("echo $GREETING > a"),
+                sh("exit 4"),
+                sh("touch never"),
+            ]))),
+        };
+        assert_eq!(e.run(&serial).await, Err("Exited with status 4".into()));
+        assert_eq!(std::fs::read_to_string(dir.path().join("a")).unwrap().trim(), "hello");
+        assert!(!dir.path().join("never").exists());
+        // parallel runs all and fails with an error
+        let parallel = pb::Action {
+            kind: Some(Kind::Parallel(list(vec![sh("touch p1"), sh("exit 2"), sh("touch p3")]))),
+        };
+        assert_eq!(e.run(&parallel).await, Err("Exited with status 2".into()));
+        assert!(dir.path().join("p1").exists() && dir.path().join("p3").exists());
+        // codependent returns (with an error) as soon as one child exits
+        let codependent = pb::Action {
+            kind: Some(Kind::Codependent(list(vec![sh("sleep 30"), sh("true")]))),
+        };
+        let t = std::time::Instant::now();
+        assert!(e.run(&codependent).await.is_err());
+        assert!(t.elapsed() < Duration::from_secs(10));
+        // try swallows errors
+        let try_ = pb::Action {
+            kind: Some(Kind::Try(Box::new(pb::TryAction {
+                action: Some(Box::new(sh("exit 9"))),
+                log_source: String::new(),
+            }))),
+        };
+        assert_eq!(e.run(&try_).await, Ok(()));
+        // timeout fails what runs too long
+        let timeout = pb::Action {
+            kind: Some(Kind::Timeout(Box::new(pb::TimeoutAction {
+                action: Some(Box::new(sh("sleep 30"))),
+                timeout: 200_000_000,
+                log_source: String::new(),
+            }))),
+        };
+        assert!(e.run(&timeout).await.is_err_and(|m| m.starts_with("timed out")));
+        // emit_progress logs its messages
+        let progress = pb::Action {
+            kind: Some(Kind::EmitProgress(Box::new(pb::EmitProgressAction {
+                action: Some(Box::new(sh("echo out"))),
+                start_message: "starting".into(),
+                success_message: "done".into(),
+                failure_message_prefix: "failed".into(),
+                log_source: String::new(),
+            }))),
+        };
+        assert_eq!(e.run(&progress).await, Ok(()));
+        e.stop_all(Duration::from_millis(200)).await;
+        // Output reaches the log through a pipe reader; wait for it with a deadline.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut log = String::new();
+        while std::time::Instant::now() < deadline {
+            log = std::fs::read_to_string(dir.path().join("i.log")).unwrap();
+            if log.contains("out") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            log.contains("starting") && log.contains("out") && log.contains("done"),
+            "{log}"
+        );
+        // download is refused with a clear reason
+        let download = pb::Action {
+            kind: Some(Kind::Download(pb::DownloadAction::default())),
+        };
+        assert!(e.run(&download).await.is_err_and(|m| m.contains("not supported")));
+    }
+}
