@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub mod bench;
 pub mod cluster;
 pub mod load;
 pub mod netns;

@@ -18,7 +18,7 @@ use capstan_proto::pb::{self, action::Kind};
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::logs::LogFile;
+use super::instance::{self, Prepared};
 use super::process_driver::ProcessCtx;
 use super::Report;
 
@@ -60,18 +60,8 @@ pub async fn run(
 ) {
     let Some(actual) = assignment.actual else { return };
     let desired = assignment.desired.unwrap_or_default();
-    let key = pb::ActualLrpKey {
-        process_guid: actual.process_guid.clone(),
-        index: actual.index,
-        instance_guid: actual.instance_guid.clone(),
-        cell_id: actual.cell_id.clone(),
-    };
-    let crash = |reason: String| {
-        Report::Crashed(pb::CrashedActualLrp {
-            key: Some(key.clone()),
-            reason,
-        })
-    };
+    let key = instance::key(&actual);
+    let crash = |reason: String| instance::crash(&key, reason);
     let Some(image) = image_of(&desired.rootfs) else {
         let _ = reports
             .send(crash(format!("{} is not a docker rootfs", desired.rootfs)))
@@ -92,56 +82,24 @@ pub async fn run(
             .await;
         return;
     };
-    let mut mappings = Vec::new();
-    for cp in &desired.ports {
-        match ctx.ports.take() {
-            Some(hp) => mappings.push(pb::PortMapping {
-                container_port: *cp,
-                host_port: u32::from(hp),
-            }),
-            None => {
-                let _ = reports.send(crash("no free host port on the cell".into())).await;
-                return;
-            }
-        }
-    }
-    let host_ports: Vec<u16> = mappings
-        .iter()
-        .filter_map(|m| u16::try_from(m.host_port).ok())
-        .collect();
-    let name = format!("capstan-{}", actual.instance_guid);
-    let log = match LogFile::create(&ctx.work_dir.join("logs").join(format!(
-        "{}-{}-{}.log",
-        actual.process_guid, actual.index, actual.instance_guid
-    ))) {
-        Ok(l) => Arc::new(l),
-        Err(e) => {
-            let _ = reports.send(crash(format!("could not open the log file: {e}"))).await;
-            ctx.ports.give_back(&host_ports);
+    let Prepared {
+        mappings,
+        host_ports,
+        log,
+        ..
+    } = match instance::prepare(&actual, &desired, &ctx) {
+        Ok(p) => p,
+        Err(reason) => {
+            let _ = reports.send(instance::crash(&instance::key(&actual), reason)).await;
             return;
         }
     };
-
-    let mut env: Vec<String> = desired.env.iter().map(|e| format!("{}={}", e.name, e.value)).collect();
+    let name = format!("capstan-{}", actual.instance_guid);
+    let mut env: Vec<String> = instance::environment(&actual, &desired, &ctx, &mappings, |m| m.container_port)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     env.extend(run.env.iter().map(|e| format!("{}={}", e.name, e.value)));
-    env.push(format!("INSTANCE_INDEX={}", actual.index));
-    env.push(format!("INSTANCE_GUID={}", actual.instance_guid));
-    env.push(format!("CF_INSTANCE_INDEX={}", actual.index));
-    env.push(format!("CF_INSTANCE_GUID={}", actual.instance_guid));
-    env.push(format!("CF_INSTANCE_IP={}", ctx.address));
-    let ports_json = serde_json::to_string(
-        &mappings
-            .iter()
-            .map(|m| serde_json::json!({"external": m.host_port, "internal": m.container_port}))
-            .collect::<Vec<_>>(),
-    )
-    .unwrap_or_else(|_| "[]".into());
-    env.push(format!("CF_INSTANCE_PORTS={ports_json}"));
-    if let Some(first) = mappings.first() {
-        env.push(format!("PORT={}", first.container_port));
-        env.push(format!("CF_INSTANCE_PORT={}", first.host_port));
-        env.push(format!("CF_INSTANCE_ADDR={}:{}", ctx.address, first.host_port));
-    }
     let mut bindings = HashMap::new();
     for m in &mappings {
         bindings.insert(

@@ -6,6 +6,7 @@
 
 pub mod actions;
 pub mod docker_driver;
+pub mod instance;
 pub mod logs;
 pub mod process_driver;
 

@@ -16,7 +16,7 @@ use capstan_proto::pb;
 use tokio::sync::{mpsc, oneshot};
 
 use super::actions::Exec;
-use super::logs::LogFile;
+use super::instance::{self, Prepared};
 use super::Report;
 
 /// How often an unhealthy instance is checked (Diego: 0.5 s).
@@ -74,15 +74,6 @@ pub struct ProcessCtx {
     pub stop_grace: Duration,
 }
 
-fn key(a: &pb::ActualLrp) -> pb::ActualLrpKey {
-    pb::ActualLrpKey {
-        process_guid: a.process_guid.clone(),
-        index: a.index,
-        instance_guid: a.instance_guid.clone(),
-        cell_id: a.cell_id.clone(),
-    }
-}
-
 /// Runs one instance until it crashes or is cancelled (the cell no longer has it).
 pub async fn run(
     assignment: pb::Assignment,
@@ -94,48 +85,23 @@ pub async fn run(
         return;
     };
     let desired = assignment.desired.unwrap_or_default();
-    let k = key(&actual);
-    let crash = |reason: String| {
-        Report::Crashed(pb::CrashedActualLrp {
-            key: Some(k.clone()),
-            reason,
-        })
-    };
-
-    // Ports: one host port per container port.
-    let mut mappings = Vec::new();
-    for cp in &desired.ports {
-        match ctx.ports.take() {
-            Some(hp) => mappings.push(pb::PortMapping {
-                container_port: *cp,
-                host_port: u32::from(hp),
-            }),
-            None => {
-                let _ = reports.send(crash("no free host port on the cell".into())).await;
-                return;
-            }
+    let Prepared {
+        key: k,
+        mappings,
+        host_ports,
+        log,
+    } = match instance::prepare(&actual, &desired, &ctx) {
+        Ok(p) => p,
+        Err(reason) => {
+            let _ = reports.send(instance::crash(&instance::key(&actual), reason)).await;
+            return;
         }
-    }
-    let host_ports: Vec<u16> = mappings
-        .iter()
-        .filter_map(|m| u16::try_from(m.host_port).ok())
-        .collect();
-
+    };
+    let crash = |reason: String| instance::crash(&k, reason);
     let dir = ctx.work_dir.join("instances").join(format!(
         "{}-{}-{}",
         actual.process_guid, actual.index, actual.instance_guid
     ));
-    let log = match LogFile::create(&ctx.work_dir.join("logs").join(format!(
-        "{}-{}-{}.log",
-        actual.process_guid, actual.index, actual.instance_guid
-    ))) {
-        Ok(l) => Arc::new(l),
-        Err(e) => {
-            let _ = reports.send(crash(format!("could not open the log file: {e}"))).await;
-            ctx.ports.give_back(&host_ports);
-            return;
-        }
-    };
     if let Err(e) = std::fs::create_dir_all(&dir) {
         let _ = reports
             .send(crash(format!("could not create the instance directory: {e}")))
@@ -143,30 +109,8 @@ pub async fn run(
         ctx.ports.give_back(&host_ports);
         return;
     }
-
-    let ports_json = serde_json::to_string(
-        &mappings
-            .iter()
-            .map(|m| serde_json::json!({"external": m.host_port, "internal": m.host_port}))
-            .collect::<Vec<_>>(),
-    )
-    .unwrap_or_else(|_| "[]".into());
-    let mut env: Vec<(String, String)> = desired.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect();
-    env.push(("INSTANCE_INDEX".into(), actual.index.to_string()));
-    env.push(("INSTANCE_GUID".into(), actual.instance_guid.clone()));
-    env.push(("CF_INSTANCE_INDEX".into(), actual.index.to_string()));
-    env.push(("CF_INSTANCE_GUID".into(), actual.instance_guid.clone()));
-    env.push(("CF_INSTANCE_IP".into(), ctx.address.clone()));
-    env.push(("CF_INSTANCE_PORTS".into(), ports_json));
-    if let Some(first) = mappings.first() {
-        // No NAT on a process cell: the instance listens on its host port.
-        env.push(("PORT".into(), first.host_port.to_string()));
-        env.push(("CF_INSTANCE_PORT".into(), first.host_port.to_string()));
-        env.push((
-            "CF_INSTANCE_ADDR".into(),
-            format!("{}:{}", ctx.address, first.host_port),
-        ));
-    }
+    // No NAT on a process cell: the instance listens on its host port.
+    let env = instance::environment(&actual, &desired, &ctx, &mappings, |m| m.host_port);
     let exec = Exec {
         env,
         log: log.clone(),

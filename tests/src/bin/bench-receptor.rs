@@ -3,29 +3,10 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use capstan_tests::bench::report;
 use capstan_tests::{lrp_json, Capstan};
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn report(what: &str, mut lat: Vec<Duration>, wall: Duration) {
-    lat.sort();
-    println!(
-        "{what:<44} n={:<6} {:>9.1}/s  p50={:>8.2?}  p99={:>8.2?}  max={:>8.2?}",
-        lat.len(),
-        lat.len() as f64 / wall.as_secs_f64(),
-        percentile(&lat, 0.50),
-        percentile(&lat, 0.99),
-        lat.last().copied().unwrap_or_default(),
-    );
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
