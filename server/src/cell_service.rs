@@ -236,7 +236,7 @@ pub async fn run_presence_monitor(node: RaftNode, hub: Arc<Hub>, presence: Arc<P
             was_leader = false;
             continue;
         }
-        let cells: Vec<String> = hub.cell_ids();
+        let cells: std::collections::HashSet<String> = hub.cell_ids().into_iter().collect();
         let now = Instant::now();
         let expired: Vec<String> = {
             let Ok(mut seen) = presence.seen.lock() else {
