@@ -18,6 +18,8 @@ use crate::hub::Hub;
 use crate::peers::{self, Peers};
 use crate::scheduler::is_leader;
 
+/// How long a cell's stream gathers further changes before it re-reads the assignment set.
+const ASSIGNMENT_COALESCE: Duration = Duration::from_millis(50);
 /// Assignment updates buffered per cell stream before the sender waits.
 const ASSIGNMENT_STREAM_BUFFER: usize = 4;
 
@@ -206,6 +208,8 @@ impl CellService for CellServiceImpl {
                     changed = changes.changed() => if changed.is_err() { return },
                     _ = tx.closed() => return,
                 }
+                // Coalesce a burst of entries touching this cell into one re-read.
+                tokio::time::sleep(ASSIGNMENT_COALESCE).await;
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
