@@ -43,6 +43,9 @@ pub struct Fleet {
     placed: HashMap<InstanceId, Counted>,
     /// placements proposed but not yet seen applied, counted on their cells meanwhile
     tentative: HashMap<InstanceId, Counted>,
+    /// the newest state seen per instance: (epoch, tag index); older events are skipped, so a
+    /// rebuild racing with apply cannot leave a stale UNCLAIMED entry behind
+    seen: HashMap<InstanceId, (String, u32)>,
 }
 
 impl Fleet {
@@ -58,6 +61,37 @@ impl Fleet {
     }
 
     fn actual(&mut self, before: Option<&pb::ActualLrp>, after: Option<&pb::ActualLrp>) {
+        let tag = |a: &pb::ActualLrp| {
+            let t = a.modification_tag.clone().unwrap_or_default();
+            (t.epoch, t.index)
+        };
+        // An event older than what is already reflected (replayed after a rebuild) changes nothing.
+        if let Some(x) = after.or(before) {
+            let key = (x.process_guid.clone(), x.index);
+            if let (Some((epoch, index)), Some(a)) = (self.seen.get(&key), after) {
+                let (e, i) = tag(a);
+                if *epoch == e && *index >= i {
+                    return;
+                }
+            }
+            if after.is_none() {
+                if let (Some((epoch, _)), Some(b)) = (self.seen.get(&key), before) {
+                    if *epoch != tag(b).0 {
+                        return;
+                    }
+                }
+            }
+        }
+        match after {
+            Some(a) => {
+                self.seen.insert((a.process_guid.clone(), a.index), tag(a));
+            }
+            None => {
+                if let Some(b) = before {
+                    self.seen.remove(&(b.process_guid.clone(), b.index));
+                }
+            }
+        }
         if let Some(b) = before {
             let key = (b.process_guid.clone(), b.index);
             self.unclaimed.remove(&key);
@@ -321,20 +355,15 @@ impl Hub {
     pub async fn run(self: Arc<Self>) {
         let mut metrics = self.node.raft.metrics();
         let mut processed = 0u64;
-        let mut rebuilt = false;
+        let mut installs_seen: Option<u64> = None;
         loop {
-            let (applied, snapshot) = {
-                let m = metrics.borrow_and_update();
-                (
-                    m.last_applied.map(|l| l.index).unwrap_or(0),
-                    m.snapshot.map(|l| l.index).unwrap_or(0),
-                )
-            };
+            let applied = metrics.borrow_and_update().last_applied.map(|l| l.index).unwrap_or(0);
+            let installs = self.node.views().installs();
             // First pass, or a snapshot was installed over entries this hub never saw.
-            if !rebuilt || snapshot > processed {
+            if installs_seen != Some(installs) {
                 match self.rebuild() {
                     Ok(()) => {
-                        rebuilt = true;
+                        installs_seen = Some(installs);
                         processed = applied;
                         self.notify_all_cells(applied);
                         self.schedule.notify_one();

@@ -118,6 +118,8 @@ pub async fn run(node: RaftNode, hub: Arc<Hub>) {
                 })
                 .await
             {
+                // Nothing applied: the picture is behind; wait for the next tick, do not spin.
+                Ok(outcome) if outcome.events.is_empty() => break,
                 Ok(_) => tracing::debug!(placements = n, "placed"),
                 Err(e) => {
                     tracing::debug!(error = %e, "placement not proposed");

@@ -310,6 +310,7 @@ impl StateMachine {
         };
         self.meta.remove(ks::KEY_INSTALLING)?;
         self.db.flush()?;
+        self.views.installs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 

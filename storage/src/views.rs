@@ -16,6 +16,8 @@ pub struct Views {
     pub(crate) journal: sled::Tree,
     pub(crate) cells: sled::Tree,
     pub(crate) actual_by_cell: sled::Tree,
+    /// Bumped after each snapshot install: readers that follow the journal must rebuild then.
+    pub(crate) installs: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A lazily read sequence of rows; lists stream from sled ranges, never from a built table.
@@ -32,6 +34,7 @@ impl Views {
             journal: db.open_tree(ks::JOURNAL)?,
             cells: db.open_tree(ks::CELLS)?,
             actual_by_cell: db.open_tree(ks::ACTUAL_BY_CELL)?,
+            installs: Default::default(),
         })
     }
 
@@ -133,6 +136,11 @@ impl Views {
             }
         }
         Ok(out)
+    }
+
+    /// How many snapshots this process installed (the journal restarts after each).
+    pub fn installs(&self) -> u64 {
+        self.installs.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn get_cell(&self, cell_id: &str) -> Result<Option<pb::Cell>, StoreError> {
