@@ -178,7 +178,8 @@ async fn run_reporter(cluster: Vec<String>, mut rx: mpsc::Receiver<Report>) {
                 _ = &mut window => break,
             }
         }
-        for attempt in 0..20u32 {
+        // Keep the batch until a node takes it (stale reports are harmless: apply skips them).
+        for attempt in 0u32.. {
             if client.is_none() {
                 client = connect(&cluster).await;
             }
@@ -193,7 +194,7 @@ async fn run_reporter(cluster: Vec<String>, mut rx: mpsc::Receiver<Report>) {
                     }
                 }
             }
-            tokio::time::sleep(RECONNECT_BACKOFF).await;
+            tokio::time::sleep(RECONNECT_BACKOFF * attempt.min(4)).await;
         }
     }
 }
@@ -214,7 +215,7 @@ struct Agent {
 }
 
 impl Agent {
-    fn reconcile(&mut self, update: pb::Assignments) {
+    async fn reconcile(&mut self, update: pb::Assignments) {
         let mut wanted: HashMap<InstanceKey, pb::Assignment> = HashMap::new();
         for a in update.assignments {
             let Some(actual) = &a.actual else { continue };
@@ -249,7 +250,7 @@ impl Agent {
                 (Mode::Simulated, _) => {
                     self.running.insert(k, Running { cancel: None });
                     if !running {
-                        let _ = self.reports.try_send(simulated_start(&a, &self.cfg.cell.address));
+                        let _ = self.reports.send(simulated_start(&a, &self.cfg.cell.address)).await;
                     }
                 }
                 // RUNNING here but not in this agent: it was lost (agent restart). Report the crash
@@ -257,15 +258,8 @@ impl Agent {
                 (Mode::Process { .. }, true) => {
                     self.running.insert(k, Running { cancel: None });
                     if let Some(x) = &a.actual {
-                        let _ = self.reports.try_send(Report::Crashed(pb::CrashedActualLrp {
-                            key: Some(pb::ActualLrpKey {
-                                process_guid: x.process_guid.clone(),
-                                index: x.index,
-                                instance_guid: x.instance_guid.clone(),
-                                cell_id: x.cell_id.clone(),
-                            }),
-                            reason: "instance lost: the cell agent restarted".into(),
-                        }));
+                        let lost = instance::crash(&instance::key(x), "instance lost: the cell agent restarted".into());
+                        let _ = self.reports.send(lost).await;
                     }
                 }
                 (Mode::Process { .. }, false) => {
@@ -307,7 +301,7 @@ impl Agent {
         loop {
             tokio::select! {
                 msg = stream.message() => match msg {
-                    Ok(Some(update)) => self.reconcile(update),
+                    Ok(Some(update)) => self.reconcile(update).await,
                     Ok(None) => anyhow::bail!("assignment stream ended"),
                     Err(e) => anyhow::bail!("assignment stream: {e}"),
                 },
