@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use capstan_proto::pb;
 use capstan_raft::RaftNode;
 use capstan_storage::rules::convergence::{self, Context};
-use capstan_storage::rules::freshness;
 
 use crate::hub::Hub;
 use crate::scheduler::is_leader;
@@ -27,12 +26,8 @@ fn now_ns() -> i64 {
 pub fn plan(node: &RaftNode) -> Result<Vec<pb::ConvergenceOp>, capstan_storage::StoreError> {
     let views = node.views();
     let now = now_ns();
-    let fresh: BTreeSet<String> = views
-        .fresh_domains(now)?
-        .into_iter()
-        .filter(|d| freshness::is_fresh(d, now))
-        .map(|d| d.domain)
-        .collect();
+    // `fresh_domains` lists only the domains still fresh at `now`.
+    let fresh: BTreeSet<String> = views.fresh_domains(now)?.into_iter().map(|d| d.domain).collect();
     let cells: BTreeSet<String> = views.cells()?.into_iter().map(|c| c.cell_id).collect();
     let ctx = Context {
         now_ns: now,
