@@ -139,6 +139,19 @@ impl RaftNode {
         &self.views
     }
 
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == openraft::ServerState::Leader
+    }
+
+    /// The address of the leader when it is another node; `None` when this node leads or no
+    /// leader is known.
+    pub fn leader_addr(&self) -> Option<String> {
+        let m = self.raft.metrics().borrow().clone();
+        m.current_leader
+            .filter(|l| *l != m.id)
+            .and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()))
+    }
+
     /// Refuses at once when this node leads a multi-voter cluster but has not heard from a
     /// quorum recently (it is on the minority side of a partition): callers get a fast
     /// "unavailable" instead of waiting out `QUORUM_WAIT`.
@@ -202,14 +215,19 @@ impl RaftNode {
     }
 }
 
-/// The leader's stamp: wall-clock time and fresh id entropy. Only the proposer reads these.
-fn stamp_now() -> pb::Stamp {
-    let now = std::time::SystemTime::now()
+/// Wall-clock time in Unix nanoseconds: the one clock reader outside tests. Apply never calls it;
+/// the leader stamps entries with it and queries compare against it (freshness, backoff).
+pub fn unix_now_ns() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// The leader's stamp: wall-clock time and fresh id entropy. Only the proposer reads these.
+fn stamp_now() -> pb::Stamp {
     pb::Stamp {
-        time_unix_ns: now,
+        time_unix_ns: unix_now_ns(),
         id_seed_hi: rand::random(),
         id_seed_lo: rand::random(),
     }

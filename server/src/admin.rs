@@ -9,7 +9,7 @@ use std::time::Duration;
 use capstan_proto::pb::{self, admin_server::Admin, ErrorKind};
 use capstan_raft::RaftNode;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers, ServerState};
+use openraft::{BasicNode, ChangeMembers};
 use tonic::{Request, Response, Status};
 
 use crate::errors;
@@ -54,14 +54,10 @@ impl AdminService {
 
     /// The leader's address, or `None` when this node is the leader.
     fn leader_elsewhere(&self) -> Result<Option<String>, Status> {
-        let m = self.node.raft.metrics().borrow().clone();
-        if m.state == ServerState::Leader {
+        if self.node.is_leader() {
             return Ok(None);
         }
-        let addr = m
-            .current_leader
-            .and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()));
-        match addr {
+        match self.node.leader_addr() {
             Some(a) => Ok(Some(a)),
             None => Err(errors::status(
                 ErrorKind::Unavailable,

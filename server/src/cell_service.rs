@@ -16,7 +16,6 @@ use tonic::{Request, Response, Status};
 use crate::errors;
 use crate::hub::Hub;
 use crate::peers::{self, Peers};
-use crate::scheduler::is_leader;
 
 /// How long a cell's stream gathers further changes before it re-reads the assignment set.
 const ASSIGNMENT_COALESCE: Duration = Duration::from_millis(50);
@@ -59,13 +58,6 @@ impl CellServiceImpl {
             peers,
             presence,
         }
-    }
-
-    fn leader_addr(&self) -> Option<String> {
-        let m = self.node.raft.metrics().borrow().clone();
-        m.current_leader
-            .filter(|l| *l != m.id)
-            .and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()))
     }
 
     async fn propose(&self, kind: pb::command::Kind) -> Result<(), Status> {
@@ -120,8 +112,8 @@ impl CellService for CellServiceImpl {
                 0,
             ));
         }
-        if !is_leader(&self.node) {
-            if let (Some(addr), false) = (self.leader_addr(), fwd) {
+        if !self.node.is_leader() {
+            if let (Some(addr), false) = (self.node.leader_addr(), fwd) {
                 return self.peers.cell(&addr)?.register_cell(peers::forwarded(cell)).await;
             }
         }
@@ -140,8 +132,8 @@ impl CellService for CellServiceImpl {
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let fwd = peers::is_forwarded(&req);
         let req = req.into_inner();
-        if !is_leader(&self.node) {
-            return match (self.leader_addr(), fwd) {
+        if !self.node.is_leader() {
+            return match (self.node.leader_addr(), fwd) {
                 (Some(addr), false) => self.peers.cell(&addr)?.heartbeat(peers::forwarded(req)).await,
                 _ => Err(errors::status(
                     ErrorKind::Unavailable,
@@ -218,8 +210,8 @@ impl CellService for CellServiceImpl {
     async fn report_actual_lrps(&self, req: Request<pb::ReportActualLrps>) -> Result<Response<pb::Empty>, Status> {
         let fwd = peers::is_forwarded(&req);
         let req = req.into_inner();
-        if !is_leader(&self.node) {
-            if let (Some(addr), false) = (self.leader_addr(), fwd) {
+        if !self.node.is_leader() {
+            if let (Some(addr), false) = (self.node.leader_addr(), fwd) {
                 return self.peers.cell(&addr)?.report_actual_lrps(peers::forwarded(req)).await;
             }
         }
@@ -235,7 +227,7 @@ pub async fn run_presence_monitor(node: RaftNode, hub: Arc<Hub>, presence: Arc<P
     let tick = (presence.ttl / 4).max(Duration::from_millis(100));
     loop {
         tokio::time::sleep(tick).await;
-        let leader = is_leader(&node);
+        let leader = node.is_leader();
         if !leader {
             was_leader = false;
             continue;

@@ -2,7 +2,6 @@
 //! the log), proposes commands through the Raft node, and answers queries from the views.
 
 use std::pin::Pin;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use capstan_proto::pb::{self, control_plane_server::ControlPlane, ErrorKind};
 use capstan_raft::RaftNode;
@@ -131,13 +130,6 @@ fn stream_rows<T: Send + 'static>(rows: RowIter<T>, keep: impl Fn(&T) -> bool + 
         }
     });
     Box::pin(ReceiverStream::new(rx))
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[tonic::async_trait]
@@ -290,7 +282,11 @@ impl ControlPlane for ControlPlaneService {
         let req = req.into_inner();
         let route = self.read_barrier(req.consistency, fwd).await?;
         here_or_forward!(self, route, list_fresh_domains, req);
-        let domains = self.node.views().fresh_domains(now_ns()).map_err(errors::storage)?;
+        let domains = self
+            .node
+            .views()
+            .fresh_domains(capstan_raft::node::unix_now_ns())
+            .map_err(errors::storage)?;
         Ok(Response::new(pb::ListFreshDomainsResponse { domains }))
     }
 

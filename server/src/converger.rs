@@ -3,29 +3,21 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use capstan_proto::pb;
 use capstan_raft::RaftNode;
 use capstan_storage::rules::convergence::{self, Context};
 
 use crate::hub::Hub;
-use crate::scheduler::is_leader;
 
 /// Most convergence operations in one log entry.
 const OPS_PER_ENTRY_MAX: usize = 1_000;
 
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// Plans one pass over the views: desired and actual rows are merged by process_guid.
 pub fn plan(node: &RaftNode) -> Result<Vec<pb::ConvergenceOp>, capstan_storage::StoreError> {
     let views = node.views();
-    let now = now_ns();
+    let now = capstan_raft::node::unix_now_ns();
     // `fresh_domains` lists only the domains still fresh at `now`.
     let fresh: BTreeSet<String> = views.fresh_domains(now)?.into_iter().map(|d| d.domain).collect();
     let cells: BTreeSet<String> = views.cells()?.into_iter().map(|c| c.cell_id).collect();
@@ -73,7 +65,7 @@ pub async fn run(node: RaftNode, hub: Arc<Hub>, interval: Duration) {
             _ = hub.converge.notified() => {}
             _ = tokio::time::sleep(interval) => {}
         }
-        if !is_leader(&node) {
+        if !node.is_leader() {
             continue;
         }
         crate::scheduler::hub_caught_up(&node, &hub).await;

@@ -17,10 +17,6 @@ pub const PLACEMENTS_PER_ENTRY_MAX: usize = 1_000;
 /// Retry period for instances that could not be placed.
 const RETRY_TICK: Duration = Duration::from_millis(500);
 
-pub fn is_leader(node: &RaftNode) -> bool {
-    node.raft.metrics().borrow().state == openraft::ServerState::Leader
-}
-
 /// Waits until the hub reflects everything this node has applied.
 pub async fn hub_caught_up(node: &RaftNode, hub: &Hub) {
     let applied = node.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
@@ -103,7 +99,7 @@ pub async fn run(node: RaftNode, hub: Arc<Hub>) {
             _ = hub.schedule.notified() => {}
             _ = tokio::time::sleep(RETRY_TICK) => {}
         }
-        if !is_leader(&node) {
+        if !node.is_leader() {
             continue;
         }
         // Place as long as there is work: each pass waits for its own entry to be reflected.

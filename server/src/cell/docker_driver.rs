@@ -87,12 +87,9 @@ pub async fn run(
         host_ports,
         log,
         ..
-    } = match instance::prepare(&actual, &desired, &ctx) {
-        Ok(p) => p,
-        Err(reason) => {
-            let _ = reports.send(instance::crash(&instance::key(&actual), reason)).await;
-            return;
-        }
+    } = match instance::prepare_or_crash(&actual, &desired, &ctx, &reports).await {
+        Some(p) => p,
+        None => return,
     };
     let name = format!("capstan-{}", actual.instance_guid);
     let mut env: Vec<String> = instance::environment(&actual, &desired, &ctx, &mappings, |m| m.container_port)

@@ -73,6 +73,22 @@ pub fn prepare(actual: &pb::ActualLrp, desired: &pb::DesiredLrp, ctx: &ProcessCt
     }
 }
 
+/// As [`prepare`], reporting the crash itself on failure; `None` means the instance is over.
+pub async fn prepare_or_crash(
+    actual: &pb::ActualLrp,
+    desired: &pb::DesiredLrp,
+    ctx: &ProcessCtx,
+    reports: &tokio::sync::mpsc::Sender<Report>,
+) -> Option<Prepared> {
+    match prepare(actual, desired, ctx) {
+        Ok(p) => Some(p),
+        Err(reason) => {
+            let _ = reports.send(crash(&key(actual), reason)).await;
+            None
+        }
+    }
+}
+
 /// Diego's instance environment. `port_inside` tells which port the process itself listens on:
 /// the host port on a process cell (no NAT), the container port in a container.
 pub fn environment(

@@ -90,12 +90,9 @@ pub async fn run(
         mappings,
         host_ports,
         log,
-    } = match instance::prepare(&actual, &desired, &ctx) {
-        Ok(p) => p,
-        Err(reason) => {
-            let _ = reports.send(instance::crash(&instance::key(&actual), reason)).await;
-            return;
-        }
+    } = match instance::prepare_or_crash(&actual, &desired, &ctx, &reports).await {
+        Some(p) => p,
+        None => return,
     };
     let crash = |reason: String| instance::crash(&k, reason);
     let dir = ctx.work_dir.join("instances").join(format!(
