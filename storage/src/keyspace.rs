@@ -1,54 +1,140 @@
-//! The one registry of sled trees and key layouts. Every persisted key is built here.
+//! The one registry of sled trees ([`Tree::ALL`]) and key layouts. Every persisted key is built here.
 //!
 //! Strings in composite keys are length-prefixed (u16 big-endian), so no byte of a user-chosen
 //! domain or guid can make two keys collide, and a prefix scan over `len ++ guid` finds exactly
 //! that guid's rows. Integers are big-endian so that byte order is numeric order.
 
-/// Raft log: `u64 index` → `LogEntry`.
-pub const RAFT_LOG: &str = "raft_log";
-/// Raft metadata: `vote`, `committed`, `last_purged` → `Vote` / `LogId`.
-pub const RAFT_META: &str = "raft_meta";
-/// State machine metadata: `last_applied`, `last_membership`, `installing`.
-pub const SM_META: &str = "sm_meta";
-/// `process_guid` → `DesiredLrp`.
-pub const DESIRED: &str = "desired_lrps";
-/// `str domain ++ str process_guid` → empty.
-pub const DESIRED_BY_DOMAIN: &str = "desired_lrps_by_domain";
-/// `str process_guid ++ u32 index` → `ActualLrp`.
-pub const ACTUAL: &str = "actual_lrps";
-/// `str domain ++ str process_guid ++ u32 index` → empty.
-pub const ACTUAL_BY_DOMAIN: &str = "actual_lrps_by_domain";
-/// `domain` → `FreshDomain`.
-pub const DOMAINS: &str = "fresh_domains";
-/// `u64 log index` → `JournalRecord`.
-pub const JOURNAL: &str = "event_journal";
+/// What a tree holds, which decides who writes it and what a snapshot or replay carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Written by the log store only (log entries, vote, committed, purge floor).
+    Raft,
+    /// The state machine's own metadata (`last_applied`, `last_membership`, `installing`).
+    StateMeta,
+    /// A materialised view: written only by apply, carried by snapshots, reproduced by replay.
+    View,
+    /// The event journal: written by apply, reproduced by replay, restarted by a snapshot install.
+    Journal,
+}
 
-/// `cell_id` → `Cell`.
-pub const CELLS: &str = "cells";
-/// `str cell_id ++ str process_guid ++ u32 index` → empty: the instances placed on a cell.
-pub const ACTUAL_BY_CELL: &str = "actual_lrps_by_cell";
+/// Every sled tree of the process. The names are persisted: never rename one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tree {
+    /// `u64 index` → `LogEntry`.
+    RaftLog,
+    /// `vote`, `committed`, `last_purged` → `Vote` / `LogId`.
+    RaftMeta,
+    /// `last_applied`, `last_membership`, `installing`.
+    StateMeta,
+    /// `process_guid` → `DesiredLrp`.
+    Desired,
+    /// `str domain ++ str process_guid` → empty.
+    DesiredByDomain,
+    /// `str process_guid ++ u32 index` → `ActualLrp`.
+    Actual,
+    /// `str domain ++ str process_guid ++ u32 index` → empty.
+    ActualByDomain,
+    /// `domain` → `FreshDomain`.
+    FreshDomains,
+    /// `u64 log index` → `JournalRecord`.
+    Journal,
+    /// `cell_id` → `Cell`.
+    Cells,
+    /// `str cell_id ++ str process_guid ++ u32 index` → empty: the instances placed on a cell.
+    ActualByCell,
+}
 
-/// The trees a snapshot carries (the journal restarts at the snapshot's index on install).
-pub const SNAPSHOT_TREES: [&str; 7] = [
-    DESIRED,
-    DESIRED_BY_DOMAIN,
-    ACTUAL,
-    ACTUAL_BY_DOMAIN,
-    DOMAINS,
-    CELLS,
-    ACTUAL_BY_CELL,
-];
-/// The view trees and the journal: what replay must reproduce byte for byte.
-pub const VIEW_TREES: [&str; 8] = [
-    DESIRED,
-    DESIRED_BY_DOMAIN,
-    ACTUAL,
-    ACTUAL_BY_DOMAIN,
-    DOMAINS,
-    CELLS,
-    ACTUAL_BY_CELL,
-    JOURNAL,
-];
+impl Tree {
+    /// The registry: every tree, once. Views, apply, snapshots and replay derive their lists here.
+    pub const ALL: [Tree; 11] = [
+        Tree::RaftLog,
+        Tree::RaftMeta,
+        Tree::StateMeta,
+        Tree::Desired,
+        Tree::DesiredByDomain,
+        Tree::Actual,
+        Tree::ActualByDomain,
+        Tree::FreshDomains,
+        Tree::Journal,
+        Tree::Cells,
+        Tree::ActualByCell,
+    ];
+
+    /// The sled tree name (persisted).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Tree::RaftLog => "raft_log",
+            Tree::RaftMeta => "raft_meta",
+            Tree::StateMeta => "sm_meta",
+            Tree::Desired => "desired_lrps",
+            Tree::DesiredByDomain => "desired_lrps_by_domain",
+            Tree::Actual => "actual_lrps",
+            Tree::ActualByDomain => "actual_lrps_by_domain",
+            Tree::FreshDomains => "fresh_domains",
+            Tree::Journal => "event_journal",
+            Tree::Cells => "cells",
+            Tree::ActualByCell => "actual_lrps_by_cell",
+        }
+    }
+
+    pub const fn role(self) -> Role {
+        match self {
+            Tree::RaftLog | Tree::RaftMeta => Role::Raft,
+            Tree::StateMeta => Role::StateMeta,
+            Tree::Journal => Role::Journal,
+            Tree::Desired
+            | Tree::DesiredByDomain
+            | Tree::Actual
+            | Tree::ActualByDomain
+            | Tree::FreshDomains
+            | Tree::Cells
+            | Tree::ActualByCell => Role::View,
+        }
+    }
+
+    /// A snapshot carries the views (the journal restarts at the snapshot's index on install).
+    pub fn in_snapshot(self) -> bool {
+        self.role() == Role::View
+    }
+
+    /// Replay from empty must reproduce the views and the journal byte for byte.
+    pub fn replayed(self) -> bool {
+        matches!(self.role(), Role::View | Role::Journal)
+    }
+
+    /// Apply writes the views, the journal and the state machine metadata, in one transaction.
+    pub fn written_by_apply(self) -> bool {
+        self.role() != Role::Raft
+    }
+
+    pub fn by_name(name: &str) -> Option<Tree> {
+        Tree::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The trees with a property, in registry order.
+    pub fn select(keep: fn(Tree) -> bool) -> impl Iterator<Item = Tree> {
+        Tree::ALL.into_iter().filter(move |t| keep(*t))
+    }
+}
+
+/// Handles to every tree of the one `sled::Db`, indexed by [`Tree`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Trees(Vec<sled::Tree>);
+
+impl Trees {
+    pub fn open(db: &sled::Db) -> sled::Result<Self> {
+        Tree::ALL
+            .iter()
+            .map(|t| db.open_tree(t.name()))
+            .collect::<sled::Result<_>>()
+            .map(Trees)
+    }
+
+    pub fn get(&self, tree: Tree) -> &sled::Tree {
+        // `ALL` lists every variant in declaration order, so the discriminant is the position.
+        &self.0[tree as usize]
+    }
+}
 
 pub const KEY_VOTE: &[u8] = b"vote";
 pub const KEY_COMMITTED: &[u8] = b"committed";
@@ -144,6 +230,16 @@ mod tests {
         assert_eq!(guid_of_desired_by_domain_key(&k, "d\0x").as_deref(), Some("pg"));
         let a = actual_by_domain_key("d", "pg", 7);
         assert_eq!(actual_key_of_by_domain_key(&a, "d"), Some(actual_key("pg", 7)));
+    }
+
+    #[test]
+    fn registry_lists_every_tree_once_in_declaration_order() {
+        for (i, t) in Tree::ALL.iter().enumerate() {
+            assert_eq!(*t as usize, i, "{t:?}");
+            assert_eq!(Tree::by_name(t.name()), Some(*t));
+        }
+        let names: std::collections::BTreeSet<_> = Tree::ALL.iter().map(|t| t.name()).collect();
+        assert_eq!(names.len(), Tree::ALL.len());
     }
 
     #[test]

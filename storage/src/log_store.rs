@@ -31,8 +31,8 @@ impl LogStore {
     pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
         Ok(Self {
             db: db.clone(),
-            log: db.open_tree(ks::RAFT_LOG)?,
-            meta: db.open_tree(ks::RAFT_META)?,
+            log: db.open_tree(ks::Tree::RaftLog.name())?,
+            meta: db.open_tree(ks::Tree::RaftMeta.name())?,
         })
     }
 

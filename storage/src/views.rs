@@ -1,6 +1,6 @@
 //! The materialised views on sled: what GETs read and what decide reads. Written only by apply.
 
-use crate::keyspace as ks;
+use crate::keyspace::{self as ks, Tree, Trees};
 use crate::rules::decide::ViewRead;
 use crate::rules::freshness;
 use crate::{decode, pb, StoreError};
@@ -8,14 +8,7 @@ use crate::{decode, pb, StoreError};
 /// Handles to the view trees of the one `sled::Db`. Cheap to clone.
 #[derive(Clone)]
 pub struct Views {
-    pub(crate) desired: sled::Tree,
-    pub(crate) desired_by_domain: sled::Tree,
-    pub(crate) actual: sled::Tree,
-    pub(crate) actual_by_domain: sled::Tree,
-    pub(crate) domains: sled::Tree,
-    pub(crate) journal: sled::Tree,
-    pub(crate) cells: sled::Tree,
-    pub(crate) actual_by_cell: sled::Tree,
+    pub(crate) trees: Trees,
     /// Bumped after each snapshot install: readers that follow the journal must rebuild then.
     pub(crate) installs: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
@@ -26,20 +19,17 @@ pub type RowIter<T> = Box<dyn Iterator<Item = Result<T, StoreError>> + Send>;
 impl Views {
     pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
         Ok(Self {
-            desired: db.open_tree(ks::DESIRED)?,
-            desired_by_domain: db.open_tree(ks::DESIRED_BY_DOMAIN)?,
-            actual: db.open_tree(ks::ACTUAL)?,
-            actual_by_domain: db.open_tree(ks::ACTUAL_BY_DOMAIN)?,
-            domains: db.open_tree(ks::DOMAINS)?,
-            journal: db.open_tree(ks::JOURNAL)?,
-            cells: db.open_tree(ks::CELLS)?,
-            actual_by_cell: db.open_tree(ks::ACTUAL_BY_CELL)?,
+            trees: Trees::open(db)?,
             installs: Default::default(),
         })
     }
 
+    fn tree(&self, tree: Tree) -> &sled::Tree {
+        self.trees.get(tree)
+    }
+
     pub fn get_desired(&self, process_guid: &str) -> Result<Option<pb::DesiredLrp>, StoreError> {
-        self.desired
+        self.tree(Tree::Desired)
             .get(process_guid.as_bytes())?
             .map(|v| decode("desired lrp", &v))
             .transpose()
@@ -48,15 +38,15 @@ impl Views {
     /// Every DesiredLRP, or those of one domain, in process_guid order.
     pub fn desired_lrps(&self, domain: Option<&str>) -> RowIter<pb::DesiredLrp> {
         match domain {
-            None => Box::new(self.desired.iter().map(|kv| {
+            None => Box::new(self.tree(Tree::Desired).iter().map(|kv| {
                 kv.map_err(StoreError::from)
                     .and_then(|(_, v)| decode("desired lrp", &v))
             })),
             Some(domain) => {
-                let desired = self.desired.clone();
+                let desired = self.tree(Tree::Desired).clone();
                 let domain = domain.to_owned();
                 Box::new(
-                    self.desired_by_domain
+                    self.tree(Tree::DesiredByDomain)
                         .scan_prefix(ks::domain_prefix(&domain))
                         .filter_map(move |kv| {
                             let key = match kv {
@@ -76,7 +66,7 @@ impl Views {
     }
 
     pub fn get_actual(&self, process_guid: &str, index: u32) -> Result<Option<pb::ActualLrp>, StoreError> {
-        self.actual
+        self.tree(Tree::Actual)
             .get(ks::actual_key(process_guid, index))?
             .map(|v| decode("actual lrp", &v))
             .transpose()
@@ -92,7 +82,7 @@ impl Views {
             (Some(guid), domain) => {
                 let domain = domain.map(str::to_owned);
                 Box::new(
-                    self.actual
+                    self.tree(Tree::Actual)
                         .scan_prefix(ks::actual_prefix(guid))
                         .map(decode_row)
                         .filter(move |a| match (a, &domain) {
@@ -101,12 +91,12 @@ impl Views {
                         }),
                 )
             }
-            (None, None) => Box::new(self.actual.iter().map(decode_row)),
+            (None, None) => Box::new(self.tree(Tree::Actual).iter().map(decode_row)),
             (None, Some(domain)) => {
-                let actual = self.actual.clone();
+                let actual = self.tree(Tree::Actual).clone();
                 let domain = domain.to_owned();
                 Box::new(
-                    self.actual_by_domain
+                    self.tree(Tree::ActualByDomain)
                         .scan_prefix(ks::domain_prefix(&domain))
                         .filter_map(move |kv| {
                             let key = match kv {
@@ -128,7 +118,7 @@ impl Views {
     /// The domains still fresh at `now_ns`, in name order.
     pub fn fresh_domains(&self, now_ns: i64) -> Result<Vec<pb::FreshDomain>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.domains.iter() {
+        for kv in self.tree(Tree::FreshDomains).iter() {
             let (_, v) = kv?;
             let d: pb::FreshDomain = decode("fresh domain", &v)?;
             if freshness::is_fresh(&d, now_ns) {
@@ -144,7 +134,7 @@ impl Views {
     }
 
     pub fn get_cell(&self, cell_id: &str) -> Result<Option<pb::Cell>, StoreError> {
-        self.cells
+        self.tree(Tree::Cells)
             .get(cell_id.as_bytes())?
             .map(|v| decode("cell", &v))
             .transpose()
@@ -152,7 +142,7 @@ impl Views {
 
     /// Every registered cell, in id order.
     pub fn cells(&self) -> Result<Vec<pb::Cell>, StoreError> {
-        self.cells
+        self.tree(Tree::Cells)
             .iter()
             .map(|kv| kv.map_err(StoreError::from).and_then(|(_, v)| decode("cell", &v)))
             .collect()
@@ -160,10 +150,10 @@ impl Views {
 
     /// The instances placed on a cell, in (process_guid, index) order.
     pub fn actuals_on_cell(&self, cell_id: &str) -> RowIter<pb::ActualLrp> {
-        let actual = self.actual.clone();
+        let actual = self.tree(Tree::Actual).clone();
         let cell = cell_id.to_owned();
         Box::new(
-            self.actual_by_cell
+            self.tree(Tree::ActualByCell)
                 .scan_prefix(ks::domain_prefix(cell_id))
                 .filter_map(move |kv| {
                     let key = match kv {
@@ -182,7 +172,7 @@ impl Views {
 
     /// Journal records with log index ≥ `from`, in log order.
     pub fn journal_from(&self, from: u64) -> RowIter<pb::JournalRecord> {
-        Box::new(self.journal.range(ks::log_key(from)..).map(|kv| {
+        Box::new(self.tree(Tree::Journal).range(ks::log_key(from)..).map(|kv| {
             kv.map_err(StoreError::from)
                 .and_then(|(_, v)| decode("journal record", &v))
         }))

@@ -1,0 +1,385 @@
+//! Decide against an in-memory view that folds events the way the sled views do.
+
+use super::*;
+use pb::{event::Kind as Ev, ActualLrpState, ConvergenceOpKind};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+
+/// An in-memory view that folds events the way the sled views do.
+#[derive(Default)]
+struct Mem {
+    desired: RefCell<BTreeMap<String, pb::DesiredLrp>>,
+    actual: RefCell<BTreeMap<(String, u32), pb::ActualLrp>>,
+    cells: RefCell<BTreeMap<String, pb::Cell>>,
+}
+
+impl ViewRead for Mem {
+    type Error = Infallible;
+    fn desired(&self, g: &str) -> Result<Option<pb::DesiredLrp>, Infallible> {
+        Ok(self.desired.borrow().get(g).cloned())
+    }
+    fn actuals(&self, g: &str) -> Result<Vec<pb::ActualLrp>, Infallible> {
+        Ok(self
+            .actual
+            .borrow()
+            .values()
+            .filter(|a| a.process_guid == g)
+            .cloned()
+            .collect())
+    }
+    fn actual(&self, g: &str, i: u32) -> Result<Option<pb::ActualLrp>, Infallible> {
+        Ok(self.actual.borrow().get(&(g.to_string(), i)).cloned())
+    }
+    fn cell(&self, id: &str) -> Result<Option<pb::Cell>, Infallible> {
+        Ok(self.cells.borrow().get(id).cloned())
+    }
+}
+
+impl Mem {
+    fn run(&self, seed: u64, cmd: pb::command::Kind) -> Decision {
+        let stamp = pb::Stamp {
+            time_unix_ns: i64::try_from(seed).unwrap_or(0) * 1000,
+            id_seed_hi: seed,
+            id_seed_lo: seed,
+        };
+        let Ok(d) = decide(self, &stamp, &pb::Command { kind: Some(cmd) });
+        if let Ok(events) = &d {
+            for e in events {
+                match e.kind.clone() {
+                    Some(Ev::DesiredLrpCreated(c)) => {
+                        let d = c.desired_lrp.unwrap_or_default();
+                        self.desired.borrow_mut().insert(d.process_guid.clone(), d);
+                    }
+                    Some(Ev::DesiredLrpChanged(c)) => {
+                        let d = c.after.unwrap_or_default();
+                        self.desired.borrow_mut().insert(d.process_guid.clone(), d);
+                    }
+                    Some(Ev::DesiredLrpRemoved(c)) => {
+                        self.desired
+                            .borrow_mut()
+                            .remove(&c.desired_lrp.unwrap_or_default().process_guid);
+                    }
+                    Some(Ev::ActualLrpCreated(c)) => {
+                        let a = c.actual_lrp.unwrap_or_default();
+                        self.actual.borrow_mut().insert((a.process_guid.clone(), a.index), a);
+                    }
+                    Some(Ev::ActualLrpRemoved(c)) => {
+                        let a = c.actual_lrp.unwrap_or_default();
+                        self.actual.borrow_mut().remove(&(a.process_guid.clone(), a.index));
+                    }
+                    Some(Ev::ActualLrpChanged(c)) => {
+                        let a = c.after.unwrap_or_default();
+                        self.actual.borrow_mut().insert((a.process_guid.clone(), a.index), a);
+                    }
+                    Some(Ev::CellRegistered(c)) => {
+                        let cell = c.cell.unwrap_or_default();
+                        self.cells.borrow_mut().insert(cell.cell_id.clone(), cell);
+                    }
+                    Some(Ev::CellRemoved(c)) => {
+                        self.cells.borrow_mut().remove(&c.cell.unwrap_or_default().cell_id);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        d
+    }
+    fn indices(&self) -> Vec<u32> {
+        self.actual.borrow().values().map(|a| a.index).collect()
+    }
+}
+
+fn lrp(instances: i32) -> pb::DesiredLrp {
+    pb::DesiredLrp {
+        process_guid: "pg".into(),
+        domain: "d".into(),
+        rootfs: "preloaded:cflinuxfs4".into(),
+        instances,
+        action: Some(pb::Action {
+            kind: Some(pb::action::Kind::Run(pb::RunAction {
+                path: "sleep".into(),
+                user: "vcap".into(),
+                ..Default::default()
+            })),
+        }),
+        ..Default::default()
+    }
+}
+
+fn desire_cmd(d: pb::DesiredLrp) -> pb::command::Kind {
+    pb::command::Kind::DesireLrp(pb::DesireLrp { desired_lrp: Some(d) })
+}
+
+fn scale(n: i32) -> pb::command::Kind {
+    pb::command::Kind::UpdateDesiredLrp(pb::UpdateDesiredLrp {
+        process_guid: "pg".into(),
+        update: Some(pb::DesiredLrpUpdate {
+            instances: Some(n),
+            ..Default::default()
+        }),
+    })
+}
+
+fn kind(d: &Decision) -> i32 {
+    d.as_ref().err().map(|r| r.kind).unwrap_or(0)
+}
+
+#[test]
+fn desire_creates_unclaimed_instances() {
+    let m = Mem::default();
+    assert!(m.run(1, desire_cmd(lrp(3))).is_ok());
+    assert_eq!(m.indices(), vec![0, 1, 2]);
+    let a = m
+        .actual
+        .borrow()
+        .get(&("pg".to_string(), 1))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(a.state, ActualLrpState::Unclaimed as i32);
+    assert_eq!(a.since, 1000);
+    assert!(a.instance_guid.is_empty() && a.cell_id.is_empty());
+    assert_eq!(a.modification_tag.map(|t| t.index), Some(0));
+    let epochs: std::collections::BTreeSet<String> = m
+        .actual
+        .borrow()
+        .values()
+        .filter_map(|a| a.modification_tag.clone().map(|t| t.epoch))
+        .collect();
+    assert_eq!(epochs.len(), 3, "each instance has its own epoch");
+}
+
+#[test]
+fn scale_up_and_down() {
+    let m = Mem::default();
+    let _ = m.run(1, desire_cmd(lrp(2)));
+    assert!(m.run(2, scale(4)).is_ok());
+    assert_eq!(m.indices(), vec![0, 1, 2, 3]);
+    assert!(m.run(3, scale(1)).is_ok());
+    assert_eq!(m.indices(), vec![0]);
+    let tag = m
+        .desired
+        .borrow()
+        .get("pg")
+        .and_then(|d| d.modification_tag.clone())
+        .unwrap_or_default();
+    assert_eq!(tag.index, 2);
+}
+
+#[test]
+fn duplicate_create_with_same_immutables_updates_else_conflicts() {
+    let m = Mem::default();
+    let _ = m.run(1, desire_cmd(lrp(1)));
+    assert!(m.run(2, desire_cmd(lrp(2))).is_ok());
+    assert_eq!(m.indices(), vec![0, 1]);
+    let mut other = lrp(2);
+    other.rootfs = "preloaded:other".into();
+    other.memory_mb = 5;
+    let d = m.run(3, desire_cmd(other));
+    assert_eq!(kind(&d), RejectionKind::DesiredLrpAlreadyExists as i32);
+    assert!(d
+        .err()
+        .map(|r| r.message)
+        .unwrap_or_default()
+        .ends_with("differ: rootfs, memory_mb"));
+}
+
+#[test]
+fn kill_replaces_the_instance_with_a_new_epoch() {
+    let m = Mem::default();
+    let _ = m.run(1, desire_cmd(lrp(2)));
+    let before = m
+        .actual
+        .borrow()
+        .get(&("pg".to_string(), 1))
+        .cloned()
+        .unwrap_or_default();
+    let kill = pb::command::Kind::RetireActualLrp(pb::RetireActualLrp {
+        process_guid: "pg".into(),
+        index: 1,
+    });
+    assert!(m.run(2, kill.clone()).is_ok());
+    let after = m
+        .actual
+        .borrow()
+        .get(&("pg".to_string(), 1))
+        .cloned()
+        .unwrap_or_default();
+    assert_ne!(before.modification_tag, after.modification_tag);
+    assert_eq!(after.since, 2000);
+    let missing = pb::command::Kind::RetireActualLrp(pb::RetireActualLrp {
+        process_guid: "pg".into(),
+        index: 9,
+    });
+    assert_eq!(kind(&m.run(3, missing)), RejectionKind::ActualLrpIndexNotFound as i32);
+}
+
+#[test]
+fn delete_removes_everything_and_unknown_is_not_found() {
+    let m = Mem::default();
+    let _ = m.run(1, desire_cmd(lrp(3)));
+    let rm = pb::command::Kind::RemoveDesiredLrp(pb::RemoveDesiredLrp {
+        process_guid: "pg".into(),
+    });
+    assert!(m.run(2, rm.clone()).is_ok());
+    assert!(m.indices().is_empty());
+    assert_eq!(kind(&m.run(3, rm)), RejectionKind::DesiredLrpNotFound as i32);
+    assert_eq!(kind(&m.run(4, scale(1))), RejectionKind::DesiredLrpNotFound as i32);
+}
+
+#[test]
+fn invalid_input_is_rejected_without_events() {
+    let m = Mem::default();
+    let mut bad = lrp(1);
+    bad.rootfs = String::new();
+    assert_eq!(kind(&m.run(1, desire_cmd(bad))), RejectionKind::InvalidLrp as i32);
+    let _ = m.run(2, desire_cmd(lrp(1)));
+    assert_eq!(kind(&m.run(3, scale(-1))), RejectionKind::InvalidRequest as i32);
+    assert_eq!(m.indices(), vec![0]);
+}
+
+fn at(m: &Mem, i: u32) -> pb::ActualLrp {
+    m.actual
+        .borrow()
+        .get(&("pg".to_string(), i))
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn register(m: &Mem, id: &str) {
+    let cell = pb::Cell {
+        cell_id: id.into(),
+        ..Default::default()
+    };
+    assert!(m
+        .run(
+            100,
+            pb::command::Kind::RegisterCell(pb::RegisterCell { cell: Some(cell) })
+        )
+        .is_ok());
+}
+
+fn placement(m: &Mem, i: u32, cell: &str) -> pb::Placement {
+    pb::Placement {
+        process_guid: "pg".into(),
+        index: i,
+        epoch: at(m, i).modification_tag.map(|t| t.epoch).unwrap_or_default(),
+        cell_id: cell.into(),
+    }
+}
+
+fn key_of(a: &pb::ActualLrp) -> pb::ActualLrpKey {
+    pb::ActualLrpKey {
+        process_guid: a.process_guid.clone(),
+        index: a.index,
+        instance_guid: a.instance_guid.clone(),
+        cell_id: a.cell_id.clone(),
+    }
+}
+
+#[test]
+fn placement_claims_only_the_instance_seen_on_a_registered_cell() {
+    let m = Mem::default();
+    let _ = m.run(1, desire_cmd(lrp(2)));
+    register(&m, "c1");
+    let stale = pb::Placement {
+        epoch: "not-the-epoch".into(),
+        ..placement(&m, 1, "c1")
+    };
+    let place = pb::PlaceActualLrps {
+        placements: vec![placement(&m, 0, "c1"), stale, placement(&m, 1, "nope")],
+        failures: vec![],
+    };
+    assert!(m.run(2, pb::command::Kind::PlaceActualLrps(place)).is_ok());
+    let a0 = at(&m, 0);
+    assert_eq!((a0.state, a0.cell_id.as_str()), (ActualLrpState::Claimed as i32, "c1"));
+    assert!(!a0.instance_guid.is_empty());
+    assert_eq!(at(&m, 1).state, ActualLrpState::Unclaimed as i32);
+}
+
+#[test]
+fn reports_start_and_crash_through_the_lifecycle() {
+    let m = Mem::default();
+    let _ = m.run(1, desire_cmd(lrp(1)));
+    register(&m, "c1");
+    let place = pb::PlaceActualLrps {
+        placements: vec![placement(&m, 0, "c1")],
+        failures: vec![],
+    };
+    let _ = m.run(2, pb::command::Kind::PlaceActualLrps(place));
+    let claimed = at(&m, 0);
+    let started = pb::ReportActualLrps {
+        started: vec![pb::StartedActualLrp {
+            key: Some(key_of(&claimed)),
+            address: "127.0.0.1".into(),
+            ports: vec![pb::PortMapping {
+                container_port: 8080,
+                host_port: 61000,
+            }],
+        }],
+        crashed: vec![],
+    };
+    let _ = m.run(3, pb::command::Kind::ReportActualLrps(started.clone()));
+    let running = at(&m, 0);
+    assert_eq!((running.state, running.since), (ActualLrpState::Running as i32, 3000));
+    let crashed = pb::ReportActualLrps {
+        started: vec![],
+        crashed: vec![pb::CrashedActualLrp {
+            key: Some(key_of(&running)),
+            reason: "exit status 1".into(),
+        }],
+    };
+    let _ = m.run(4, pb::command::Kind::ReportActualLrps(crashed));
+    let restarted = at(&m, 0);
+    assert_eq!(
+        (restarted.state, restarted.crash_count),
+        (ActualLrpState::Unclaimed as i32, 1)
+    );
+    // A late "started" for the old instance does not revive it.
+    let _ = m.run(5, pb::command::Kind::ReportActualLrps(started));
+    assert_eq!(at(&m, 0).state, ActualLrpState::Unclaimed as i32);
+}
+
+#[test]
+fn convergence_ops_are_rechecked() {
+    let m = Mem::default();
+    let _ = m.run(1, desire_cmd(lrp(2)));
+    register(&m, "c1");
+    let place = pb::PlaceActualLrps {
+        placements: vec![placement(&m, 0, "c1")],
+        failures: vec![],
+    };
+    let _ = m.run(2, pb::command::Kind::PlaceActualLrps(place));
+    let a0 = at(&m, 0);
+    let epoch = a0.modification_tag.clone().map(|t| t.epoch).unwrap_or_default();
+    let lost = |e: &str| pb::ConvergenceOp {
+        kind: ConvergenceOpKind::ReplaceLost as i32,
+        process_guid: "pg".into(),
+        index: 0,
+        epoch: e.into(),
+    };
+    // The cell is still registered: not lost, nothing happens.
+    let _ = m.run(
+        3,
+        pb::command::Kind::ConvergeLrps(pb::ConvergeLrps {
+            ops: vec![lost(&epoch)],
+        }),
+    );
+    assert_eq!(at(&m, 0), a0);
+    let _ = m.run(
+        4,
+        pb::command::Kind::RemoveCell(pb::RemoveCell {
+            cell_id: "c1".into(),
+            reason: "ttl".into(),
+        }),
+    );
+    let _ = m.run(
+        5,
+        pb::command::Kind::ConvergeLrps(pb::ConvergeLrps {
+            ops: vec![lost(&epoch)],
+        }),
+    );
+    let replaced = at(&m, 0);
+    assert_eq!(replaced.state, ActualLrpState::Unclaimed as i32);
+    assert_ne!(replaced.modification_tag.map(|t| t.epoch), Some(epoch));
+}

@@ -1,0 +1,110 @@
+//! Folding: the writes an event makes to the views. Pure — it reads nothing, so apply can collect
+//! an entry's writes first and commit them, with the journal and `last_applied`, in one transaction.
+
+use prost::Message;
+
+use crate::keyspace::{self as ks, Tree};
+use crate::pb;
+
+/// One write that folding an event produces: (tree, key, value or delete).
+pub struct Write {
+    pub tree: Tree,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Folds one event into the writes it makes to the views.
+pub fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
+    use pb::event::Kind;
+    let mut put = |tree: Tree, key: Vec<u8>, value: Option<Vec<u8>>| writes.push(Write { tree, key, value });
+    match &e.kind {
+        Some(Kind::DesiredLrpCreated(pb::DesiredLrpCreated { desired_lrp: Some(d) }))
+        | Some(Kind::DesiredLrpChanged(pb::DesiredLrpChanged { after: Some(d), .. })) => {
+            put(
+                Tree::Desired,
+                d.process_guid.as_bytes().to_vec(),
+                Some(d.encode_to_vec()),
+            );
+            put(
+                Tree::DesiredByDomain,
+                ks::desired_by_domain_key(&d.domain, &d.process_guid),
+                Some(vec![]),
+            );
+        }
+        Some(Kind::DesiredLrpRemoved(pb::DesiredLrpRemoved { desired_lrp: Some(d) })) => {
+            put(Tree::Desired, d.process_guid.as_bytes().to_vec(), None);
+            put(
+                Tree::DesiredByDomain,
+                ks::desired_by_domain_key(&d.domain, &d.process_guid),
+                None,
+            );
+        }
+        Some(Kind::ActualLrpCreated(pb::ActualLrpCreated { actual_lrp: Some(a) })) => {
+            put_actual(&mut put, a);
+        }
+        Some(Kind::ActualLrpChanged(pb::ActualLrpChanged {
+            before: Some(b),
+            after: Some(a),
+        })) => {
+            if !b.cell_id.is_empty() && (b.cell_id != a.cell_id) {
+                put(
+                    Tree::ActualByCell,
+                    ks::actual_by_cell_key(&b.cell_id, &b.process_guid, b.index),
+                    None,
+                );
+            }
+            put_actual(&mut put, a);
+        }
+        Some(Kind::ActualLrpRemoved(pb::ActualLrpRemoved { actual_lrp: Some(a) })) => {
+            put(Tree::Actual, ks::actual_key(&a.process_guid, a.index), None);
+            put(
+                Tree::ActualByDomain,
+                ks::actual_by_domain_key(&a.domain, &a.process_guid, a.index),
+                None,
+            );
+            if !a.cell_id.is_empty() {
+                put(
+                    Tree::ActualByCell,
+                    ks::actual_by_cell_key(&a.cell_id, &a.process_guid, a.index),
+                    None,
+                );
+            }
+        }
+        Some(Kind::CellRegistered(pb::CellRegistered { cell: Some(c) })) => {
+            put(Tree::Cells, c.cell_id.as_bytes().to_vec(), Some(c.encode_to_vec()));
+        }
+        Some(Kind::CellRemoved(pb::CellRemoved { cell: Some(c), .. })) => {
+            put(Tree::Cells, c.cell_id.as_bytes().to_vec(), None);
+        }
+        Some(Kind::FreshDomainBumped(pb::FreshDomainBumped { fresh_domain: Some(d) })) => {
+            put(
+                Tree::FreshDomains,
+                d.domain.as_bytes().to_vec(),
+                Some(d.encode_to_vec()),
+            );
+        }
+        // An event without its payload changes nothing; decide never makes one.
+        _ => {}
+    }
+}
+
+/// The writes of an actual's new state: its row, its domain index, its cell index.
+fn put_actual(put: &mut impl FnMut(Tree, Vec<u8>, Option<Vec<u8>>), a: &pb::ActualLrp) {
+    put(
+        Tree::Actual,
+        ks::actual_key(&a.process_guid, a.index),
+        Some(a.encode_to_vec()),
+    );
+    put(
+        Tree::ActualByDomain,
+        ks::actual_by_domain_key(&a.domain, &a.process_guid, a.index),
+        Some(vec![]),
+    );
+    if !a.cell_id.is_empty() {
+        put(
+            Tree::ActualByCell,
+            ks::actual_by_cell_key(&a.cell_id, &a.process_guid, a.index),
+            Some(vec![]),
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! The state machine: `apply` is the only entry point that changes the views. For each entry it
+//! decides against the views, then folds the events into the views, appends them to the event
+//! journal and records `last_applied` — in ONE sled transaction.
+//!
+//! Snapshots are the view trees (not the journal) at `last_applied`, written as length-delimited
+//! protobuf rows to `<dir>/snapshot.current`. Installing one is crash-safe: the file is made
+//! durable first, an `installing` marker is set, the trees are replaced, the marker is cleared;
+//! a node that finds the marker at start-up re-installs from the file.
+
+mod fold;
+mod snapshot;
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, BasicNode, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
+};
+use prost::Message;
+use sled::transaction::{ConflictableTransactionError, Transactional};
+
+use crate::codec::{self, Entry};
+use crate::keyspace::{self as ks, Tree};
+use crate::rules::decide::{self, Decision};
+use crate::{decode, pb, StoreError, TypeConfig, Views};
+use fold::{fold, Write};
+pub use snapshot::{SnapshotBuilder, ViewRow};
+
+pub struct StateMachine {
+    db: sled::Db,
+    views: Views,
+    dir: PathBuf,
+    snapshots_built: u64,
+    /// The trees apply writes (`Tree::written_by_apply`), in registry order, for one transaction.
+    applied_trees: Vec<(Tree, sled::Tree)>,
+}
+
+fn sm_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
+    StorageIOError::write_state_machine(AnyError::new(&e)).into()
+}
+
+fn snap_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError<u64> {
+    StorageIOError::new(ErrorSubject::Snapshot(None), verb, AnyError::new(&e)).into()
+}
+
+impl StateMachine {
+    /// Opens the state machine on the process's `db`; `dir` holds the current snapshot file.
+    pub fn open(db: &sled::Db, dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let mut sm = Self {
+            db: db.clone(),
+            views: Views::open(db)?,
+            dir: dir.to_owned(),
+            snapshots_built: 0,
+            applied_trees: Vec::new(),
+        };
+        sm.applied_trees = Tree::select(Tree::written_by_apply)
+            .map(|t| (t, sm.views.trees.get(t).clone()))
+            .collect();
+        if sm.meta().get(ks::KEY_INSTALLING)?.is_some() {
+            tracing::warn!("an interrupted snapshot install was found; installing it again");
+            let data = std::fs::read(sm.snapshot_path())?;
+            sm.replace_trees(&data)?;
+        }
+        Ok(sm)
+    }
+
+    pub fn views(&self) -> &Views {
+        &self.views
+    }
+
+    fn snapshot_path(&self) -> PathBuf {
+        self.dir.join(snapshot::SNAPSHOT_FILE)
+    }
+
+    fn meta(&self) -> &sled::Tree {
+        self.views.trees.get(Tree::StateMeta)
+    }
+
+    pub fn last_applied(&self) -> Result<Option<LogId<u64>>, StoreError> {
+        Ok(self
+            .meta()
+            .get(ks::KEY_LAST_APPLIED)?
+            .map(|v| decode::<pb::LogId>("last applied", &v))
+            .transpose()?
+            .map(|l| codec::log_id_from_pb(&l)))
+    }
+
+    fn last_membership(&self) -> Result<StoredMembership<u64, BasicNode>, StoreError> {
+        Ok(self
+            .meta()
+            .get(ks::KEY_LAST_MEMBERSHIP)?
+            .map(|v| decode::<pb::StoredMembership>("last membership", &v))
+            .transpose()?
+            .map(|m| codec::stored_membership_from_pb(&m))
+            .unwrap_or_default())
+    }
+
+    /// Applies one entry: decide, fold, journal, last_applied — one transaction.
+    pub fn apply_entry(&mut self, entry: &Entry) -> Result<pb::Outcome, StoreError> {
+        let mut writes = vec![Write {
+            tree: Tree::StateMeta,
+            key: ks::KEY_LAST_APPLIED.to_vec(),
+            value: Some(codec::log_id_to_pb(&entry.log_id).encode_to_vec()),
+        }];
+        let outcome = match &entry.payload {
+            EntryPayload::Blank => pb::Outcome::default(),
+            EntryPayload::Membership(m) => {
+                let stored = StoredMembership::new(Some(entry.log_id), m.clone());
+                writes.push(Write {
+                    tree: Tree::StateMeta,
+                    key: ks::KEY_LAST_MEMBERSHIP.to_vec(),
+                    value: Some(codec::stored_membership_to_pb(&stored).encode_to_vec()),
+                });
+                pb::Outcome::default()
+            }
+            EntryPayload::Normal(proposal) => {
+                let decision: Decision = if proposal.version != capstan_proto::FORMAT_VERSION {
+                    Err(decide::reject(
+                        pb::RejectionKind::UnknownCommand,
+                        format!("proposal format version {} is unknown", proposal.version),
+                    ))
+                } else {
+                    let stamp = proposal.stamp.unwrap_or_default();
+                    let command = proposal.command.clone().unwrap_or_default();
+                    decide::decide(&self.views, &stamp, &command)?
+                };
+                match decision {
+                    Err(rejection) => pb::Outcome {
+                        events: vec![],
+                        rejection: Some(rejection),
+                    },
+                    Ok(events) => {
+                        for e in &events {
+                            fold(e, &mut writes);
+                        }
+                        let index = entry.log_id.index;
+                        let record = pb::JournalRecord {
+                            version: capstan_proto::FORMAT_VERSION,
+                            log_index: index,
+                            time_unix_ns: proposal.stamp.map(|s| s.time_unix_ns).unwrap_or_default(),
+                            events: events.clone(),
+                        };
+                        writes.push(Write {
+                            tree: Tree::Journal,
+                            key: ks::log_key(index).to_vec(),
+                            value: Some(record.encode_to_vec()),
+                        });
+                        if let Some(old) = index.checked_sub(ks::JOURNAL_RECORDS_MAX) {
+                            writes.push(Write {
+                                tree: Tree::Journal,
+                                key: ks::log_key(old).to_vec(),
+                                value: None,
+                            });
+                        }
+                        pb::Outcome {
+                            events,
+                            rejection: None,
+                        }
+                    }
+                }
+            }
+        };
+        let trees: Vec<&sled::Tree> = self.applied_trees.iter().map(|(_, t)| t).collect();
+        let slot = |tree: Tree| self.applied_trees.iter().position(|(t, _)| *t == tree);
+        trees.as_slice().transaction(|tx| {
+            for w in &writes {
+                let Some(t) = slot(w.tree).and_then(|i| tx.get(i)) else {
+                    let bad = StoreError::Corrupt(format!("apply may not write {:?}", w.tree));
+                    return Err(ConflictableTransactionError::Abort(bad));
+                };
+                match &w.value {
+                    Some(v) => {
+                        t.insert(w.key.as_slice(), v.as_slice())?;
+                    }
+                    None => {
+                        t.remove(w.key.as_slice())?;
+                    }
+                }
+            }
+            Ok::<(), ConflictableTransactionError<StoreError>>(())
+        })?;
+        Ok(outcome)
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError<u64>> {
+        let applied = self.last_applied().map_err(sm_err)?;
+        let membership = self.last_membership().map_err(sm_err)?;
+        Ok((applied, membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<pb::Outcome>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut out = Vec::new();
+        for entry in entries {
+            let outcome = self
+                .apply_entry(&entry)
+                .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?;
+            out.push(outcome);
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.snapshots_built += 1;
+        let id = match self.last_applied() {
+            Ok(Some(l)) => format!("{}-{}-{}", l.leader_id.term, l.index, self.snapshots_built),
+            _ => format!("0-0-{}", self.snapshots_built),
+        };
+        SnapshotBuilder {
+            dump: self.dump(id).map_err(|e| e.to_string()),
+            dir: self.dir.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        let data = snapshot.into_inner();
+        Self::persist_snapshot(&self.dir, &data).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        self.replace_trees(&data).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        tracing::info!(snapshot_id = %meta.snapshot_id, "snapshot installed");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        let found = self.read_snapshot_file().map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        Ok(found.map(|(data, meta)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}
