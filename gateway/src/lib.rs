@@ -3,9 +3,7 @@
 //!
 //! API boundary: this crate depends on `capstan-proto` only. It cannot reach storage or raft.
 
-pub mod body;
-pub mod grpc_error;
-pub mod json_list;
+pub mod common;
 pub mod receptor;
 
 use axum::http::{header, StatusCode};
@@ -47,16 +45,18 @@ impl Gateway {
     }
 }
 
-/// The whole REST surface, ready to serve; tests call it without a socket.
+/// The whole REST surface, ready to serve; tests call it without a socket. Each family is nested
+/// under its prefix with its own fallback; the shared layers wrap them all.
 pub fn router(gateway: Gateway) -> Router {
-    Router::new()
-        .merge(receptor::routes())
+    let app = Router::new()
+        .nest("/v1", receptor::routes())
         .fallback(not_found)
-        .with_state(gateway)
+        .with_state(gateway);
+    common::layers::apply(app)
 }
 
-/// Unknown path (including a trailing slash): 404 as the Go routers answer it.
-async fn not_found() -> impl IntoResponse {
+/// Unknown path outside every family: 404 as the Go routers answer it.
+pub async fn not_found() -> impl IntoResponse {
     (
         StatusCode::NOT_FOUND,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

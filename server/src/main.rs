@@ -1,17 +1,8 @@
 //! The `capstan` binary: `dev` (embedded single node), `server` (a cluster node), `gateway`
 //! (REST only, in front of a cluster) and `cluster` (the membership CLI).
 
-mod admin;
-mod cell;
-mod cell_service;
-mod cli;
-mod control_plane;
-mod converger;
-mod errors;
-mod hub;
-mod node_process;
-mod peers;
-mod scheduler;
+use capstan::shutdown::shutdown_signal;
+use capstan::{cell, cli, node};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -157,19 +148,22 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Dev(args) => {
                 let cell = cell::CellConfig::embedded(&args.data_dir, &args.stacks, args.cell_memory_mb);
-                node_process::run(node_process::NodeOptions {
-                    id: 1,
-                    data_dir: args.data_dir,
-                    grpc: args.grpc,
-                    advertise: None,
-                    http: Some(args.http),
-                    initial_members: None,
-                    snapshot_every_entries: None,
-                    logs_kept_behind_snapshot: None,
-                    cell_ttl: std::time::Duration::from_millis(args.leader.cell_ttl_ms),
-                    converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),
-                    embedded_cell: (!args.no_cell).then_some(cell),
-                })
+                node::run(
+                    node::NodeOptions {
+                        id: 1,
+                        data_dir: args.data_dir,
+                        grpc: args.grpc,
+                        advertise: None,
+                        http: Some(args.http),
+                        initial_members: None,
+                        snapshot_every_entries: None,
+                        logs_kept_behind_snapshot: None,
+                        cell_ttl: std::time::Duration::from_millis(args.leader.cell_ttl_ms),
+                        converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),
+                        embedded_cell: (!args.no_cell).then_some(cell),
+                    },
+                    shutdown_signal(),
+                )
                 .await
             }
             Command::Server(args) => {
@@ -185,24 +179,27 @@ fn main() -> anyhow::Result<()> {
                 let advertise = args
                     .advertise
                     .or_else(|| members.as_ref().and_then(|m| m.get(&args.id).cloned()));
-                node_process::run(node_process::NodeOptions {
-                    id: args.id,
-                    data_dir: args.data_dir,
-                    grpc: args.grpc,
-                    advertise,
-                    http: args.http,
-                    initial_members: Some(members.unwrap_or_default()),
-                    snapshot_every_entries: Some(args.snapshot_every_entries),
-                    logs_kept_behind_snapshot: Some(args.logs_kept_behind_snapshot),
-                    cell_ttl: std::time::Duration::from_millis(args.leader.cell_ttl_ms),
-                    converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),
-                    embedded_cell: None,
-                })
+                node::run(
+                    node::NodeOptions {
+                        id: args.id,
+                        data_dir: args.data_dir,
+                        grpc: args.grpc,
+                        advertise,
+                        http: args.http,
+                        initial_members: Some(members.unwrap_or_default()),
+                        snapshot_every_entries: Some(args.snapshot_every_entries),
+                        logs_kept_behind_snapshot: Some(args.logs_kept_behind_snapshot),
+                        cell_ttl: std::time::Duration::from_millis(args.leader.cell_ttl_ms),
+                        converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),
+                        embedded_cell: None,
+                    },
+                    shutdown_signal(),
+                )
                 .await
             }
-            Command::Gateway(args) => node_process::run_gateway(&args.cluster, args.http).await,
+            Command::Gateway(args) => node::run_gateway(&args.cluster, args.http, shutdown_signal()).await,
             Command::Cluster(args) => cli::run(args).await,
-            Command::Cell(args) => cell::run_cli(args).await,
+            Command::Cell(args) => cell::run_cli(args, shutdown_signal()).await,
         }
     })
 }

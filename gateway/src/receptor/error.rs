@@ -5,8 +5,8 @@ use axum::response::{IntoResponse, Response};
 use capstan_proto::pb::ErrorKind;
 use serde::Serialize;
 
-use crate::body::BodyError;
-use crate::grpc_error::NodeError;
+use crate::common::body::BodyError;
+use crate::common::node_error::NodeError;
 
 #[derive(Debug, Serialize)]
 pub struct ReceptorError {

@@ -14,7 +14,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use capstan_proto::pb;
 
-use crate::{body, json_list, Gateway};
+use crate::common::{body, list};
+use crate::Gateway;
 use dto::*;
 use error::ReceptorError;
 
@@ -25,28 +26,30 @@ pub const CONSISTENCY_HEADER: &str = "x-capstan-consistency";
 
 pub fn routes() -> Router<Gateway> {
     Router::new()
-        .route("/v1/desired_lrps", get(list_desired).post(create_desired))
+        .route("/desired_lrps", get(list_desired).post(create_desired))
         .route(
-            "/v1/desired_lrps/{process_guid}",
+            "/desired_lrps/{process_guid}",
             get(get_desired).put(update_desired).delete(delete_desired),
         )
-        .route("/v1/domain/{domain}/desired_lrps", get(list_desired_in_domain))
-        .route("/v1/domains/{domain}/desired_lrps", get(list_desired_in_domain))
-        .route("/v1/actual_lrps", get(list_actual))
-        .route("/v1/domains/{domain}/actual_lrps", get(list_actual_in_domain))
+        .route("/domain/{domain}/desired_lrps", get(list_desired_in_domain))
+        .route("/domains/{domain}/desired_lrps", get(list_desired_in_domain))
+        .route("/actual_lrps", get(list_actual))
+        .route("/domains/{domain}/actual_lrps", get(list_actual_in_domain))
         .route(
-            "/v1/desired_lrps/{process_guid}/actual_lrps",
+            "/desired_lrps/{process_guid}/actual_lrps",
             get(list_actual_of_desired).delete(kill_by_query),
         )
-        .route("/v1/actual_lrps/{process_guid}", get(list_actual_of_process))
+        .route("/actual_lrps/{process_guid}", get(list_actual_of_process))
         .route(
-            "/v1/actual_lrps/{process_guid}/index/{index}",
+            "/actual_lrps/{process_guid}/index/{index}",
             get(get_actual_at_index).delete(kill_by_path),
         )
-        .route("/v1/fresh_domains", get(list_fresh_domains).post(bump_fresh_domain))
-        .route("/v1/domains", get(list_domains))
-        .route("/v1/domains/{domain}", axum::routing::put(upsert_domain))
-        .route("/v1/cells", get(list_cells))
+        .route("/fresh_domains", get(list_fresh_domains).post(bump_fresh_domain))
+        .route("/domains", get(list_domains))
+        .route("/domains/{domain}", axum::routing::put(upsert_domain))
+        .route("/cells", get(list_cells))
+        // Unknown paths under /v1 (a trailing slash included): 404 as Receptor's Go router answers.
+        .fallback(crate::not_found)
 }
 
 fn consistency(headers: &HeaderMap) -> i32 {
@@ -147,7 +150,7 @@ async fn desired_list(gw: Gateway, domain: String, headers: &HeaderMap) -> Resul
         })
         .await?
         .into_inner();
-    Ok(json_list::array(stream, DesiredLrpResponse::from))
+    Ok(list::array(stream, DesiredLrpResponse::from))
 }
 
 async fn list_desired(
@@ -171,7 +174,7 @@ async fn list_desired_in_domain(
 
 async fn actual_list(gw: Gateway, req: pb::ListActualLrpsRequest) -> Result<Response> {
     let stream = gw.client.clone().list_actual_lrps(req).await?.into_inner();
-    Ok(json_list::array(stream, ActualLrpResponse::from))
+    Ok(list::array(stream, ActualLrpResponse::from))
 }
 
 async fn list_actual(

@@ -5,10 +5,11 @@
 //! running across reconnects.
 
 pub mod actions;
-pub mod docker_driver;
-pub mod instance;
+mod agent;
+pub mod drivers;
+mod heartbeat;
 pub mod logs;
-pub mod process_driver;
+mod reporter;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,18 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use capstan_proto::pb::{self, cell_service_client::CellServiceClient, ActualLrpState};
-use tokio::sync::{mpsc, oneshot, watch};
-use tonic::transport::{Channel, Endpoint};
+use capstan_proto::pb;
+use tokio::sync::{mpsc, watch};
 
-use process_driver::{PortPool, ProcessCtx};
-
-/// Reports buffered before a batch is sent.
-const REPORT_BUFFER: usize = 4096;
-/// How long reports gather before a batch goes out.
-const REPORT_BATCH_WINDOW: Duration = Duration::from_millis(50);
-/// Backoff between reconnect attempts.
-const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
+use agent::run_agent;
+use heartbeat::run_heartbeats;
+use reporter::{run_reporter, REPORT_BUFFER};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Driver {
@@ -137,294 +132,6 @@ fn split(list: &str) -> Vec<String> {
         .collect()
 }
 
-/// What an instance tells its cell.
-pub enum Report {
-    Started(pb::StartedActualLrp),
-    Crashed(pb::CrashedActualLrp),
-}
-
-async fn connect(cluster: &[String]) -> Option<CellServiceClient<Channel>> {
-    for addr in cluster {
-        let Ok(ep) = Endpoint::from_shared(format!("http://{addr}")) else {
-            continue;
-        };
-        if let Ok(ch) = ep
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .connect()
-            .await
-        {
-            return Some(CellServiceClient::new(ch));
-        }
-    }
-    None
-}
-
-/// Sends reports in batches; keeps a batch and retries while no node takes it.
-async fn run_reporter(cluster: Vec<String>, mut rx: mpsc::Receiver<Report>) {
-    let mut client: Option<CellServiceClient<Channel>> = None;
-    while let Some(first) = rx.recv().await {
-        let mut batch = pb::ReportActualLrps::default();
-        let add = |r: Report, b: &mut pb::ReportActualLrps| match r {
-            Report::Started(s) => b.started.push(s),
-            Report::Crashed(c) => b.crashed.push(c),
-        };
-        add(first, &mut batch);
-        let window = tokio::time::sleep(REPORT_BATCH_WINDOW);
-        tokio::pin!(window);
-        loop {
-            tokio::select! {
-                r = rx.recv() => match r { Some(r) => add(r, &mut batch), None => break },
-                _ = &mut window => break,
-            }
-        }
-        // Keep the batch until a node takes it (stale reports are harmless: apply skips them).
-        for attempt in 0u32.. {
-            if client.is_none() {
-                client = connect(&cluster).await;
-            }
-            if let Some(c) = client.as_mut() {
-                match c.report_actual_lrps(batch.clone()).await {
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::debug!(error = %e, attempt, "report not taken");
-                        if e.code() == tonic::Code::Unavailable {
-                            client = None;
-                        }
-                    }
-                }
-            }
-            tokio::time::sleep(RECONNECT_BACKOFF * attempt.min(4)).await;
-        }
-    }
-}
-
-type InstanceKey = (String, u32, String);
-
-struct Running {
-    cancel: Option<oneshot::Sender<()>>,
-}
-
-/// The agent of one cell.
-struct Agent {
-    cfg: CellConfig,
-    reports: mpsc::Sender<Report>,
-    running: HashMap<InstanceKey, Running>,
-    process: Option<ProcessCtx>,
-    docker: Option<Arc<bollard::Docker>>,
-}
-
-impl Agent {
-    async fn reconcile(&mut self, update: pb::Assignments) {
-        let mut wanted: HashMap<InstanceKey, pb::Assignment> = HashMap::new();
-        for a in update.assignments {
-            let Some(actual) = &a.actual else { continue };
-            let s = ActualLrpState::try_from(actual.state).unwrap_or(ActualLrpState::Unspecified);
-            if matches!(s, ActualLrpState::Claimed | ActualLrpState::Running) && actual.cell_id == self.cfg.cell.cell_id
-            {
-                wanted.insert(
-                    (actual.process_guid.clone(), actual.index, actual.instance_guid.clone()),
-                    a,
-                );
-            }
-        }
-        // Stop what is no longer ours.
-        self.running.retain(|k, r| {
-            if wanted.contains_key(k) {
-                return true;
-            }
-            if let Some(c) = r.cancel.take() {
-                let _ = c.send(());
-            }
-            false
-        });
-        for (k, a) in wanted {
-            if self.running.contains_key(&k) {
-                continue;
-            }
-            let running = a
-                .actual
-                .as_ref()
-                .is_some_and(|x| x.state == ActualLrpState::Running as i32);
-            match (&self.cfg.mode, running) {
-                (Mode::Simulated, _) => {
-                    self.running.insert(k, Running { cancel: None });
-                    if !running {
-                        let _ = self.reports.send(simulated_start(&a, &self.cfg.cell.address)).await;
-                    }
-                }
-                // RUNNING here but not in this agent: it was lost (agent restart). Report the crash
-                // so that it is placed again.
-                (Mode::Process { .. }, true) => {
-                    self.running.insert(k, Running { cancel: None });
-                    if let Some(x) = &a.actual {
-                        let lost = instance::crash(&instance::key(x), "instance lost: the cell agent restarted".into());
-                        let _ = self.reports.send(lost).await;
-                    }
-                }
-                (Mode::Process { .. }, false) => {
-                    let Some(ctx) = self.process.clone() else {
-                        continue;
-                    };
-                    let (tx, rx) = oneshot::channel();
-                    let docker_rootfs = a.desired.as_ref().is_some_and(|d| d.rootfs.starts_with("docker:"));
-                    match (&self.docker, docker_rootfs) {
-                        (Some(docker), true) => {
-                            tokio::spawn(docker_driver::run(docker.clone(), a, ctx, self.reports.clone(), rx));
-                        }
-                        _ => {
-                            tokio::spawn(process_driver::run(a, ctx, self.reports.clone(), rx));
-                        }
-                    }
-                    self.running.insert(k, Running { cancel: Some(tx) });
-                }
-            }
-        }
-    }
-
-    /// Registers, then follows assignments until the stream ends or the cell must re-register.
-    async fn session(
-        &mut self,
-        reregister: &mut watch::Receiver<u64>,
-        stop: &mut watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
-        let mut client = connect(&self.cfg.cluster).await.context("no cluster node answered")?;
-        client.register_cell(self.cfg.cell.clone()).await.context("register")?;
-        reregister.borrow_and_update();
-        let mut stream = client
-            .watch_assignments(pb::WatchAssignmentsRequest {
-                cell_id: self.cfg.cell.cell_id.clone(),
-            })
-            .await
-            .context("watch assignments")?
-            .into_inner();
-        loop {
-            tokio::select! {
-                msg = stream.message() => match msg {
-                    Ok(Some(update)) => self.reconcile(update).await,
-                    Ok(None) => anyhow::bail!("assignment stream ended"),
-                    Err(e) => anyhow::bail!("assignment stream: {e}"),
-                },
-                _ = reregister.changed() => anyhow::bail!("the leader does not know this cell"),
-                _ = stop.changed() => return Ok(()),
-            }
-        }
-    }
-
-    fn stop_all(&mut self) {
-        for (_, mut r) in self.running.drain() {
-            if let Some(c) = r.cancel.take() {
-                let _ = c.send(());
-            }
-        }
-    }
-}
-
-fn simulated_start(a: &pb::Assignment, address: &str) -> Report {
-    let x = a.actual.clone().unwrap_or_default();
-    let ports = a
-        .desired
-        .as_ref()
-        .map(|d| {
-            d.ports
-                .iter()
-                .map(|p| pb::PortMapping {
-                    container_port: *p,
-                    host_port: 40000 + (x.index % 20000),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Report::Started(pb::StartedActualLrp {
-        key: Some(pb::ActualLrpKey {
-            process_guid: x.process_guid,
-            index: x.index,
-            instance_guid: x.instance_guid,
-            cell_id: x.cell_id,
-        }),
-        address: address.to_owned(),
-        ports,
-    })
-}
-
-/// Heartbeats for a set of cells; tells each agent (by its watch) when the leader forgot it.
-async fn run_heartbeats(
-    cluster: Vec<String>,
-    cells: HashMap<String, watch::Sender<u64>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut client: Option<CellServiceClient<Channel>> = None;
-    let mut interval = Duration::from_millis(1000);
-    let ids: Vec<String> = cells.keys().cloned().collect();
-    let mut n = 0u64;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => return,
-        }
-        if client.is_none() {
-            client = connect(&cluster).await;
-        }
-        let Some(c) = client.as_mut() else { continue };
-        match c.heartbeat(pb::HeartbeatRequest { cell_ids: ids.clone() }).await {
-            Ok(r) => {
-                n += 1;
-                for id in r.into_inner().unknown_cell_ids {
-                    if let Some(tx) = cells.get(&id) {
-                        tx.send_replace(n);
-                    }
-                }
-                interval = Duration::from_millis(1000);
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "heartbeat failed");
-                client = None;
-                interval = Duration::from_millis(300);
-            }
-        }
-    }
-}
-
-/// Runs one agent until `stop`: reconnecting and re-registering as needed.
-async fn run_agent(
-    cfg: CellConfig,
-    reports: mpsc::Sender<Report>,
-    mut reregister: watch::Receiver<u64>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let process = match &cfg.mode {
-        Mode::Process { ports, stop_grace } => Some(ProcessCtx {
-            cell_id: cfg.cell.cell_id.clone(),
-            address: cfg.cell.address.clone(),
-            work_dir: cfg.work_dir.clone(),
-            ports: Arc::new(PortPool::new(ports.0..=ports.1, &cfg.cell.address)),
-            stop_grace: *stop_grace,
-        }),
-        Mode::Simulated => None,
-    };
-    let docker = if cfg.cell.docker { docker_engine().await } else { None };
-    let mut agent = Agent {
-        cfg,
-        reports,
-        running: HashMap::new(),
-        process,
-        docker,
-    };
-    loop {
-        match agent.session(&mut reregister, &mut stop).await {
-            Ok(()) => break,
-            Err(e) => {
-                tracing::info!(cell = %agent.cfg.cell.cell_id, error = %format!("{e:#}"), "cell session ended; reconnecting")
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(RECONNECT_BACKOFF) => {}
-            _ = stop.changed() => break,
-        }
-    }
-    agent.stop_all();
-}
-
 /// Runs the agents for `cfgs` (one, or many simulated ones) until `stop` changes.
 pub async fn run_many(cfgs: Vec<CellConfig>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     let Some(first) = cfgs.first() else {
@@ -460,7 +167,7 @@ pub async fn run(mut cfg: CellConfig, stop: watch::Receiver<bool>) -> anyhow::Re
 }
 
 /// `capstan cell ...`
-pub async fn run_cli(args: CellArgs) -> anyhow::Result<()> {
+pub async fn run_cli(args: CellArgs, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let docker = match args.driver {
         Driver::Process => false,
         Driver::Auto => args.simulate.is_none() && docker_engine().await.is_some(),
@@ -523,7 +230,7 @@ pub async fn run_cli(args: CellArgs) -> anyhow::Result<()> {
     println!("capstan: ready cell");
     let (stop_tx, stop_rx) = watch::channel(false);
     let run = tokio::spawn(run_many(cfgs, stop_rx));
-    crate::node_process::shutdown_signal().await;
+    shutdown.await;
     let _ = stop_tx.send(true);
     run.await??;
     Ok(())

@@ -1,5 +1,5 @@
-//! Wiring of one node process: sled, the Raft node, the gRPC services, the optional REST gateway,
-//! and an orderly shutdown on SIGINT/SIGTERM.
+//! Wiring of one node: sled, the Raft node, the leader's loops, the gRPC services, the optional
+//! REST gateway and embedded cell, and an orderly shutdown when the shutdown future resolves.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,11 +16,13 @@ use capstan_raft::{NodeConfig, RaftNode};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::admin::AdminService;
-use crate::cell_service::{CellServiceImpl, Presence};
-use crate::control_plane::ControlPlaneService;
-use crate::hub::Hub;
-use crate::peers::Peers;
+use crate::api::admin::AdminService;
+use crate::api::cells::CellServiceImpl;
+use crate::api::control_plane::ControlPlaneService;
+use crate::api::forward::{Forwarder, Peers};
+use crate::leader::hub::Hub;
+use crate::leader::presence::{self, Presence};
+use crate::leader::{converger, scheduler};
 
 pub struct NodeOptions {
     pub id: u64,
@@ -54,28 +56,9 @@ fn incoming_nodelay(listener: TcpListener) -> impl futures::Stream<Item = std::i
     })
 }
 
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-}
-
-pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
+/// Runs a node until `shutdown` resolves, then stops it in order (cell, REST, leader loops, gRPC,
+/// Raft) and flushes its storage.
+pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating {}", opts.data_dir.display()))?;
     let db = capstan_storage::open_db(&opts.data_dir.join("db")).context("opening sled")?;
 
@@ -105,22 +88,18 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     let presence = Presence::new(opts.cell_ttl);
     let leader_tasks = [
         tokio::spawn(hub.clone().run()),
-        tokio::spawn(crate::scheduler::run(node.clone(), hub.clone())),
-        tokio::spawn(crate::converger::run(node.clone(), hub.clone(), opts.converge_interval)),
-        tokio::spawn(crate::cell_service::run_presence_monitor(
-            node.clone(),
-            hub.clone(),
-            presence.clone(),
-        )),
+        tokio::spawn(scheduler::run(node.clone(), hub.clone())),
+        tokio::spawn(converger::run(node.clone(), hub.clone(), opts.converge_interval)),
+        tokio::spawn(presence::run(node.clone(), hub.clone(), presence.clone())),
     ];
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let grpc_server = {
         let mut stop = stop_rx.clone();
-        let peers = std::sync::Arc::new(Peers::default());
-        let cp = ControlPlaneServer::new(ControlPlaneService::new(node.clone(), peers.clone()));
-        let admin = AdminServer::new(AdminService::new(node.clone(), peers.clone()));
-        let cells = CellServiceServer::new(CellServiceImpl::new(node.clone(), hub.clone(), peers, presence));
+        let fwd = Forwarder::new(node.clone(), std::sync::Arc::new(Peers::default()));
+        let cp = ControlPlaneServer::new(ControlPlaneService::new(fwd.clone()));
+        let admin = AdminServer::new(AdminService::new(fwd.clone()));
+        let cells = CellServiceServer::new(CellServiceImpl::new(fwd, hub.clone(), presence));
         let peer = RaftPeerServer::new(PeerService::new(node.raft.clone()))
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
@@ -178,7 +157,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     println!("capstan: ready node={} advertise={advertise}", opts.id);
     tracing::info!(node = opts.id, %grpc_addr, data_dir = %opts.data_dir.display(), "capstan node ready");
 
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     if let Some(t) = cell_task {
@@ -215,7 +194,11 @@ async fn serve_http(
 }
 
 /// `capstan gateway`: REST only, balanced over the cluster's nodes (any node serves any request).
-pub async fn run_gateway(cluster: &str, http: SocketAddr) -> anyhow::Result<()> {
+pub async fn run_gateway(
+    cluster: &str,
+    http: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let addrs: Vec<String> = cluster
         .split(',')
         .map(str::trim)
@@ -233,7 +216,7 @@ pub async fn run_gateway(cluster: &str, http: SocketAddr) -> anyhow::Result<()> 
     println!("capstan: ready gateway");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(serve_http(listener, gateway, stop_rx));
-    shutdown_signal().await;
+    shutdown.await;
     let _ = stop_tx.send(true);
     task.await??;
     Ok(())

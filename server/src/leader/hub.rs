@@ -224,6 +224,21 @@ impl Hub {
     }
 
     /// The last log index whose events are reflected in `fleet()` and the cell notifications.
+    /// Waits until the hub reflects everything this node has applied (the scheduler and the
+    /// converger plan from the hub, so each pass starts from at least what the node has applied).
+    pub async fn caught_up(&self) {
+        let applied = self
+            .node
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|l| l.index)
+            .unwrap_or(0);
+        let mut processed = self.processed();
+        let _ = processed.wait_for(|p| *p >= applied).await;
+    }
+
     pub fn processed(&self) -> watch::Receiver<u64> {
         self.processed.subscribe()
     }

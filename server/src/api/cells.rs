@@ -4,18 +4,19 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use capstan_proto::pb::{self, cell_service_server::CellService, ErrorKind};
+use capstan_proto::pb::{self, cell_service_client::CellServiceClient, cell_service_server::CellService, ErrorKind};
 use capstan_raft::RaftNode;
 use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::forward::{is_forwarded, on_leader, Forwarder, Served};
 use crate::errors;
-use crate::hub::Hub;
-use crate::peers::{self, Peers};
+use crate::leader::hub::Hub;
+use crate::leader::presence::Presence;
 
 /// How long a cell's stream gathers further changes before it re-reads the assignment set.
 const ASSIGNMENT_COALESCE: Duration = Duration::from_millis(50);
@@ -23,52 +24,19 @@ const ASSIGNMENT_COALESCE: Duration = Duration::from_millis(50);
 const ASSIGNMENT_STREAM_BUFFER: usize = 4;
 
 pub struct CellServiceImpl {
+    fwd: Forwarder,
     node: RaftNode,
     hub: Arc<Hub>,
-    peers: Arc<Peers>,
     presence: Arc<Presence>,
 }
 
-/// The leader's view of which cells are alive: last heartbeat per cell.
-pub struct Presence {
-    pub ttl: Duration,
-    seen: Mutex<HashMap<String, Instant>>,
-}
-
-impl Presence {
-    pub fn new(ttl: Duration) -> Arc<Self> {
-        Arc::new(Self {
-            ttl,
-            seen: Mutex::new(HashMap::new()),
-        })
-    }
-
-    fn touch(&self, cell_id: &str) {
-        if let Ok(mut s) = self.seen.lock() {
-            s.insert(cell_id.to_owned(), Instant::now());
-        }
-    }
-}
-
 impl CellServiceImpl {
-    pub fn new(node: RaftNode, hub: Arc<Hub>, peers: Arc<Peers>, presence: Arc<Presence>) -> Self {
+    pub fn new(fwd: Forwarder, hub: Arc<Hub>, presence: Arc<Presence>) -> Self {
         Self {
-            node,
+            node: fwd.node().clone(),
+            fwd,
             hub,
-            peers,
             presence,
-        }
-    }
-
-    async fn propose(&self, kind: pb::command::Kind) -> Result<(), Status> {
-        let outcome = self
-            .node
-            .write(pb::Command { kind: Some(kind) })
-            .await
-            .map_err(|e| errors::write_error(&e))?;
-        match outcome.rejection {
-            Some(r) => Err(errors::rejection(&r)),
-            None => Ok(()),
         }
     }
 }
@@ -103,7 +71,7 @@ fn assignments(node: &RaftNode, cell_id: &str, index: u64) -> Result<pb::Assignm
 #[tonic::async_trait]
 impl CellService for CellServiceImpl {
     async fn register_cell(&self, req: Request<pb::Cell>) -> Result<Response<pb::RegisterCellResponse>, Status> {
-        let fwd = peers::is_forwarded(&req);
+        let fwd = is_forwarded(&req);
         let cell = req.into_inner();
         if cell.cell_id.is_empty() {
             return Err(errors::status(
@@ -112,14 +80,13 @@ impl CellService for CellServiceImpl {
                 0,
             ));
         }
-        if !self.node.is_leader() {
-            if let (Some(addr), false) = (self.node.leader_addr(), fwd) {
-                return self.peers.cell(&addr)?.register_cell(peers::forwarded(cell)).await;
-            }
-        }
         let id = cell.cell_id.clone();
-        self.propose(pb::command::Kind::RegisterCell(pb::RegisterCell { cell: Some(cell) }))
-            .await?;
+        let command = pb::command::Kind::RegisterCell(pb::RegisterCell {
+            cell: Some(cell.clone()),
+        });
+        if let Served::Leader(addr) = self.fwd.propose(command, fwd).await? {
+            return on_leader!(self.fwd, addr, CellServiceClient, register_cell, cell);
+        }
         self.presence.touch(&id);
         tracing::info!(cell = %id, "cell registered");
         let ttl_ms = u32::try_from(self.presence.ttl.as_millis()).unwrap_or(u32::MAX);
@@ -130,17 +97,11 @@ impl CellService for CellServiceImpl {
     }
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let fwd = peers::is_forwarded(&req);
+        let fwd = is_forwarded(&req);
         let req = req.into_inner();
-        if !self.node.is_leader() {
-            return match (self.node.leader_addr(), fwd) {
-                (Some(addr), false) => self.peers.cell(&addr)?.heartbeat(peers::forwarded(req)).await,
-                _ => Err(errors::status(
-                    ErrorKind::Unavailable,
-                    "no leader to take the heartbeat",
-                    500,
-                )),
-            };
+        // Presence is the leader's memory: heartbeats go where it is.
+        if let Served::Leader(addr) = self.fwd.route(fwd)? {
+            return on_leader!(self.fwd, addr, CellServiceClient, heartbeat, req);
         }
         let mut unknown = Vec::new();
         for id in req.cell_ids {
@@ -208,63 +169,15 @@ impl CellService for CellServiceImpl {
     }
 
     async fn report_actual_lrps(&self, req: Request<pb::ReportActualLrps>) -> Result<Response<pb::Empty>, Status> {
-        let fwd = peers::is_forwarded(&req);
+        let fwd = is_forwarded(&req);
         let req = req.into_inner();
-        if !self.node.is_leader() {
-            if let (Some(addr), false) = (self.node.leader_addr(), fwd) {
-                return self.peers.cell(&addr)?.report_actual_lrps(peers::forwarded(req)).await;
-            }
+        if let Served::Leader(addr) = self
+            .fwd
+            .propose(pb::command::Kind::ReportActualLrps(req.clone()), fwd)
+            .await?
+        {
+            return on_leader!(self.fwd, addr, CellServiceClient, report_actual_lrps, req);
         }
-        self.propose(pb::command::Kind::ReportActualLrps(req)).await?;
         Ok(Response::new(pb::Empty {}))
-    }
-}
-
-/// On the leader: removes cells whose presence lapsed. A new leader gives every registered cell a
-/// full TTL before judging it.
-pub async fn run_presence_monitor(node: RaftNode, hub: Arc<Hub>, presence: Arc<Presence>) {
-    let mut was_leader = false;
-    let tick = (presence.ttl / 4).max(Duration::from_millis(100));
-    loop {
-        tokio::time::sleep(tick).await;
-        let leader = node.is_leader();
-        if !leader {
-            was_leader = false;
-            continue;
-        }
-        let cells: std::collections::HashSet<String> = hub.cell_ids().into_iter().collect();
-        let now = Instant::now();
-        let expired: Vec<String> = {
-            let Ok(mut seen) = presence.seen.lock() else {
-                continue;
-            };
-            if !was_leader {
-                seen.clear();
-                for c in &cells {
-                    seen.insert(c.clone(), now);
-                }
-            }
-            seen.retain(|c, _| cells.contains(c));
-            cells
-                .iter()
-                .filter(|c| seen.get(*c).is_none_or(|t| now.duration_since(*t) > presence.ttl))
-                .cloned()
-                .collect()
-        };
-        was_leader = true;
-        for cell_id in expired {
-            tracing::warn!(cell = %cell_id, "cell presence expired; removing it");
-            let cmd = pb::Command {
-                kind: Some(pb::command::Kind::RemoveCell(pb::RemoveCell {
-                    cell_id: cell_id.clone(),
-                    reason: "presence TTL expired".into(),
-                })),
-            };
-            if let Err(e) = node.write(cmd).await {
-                tracing::debug!(error = %e, "cell removal not proposed");
-            } else if let Ok(mut seen) = presence.seen.lock() {
-                seen.remove(&cell_id);
-            }
-        }
     }
 }

@@ -9,7 +9,7 @@ use capstan_proto::pb;
 use capstan_raft::RaftNode;
 use capstan_storage::rules::convergence::{self, Context};
 
-use crate::hub::Hub;
+use super::hub::Hub;
 
 /// Most convergence operations in one log entry.
 const OPS_PER_ENTRY_MAX: usize = 1_000;
@@ -68,7 +68,7 @@ pub async fn run(node: RaftNode, hub: Arc<Hub>, interval: Duration) {
         if !node.is_leader() {
             continue;
         }
-        crate::scheduler::hub_caught_up(&node, &hub).await;
+        hub.caught_up().await;
         let ops = match plan(&node) {
             Ok(ops) => ops,
             Err(e) => {

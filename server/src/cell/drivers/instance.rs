@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use capstan_proto::pb;
 
-use super::logs::LogFile;
-use super::process_driver::ProcessCtx;
-use super::Report;
+use super::DriverCtx;
+use crate::cell::logs::LogFile;
+use crate::cell::reporter::Report;
 
 /// An instance with its ports allocated and its log file open.
 pub struct Prepared {
@@ -35,7 +35,7 @@ pub fn crash(key: &pb::ActualLrpKey, reason: String) -> Report {
 
 /// Allocates one host port per container port and opens the log file; on failure, the crash
 /// reason (ports already taken are given back).
-pub fn prepare(actual: &pb::ActualLrp, desired: &pb::DesiredLrp, ctx: &ProcessCtx) -> Result<Prepared, String> {
+pub fn prepare(actual: &pb::ActualLrp, desired: &pb::DesiredLrp, ctx: &DriverCtx) -> Result<Prepared, String> {
     let key = key(actual);
     let mut mappings = Vec::new();
     for cp in &desired.ports {
@@ -77,7 +77,7 @@ pub fn prepare(actual: &pb::ActualLrp, desired: &pb::DesiredLrp, ctx: &ProcessCt
 pub async fn prepare_or_crash(
     actual: &pb::ActualLrp,
     desired: &pb::DesiredLrp,
-    ctx: &ProcessCtx,
+    ctx: &DriverCtx,
     reports: &tokio::sync::mpsc::Sender<Report>,
 ) -> Option<Prepared> {
     match prepare(actual, desired, ctx) {
@@ -94,7 +94,7 @@ pub async fn prepare_or_crash(
 pub fn environment(
     actual: &pb::ActualLrp,
     desired: &pb::DesiredLrp,
-    ctx: &ProcessCtx,
+    ctx: &DriverCtx,
     mappings: &[pb::PortMapping],
     port_inside: fn(&pb::PortMapping) -> u32,
 ) -> Vec<(String, String)> {

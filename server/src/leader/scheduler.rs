@@ -10,19 +10,12 @@ use capstan_proto::pb;
 use capstan_raft::RaftNode;
 use capstan_storage::rules::placement::{self, Need};
 
-use crate::hub::{Fleet, Hub, Res};
+use super::hub::{Fleet, Hub, Res};
 
 /// Most placement decisions in one log entry.
 pub const PLACEMENTS_PER_ENTRY_MAX: usize = 1_000;
 /// Retry period for instances that could not be placed.
 const RETRY_TICK: Duration = Duration::from_millis(500);
-
-/// Waits until the hub reflects everything this node has applied.
-pub async fn hub_caught_up(node: &RaftNode, hub: &Hub) {
-    let applied = node.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
-    let mut processed = hub.processed();
-    let _ = processed.wait_for(|p| *p >= applied).await;
-}
 
 /// One scheduling pass over the live fleet: the decisions to propose, if any. Placements are
 /// counted on their cells at once (tentatively) so the next pass does not overfill them.
@@ -104,7 +97,7 @@ pub async fn run(node: RaftNode, hub: Arc<Hub>) {
         }
         // Place as long as there is work: each pass waits for its own entry to be reflected.
         loop {
-            hub_caught_up(&node, &hub).await;
+            hub.caught_up().await;
             hub.drop_tentative();
             let Some(cmd) = hub.with_fleet(plan) else { break };
             let n = cmd.placements.len();

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::{
@@ -19,11 +18,9 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::instance::{self, Prepared};
-use super::process_driver::ProcessCtx;
-use super::Report;
-
-const CHECK_UNHEALTHY: Duration = Duration::from_millis(500);
-const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
+use super::supervise::{MainEnded, Supervised};
+use super::DriverCtx;
+use crate::cell::reporter::Report;
 
 /// `docker:///busybox#1.35` → `busybox:1.35`; `docker://registry:5000/app#v1` → `registry:5000/app:v1`.
 pub fn image_of(rootfs: &str) -> Option<String> {
@@ -54,7 +51,7 @@ fn main_run(a: &pb::Action) -> Option<&pb::RunAction> {
 pub async fn run(
     docker: Arc<Docker>,
     assignment: pb::Assignment,
-    ctx: ProcessCtx,
+    ctx: DriverCtx,
     reports: mpsc::Sender<Report>,
     mut cancel: oneshot::Receiver<()>,
 ) {
@@ -162,7 +159,16 @@ pub async fn run(
                     log2.write(&chunk.into_bytes());
                 }
             });
-            let o = supervise(&docker, &name, &desired, &ctx, &mappings, &key, &reports, &mut cancel).await;
+            let sup = Supervised {
+                desired: &desired,
+                ctx: &ctx,
+                mappings: &mappings,
+                key: &key,
+                reports: &reports,
+                // A container is checked until it is healthy; its exit is what ends it after that.
+                healthy_recheck: None,
+            };
+            let o = supervise(&docker, &name, &sup, &mut cancel).await;
             log_task.abort();
             o
         }
@@ -192,57 +198,26 @@ pub async fn run(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Supervises a started container: its exit is a crash; the port check decides RUNNING.
 async fn supervise(
     docker: &Docker,
     name: &str,
-    desired: &pb::DesiredLrp,
-    ctx: &ProcessCtx,
-    mappings: &[pb::PortMapping],
-    key: &pb::ActualLrpKey,
-    reports: &mpsc::Sender<Report>,
+    sup: &Supervised<'_>,
     cancel: &mut oneshot::Receiver<()>,
 ) -> Option<String> {
-    let wait = docker.wait_container(name, None::<WaitContainerOptions>);
-    futures::pin_mut!(wait);
-    let start_timeout = if desired.start_timeout == 0 {
-        DEFAULT_START_TIMEOUT
-    } else {
-        Duration::from_secs(u64::from(desired.start_timeout))
+    let main = async {
+        let wait = docker.wait_container(name, None::<WaitContainerOptions>);
+        futures::pin_mut!(wait);
+        MainEnded::Crashed(match wait.next().await {
+            Some(Ok(r)) => format!("Exited with status {}", r.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
+                format!("Exited with status {code}")
+            }
+            Some(Err(e)) => format!("lost the container: {e}"),
+            None => "lost the container".to_owned(),
+        })
     };
-    let started = tokio::time::Instant::now();
-    let mut healthy = false;
-    loop {
-        tokio::select! {
-            exit = wait.next() => {
-                return Some(match exit {
-                    Some(Ok(r)) => format!("Exited with status {}", r.status_code),
-                    Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => format!("Exited with status {code}"),
-                    Some(Err(e)) => format!("lost the container: {e}"),
-                    None => "lost the container".to_owned(),
-                });
-            }
-            _ = &mut *cancel => return None,
-            _ = tokio::time::sleep(CHECK_UNHEALTHY), if !healthy => {
-                let ok = match mappings.first() {
-                    None => true,
-                    Some(m) => tokio::net::TcpStream::connect((ctx.address.as_str(), u16::try_from(m.host_port).unwrap_or(0))).await.is_ok(),
-                };
-                if ok {
-                    healthy = true;
-                    let _ = reports
-                        .send(Report::Started(pb::StartedActualLrp {
-                            key: Some(key.clone()),
-                            address: ctx.address.clone(),
-                            ports: mappings.to_vec(),
-                        }))
-                        .await;
-                } else if started.elapsed() > start_timeout {
-                    return Some(format!("Instance never healthy after {}s", start_timeout.as_secs()));
-                }
-            }
-        }
-    }
+    sup.run(main, || sup.port_check(), cancel).await
 }
 
 #[cfg(test)]

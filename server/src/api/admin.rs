@@ -3,17 +3,16 @@
 //! nodes forward them there.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
-use capstan_proto::pb::{self, admin_server::Admin, ErrorKind};
+use capstan_proto::pb::{self, admin_client::AdminClient, admin_server::Admin, ErrorKind};
 use capstan_raft::RaftNode;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 use tonic::{Request, Response, Status};
 
+use super::forward::{is_forwarded, on_leader, Forwarder, Served};
 use crate::errors;
-use crate::peers::{self, Peers};
 
 /// How long a member has to answer a status probe before it is reported without one.
 const STATUS_PROBE_TIMEOUT: Duration = Duration::from_millis(800);
@@ -21,13 +20,16 @@ const STATUS_PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 const ADD_MEMBER_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct AdminService {
+    fwd: Forwarder,
     node: RaftNode,
-    peers: Arc<Peers>,
 }
 
 impl AdminService {
-    pub fn new(node: RaftNode, peers: Arc<Peers>) -> Self {
-        Self { node, peers }
+    pub fn new(fwd: Forwarder) -> Self {
+        Self {
+            node: fwd.node().clone(),
+            fwd,
+        }
     }
 
     fn local_status(&self) -> pb::NodeStatus {
@@ -49,21 +51,6 @@ impl AdminService {
             last_applied_index: m.last_applied.map(|l| l.index).unwrap_or_default(),
             snapshot_index: m.snapshot.map(|l| l.index).unwrap_or_default(),
             purged_index: m.purged.map(|l| l.index).unwrap_or_default(),
-        }
-    }
-
-    /// The leader's address, or `None` when this node is the leader.
-    fn leader_elsewhere(&self) -> Result<Option<String>, Status> {
-        if self.node.is_leader() {
-            return Ok(None);
-        }
-        match self.node.leader_addr() {
-            Some(a) => Ok(Some(a)),
-            None => Err(errors::status(
-                ErrorKind::Unavailable,
-                "no leader is elected; retry shortly",
-                u32::try_from(capstan_raft::node::RETRY_AFTER.as_millis()).unwrap_or(500),
-            )),
         }
     }
 
@@ -105,7 +92,7 @@ impl AdminService {
     }
 
     async fn probe(&self, addr: &str) -> Option<pb::NodeStatus> {
-        let mut client = self.peers.admin(addr).ok()?;
+        let mut client = AdminClient::new(self.fwd.peers().channel(addr).ok()?);
         let call = client.node_status(pb::NodeStatusRequest {});
         match tokio::time::timeout(STATUS_PROBE_TIMEOUT, call).await {
             Ok(Ok(r)) => Some(r.into_inner()),
@@ -138,18 +125,11 @@ impl Admin for AdminService {
         &self,
         req: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatus>, Status> {
-        if !peers::is_forwarded(&req) {
-            if let Ok(Some(leader)) = self.leader_elsewhere() {
-                if let Ok(mut c) = self.peers.admin(&leader) {
-                    if let Ok(Ok(r)) = tokio::time::timeout(
-                        STATUS_PROBE_TIMEOUT * 2,
-                        c.cluster_status(peers::forwarded(pb::ClusterStatusRequest {})),
-                    )
-                    .await
-                    {
-                        return Ok(r);
-                    }
-                }
+        // The leader knows every member's match index; ask it, within a bound.
+        if let Ok(Served::Leader(addr)) = self.fwd.route(is_forwarded(&req)) {
+            let ask = async { on_leader!(self.fwd, addr, AdminClient, cluster_status, pb::ClusterStatusRequest {}) };
+            if let Ok(Ok(r)) = tokio::time::timeout(STATUS_PROBE_TIMEOUT * 2, ask).await {
+                return Ok(r);
             }
         }
         // No reachable leader: report what this node knows.
@@ -157,7 +137,7 @@ impl Admin for AdminService {
     }
 
     async fn add_member(&self, req: Request<pb::AddMemberRequest>) -> Result<Response<pb::ClusterStatus>, Status> {
-        let fwd = peers::is_forwarded(&req);
+        let fwd = is_forwarded(&req);
         let req = req.into_inner();
         if req.node_id == 0 || req.addr.is_empty() {
             return Err(errors::status(
@@ -166,11 +146,8 @@ impl Admin for AdminService {
                 0,
             ));
         }
-        if let Some(leader) = self.leader_elsewhere()? {
-            if fwd {
-                return Err(errors::status(ErrorKind::Unavailable, "leadership moved; retry", 500));
-            }
-            return self.peers.admin(&leader)?.add_member(peers::forwarded(req)).await;
+        if let Served::Leader(addr) = self.fwd.route(fwd)? {
+            return on_leader!(self.fwd, addr, AdminClient, add_member, req);
         }
         let raft = self.node.raft.clone();
         let work = async move {
@@ -196,13 +173,10 @@ impl Admin for AdminService {
         &self,
         req: Request<pb::RemoveMemberRequest>,
     ) -> Result<Response<pb::ClusterStatus>, Status> {
-        let fwd = peers::is_forwarded(&req);
+        let fwd = is_forwarded(&req);
         let req = req.into_inner();
-        if let Some(leader) = self.leader_elsewhere()? {
-            if fwd {
-                return Err(errors::status(ErrorKind::Unavailable, "leadership moved; retry", 500));
-            }
-            return self.peers.admin(&leader)?.remove_member(peers::forwarded(req)).await;
+        if let Served::Leader(addr) = self.fwd.route(fwd)? {
+            return on_leader!(self.fwd, addr, AdminClient, remove_member, req);
         }
         let m = self.node.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership().clone();

@@ -1,0 +1,221 @@
+//! The public `ControlPlane` gRPC service: validates with the pure rules (bad input never reaches
+//! the log), proposes commands through the Raft node, and answers queries from the views.
+
+use capstan_proto::pb::{
+    self, control_plane_client::ControlPlaneClient, control_plane_server::ControlPlane, ErrorKind,
+};
+use capstan_storage::rules::{limits, validate};
+use tonic::{Request, Response, Status};
+
+use super::forward::{is_forwarded, on_leader, Forwarder, Served};
+use super::stream::{stream_rows, RowStream};
+use crate::errors;
+
+pub struct ControlPlaneService {
+    fwd: Forwarder,
+}
+
+impl ControlPlaneService {
+    pub fn new(fwd: Forwarder) -> Self {
+        Self { fwd }
+    }
+
+    fn views(&self) -> &capstan_storage::Views {
+        self.fwd.node().views()
+    }
+}
+
+fn invalid_request(message: impl Into<String>) -> Status {
+    errors::status(ErrorKind::InvalidRequest, message, 0)
+}
+
+fn require(name: &str, value: &str) -> Result<(), Status> {
+    if value.is_empty() {
+        Err(invalid_request(format!("{name} missing from request")))
+    } else {
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl ControlPlane for ControlPlaneService {
+    async fn desire_lrp(&self, req: Request<pb::DesireLrp>) -> Result<Response<pb::DesireLrpResponse>, Status> {
+        let fwd = is_forwarded(&req);
+        let req = req.into_inner();
+        let Some(desired) = &req.desired_lrp else {
+            return Err(errors::status(ErrorKind::InvalidLrp, "invalid action type", 0));
+        };
+        validate::desired_lrp(desired).map_err(|m| errors::status(ErrorKind::InvalidLrp, m, 0))?;
+        let events = match self.fwd.propose(pb::command::Kind::DesireLrp(req.clone()), fwd).await? {
+            Served::Here(events) => events,
+            Served::Leader(addr) => return on_leader!(self.fwd, addr, ControlPlaneClient, desire_lrp, req),
+        };
+        let created = events
+            .iter()
+            .any(|e| matches!(e.kind, Some(pb::event::Kind::DesiredLrpCreated(_))));
+        Ok(Response::new(pb::DesireLrpResponse { created }))
+    }
+
+    async fn update_desired_lrp(&self, req: Request<pb::UpdateDesiredLrp>) -> Result<Response<pb::Empty>, Status> {
+        let fwd = is_forwarded(&req);
+        let req = req.into_inner();
+        require("process_guid", &req.process_guid)?;
+        validate::update(&req.update.clone().unwrap_or_default()).map_err(invalid_request)?;
+        if let Served::Leader(addr) = self
+            .fwd
+            .propose(pb::command::Kind::UpdateDesiredLrp(req.clone()), fwd)
+            .await?
+        {
+            return on_leader!(self.fwd, addr, ControlPlaneClient, update_desired_lrp, req);
+        }
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn remove_desired_lrp(&self, req: Request<pb::RemoveDesiredLrp>) -> Result<Response<pb::Empty>, Status> {
+        let fwd = is_forwarded(&req);
+        let req = req.into_inner();
+        require("process_guid", &req.process_guid)?;
+        if let Served::Leader(addr) = self
+            .fwd
+            .propose(pb::command::Kind::RemoveDesiredLrp(req.clone()), fwd)
+            .await?
+        {
+            return on_leader!(self.fwd, addr, ControlPlaneClient, remove_desired_lrp, req);
+        }
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn retire_actual_lrp(&self, req: Request<pb::RetireActualLrp>) -> Result<Response<pb::Empty>, Status> {
+        let fwd = is_forwarded(&req);
+        let req = req.into_inner();
+        require("process_guid", &req.process_guid)?;
+        if let Served::Leader(addr) = self
+            .fwd
+            .propose(pb::command::Kind::RetireActualLrp(req.clone()), fwd)
+            .await?
+        {
+            return on_leader!(self.fwd, addr, ControlPlaneClient, retire_actual_lrp, req);
+        }
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn bump_fresh_domain(&self, req: Request<pb::BumpFreshDomain>) -> Result<Response<pb::Empty>, Status> {
+        let fwd = is_forwarded(&req);
+        let req = req.into_inner();
+        require("domain", &req.domain)?;
+        if req.domain.len() > limits::NAME_BYTES_MAX {
+            return Err(errors::status(ErrorKind::InvalidDomain, "Invalid field: domain", 0));
+        }
+        if let Served::Leader(addr) = self
+            .fwd
+            .propose(pb::command::Kind::BumpFreshDomain(req.clone()), fwd)
+            .await?
+        {
+            return on_leader!(self.fwd, addr, ControlPlaneClient, bump_fresh_domain, req);
+        }
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn get_desired_lrp(
+        &self,
+        req: Request<pb::GetDesiredLrpRequest>,
+    ) -> Result<Response<pb::DesiredLrp>, Status> {
+        let fwd = is_forwarded(&req);
+        let req = req.into_inner();
+        require("process_guid", &req.process_guid)?;
+        if let Served::Leader(addr) = self.fwd.read_barrier(req.consistency, fwd).await? {
+            return on_leader!(self.fwd, addr, ControlPlaneClient, get_desired_lrp, req);
+        }
+        match self.views().get_desired(&req.process_guid).map_err(errors::storage)? {
+            Some(d) => Ok(Response::new(d)),
+            None => Err(errors::rejection(&capstan_storage::rules::decide::not_found(
+                &req.process_guid,
+            ))),
+        }
+    }
+
+    type ListDesiredLrpsStream = RowStream<pb::DesiredLrp>;
+
+    async fn list_desired_lrps(
+        &self,
+        req: Request<pb::ListDesiredLrpsRequest>,
+    ) -> Result<Response<Self::ListDesiredLrpsStream>, Status> {
+        let fwd = is_forwarded(&req);
+        let req = req.into_inner();
+        if let Served::Leader(addr) = self.fwd.read_barrier(req.consistency, fwd).await? {
+            let answer = on_leader!(self.fwd, addr, ControlPlaneClient, list_desired_lrps, req)?;
+            return Ok(Response::new(Box::pin(answer.into_inner())));
+        }
+        let domain = (!req.domain.is_empty()).then_some(req.domain.as_str());
+        let rows = self.views().desired_lrps(domain);
+        Ok(Response::new(stream_rows(rows, |_| true)))
+    }
+
+    async fn get_actual_lrp(&self, req: Request<pb::GetActualLrpRequest>) -> Result<Response<pb::ActualLrp>, Status> {
+        let fwd = is_forwarded(&req);
+        let req = req.into_inner();
+        require("process_guid", &req.process_guid)?;
+        if let Served::Leader(addr) = self.fwd.read_barrier(req.consistency, fwd).await? {
+            return on_leader!(self.fwd, addr, ControlPlaneClient, get_actual_lrp, req);
+        }
+        match self
+            .views()
+            .get_actual(&req.process_guid, req.index)
+            .map_err(errors::storage)?
+        {
+            Some(a) => Ok(Response::new(a)),
+            None => Err(errors::rejection(&capstan_storage::rules::decide::index_not_found(
+                &req.process_guid,
+                req.index,
+            ))),
+        }
+    }
+
+    type ListActualLrpsStream = RowStream<pb::ActualLrp>;
+
+    async fn list_actual_lrps(
+        &self,
+        req: Request<pb::ListActualLrpsRequest>,
+    ) -> Result<Response<Self::ListActualLrpsStream>, Status> {
+        let fwd = is_forwarded(&req);
+        let req = req.into_inner();
+        if let Served::Leader(addr) = self.fwd.read_barrier(req.consistency, fwd).await? {
+            let answer = on_leader!(self.fwd, addr, ControlPlaneClient, list_actual_lrps, req)?;
+            return Ok(Response::new(Box::pin(answer.into_inner())));
+        }
+        let views = self.views();
+        let domain = (!req.domain.is_empty()).then_some(req.domain.as_str());
+        let guid = (!req.process_guid.is_empty()).then_some(req.process_guid.as_str());
+        let rows = views.actual_lrps(domain, guid);
+        let index = req.index;
+        Ok(Response::new(stream_rows(rows, move |a| {
+            index.is_none_or(|i| a.index == i)
+        })))
+    }
+
+    async fn list_fresh_domains(
+        &self,
+        req: Request<pb::ListFreshDomainsRequest>,
+    ) -> Result<Response<pb::ListFreshDomainsResponse>, Status> {
+        let fwd = is_forwarded(&req);
+        let req = req.into_inner();
+        if let Served::Leader(addr) = self.fwd.read_barrier(req.consistency, fwd).await? {
+            return on_leader!(self.fwd, addr, ControlPlaneClient, list_fresh_domains, req);
+        }
+        let domains = self
+            .views()
+            .fresh_domains(capstan_raft::node::unix_now_ns())
+            .map_err(errors::storage)?;
+        Ok(Response::new(pb::ListFreshDomainsResponse { domains }))
+    }
+
+    async fn list_cells(&self, req: Request<pb::ListCellsRequest>) -> Result<Response<pb::ListCellsResponse>, Status> {
+        let fwd = is_forwarded(&req);
+        let req = req.into_inner();
+        if let Served::Leader(addr) = self.fwd.read_barrier(req.consistency, fwd).await? {
+            return on_leader!(self.fwd, addr, ControlPlaneClient, list_cells, req);
+        }
+        let cells = self.views().cells().map_err(errors::storage)?;
+        Ok(Response::new(pb::ListCellsResponse { cells }))
+    }
+}

@@ -1,0 +1,184 @@
+//! The one place a request goes to the leader. Every public and internal service decides here
+//! whether it serves a request itself or sends it, unchanged, one hop to the leader: writes before
+//! they are stamped (only the leader stamps and proposes), linearizable reads after the read-index
+//! barrier says this node is not the leader. A forwarded request carries a marker so it is never
+//! forwarded twice; clients of other nodes are one re-used gRPC channel per address.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use capstan_proto::pb::{self, ErrorKind};
+use capstan_raft::{RaftNode, WriteError};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use crate::errors;
+
+/// Metadata key set on a forwarded request.
+pub const FORWARDED: &str = "x-capstan-forwarded";
+/// Deadline of a forwarded call, a little over the leader's own quorum wait.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long connecting to another node may take before the call is "leader unreachable".
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Where a request is served: here (with what serving it produced), or by the leader at `addr`.
+pub enum Served<T> {
+    Here(T),
+    Leader(String),
+}
+
+/// One gRPC channel per node address, created lazily and kept.
+#[derive(Default)]
+pub struct Peers {
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Peers {
+    pub fn channel(&self, addr: &str) -> Result<Channel, Status> {
+        let mut map = self
+            .channels
+            .lock()
+            .map_err(|_| errors::status(ErrorKind::Internal, "peer channel table poisoned", 0))?;
+        if let Some(c) = map.get(addr) {
+            return Ok(c.clone());
+        }
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| errors::status(ErrorKind::Internal, format!("node address {addr}: {e}"), 0))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .timeout(FORWARD_TIMEOUT)
+            .connect_lazy();
+        map.insert(addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
+}
+
+/// A node's way to the leader: its Raft node (who leads) and its channels (how to reach it).
+#[derive(Clone)]
+pub struct Forwarder {
+    node: RaftNode,
+    peers: Arc<Peers>,
+}
+
+impl Forwarder {
+    pub fn new(node: RaftNode, peers: Arc<Peers>) -> Self {
+        Self { node, peers }
+    }
+
+    pub fn node(&self) -> &RaftNode {
+        &self.node
+    }
+
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// Here when this node leads; else the leader's address — unless the request was already
+    /// forwarded once or no leader is known, which is "unavailable, retry".
+    pub fn route(&self, forwarded: bool) -> Result<Served<()>, Status> {
+        if self.node.is_leader() {
+            return Ok(Served::Here(()));
+        }
+        match (self.node.leader_addr(), forwarded) {
+            (Some(addr), false) => Ok(Served::Leader(addr)),
+            (leader_addr, _) => Err(errors::write_error(&WriteError::NotLeader {
+                leader_id: self.node.raft.metrics().borrow().current_leader,
+                leader_addr,
+            })),
+        }
+    }
+
+    /// Proposes a command on the leader: here when this node leads (a business refusal becomes
+    /// the family's error), else the leader's address to forward the request to. Leadership lost
+    /// between the check and the write is caught by the write and forwarded the same way.
+    pub async fn propose(&self, kind: pb::command::Kind, forwarded: bool) -> Result<Served<Vec<pb::Event>>, Status> {
+        if let Served::Leader(addr) = self.route(forwarded)? {
+            return Ok(Served::Leader(addr));
+        }
+        let outcome = match self.node.write(pb::Command { kind: Some(kind) }).await {
+            Ok(o) => o,
+            Err(e) => return Self::leader_from(e, forwarded).map(Served::Leader),
+        };
+        match outcome.rejection {
+            Some(r) => Err(errors::rejection(&r)),
+            None => Ok(Served::Here(outcome.events)),
+        }
+    }
+
+    /// The read-index barrier of a linearizable read (nothing for a stale one): here when it
+    /// passes, else the leader's address to forward the read to.
+    pub async fn read_barrier(&self, consistency: i32, forwarded: bool) -> Result<Served<()>, Status> {
+        if consistency == pb::ReadConsistency::Stale as i32 {
+            return Ok(Served::Here(()));
+        }
+        match self.node.linearizable_barrier().await {
+            Ok(()) => Ok(Served::Here(())),
+            Err(e) => Self::leader_from(e, forwarded).map(Served::Leader),
+        }
+    }
+
+    fn leader_from(e: WriteError, forwarded: bool) -> Result<String, Status> {
+        match e {
+            WriteError::NotLeader {
+                leader_addr: Some(addr),
+                ..
+            } if !forwarded => Ok(addr),
+            e => Err(errors::write_error(&e)),
+        }
+    }
+
+    /// Sends a request to the leader at `addr` with `call`, which builds the service client on
+    /// the channel and makes the call (marking the request with [`forwarded`]).
+    pub async fn call_leader<R, Fut>(
+        &self,
+        addr: &str,
+        call: impl FnOnce(Channel) -> Fut,
+    ) -> Result<Response<R>, Status>
+    where
+        Fut: Future<Output = Result<Response<R>, Status>>,
+    {
+        let channel = self.peers.channel(addr)?;
+        call(channel).await.map_err(leader_unreachable)
+    }
+}
+
+/// Forwards a request to the leader: `on_leader!(forwarder, addr, ClientType, method, request)`.
+macro_rules! on_leader {
+    ($fwd:expr, $addr:expr, $client:ident, $method:ident, $req:expr) => {{
+        let req = $req;
+        $fwd.call_leader(&$addr, move |channel| async move {
+            $client::new(channel)
+                .$method($crate::api::forward::forwarded(req))
+                .await
+        })
+        .await
+    }};
+}
+pub(crate) use on_leader;
+
+pub fn is_forwarded<T>(req: &Request<T>) -> bool {
+    req.metadata().contains_key(FORWARDED)
+}
+
+/// Wraps a message for the one forwarding hop.
+pub fn forwarded<T>(msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    r
+}
+
+/// A transport failure reaching the leader is "unavailable, retry", like no leader at all.
+pub fn leader_unreachable(status: Status) -> Status {
+    if status.details().is_empty() {
+        errors::status(
+            ErrorKind::Unavailable,
+            format!("the leader could not be reached: {}", status.message()),
+            u32::try_from(capstan_raft::node::RETRY_AFTER.as_millis()).unwrap_or(500),
+        )
+    } else {
+        status
+    }
+}

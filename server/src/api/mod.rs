@@ -1,0 +1,9 @@
+//! The gRPC services a node serves: the public `ControlPlane`, the `Admin` service and the internal
+//! `CellService`. Each validates at the edge, then serves here or goes to the leader through
+//! `forward.rs`, the one place that decides that; `stream.rs` is the shared list streaming.
+
+pub mod admin;
+pub mod cells;
+pub mod control_plane;
+pub mod forward;
+pub mod stream;

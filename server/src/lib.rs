@@ -1,0 +1,15 @@
+//! The `capstan` node as a library: the binary (`main.rs`) only parses flags and calls these entry
+//! points, and tests can start a node in-process with a shutdown future of their own.
+//!
+//! - `api/`: the gRPC services a node serves, and `forward.rs`, the one way to the leader.
+//! - `leader/`: the hub (journal follower), scheduler, converger and cell presence.
+//! - `cell/`: the cell agent and its drivers.
+//! - `node.rs`: the wiring of one node; `errors.rs`: the one place errors become gRPC statuses.
+
+pub mod api;
+pub mod cell;
+pub mod cli;
+pub mod errors;
+pub mod leader;
+pub mod node;
+pub mod shutdown;
