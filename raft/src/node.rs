@@ -102,9 +102,9 @@ pub struct RaftNode {
 
 impl RaftNode {
     /// Starts the node on `db`. It joins no cluster until [`RaftNode::initialize`] or a leader adds it.
-    pub async fn start(config: &NodeConfig, db: &sled::Db) -> anyhow_like::Result<Self> {
-        let log = LogStore::open(db).map_err(anyhow_like::msg)?;
-        let sm = StateMachine::open(db, &config.snapshot_dir).map_err(anyhow_like::msg)?;
+    pub async fn start(config: &NodeConfig, disk: &capstan_storage::Disk) -> anyhow_like::Result<Self> {
+        let log = LogStore::open(disk).map_err(anyhow_like::msg)?;
+        let sm = StateMachine::open(disk.db(), &config.snapshot_dir).map_err(anyhow_like::msg)?;
         let views = sm.views().clone();
         let raft_config = Arc::new(config.raft_config().map_err(anyhow_like::msg)?);
         let raft = Raft::new(config.id, raft_config, Network, log, sm)

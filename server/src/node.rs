@@ -171,7 +171,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
     }
     let _ = grpc_server.await;
     node.shutdown().await;
-    db.flush_async().await.context("final flush")?;
+    db.make_durable().await.context("final flush")?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! applying an entry; time and id entropy arrive in the entry's [`pb::Stamp`].
 
 pub mod codec;
+pub mod disk;
 pub mod keyspace;
 pub mod log_store;
 pub mod rules;
@@ -12,6 +13,7 @@ pub mod state_machine;
 pub mod views;
 
 pub use capstan_proto::pb;
+pub use disk::Disk;
 pub use log_store::LogStore;
 pub use state_machine::StateMachine;
 pub use views::Views;
@@ -57,6 +59,6 @@ pub fn decode<M: prost::Message + Default>(what: &'static str, bytes: &[u8]) -> 
 }
 
 /// Opens the one `sled::Db` of this process (sled must not be opened twice in one process).
-pub fn open_db(dir: &std::path::Path) -> Result<sled::Db, StoreError> {
-    Ok(sled::Config::new().path(dir).mode(sled::Mode::LowSpace).open()?)
+pub fn open_db(dir: &std::path::Path) -> Result<Disk, StoreError> {
+    Disk::open(dir)
 }

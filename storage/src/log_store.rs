@@ -1,5 +1,8 @@
-//! The Raft log on sled: entries, vote, committed id and purge floor. Appends are flushed to
-//! disk before openraft is told they are durable; the leader commits on the strength of that.
+//! The Raft log on sled: entries, vote, committed id and purge floor. Every write here is made
+//! durable ([`Disk::make_durable`]: flush, then fdatasync) before openraft hears it is done: the
+//! leader commits on the strength of an append, a voter's vote must survive a crash, and the
+//! committed id must never go back below an index this node acknowledged (a node restarted as
+//! leader serves linearizable reads from its committed id).
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -10,11 +13,11 @@ use prost::Message;
 
 use crate::codec::{self, Entry};
 use crate::keyspace as ks;
-use crate::{decode, pb, StoreError, TypeConfig};
+use crate::{decode, pb, Disk, StoreError, TypeConfig};
 
 #[derive(Clone)]
 pub struct LogStore {
-    db: sled::Db,
+    disk: Disk,
     log: sled::Tree,
     meta: sled::Tree,
 }
@@ -28,9 +31,10 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
 }
 
 impl LogStore {
-    pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
+    pub fn open(disk: &Disk) -> Result<Self, StoreError> {
+        let db = disk.db();
         Ok(Self {
-            db: db.clone(),
+            disk: disk.clone(),
             log: db.open_tree(ks::Tree::RaftLog.name())?,
             meta: db.open_tree(ks::Tree::RaftMeta.name())?,
         })
@@ -75,6 +79,19 @@ impl LogStore {
     }
 }
 
+impl LogStore {
+    /// Appends entries and returns once they are durable — what openraft's `append` does before
+    /// it reports the I/O complete (the leader counts this node's ack on it).
+    pub async fn append_durably(&self, entries: impl IntoIterator<Item = Entry>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for e in entries {
+            batch.insert(&ks::log_key(e.log_id.index), codec::entry_to_pb(&e).encode_to_vec());
+        }
+        self.log.apply_batch(batch)?;
+        self.disk.make_durable().await
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -114,8 +131,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.meta
             .insert(ks::KEY_VOTE, codec::vote_to_pb(vote).encode_to_vec())
             .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
-        self.db
-            .flush_async()
+        self.disk
+            .make_durable()
             .await
             .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
         Ok(())
@@ -136,10 +153,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), StorageError<u64>> {
-        // Not flushed on its own: a lost committed id is re-learned from the leader; apply
-        // only ever replays entries that are durable in this log.
+        // Durable before apply and so before any client hears of the entries it covers: a node
+        // restarted as leader takes its read index from this id (openraft `Engine::startup`
+        // restores a leader at once), and a committed id that went back after a crash would let
+        // it answer a linearizable read from before writes it had acknowledged.
         self.write_log_id(ks::KEY_COMMITTED, committed.as_ref())
-            .map_err(write_err)
+            .map_err(write_err)?;
+        self.disk.make_durable().await.map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
@@ -151,22 +171,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
-        for e in entries {
-            batch.insert(&ks::log_key(e.log_id.index), codec::entry_to_pb(&e).encode_to_vec());
-        }
-        self.log.apply_batch(batch).map_err(write_err)?;
-        // Durable before openraft hears it is: the leader counts this node's ack on it.
-        let flushed = self.db.flush_async().await;
-        match flushed {
-            Ok(_) => callback.log_io_completed(Ok(())),
+        match self.append_durably(entries).await {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
             Err(e) => {
-                let msg = e.to_string();
-                callback.log_io_completed(Err(std::io::Error::other(msg)));
-                return Err(write_err(e));
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(write_err(e))
             }
         }
-        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
@@ -176,7 +190,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.remove(k);
         }
         self.log.apply_batch(batch).map_err(write_err)?;
-        self.db.flush_async().await.map_err(write_err)?;
+        self.disk.make_durable().await.map_err(write_err)?;
         Ok(())
     }
 
@@ -184,14 +198,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // The floor first: a crash between the two steps leaves extra entries, never a hole.
         self.write_log_id(ks::KEY_LAST_PURGED, Some(&log_id))
             .map_err(write_err)?;
-        self.db.flush_async().await.map_err(write_err)?;
+        self.disk.make_durable().await.map_err(write_err)?;
         let mut batch = sled::Batch::default();
         for kv in self.log.range(..=ks::log_key(log_id.index)) {
             let (k, _) = kv.map_err(write_err)?;
             batch.remove(k);
         }
         self.log.apply_batch(batch).map_err(write_err)?;
-        self.db.flush_async().await.map_err(write_err)?;
+        self.disk.make_durable().await.map_err(write_err)?;
         Ok(())
     }
 }

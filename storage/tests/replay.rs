@@ -189,7 +189,7 @@ fn entries(cmds: Vec<(pb::command::Kind, u64)>) -> Vec<Entry> {
 fn fresh() -> (tempfile::TempDir, StateMachine) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = open_db(&dir.path().join("db")).expect("db");
-    let sm = StateMachine::open(&db, &dir.path().join("snap")).expect("sm");
+    let sm = StateMachine::open(db.db(), &dir.path().join("snap")).expect("sm");
     (dir, sm)
 }
 

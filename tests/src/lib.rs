@@ -100,12 +100,21 @@ impl Capstan {
     /// Starts `capstan <args>` (inside network namespace `netns` when given) and waits for its
     /// ready line, reading the bound addresses from its stdout.
     pub fn spawn(args: &[String], data_dir: &Path, netns: Option<&str>) -> Result<Self> {
+        match netns {
+            None => Self::spawn_under(&[], args, data_dir),
+            Some(ns) => Self::spawn_under(&["ip", "netns", "exec", ns], args, data_dir),
+        }
+    }
+
+    /// Starts `<wrapper...> capstan <args>` (e.g. under `strace`, or in a network namespace) and
+    /// waits for its ready line.
+    pub fn spawn_under(wrapper: &[&str], args: &[String], data_dir: &Path) -> Result<Self> {
         let bin = capstan_bin()?;
-        let mut cmd = match netns {
+        let mut cmd = match wrapper.split_first() {
             None => Command::new(&bin),
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&bin);
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(&bin);
                 c
             }
         };
@@ -227,7 +236,7 @@ impl Capstan {
     }
 }
 
-fn send_signal(pid: i32, sig: i32) -> i32 {
+pub fn send_signal(pid: i32, sig: i32) -> i32 {
     // The shell's `kill` keeps this crate free of `unsafe` (the workspace forbids it).
     match Command::new("kill")
         .arg(format!("-{sig}"))

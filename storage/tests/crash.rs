@@ -1,0 +1,78 @@
+//! What the log store said was saved survives `kill -9` of the process at once after it said so.
+//!
+//! Issue 14: a leader killed right after acknowledging writes restarted with a committed id from
+//! before them (it had not been flushed) and, restored as leader by openraft, answered a
+//! linearizable read from that stale committed id. The child process below saves a committed id
+//! and an appended entry, prints a marker, and is killed with SIGKILL the moment the marker
+//! arrives; the parent reopens the store and checks both are there.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use capstan_storage::{open_db, pb, LogStore};
+use openraft::storage::{RaftLogReader, RaftLogStorage};
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+
+const CHILD_ENV: &str = "CAPSTAN_CRASH_CHILD_DIR";
+const MARKER: &str = "capstan-crash-test: saved";
+const ENTRIES: u64 = 50;
+
+fn log_id(index: u64) -> LogId<u64> {
+    LogId::new(CommittedLeaderId::new(3, 1), index)
+}
+
+async fn child(dir: &str) {
+    let disk = open_db(&std::path::Path::new(dir).join("db")).expect("open");
+    let mut log = LogStore::open(&disk).expect("log store");
+    for index in 1..=ENTRIES {
+        let entry = Entry::<capstan_storage::TypeConfig> {
+            log_id: log_id(index),
+            payload: EntryPayload::Normal(pb::Proposal::default()),
+        };
+        log.append_durably([entry]).await.expect("append");
+    }
+    log.save_committed(Some(log_id(ENTRIES))).await.expect("save committed");
+    println!("{MARKER}");
+    // Wait to be killed; never exit (an exit would flush).
+    std::future::pending::<()>().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_id_and_appends_survive_kill_9_right_after_they_were_saved() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        child(&dir).await;
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exe = std::env::current_exe().expect("test executable");
+    let mut proc = Command::new(exe)
+        .args([
+            "--exact",
+            "committed_id_and_appends_survive_kill_9_right_after_they_were_saved",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn child");
+    let stdout = proc.stdout.take().expect("stdout");
+    let saw_marker = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains(MARKER));
+    let _ = proc.kill();
+    let _ = proc.wait();
+    assert!(saw_marker, "the child never said it had saved");
+
+    let disk = open_db(&dir.path().join("db")).expect("reopen");
+    let mut log = LogStore::open(&disk).expect("log store");
+    assert_eq!(
+        log.read_committed().await.expect("read committed"),
+        Some(log_id(ENTRIES)),
+        "the committed id went back after kill -9"
+    );
+    let entries = log.try_get_log_entries(1..=ENTRIES).await.expect("read log");
+    assert_eq!(entries.len() as u64, ENTRIES, "acknowledged appends lost after kill -9");
+}
