@@ -32,7 +32,14 @@ pub struct NodeConfig {
     pub snapshot_every_entries: u64,
     /// Entries kept behind a snapshot for followers that are only a little behind.
     pub logs_kept_behind_snapshot: u64,
+    /// Writes are refused while the data directory's filesystem has less free space than this.
+    pub disk_free_floor_bytes: u64,
 }
+
+/// Default free-space floor: room for sled to finish what it has begun and for a snapshot.
+pub const DISK_FREE_FLOOR_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+/// The retry hint given with an "insufficient storage" answer.
+pub const DISK_FULL_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 impl NodeConfig {
     pub fn new(id: u64, snapshot_dir: PathBuf) -> Self {
@@ -44,6 +51,7 @@ impl NodeConfig {
             election_timeout_max_ms: 800,
             snapshot_every_entries: 10_000,
             logs_kept_behind_snapshot: 2_000,
+            disk_free_floor_bytes: DISK_FREE_FLOOR_BYTES_DEFAULT,
         }
     }
 
@@ -79,6 +87,9 @@ pub enum WriteError {
     /// The Raft core stopped (storage failure); the node must be restarted.
     #[error("raft stopped: {0}")]
     Fatal(String),
+    /// The disk is below its free-space floor; checked before proposing, so nothing was written.
+    #[error("the disk holding the data has {free_bytes} bytes free, below the floor of {floor_bytes} bytes; writes are refused until space is freed")]
+    DiskFull { free_bytes: u64, floor_bytes: u64 },
 }
 
 impl From<ForwardToLeader<u64, BasicNode>> for WriteError {
@@ -96,6 +107,8 @@ pub struct RaftNode {
     pub id: u64,
     pub raft: Raft,
     views: Views,
+    disk: capstan_storage::Disk,
+    disk_free_floor_bytes: u64,
     /// Longest silence from a quorum a leader tolerates before refusing writes and reads.
     quorum_contact_max_ms: u64,
 }
@@ -114,6 +127,8 @@ impl RaftNode {
             id: config.id,
             raft,
             views,
+            disk: disk.clone(),
+            disk_free_floor_bytes: config.disk_free_floor_bytes,
             quorum_contact_max_ms: 2 * config.election_timeout_max_ms,
         })
     }
@@ -168,9 +183,41 @@ impl RaftNode {
         }
     }
 
+    /// Refuses a write while the disk is below its floor, before anything reaches the log: a
+    /// full disk would stop the Raft core (sled cannot finish a flush), and the node with it.
+    fn check_disk_floor(&self) -> Result<(), WriteError> {
+        match self.disk.free_bytes() {
+            Ok(free) if free < self.disk_free_floor_bytes => Err(WriteError::DiskFull {
+                free_bytes: free,
+                floor_bytes: self.disk_free_floor_bytes,
+            }),
+            Ok(_) => Ok(()),
+            // Not knowing is no reason to refuse: the write itself will say if the disk fails.
+            Err(e) => {
+                tracing::debug!(error = %e, "free space unknown");
+                Ok(())
+            }
+        }
+    }
+
+    /// Resolves with the reason when the Raft core stops by itself (a storage failure): the node
+    /// can then do nothing useful and must exit so that its supervisor restarts it.
+    pub async fn stopped(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow_and_update().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "the raft core stopped".into();
+            }
+        }
+    }
+
     /// Proposes a command. This node stamps it (time, id entropy) and must be the leader.
     pub async fn write(&self, command: pb::Command) -> Result<pb::Outcome, WriteError> {
         self.check_quorum_contact()?;
+        self.check_disk_floor()?;
         let proposal = pb::Proposal {
             version: capstan_proto::FORMAT_VERSION,
             stamp: Some(stamp_now()),

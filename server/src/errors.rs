@@ -14,6 +14,7 @@ pub fn status(kind: ErrorKind, message: impl Into<String>, retry_after_ms: u32) 
         ErrorKind::DesiredLrpNotFound | ErrorKind::ActualLrpIndexNotFound => Code::NotFound,
         ErrorKind::DesiredLrpAlreadyExists => Code::AlreadyExists,
         ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::InsufficientStorage => Code::ResourceExhausted,
         ErrorKind::Internal | ErrorKind::Unspecified => Code::Internal,
     };
     let detail = pb::ErrorDetail {
@@ -58,6 +59,11 @@ pub fn write_error(e: &WriteError) -> Status {
         }
         WriteError::Unavailable(m) => status(ErrorKind::Unavailable, m.clone(), retry),
         WriteError::Fatal(m) => status(ErrorKind::Internal, m.clone(), 0),
+        WriteError::DiskFull { .. } => status(
+            ErrorKind::InsufficientStorage,
+            e.to_string(),
+            u32::try_from(capstan_raft::node::DISK_FULL_RETRY_AFTER.as_millis()).unwrap_or(5000),
+        ),
     }
 }
 

@@ -69,6 +69,10 @@ struct LeaderArgs {
     /// Convergence period (it also runs at once when a cell is lost).
     #[arg(long, env = "CAPSTAN_CONVERGE_INTERVAL_MS", default_value_t = 30_000)]
     converge_interval_ms: u64,
+    /// Writes are refused with 507 while the data directory's filesystem has less free space
+    /// than this, in MiB.
+    #[arg(long, env = "CAPSTAN_DISK_FREE_FLOOR_MB", default_value_t = capstan_raft::node::DISK_FREE_FLOOR_BYTES_DEFAULT / (1024 * 1024))]
+    disk_free_floor_mb: u64,
 }
 
 #[derive(clap::Args)]
@@ -158,6 +162,7 @@ fn main() -> anyhow::Result<()> {
                         initial_members: None,
                         snapshot_every_entries: None,
                         logs_kept_behind_snapshot: None,
+                        disk_free_floor_bytes: args.leader.disk_free_floor_mb.saturating_mul(1024 * 1024),
                         cell_ttl: std::time::Duration::from_millis(args.leader.cell_ttl_ms),
                         converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),
                         embedded_cell: (!args.no_cell).then_some(cell),
@@ -189,6 +194,7 @@ fn main() -> anyhow::Result<()> {
                         initial_members: Some(members.unwrap_or_default()),
                         snapshot_every_entries: Some(args.snapshot_every_entries),
                         logs_kept_behind_snapshot: Some(args.logs_kept_behind_snapshot),
+                        disk_free_floor_bytes: args.leader.disk_free_floor_mb.saturating_mul(1024 * 1024),
                         cell_ttl: std::time::Duration::from_millis(args.leader.cell_ttl_ms),
                         converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),
                         embedded_cell: None,

@@ -37,6 +37,8 @@ pub struct NodeOptions {
     /// Snapshot policy overrides (`None` = the node defaults).
     pub snapshot_every_entries: Option<u64>,
     pub logs_kept_behind_snapshot: Option<u64>,
+    /// Writes are refused (507) while the data directory's filesystem has less free space.
+    pub disk_free_floor_bytes: u64,
     /// Cell presence TTL the leader enforces.
     pub cell_ttl: std::time::Duration,
     /// Period of the convergence pass (it also runs at once when a cell is lost).
@@ -82,6 +84,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
     if let Some(n) = opts.logs_kept_behind_snapshot {
         config.logs_kept_behind_snapshot = n;
     }
+    config.disk_free_floor_bytes = opts.disk_free_floor_bytes;
     let node = RaftNode::start(&config, &db).await.map_err(|e| anyhow::anyhow!(e))?;
 
     let hub = Hub::new(node.clone());
@@ -157,8 +160,18 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
     println!("capstan: ready node={} advertise={advertise}", opts.id);
     tracing::info!(node = opts.id, %grpc_addr, data_dir = %opts.data_dir.display(), "capstan node ready");
 
-    shutdown.await;
-    tracing::info!("shutting down");
+    // A node whose Raft core stopped (its storage failed: a full disk, an I/O error) serves
+    // nothing useful: it stops and exits non-zero so that its supervisor restarts it.
+    let storage_failure = tokio::select! {
+        _ = shutdown => None,
+        reason = node.stopped() => Some(reason),
+    };
+    match &storage_failure {
+        None => tracing::info!("shutting down"),
+        Some(reason) => {
+            tracing::error!(%reason, "the raft core stopped (storage failure); exiting so the node can be restarted")
+        }
+    }
     let _ = stop_tx.send(true);
     if let Some(t) = cell_task {
         let _ = t.await;
@@ -171,6 +184,9 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
     }
     let _ = grpc_server.await;
     node.shutdown().await;
+    if let Some(reason) = storage_failure {
+        anyhow::bail!("storage failed: {reason}");
+    }
     db.make_durable().await.context("final flush")?;
     Ok(())
 }

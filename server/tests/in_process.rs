@@ -42,6 +42,7 @@ async fn node_runs_in_process_and_stops_on_its_shutdown_future() {
         initial_members: None,
         snapshot_every_entries: None,
         logs_kept_behind_snapshot: None,
+        disk_free_floor_bytes: 0,
         cell_ttl: Duration::from_secs(10),
         converge_interval: Duration::from_secs(30),
         embedded_cell: None,

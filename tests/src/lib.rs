@@ -189,6 +189,13 @@ impl Capstan {
         Ok(c.wait()?)
     }
 
+    /// The exit status once the process has exited by itself (polled; `None` while it runs).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(status)
+    }
+
     /// The process id while running.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

@@ -58,6 +58,7 @@ impl From<tonic::Status> for ReceptorError {
             ErrorKind::ActualLrpIndexNotFound => (StatusCode::NOT_FOUND, "ActualLRPIndexNotFound"),
             ErrorKind::DesiredLrpAlreadyExists => (StatusCode::CONFLICT, "DesiredLRPAlreadyExists"),
             ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            ErrorKind::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "InsufficientStorage"),
             ErrorKind::Internal | ErrorKind::Unspecified => (StatusCode::INTERNAL_SERVER_ERROR, "UnknownError"),
         };
         ReceptorError {
