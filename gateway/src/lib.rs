@@ -45,14 +45,19 @@ impl Gateway {
     }
 }
 
-/// The whole REST surface, ready to serve; tests call it without a socket. Each family is nested
-/// under its prefix with its own fallback; the shared layers wrap them all.
+/// The whole REST surface with the default limits, ready to serve; tests call it without a socket.
 pub fn router(gateway: Gateway) -> Router {
+    router_with(gateway, common::layers::RequestLimits::default())
+}
+
+/// The whole REST surface: each family nested under its prefix with its own fallback, the shared
+/// layers around them all.
+pub fn router_with(gateway: Gateway, limits: common::layers::RequestLimits) -> Router {
     let app = Router::new()
         .nest("/v1", receptor::routes())
         .fallback(not_found)
         .with_state(gateway);
-    common::layers::apply(app)
+    common::layers::apply(app, limits)
 }
 
 /// Unknown path outside every family: 404 as the Go routers answer it.

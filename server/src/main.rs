@@ -49,6 +49,8 @@ struct DevArgs {
     data_dir: PathBuf,
     #[command(flatten)]
     leader: LeaderArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Stacks the embedded cell offers as `preloaded:<stack>` rootfs, comma-separated.
     #[arg(long, default_value = "cflinuxfs4,cflinuxfs3")]
     stacks: String,
@@ -58,6 +60,52 @@ struct DevArgs {
     /// Run without the embedded cell (instances then stay UNCLAIMED until a cell joins).
     #[arg(long)]
     no_cell: bool,
+}
+
+/// Limits of the listeners: connections, timeouts, requests in flight.
+#[derive(clap::Args, Clone)]
+struct LimitArgs {
+    /// An HTTP/1 client must send a request's head within this; idle keep-alive connections are
+    /// closed after it too, and so are gRPC connections that send nothing at all.
+    #[arg(long, env = "CAPSTAN_HTTP_HEADER_TIMEOUT_MS", default_value_t = 30_000)]
+    http_header_timeout_ms: u64,
+    /// A request body may stall this long before the request is refused with 408.
+    #[arg(long, env = "CAPSTAN_HTTP_BODY_IDLE_TIMEOUT_MS", default_value_t = 10_000)]
+    http_body_idle_timeout_ms: u64,
+    /// Longest a REST request may take end to end (then 503).
+    #[arg(long, env = "CAPSTAN_HTTP_REQUEST_TIMEOUT_MS", default_value_t = 20_000)]
+    http_request_timeout_ms: u64,
+    /// Open REST connections at most; more wait in the listen backlog.
+    #[arg(long, env = "CAPSTAN_HTTP_CONNECTIONS_MAX", default_value_t = capstan_gateway::common::serve::HTTP_CONNECTIONS_MAX)]
+    http_connections_max: usize,
+    /// REST requests served at once; more are refused with 503.
+    #[arg(long, env = "CAPSTAN_HTTP_REQUESTS_IN_FLIGHT_MAX", default_value_t = capstan_gateway::common::layers::REQUESTS_IN_FLIGHT_MAX)]
+    http_requests_in_flight_max: usize,
+    /// Open gRPC connections at most; more wait in the listen backlog.
+    #[arg(long, env = "CAPSTAN_GRPC_CONNECTIONS_MAX", default_value_t = capstan_gateway::common::serve::GRPC_CONNECTIONS_MAX)]
+    grpc_connections_max: usize,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> node::ListenLimits {
+        use capstan_gateway::common::{layers::RequestLimits, serve::HttpLimits};
+        let ms = std::time::Duration::from_millis;
+        node::ListenLimits {
+            http: HttpLimits {
+                header_read_timeout: ms(self.http_header_timeout_ms),
+                connections_max: self.http_connections_max,
+            },
+            request: RequestLimits {
+                request_timeout: ms(self.http_request_timeout_ms),
+                in_flight_max: self.http_requests_in_flight_max,
+                body_idle_timeout: ms(self.http_body_idle_timeout_ms),
+            },
+            grpc: node::GrpcLimits {
+                connections_max: self.grpc_connections_max,
+                ..Default::default()
+            },
+        }
+    }
 }
 
 /// Tunables of the leader's loops.
@@ -106,6 +154,8 @@ struct ServerArgs {
     logs_kept_behind_snapshot: u64,
     #[command(flatten)]
     leader: LeaderArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(clap::Args)]
@@ -116,6 +166,8 @@ struct GatewayArgs {
     /// REST listen address.
     #[arg(long, env = "CAPSTAN_HTTP", default_value = "127.0.0.1:8080")]
     http: SocketAddr,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 fn parse_members(spec: &str) -> anyhow::Result<BTreeMap<u64, String>> {
@@ -163,6 +215,7 @@ fn main() -> anyhow::Result<()> {
                         snapshot_every_entries: None,
                         logs_kept_behind_snapshot: None,
                         disk_free_floor_bytes: args.leader.disk_free_floor_mb.saturating_mul(1024 * 1024),
+                        limits: args.limits.limits(),
                         cell_ttl: std::time::Duration::from_millis(args.leader.cell_ttl_ms),
                         converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),
                         embedded_cell: (!args.no_cell).then_some(cell),
@@ -195,6 +248,7 @@ fn main() -> anyhow::Result<()> {
                         snapshot_every_entries: Some(args.snapshot_every_entries),
                         logs_kept_behind_snapshot: Some(args.logs_kept_behind_snapshot),
                         disk_free_floor_bytes: args.leader.disk_free_floor_mb.saturating_mul(1024 * 1024),
+                        limits: args.limits.limits(),
                         cell_ttl: std::time::Duration::from_millis(args.leader.cell_ttl_ms),
                         converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),
                         embedded_cell: None,
@@ -203,7 +257,9 @@ fn main() -> anyhow::Result<()> {
                 )
                 .await
             }
-            Command::Gateway(args) => node::run_gateway(&args.cluster, args.http, shutdown_signal()).await,
+            Command::Gateway(args) => {
+                node::run_gateway(&args.cluster, args.http, args.limits.limits(), shutdown_signal()).await
+            }
             Command::Cluster(args) => cli::run(args).await,
             Command::Cell(args) => cell::run_cli(args, shutdown_signal()).await,
         }

@@ -4,8 +4,11 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
+use capstan_gateway::common::layers::RequestLimits;
+use capstan_gateway::common::serve::{self, HttpLimits, LimitedIncoming, GRPC_CONNECTIONS_MAX};
 use capstan_proto::pb::admin_server::AdminServer;
 use capstan_proto::pb::cell_service_server::CellServiceServer;
 use capstan_proto::pb::control_plane_server::ControlPlaneServer;
@@ -14,7 +17,6 @@ use capstan_raft::network::PEER_MESSAGE_BYTES_MAX;
 use capstan_raft::peer_service::PeerService;
 use capstan_raft::{NodeConfig, RaftNode};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::admin::AdminService;
 use crate::api::cells::CellServiceImpl;
@@ -23,6 +25,43 @@ use crate::api::forward::{Forwarder, Peers};
 use crate::leader::hub::Hub;
 use crate::leader::presence::{self, Presence};
 use crate::leader::{converger, scheduler};
+
+/// The limits of a node's listeners (all named, all configurable).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ListenLimits {
+    pub http: HttpLimits,
+    pub request: RequestLimits,
+    pub grpc: GrpcLimits,
+}
+
+/// The limits of the gRPC listener.
+#[derive(Clone, Copy, Debug)]
+pub struct GrpcLimits {
+    pub connections_max: usize,
+    /// Deadline of one call on the server.
+    pub request_timeout: Duration,
+    pub streams_per_connection_max: u32,
+    /// HTTP/2 keepalive: ping a quiet connection this often, drop it when a ping goes unanswered.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for GrpcLimits {
+    fn default() -> Self {
+        Self {
+            connections_max: GRPC_CONNECTIONS_MAX,
+            request_timeout: GRPC_REQUEST_TIMEOUT,
+            streams_per_connection_max: GRPC_STREAMS_PER_CONNECTION_MAX,
+            keepalive_interval: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// A gRPC call's outer deadline on the server (the forwarding hop's own is 8 s).
+pub const GRPC_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Concurrent streams one gRPC connection may open (a gateway multiplexes its clients on few).
+pub const GRPC_STREAMS_PER_CONNECTION_MAX: u32 = 1024;
 
 pub struct NodeOptions {
     pub id: u64,
@@ -39,6 +78,7 @@ pub struct NodeOptions {
     pub logs_kept_behind_snapshot: Option<u64>,
     /// Writes are refused (507) while the data directory's filesystem has less free space.
     pub disk_free_floor_bytes: u64,
+    pub limits: ListenLimits,
     /// Cell presence TTL the leader enforces.
     pub cell_ttl: std::time::Duration,
     /// Period of the convergence pass (it also runs at once when a cell is lost).
@@ -47,33 +87,16 @@ pub struct NodeOptions {
     pub embedded_cell: Option<crate::cell::CellConfig>,
 }
 
-/// Accepted gRPC connections with Nagle off: small request/response pairs must not wait for
-/// delayed ACKs (a 40 ms stall per round trip otherwise).
-fn incoming_nodelay(listener: TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use futures::StreamExt;
-    TcpListenerStream::new(listener).map(|conn| {
-        let conn = conn?;
-        conn.set_nodelay(true)?;
-        Ok(conn)
-    })
-}
-
 /// Runs a node until `shutdown` resolves, then stops it in order (cell, REST, leader loops, gRPC,
 /// Raft) and flushes its storage.
 pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating {}", opts.data_dir.display()))?;
     let db = capstan_storage::open_db(&opts.data_dir.join("db")).context("opening sled")?;
 
-    let grpc_listener = TcpListener::bind(opts.grpc)
-        .await
-        .with_context(|| format!("binding gRPC {}", opts.grpc))?;
+    let grpc_listener = serve::bind(opts.grpc).with_context(|| format!("binding gRPC {}", opts.grpc))?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_listener = match opts.http {
-        Some(a) => Some(
-            TcpListener::bind(a)
-                .await
-                .with_context(|| format!("binding HTTP {a}"))?,
-        ),
+        Some(a) => Some(serve::bind(a).with_context(|| format!("binding HTTP {a}"))?),
         None => None,
     };
 
@@ -106,15 +129,28 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
         let peer = RaftPeerServer::new(PeerService::new(node.raft.clone()))
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
+        let grpc = opts.limits.grpc;
         tokio::spawn(
             tonic::transport::Server::builder()
+                .timeout(grpc.request_timeout)
+                .max_concurrent_streams(grpc.streams_per_connection_max)
+                .http2_keepalive_interval(Some(grpc.keepalive_interval))
+                .http2_keepalive_timeout(Some(grpc.keepalive_timeout))
+                .tcp_keepalive(Some(grpc.keepalive_interval))
                 .add_service(cp)
                 .add_service(admin)
                 .add_service(cells)
                 .add_service(peer)
-                .serve_with_incoming_shutdown(incoming_nodelay(grpc_listener), async move {
-                    let _ = stop.changed().await;
-                }),
+                .serve_with_incoming_shutdown(
+                    LimitedIncoming::new(
+                        grpc_listener,
+                        grpc.connections_max,
+                        opts.limits.http.header_read_timeout,
+                    ),
+                    async move {
+                        let _ = stop.changed().await;
+                    },
+                ),
         )
     };
 
@@ -146,7 +182,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
         Some(listener) => {
             let http_addr = listener.local_addr()?;
             let gateway = capstan_gateway::Gateway::connect_lazy(&[grpc_addr.to_string()])?;
-            let task = tokio::spawn(serve_http(listener, gateway, stop_rx.clone()));
+            let task = tokio::spawn(serve_http(listener, gateway, opts.limits, stop_rx.clone()));
             println!("capstan: http={http_addr}");
             Some(task)
         }
@@ -191,28 +227,25 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
     Ok(())
 }
 
-/// Serves the REST gateway until `stop` changes.
+/// Serves the REST gateway within its limits until `stop` changes.
 async fn serve_http(
     listener: TcpListener,
     gateway: capstan_gateway::Gateway,
+    limits: ListenLimits,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, capstan_gateway::router(gateway))
-        .with_graceful_shutdown(async move {
-            let _ = stop.changed().await;
-        })
-        .await
+    let app = capstan_gateway::router_with(gateway, limits.request);
+    serve::serve(listener, app, limits.http, async move {
+        let _ = stop.changed().await;
+    })
+    .await
 }
 
 /// `capstan gateway`: REST only, balanced over the cluster's nodes (any node serves any request).
 pub async fn run_gateway(
     cluster: &str,
     http: SocketAddr,
+    limits: ListenLimits,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let addrs: Vec<String> = cluster
@@ -225,13 +258,11 @@ pub async fn run_gateway(
         anyhow::bail!("--cluster names no node");
     }
     let gateway = capstan_gateway::Gateway::connect_lazy(&addrs)?;
-    let listener = TcpListener::bind(http)
-        .await
-        .with_context(|| format!("binding HTTP {http}"))?;
+    let listener = serve::bind(http).with_context(|| format!("binding HTTP {http}"))?;
     println!("capstan: http={}", listener.local_addr()?);
     println!("capstan: ready gateway");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(serve_http(listener, gateway, stop_rx));
+    let task = tokio::spawn(serve_http(listener, gateway, limits, stop_rx));
     shutdown.await;
     let _ = stop_tx.send(true);
     task.await??;

@@ -11,6 +11,8 @@ use crate::REQUEST_BODY_BYTES_MAX;
 #[derive(Debug)]
 pub enum BodyError {
     TooLarge,
+    /// The body stalled longer than the body idle timeout.
+    Timeout,
     Read(String),
     Json(String),
 }
@@ -19,6 +21,13 @@ pub enum BodyError {
 pub async fn read(body: Body) -> Result<bytes::Bytes, BodyError> {
     axum::body::to_bytes(body, REQUEST_BODY_BYTES_MAX).await.map_err(|e| {
         let text = e.to_string();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(c) = cause {
+            if c.is::<tower_http::timeout::TimeoutError>() {
+                return BodyError::Timeout;
+            }
+            cause = c.source();
+        }
         // axum reports the limit as a length-limit error in the source chain.
         if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit"))
             || text.contains("length limit")

@@ -1,48 +1,103 @@
 //! The tower layers every family's routes run under: a tracing span per request, a request
-//! timeout, and a cap on requests in flight that sheds load (503 + `Retry-After`) instead of
-//! queueing without bound. Refusals answer in the family's shape ([`Family`]).
+//! timeout, a cap on requests in flight that sheds load (503 + `Retry-After`) instead of queueing
+//! without bound, an inactivity timeout on request bodies, and an early 413 for a body declared
+//! (by `Content-Length`) larger than any route accepts — before a byte of it is read. Refusals
+//! answer in the family's shape ([`Family`]).
 
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
-use axum::http::{StatusCode, Uri};
+use axum::extract::Request;
+use axum::http::{header, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower::{BoxError, ServiceBuilder};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use super::family::Family;
+use crate::REQUEST_BODY_BYTES_MAX;
 
 /// Longest a request may take end to end (the node's own forwarding deadline is 8 s and the
 /// gateway's gRPC deadline 15 s; this is the outer bound).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Requests served at once by one gateway; more are refused with 503 rather than queued.
 pub const REQUESTS_IN_FLIGHT_MAX: usize = 1024;
+/// Longest a request body may stall (no bytes arriving) before the request is refused with 408.
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Wraps the whole REST surface in the shared layers.
-pub fn apply(router: Router) -> Router {
-    router.layer(
-        ServiceBuilder::new()
-            // A 503 during an election is ordinary: failures are logged at debug, not as errors.
-            .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)))
-            .layer(HandleErrorLayer::new(refusal))
-            .load_shed()
-            .concurrency_limit(REQUESTS_IN_FLIGHT_MAX)
-            .timeout(REQUEST_TIMEOUT),
-    )
+/// The per-request limits of the REST surface.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestLimits {
+    pub request_timeout: Duration,
+    pub in_flight_max: usize,
+    pub body_idle_timeout: Duration,
 }
 
-async fn refusal(uri: Uri, err: BoxError) -> Response {
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            request_timeout: REQUEST_TIMEOUT,
+            in_flight_max: REQUESTS_IN_FLIGHT_MAX,
+            body_idle_timeout: BODY_IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// Wraps the whole REST surface in the shared layers.
+pub fn apply(router: Router, limits: RequestLimits) -> Router {
+    let timeout = limits.request_timeout;
+    router
+        .layer(axum::middleware::from_fn(refuse_declared_oversize))
+        .layer(RequestBodyTimeoutLayer::new(limits.body_idle_timeout))
+        .layer(
+            ServiceBuilder::new()
+                // A 503 during an election is ordinary: failures are logged at debug, not as errors.
+                .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)))
+                .layer(HandleErrorLayer::new(move |uri: Uri, err: BoxError| {
+                    refusal(uri, err, timeout)
+                }))
+                .load_shed()
+                .concurrency_limit(limits.in_flight_max.max(1))
+                .timeout(timeout),
+        )
+}
+
+/// 413 at once for a `Content-Length` over the limit: the body is never waited for.
+async fn refuse_declared_oversize(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > REQUEST_BODY_BYTES_MAX as u64 => {
+            let message = format!("request body is larger than {REQUEST_BODY_BYTES_MAX} bytes");
+            let mut resp = match Family::of_path(req.uri().path()) {
+                Some(f) => f.error(StatusCode::PAYLOAD_TOO_LARGE, "InvalidRequest", &message, None),
+                None => (StatusCode::PAYLOAD_TOO_LARGE, message).into_response(),
+            };
+            // The unread body stays on the connection: close it rather than read 10 MiB.
+            resp.headers_mut()
+                .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            resp
+        }
+        _ => next.run(req).await,
+    }
+}
+
+async fn refusal(uri: Uri, err: BoxError, timeout: Duration) -> Response {
     let (status, message, retry) = if err.is::<tower::timeout::error::Elapsed>() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("the request took longer than {} s", REQUEST_TIMEOUT.as_secs()),
+            format!("the request took longer than {} ms", timeout.as_millis()),
             Some(1),
         )
     } else if err.is::<tower::load_shed::error::Overloaded>() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("more than {REQUESTS_IN_FLIGHT_MAX} requests in flight; retry shortly"),
+            "too many requests in flight; retry shortly".to_owned(),
             Some(1),
         )
     } else {

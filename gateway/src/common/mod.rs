@@ -7,3 +7,4 @@ pub mod family;
 pub mod layers;
 pub mod list;
 pub mod node_error;
+pub mod serve;

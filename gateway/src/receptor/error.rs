@@ -41,6 +41,11 @@ impl From<BodyError> for ReceptorError {
                 "InvalidRequest",
                 format!("request body is larger than {} bytes", crate::REQUEST_BODY_BYTES_MAX),
             ),
+            BodyError::Timeout => ReceptorError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "InvalidRequest",
+                "the request body stopped arriving before it was complete",
+            ),
             BodyError::Read(m) => ReceptorError::invalid_request(m),
             BodyError::Json(m) => ReceptorError::new(StatusCode::BAD_REQUEST, "InvalidJSON", m),
         }

@@ -1,0 +1,157 @@
+//! Issue 9, defect 3: no client can starve a node. Idle, slow-header and slow-body connections are
+//! closed within the configured limits while other clients are served; a declared oversize body
+//! gets 413 at once; at the connection cap, new connections wait in the backlog (no descriptor is
+//! spent on them) and are served as soon as a slot frees up.
+
+use std::time::{Duration, Instant};
+
+use capstan_tests::{lrp_json, Capstan};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const HEADER_TIMEOUT_MS: u64 = 600;
+const BODY_IDLE_TIMEOUT_MS: u64 = 600;
+const CONNECTIONS_MAX: usize = 16;
+
+fn start(dir: &std::path::Path) -> Capstan {
+    let mut args: Vec<String> = [
+        "dev",
+        "--no-cell",
+        "--http",
+        "127.0.0.1:0",
+        "--grpc",
+        "127.0.0.1:0",
+        "--data-dir",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(dir.display().to_string());
+    for (flag, v) in [
+        ("--http-header-timeout-ms", HEADER_TIMEOUT_MS.to_string()),
+        ("--http-body-idle-timeout-ms", BODY_IDLE_TIMEOUT_MS.to_string()),
+        ("--http-connections-max", CONNECTIONS_MAX.to_string()),
+        ("--grpc-connections-max", CONNECTIONS_MAX.to_string()),
+    ] {
+        args.push(flag.into());
+        args.push(v);
+    }
+    Capstan::spawn(&args, dir, None).expect("start")
+}
+
+fn addr(c: &Capstan) -> String {
+    c.http.trim_start_matches("http://").to_owned()
+}
+
+/// Reads until the peer closes (or `deadline`); returns what arrived and whether it closed.
+async fn read_until_closed(s: &mut TcpStream, deadline: Duration) -> (String, bool) {
+    let mut got = Vec::new();
+    let end = Instant::now() + deadline;
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn idle_slow_and_oversize_connections_are_cut_while_others_are_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = start(&dir.path().join("data"));
+    let a = addr(&c);
+    let limit = Duration::from_millis(HEADER_TIMEOUT_MS * 5);
+
+    // Idle: connects, says nothing.
+    let mut idle = TcpStream::connect(&a).await.expect("connect");
+    // Slow header: a request line and one header, then silence.
+    let mut slow_head = TcpStream::connect(&a).await.expect("connect");
+    slow_head
+        .write_all(b"GET /v1/desired_lrps HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    // Slow body: declares 100 bytes, sends 10, then silence.
+    let mut slow_body = TcpStream::connect(&a).await.expect("connect");
+    slow_body
+        .write_all(b"POST /v1/desired_lrps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"process_")
+        .await
+        .expect("write");
+
+    // Meanwhile other clients are served.
+    assert_eq!(
+        c.post("/v1/desired_lrps", &lrp_json("served", "d", 1)).await.status,
+        201
+    );
+
+    let started = Instant::now();
+    let (_, closed) = read_until_closed(&mut idle, limit).await;
+    assert!(closed, "an idle connection stayed open past {limit:?}");
+    let (_, closed) = read_until_closed(&mut slow_head, limit).await;
+    assert!(closed, "a slow-header connection stayed open past {limit:?}");
+    let (answer, _) = read_until_closed(&mut slow_body, limit).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "slow body answered: {answer:?}");
+    assert!(answer.contains("\"name\":\"InvalidRequest\""), "{answer}");
+    assert!(started.elapsed() < limit * 2);
+    assert_eq!(
+        c.get("/v1/desired_lrps/process_").await.status,
+        404,
+        "nothing of the slow body was written"
+    );
+
+    // A declared 10 MiB body with no body at all: 413 at once, in Receptor's shape.
+    let mut big = TcpStream::connect(&a).await.expect("connect");
+    big.write_all(b"POST /v1/desired_lrps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10485760\r\n\r\n")
+        .await
+        .expect("write");
+    let t = Instant::now();
+    let (answer, _) = read_until_closed(&mut big, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "oversize answered: {answer:?}");
+    assert!(answer.contains("\"name\":\"InvalidRequest\""), "{answer}");
+    assert!(
+        t.elapsed() < Duration::from_millis(HEADER_TIMEOUT_MS),
+        "413 came only after {:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_new_clients_wait_and_are_then_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = start(&dir.path().join("data"));
+    let a = addr(&c);
+    // Five times the cap of idle connections on each listener: the process holds at most the cap.
+    let mut idle = Vec::new();
+    for _ in 0..CONNECTIONS_MAX * 5 {
+        idle.push(TcpStream::connect(&a).await.expect("connect (backlog)"));
+        idle.push(TcpStream::connect(&c.grpc).await.expect("connect gRPC (backlog)"));
+    }
+    let pid = c.pid().expect("running");
+    let sockets = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:")))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    // Sockets of the process: both caps plus a few of its own (listeners, the gateway's channel).
+    let held = sockets();
+    assert!(
+        held <= 2 * CONNECTIONS_MAX + 12,
+        "{held} sockets open with caps of {CONNECTIONS_MAX} per listener"
+    );
+    // A real client is served once idle ones are cut (each after the header timeout).
+    let t = Instant::now();
+    let r = c.post("/v1/desired_lrps", &lrp_json("behind-the-idle", "d", 1)).await;
+    assert_eq!(r.status, 201);
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "served only after {:?}",
+        t.elapsed()
+    );
+    drop(idle);
+}
