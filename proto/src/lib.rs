@@ -10,6 +10,15 @@ pub mod v1 {
 
 pub use v1 as pb;
 
+/// Depth of nested actions (try, timeout, emit_progress, serial, parallel, codependent) the API
+/// accepts. Checked at the gateway before the tree is encoded, and again by the node's rules: a
+/// tree much deeper would exceed prost's decode recursion limit (100 nested messages; each action
+/// level is two) and could not even be read by the node.
+pub const ACTION_DEPTH_MAX: usize = 32;
+/// Nesting depth of one JSON route value (routes are stored and returned as raw JSON: a deeply
+/// nested value would break the JSON parsers of the clients that read it back).
+pub const ROUTE_JSON_DEPTH_MAX: usize = 16;
+
 /// The version written into every `LogEntry`, `Proposal`, `JournalRecord` and `SnapshotHeader`.
 /// A reader refuses a version it does not know rather than guessing.
 pub const FORMAT_VERSION: u32 = 1;

@@ -397,8 +397,21 @@ async fn routing_methods_paths_and_limits() {
         c.request(reqwest::Method::POST, "/v1/actual_lrps", None).await.status,
         405
     );
+    assert_eq!(
+        r.json()["name"],
+        "InvalidRequest",
+        "405 in Receptor's shape: {}",
+        r.body
+    );
     let r = c.get("/v1/nothing-here").await;
-    assert_eq!((r.status, r.body.as_str()), (404, "404 page not found\n"));
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["name"], "ResourceNotFound");
+    let r = c.get("/elsewhere").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (404, "404 page not found\n"),
+        "outside every family"
+    );
     assert_eq!(c.get("/v1/desired_lrps/").await.status, 404, "trailing slash");
     let head = c.request(reqwest::Method::HEAD, "/v1/desired_lrps", None).await;
     assert_eq!((head.status, head.body.as_str()), (200, ""));

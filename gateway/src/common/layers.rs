@@ -49,6 +49,7 @@ impl Default for RequestLimits {
 pub fn apply(router: Router, limits: RequestLimits) -> Router {
     let timeout = limits.request_timeout;
     router
+        .layer(axum::middleware::from_fn(family_shaped_method_errors))
         .layer(axum::middleware::from_fn(refuse_declared_oversize))
         .layer(RequestBodyTimeoutLayer::new(limits.body_idle_timeout))
         .layer(
@@ -84,6 +85,33 @@ async fn refuse_declared_oversize(req: Request, next: Next) -> Response {
             resp
         }
         _ => next.run(req).await,
+    }
+}
+
+/// The router's own 405 (a known path, another method) has an empty body: give it the family's
+/// shape, keeping its `Allow` header.
+async fn family_shaped_method_errors(req: Request, next: Next) -> Response {
+    let family = Family::of_path(req.uri().path());
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let resp = next.run(req).await;
+    match family {
+        Some(f)
+            if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+                && !resp.headers().contains_key(header::CONTENT_TYPE) =>
+        {
+            let allow = resp.headers().get(header::ALLOW).cloned();
+            let mut shaped = f.error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "InvalidRequest",
+                &format!("method {method} is not allowed on {path}"),
+                None,
+            );
+            if let Some(a) = allow {
+                shaped.headers_mut().insert(header::ALLOW, a);
+            }
+            shaped
+        }
+        _ => resp,
     }
 }
 

@@ -3,6 +3,7 @@
 //! (`family`) and the shared tower layers (`layers`).
 
 pub mod body;
+pub mod extract;
 pub mod family;
 pub mod layers;
 pub mod list;

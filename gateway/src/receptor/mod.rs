@@ -7,13 +7,14 @@ pub mod error;
 use std::collections::HashMap;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use capstan_proto::pb;
 
+use crate::common::extract::{FamilyPath, FamilyQuery};
 use crate::common::{body, list};
 use crate::Gateway;
 use dto::*;
@@ -48,8 +49,16 @@ pub fn routes() -> Router<Gateway> {
         .route("/domains", get(list_domains))
         .route("/domains/{domain}", axum::routing::put(upsert_domain))
         .route("/cells", get(list_cells))
-        // Unknown paths under /v1 (a trailing slash included): 404 as Receptor's Go router answers.
-        .fallback(crate::not_found)
+        // Unknown paths under /v1 (a trailing slash included): 404 in Receptor's shape.
+        .fallback(no_such_route)
+}
+
+async fn no_such_route(uri: axum::http::Uri) -> ReceptorError {
+    ReceptorError::new(
+        StatusCode::NOT_FOUND,
+        "ResourceNotFound",
+        format!("no route for {}", uri.path()),
+    )
 }
 
 fn consistency(headers: &HeaderMap) -> i32 {
@@ -85,6 +94,9 @@ fn no_content() -> Response {
 
 async fn create_desired(State(gw): State<Gateway>, req: Body) -> Result<Response> {
     let create: DesiredLrpCreate = body::json(req).await?;
+    create
+        .check_action_depth()
+        .map_err(|m| ReceptorError::new(StatusCode::BAD_REQUEST, "InvalidLRP", m))?;
     let resp = gw
         .client
         .clone()
@@ -100,7 +112,11 @@ async fn create_desired(State(gw): State<Gateway>, req: Body) -> Result<Response
     })
 }
 
-async fn update_desired(State(gw): State<Gateway>, Path(process_guid): Path<String>, req: Body) -> Result<Response> {
+async fn update_desired(
+    State(gw): State<Gateway>,
+    FamilyPath(process_guid): FamilyPath<String>,
+    req: Body,
+) -> Result<Response> {
     require("process_guid", &process_guid)?;
     let update: DesiredLrpUpdate = body::json(req).await?;
     gw.client
@@ -113,7 +129,7 @@ async fn update_desired(State(gw): State<Gateway>, Path(process_guid): Path<Stri
     Ok(no_content())
 }
 
-async fn delete_desired(State(gw): State<Gateway>, Path(process_guid): Path<String>) -> Result<Response> {
+async fn delete_desired(State(gw): State<Gateway>, FamilyPath(process_guid): FamilyPath<String>) -> Result<Response> {
     require("process_guid", &process_guid)?;
     gw.client
         .clone()
@@ -124,7 +140,7 @@ async fn delete_desired(State(gw): State<Gateway>, Path(process_guid): Path<Stri
 
 async fn get_desired(
     State(gw): State<Gateway>,
-    Path(process_guid): Path<String>,
+    FamilyPath(process_guid): FamilyPath<String>,
     headers: HeaderMap,
 ) -> Result<Response> {
     require("process_guid", &process_guid)?;
@@ -155,7 +171,7 @@ async fn desired_list(gw: Gateway, domain: String, headers: &HeaderMap) -> Resul
 
 async fn list_desired(
     State(gw): State<Gateway>,
-    Query(q): Query<HashMap<String, String>>,
+    FamilyQuery(q): FamilyQuery<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response> {
     desired_list(gw, q.get("domain").cloned().unwrap_or_default(), &headers).await
@@ -163,7 +179,7 @@ async fn list_desired(
 
 async fn list_desired_in_domain(
     State(gw): State<Gateway>,
-    Path(domain): Path<String>,
+    FamilyPath(domain): FamilyPath<String>,
     headers: HeaderMap,
 ) -> Result<Response> {
     require("domain", &domain)?;
@@ -179,7 +195,7 @@ async fn actual_list(gw: Gateway, req: pb::ListActualLrpsRequest) -> Result<Resp
 
 async fn list_actual(
     State(gw): State<Gateway>,
-    Query(q): Query<HashMap<String, String>>,
+    FamilyQuery(q): FamilyQuery<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response> {
     let req = pb::ListActualLrpsRequest {
@@ -192,7 +208,7 @@ async fn list_actual(
 
 async fn list_actual_in_domain(
     State(gw): State<Gateway>,
-    Path(domain): Path<String>,
+    FamilyPath(domain): FamilyPath<String>,
     headers: HeaderMap,
 ) -> Result<Response> {
     require("domain", &domain)?;
@@ -206,8 +222,8 @@ async fn list_actual_in_domain(
 
 async fn list_actual_of_desired(
     State(gw): State<Gateway>,
-    Path(process_guid): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    FamilyPath(process_guid): FamilyPath<String>,
+    FamilyQuery(q): FamilyQuery<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response> {
     require("process_guid", &process_guid)?;
@@ -226,7 +242,7 @@ async fn list_actual_of_desired(
 
 async fn list_actual_of_process(
     State(gw): State<Gateway>,
-    Path(process_guid): Path<String>,
+    FamilyPath(process_guid): FamilyPath<String>,
     headers: HeaderMap,
 ) -> Result<Response> {
     require("process_guid", &process_guid)?;
@@ -240,7 +256,7 @@ async fn list_actual_of_process(
 
 async fn get_actual_at_index(
     State(gw): State<Gateway>,
-    Path((process_guid, index)): Path<(String, String)>,
+    FamilyPath((process_guid, index)): FamilyPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response> {
     require("process_guid", &process_guid)?;
@@ -269,8 +285,8 @@ async fn kill(gw: Gateway, process_guid: String, index: u32) -> Result<Response>
 
 async fn kill_by_query(
     State(gw): State<Gateway>,
-    Path(process_guid): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    FamilyPath(process_guid): FamilyPath<String>,
+    FamilyQuery(q): FamilyQuery<HashMap<String, String>>,
 ) -> Result<Response> {
     let index = parse_index(q.get("index").map(String::as_str))?;
     kill(gw, process_guid, index).await
@@ -278,7 +294,7 @@ async fn kill_by_query(
 
 async fn kill_by_path(
     State(gw): State<Gateway>,
-    Path((process_guid, index)): Path<(String, String)>,
+    FamilyPath((process_guid, index)): FamilyPath<(String, String)>,
 ) -> Result<Response> {
     let index = parse_index(Some(&index))?;
     kill(gw, process_guid, index).await
@@ -315,7 +331,11 @@ async fn bump_fresh_domain(State(gw): State<Gateway>, req: Body) -> Result<Respo
 }
 
 /// `PUT /v1/domains/:domain` with `Cache-Control: max-age=N` (absent = never expires).
-async fn upsert_domain(State(gw): State<Gateway>, Path(domain): Path<String>, headers: HeaderMap) -> Result<Response> {
+async fn upsert_domain(
+    State(gw): State<Gateway>,
+    FamilyPath(domain): FamilyPath<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
     let values: Vec<&str> = headers
         .get_all(header::CACHE_CONTROL)
         .iter()

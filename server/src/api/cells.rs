@@ -80,6 +80,9 @@ impl CellService for CellServiceImpl {
                 0,
             ));
         }
+        if !capstan_storage::rules::validate::is_clean_name(&cell.cell_id) {
+            return Err(errors::status(ErrorKind::InvalidCell, "Invalid field: cell_id", 0));
+        }
         let id = cell.cell_id.clone();
         let command = pb::command::Kind::RegisterCell(pb::RegisterCell {
             cell: Some(cell.clone()),

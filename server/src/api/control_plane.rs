@@ -4,7 +4,7 @@
 use capstan_proto::pb::{
     self, control_plane_client::ControlPlaneClient, control_plane_server::ControlPlane, ErrorKind,
 };
-use capstan_storage::rules::{limits, validate};
+use capstan_storage::rules::validate;
 use tonic::{Request, Response, Status};
 
 use super::forward::{is_forwarded, on_leader, Forwarder, Served};
@@ -45,7 +45,7 @@ impl ControlPlane for ControlPlaneService {
         let Some(desired) = &req.desired_lrp else {
             return Err(errors::status(ErrorKind::InvalidLrp, "invalid action type", 0));
         };
-        validate::desired_lrp(desired).map_err(|m| errors::status(ErrorKind::InvalidLrp, m, 0))?;
+        validate::admit_desired_lrp(desired).map_err(|m| errors::status(ErrorKind::InvalidLrp, m, 0))?;
         let events = match self.fwd.propose(pb::command::Kind::DesireLrp(req.clone()), fwd).await? {
             Served::Here(events) => events,
             Served::Leader(addr) => return on_leader!(self.fwd, addr, ControlPlaneClient, desire_lrp, req),
@@ -60,7 +60,7 @@ impl ControlPlane for ControlPlaneService {
         let fwd = is_forwarded(&req);
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
-        validate::update(&req.update.clone().unwrap_or_default()).map_err(invalid_request)?;
+        validate::admit_update(&req.update.clone().unwrap_or_default()).map_err(invalid_request)?;
         if let Served::Leader(addr) = self
             .fwd
             .propose(pb::command::Kind::UpdateDesiredLrp(req.clone()), fwd)
@@ -103,7 +103,7 @@ impl ControlPlane for ControlPlaneService {
         let fwd = is_forwarded(&req);
         let req = req.into_inner();
         require("domain", &req.domain)?;
-        if req.domain.len() > limits::NAME_BYTES_MAX {
+        if !validate::is_clean_name(&req.domain) {
             return Err(errors::status(ErrorKind::InvalidDomain, "Invalid field: domain", 0));
         }
         if let Served::Leader(addr) = self

@@ -12,6 +12,8 @@ pub const CPU_WEIGHT_MAX: u32 = 100;
 /// Bytes of a process_guid or domain: they are parts of sled keys (u16 length prefix) and of URLs.
 pub const NAME_BYTES_MAX: usize = 1024;
 /// Depth of nested actions; a deeper tree is refused rather than recursed into.
-pub const ACTION_DEPTH_MAX: usize = 32;
+pub use capstan_proto::ACTION_DEPTH_MAX;
+/// Nesting depth of one raw JSON route value.
+pub use capstan_proto::ROUTE_JSON_DEPTH_MAX;
 /// Container ports per DesiredLRP.
 pub const PORTS_MAX: usize = 64;

@@ -146,6 +146,64 @@ pub fn update(u: &pb::DesiredLrpUpdate) -> Result<(), String> {
     errs.into_result()
 }
 
+/// Admission checks added after logs holding entries may exist. They run where a request is
+/// admitted (the server, before proposing) and never in apply, so replaying an older log still
+/// gives the same views: a domain (or other name) with control characters, and route values
+/// nested deeper than [`ROUTE_JSON_DEPTH_MAX`].
+pub fn admit_desired_lrp(d: &pb::DesiredLrp) -> Result<(), String> {
+    desired_lrp(d)?;
+    let mut errs = ValidationErrors::default();
+    if !is_clean_name(&d.domain) {
+        errs.field("domain");
+    }
+    if d.routes.values().any(|v| json_depth(v) > ROUTE_JSON_DEPTH_MAX) {
+        errs.field("routes");
+    }
+    errs.into_result()
+}
+
+/// As [`admit_desired_lrp`], for an update.
+pub fn admit_update(u: &pb::DesiredLrpUpdate) -> Result<(), String> {
+    update(u)?;
+    let mut errs = ValidationErrors::default();
+    if u.has_routes && u.routes.values().any(|v| json_depth(v) > ROUTE_JSON_DEPTH_MAX) {
+        errs.field("routes");
+    }
+    errs.into_result()
+}
+
+/// A domain, cell id or other name: non-empty, bounded, and free of control characters (NUL
+/// included), which would corrupt logs, terminals and URLs that show it.
+pub fn is_clean_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= NAME_BYTES_MAX && !s.chars().any(char::is_control)
+}
+
+/// How deeply a JSON text nests arrays and objects (brackets inside strings do not count).
+pub fn json_depth(json: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in json.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 fn routes_bytes(routes: &std::collections::BTreeMap<String, String>) -> usize {
     routes.values().map(String::len).sum()
 }
@@ -449,5 +507,35 @@ mod tests {
             Err("Invalid field: instances, Invalid field: annotation".into())
         );
         assert_eq!(update(&pb::DesiredLrpUpdate::default()), Ok(()));
+    }
+
+    #[test]
+    fn admission_refuses_control_characters_and_deep_routes() {
+        let mut d = valid();
+        assert!(admit_desired_lrp(&d).is_ok());
+        d.domain = "cf\0apps".into();
+        assert_eq!(admit_desired_lrp(&d), Err("Invalid field: domain".into()));
+        d.domain = "cf-apps".into();
+        let deep = format!(
+            "{}{}",
+            "[".repeat(ROUTE_JSON_DEPTH_MAX + 1),
+            "]".repeat(ROUTE_JSON_DEPTH_MAX + 1)
+        );
+        d.routes.insert("r".into(), deep);
+        assert_eq!(admit_desired_lrp(&d), Err("Invalid field: routes".into()));
+        let update = pb::DesiredLrpUpdate {
+            has_routes: true,
+            routes: d.routes.clone(),
+            ..Default::default()
+        };
+        assert_eq!(admit_update(&update), Err("Invalid field: routes".into()));
+        assert!(!is_clean_name("a\u{7}b") && !is_clean_name("") && is_clean_name("z1"));
+    }
+
+    #[test]
+    fn json_depth_counts_brackets_outside_strings() {
+        assert_eq!(json_depth("1"), 0);
+        assert_eq!(json_depth(r#"{"a":[1,{"b":2}]}"#), 3);
+        assert_eq!(json_depth(r#"["[[[[", "\"[["]"#), 1);
     }
 }

@@ -123,6 +123,23 @@ pub struct Action {
     pub codependent: Option<ActionList>,
 }
 
+impl Action {
+    /// Levels of nesting below and including this action (a leaf is 1).
+    pub fn depth(&self) -> usize {
+        let boxed = |a: &Option<Box<Action>>| a.as_ref().map_or(0, |a| a.depth());
+        let list = |l: &ActionList| l.actions.iter().flatten().map(Action::depth).max().unwrap_or(0);
+        let below = [
+            self.timeout.as_ref().map_or(0, |t| boxed(&t.action)),
+            self.emit_progress.as_ref().map_or(0, |e| boxed(&e.action)),
+            self.try_.as_ref().map_or(0, |t| boxed(&t.action)),
+            self.parallel.as_ref().map_or(0, list),
+            self.serial.as_ref().map_or(0, list),
+            self.codependent.as_ref().map_or(0, list),
+        ];
+        1 + below.into_iter().max().unwrap_or(0)
+    }
+}
+
 fn list_to_pb(l: ActionList) -> pb::ActionList {
     pb::ActionList {
         actions: l

@@ -54,6 +54,29 @@ pub struct DesiredLrpCreate {
     pub egress_rules: Vec<SecurityGroupRule>,
 }
 
+impl DesiredLrpCreate {
+    /// Refuses action trees deeper than [`capstan_proto::ACTION_DEPTH_MAX`] before they are
+    /// encoded: a much deeper one could not even be decoded by the node.
+    pub fn check_action_depth(&self) -> Result<(), String> {
+        let max = capstan_proto::ACTION_DEPTH_MAX;
+        let fields = [
+            ("setup", &self.setup),
+            ("action", &self.action),
+            ("monitor", &self.monitor),
+        ];
+        let too_deep: Vec<String> = fields
+            .iter()
+            .filter(|(_, a)| a.as_ref().is_some_and(|a| a.depth() > max))
+            .map(|(name, _)| format!("Invalid field: {name} (actions nest at most {max} deep)"))
+            .collect();
+        if too_deep.is_empty() {
+            Ok(())
+        } else {
+            Err(too_deep.join(", "))
+        }
+    }
+}
+
 fn routes_to_pb(routes: BTreeMap<String, Box<RawValue>>) -> BTreeMap<String, String> {
     routes.into_iter().map(|(k, v)| (k, v.get().to_owned())).collect()
 }
