@@ -11,7 +11,9 @@ use anyhow::{bail, Context, Result};
 
 pub mod bench;
 pub mod cluster;
+pub mod linearizability;
 pub mod load;
+pub mod nemesis;
 pub mod netns;
 
 /// How long a process may take to print its ready line.
