@@ -1,7 +1,9 @@
 //! A nemesis run against a real 3-node cluster, in the spirit of etcd's robustness tests and
 //! Jepsen: concurrent clients write and read registers (DesiredLRP annotations) through random
 //! nodes — so writes and linearizable reads go through followers and are forwarded — while the
-//! nemesis kills (-9) and restarts, or pauses (SIGSTOP/SIGCONT), the leader or a follower. Every
+//! nemesis kills (-9) and restarts, or pauses (SIGSTOP/SIGCONT), the leader or a follower, or
+//! cuts one off from the others with a network partition (each node in its own network namespace
+//! where the machine allows; said and skipped where it does not). Every
 //! operation's invocation and completion is recorded (acknowledged, refused, indeterminate) and
 //! the history is checked for linearizability (`linearizability.rs`). Reads flagged stale are
 //! never part of a checked history.
@@ -13,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, NodeSpec};
 use crate::linearizability::{self, Op, Operation, Violation};
+use crate::netns::NetLab;
 use crate::{lrp_json, send_signal, wait_for};
 
 /// The faults the nemesis injects, one per cycle, in turn.
@@ -24,15 +27,27 @@ pub enum Fault {
     KillFollower,
     PauseLeader,
     PauseFollower,
+    PartitionLeader,
+    PartitionFollower,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 4] = [
+    pub const ALL: [Fault; 6] = [
         Fault::KillLeader,
         Fault::KillFollower,
         Fault::PauseLeader,
         Fault::PauseFollower,
+        Fault::PartitionLeader,
+        Fault::PartitionFollower,
     ];
+
+    fn on_leader(self) -> bool {
+        matches!(self, Fault::KillLeader | Fault::PauseLeader | Fault::PartitionLeader)
+    }
+
+    fn is_partition(self) -> bool {
+        matches!(self, Fault::PartitionLeader | Fault::PartitionFollower)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -73,6 +88,8 @@ pub struct Report {
     /// injection until the next fault (or the end).
     pub worst_unavailability: BTreeMap<Fault, Duration>,
     pub verdict: Result<(), Violation>,
+    /// Why partitions were not injected, when they were not.
+    pub partitions_skipped: Option<String>,
 }
 
 impl std::fmt::Display for Report {
@@ -89,6 +106,9 @@ impl std::fmt::Display for Report {
                 "fault {fault:?}: {n} times, worst unavailability {:.2} s",
                 worst.as_secs_f64()
             )?;
+        }
+        if let Some(why) = &self.partitions_skipped {
+            writeln!(f, "partitions SKIPPED: {why}")?;
         }
         match &self.verdict {
             Ok(()) => write!(f, "verdict: linearizable"),
@@ -127,7 +147,37 @@ const INITIAL: &str = "initial";
 
 /// Runs the nemesis on a fresh 3-node cluster and checks the history.
 pub async fn run(cfg: &Config) -> Result<Report> {
-    let mut cluster = Cluster::start(3, &[])?;
+    let (lab, partitions_skipped) = match NetLab::create(3) {
+        Ok(lab) => (Some(lab), None),
+        Err(why) => (None, Some(why)),
+    };
+    let mut cluster = match &lab {
+        None => Cluster::start(3, &[])?,
+        Some(lab) => {
+            let dir = tempfile::tempdir()?;
+            let specs = lab
+                .hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    let id = i as u64 + 1;
+                    let spec = NodeSpec {
+                        id,
+                        grpc: format!("{}:7070", h.ip),
+                        http: format!("{}:8080", h.ip),
+                        data_dir: dir.path().join(format!("node{id}")),
+                        netns: Some(h.ns.clone()),
+                    };
+                    (id, spec)
+                })
+                .collect();
+            Cluster::start_specs(dir, specs, &[])?
+        }
+    };
+    let kinds: Vec<Fault> = Fault::ALL
+        .into_iter()
+        .filter(|f| lab.is_some() || !f.is_partition())
+        .collect();
     cluster.leader(Duration::from_secs(30)).await;
     let urls: Vec<String> = cluster.specs.values().map(|s| format!("http://{}", s.http)).collect();
     let http = reqwest::Client::builder().timeout(cfg.request_timeout).build()?;
@@ -177,17 +227,20 @@ pub async fn run(cfg: &Config) -> Result<Report> {
     let mut windows: Vec<(Fault, u64)> = Vec::new();
     for cycle in 0..cfg.cycles {
         tokio::time::sleep(Duration::from_millis(cfg.quiet_ms)).await;
-        let fault = Fault::ALL[cycle % Fault::ALL.len()];
+        let fault = kinds[cycle % kinds.len()];
         let leader = cluster.leader(Duration::from_secs(30)).await;
         let followers: Vec<u64> = cluster.nodes.keys().copied().filter(|id| *id != leader).collect();
-        let target = match fault {
-            Fault::KillLeader | Fault::PauseLeader => leader,
-            Fault::KillFollower | Fault::PauseFollower => followers[rng.below(followers.len())],
+        let target = if fault.on_leader() {
+            leader
+        } else {
+            followers[rng.below(followers.len())]
         };
+        let host = usize::try_from(target - 1)?;
         let injected_ns = shared.now_ns();
         match fault {
             Fault::KillLeader | Fault::KillFollower => cluster.kill9(target),
             Fault::PauseLeader | Fault::PauseFollower => signal(&cluster, target, 19)?,
+            Fault::PartitionLeader | Fault::PartitionFollower => lab.as_ref().context("no lab")?.isolate(host)?,
         }
         tokio::time::sleep(Duration::from_millis(cfg.fault_ms)).await;
         let healed_ns = shared.now_ns();
@@ -204,6 +257,7 @@ pub async fn run(cfg: &Config) -> Result<Report> {
         match fault {
             Fault::KillLeader | Fault::KillFollower => cluster.start_node(target)?,
             Fault::PauseLeader | Fault::PauseFollower => signal(&cluster, target, 18)?,
+            Fault::PartitionLeader | Fault::PartitionFollower => lab.as_ref().context("no lab")?.heal(host)?,
         }
         // The cluster serves writes again before the next fault.
         let shared2 = shared.clone();
@@ -238,6 +292,7 @@ pub async fn run(cfg: &Config) -> Result<Report> {
         faults,
         worst_unavailability: worst,
         verdict,
+        partitions_skipped,
     })
 }
 

@@ -7,7 +7,11 @@ use capstan_tests::nemesis::{self, Config, Fault};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn histories_under_kills_and_pauses_are_linearizable() {
-    let cfg = Config::default();
+    // Two rounds of every fault kind.
+    let cfg = Config {
+        cycles: 2 * Fault::ALL.len(),
+        ..Config::default()
+    };
     let report = nemesis::run(&cfg).await.expect("nemesis run");
     println!("{report}");
     for fault in Fault::ALL {
