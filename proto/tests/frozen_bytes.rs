@@ -70,6 +70,26 @@ fn actual() -> pb::ActualLrp {
     }
 }
 
+fn definition() -> pb::TaskDefinition {
+    pb::TaskDefinition {
+        definition_id: "testing-5c042dbe-5895-465e-bb53-c53c07dcd5ea".into(),
+        alias: "hello_world".into(),
+        group_name: "testing".into(),
+        image: "library/ubuntu:latest".into(),
+        command: "echo 'hi'".into(),
+        memory: 512,
+        env: vec![pb::EnvironmentVariable {
+            name: "A".into(),
+            value: "1".into(),
+        }],
+        tags: vec!["t".into()],
+        ports: vec![8080],
+        user: String::new(),
+        created_at: 1_700_000_000_000_000_000,
+        updated_at: 1_700_000_000_000_000_001,
+    }
+}
+
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
     let stamp = pb::Stamp {
         time_unix_ns: 1_700_000_000_000_000_000,
@@ -167,6 +187,33 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ("journal record", journal.encode_to_vec()),
         ("outcome", outcome.encode_to_vec()),
         ("snapshot header", header.encode_to_vec()),
+        ("task definition row", definition().encode_to_vec()),
+        (
+            "log entry (update task definition)",
+            pb::LogEntry {
+                version: 1,
+                log_id: Some(pb::LogId {
+                    term: 3,
+                    node_id: 1,
+                    index: 9,
+                }),
+                payload: Some(pb::log_entry::Payload::Proposal(pb::Proposal {
+                    version: 1,
+                    stamp: Some(stamp),
+                    command: Some(pb::Command {
+                        kind: Some(pb::command::Kind::UpdateTaskDefinition(pb::UpdateTaskDefinition {
+                            definition_id: "testing-1".into(),
+                            alias: "renamed".into(),
+                            memory: 256,
+                            has_tags: true,
+                            tags: vec!["a".into()],
+                            ..Default::default()
+                        })),
+                    }),
+                })),
+            }
+            .encode_to_vec(),
+        ),
     ]
 }
 
@@ -179,6 +226,8 @@ const FROZEN: &[(&str, &str)] = &[
     ("journal record", "08011007188080a8b1e39fe7cb17222522230a210a0377656210011a0763662d617070734001608080a8b1e39fe7cb1772030a016622183a160a140a0763662d61707073103c18052085b09dc2df01"),
     ("outcome", "1205080412016d"),
     ("snapshot header", "080112060802100118092205322d392d312804"),
+    ("task definition row", "0a2c74657374696e672d35633034326462652d353839352d343635652d626235332d633533633037646364356561120b68656c6c6f5f776f726c641a0774657374696e6722156c6962726172792f7562756e74753a6c61746573742a096563686f20276869273080043a060a01411201314201744a02903f588080a8b1e39fe7cb17608180a8b1e39fe7cb17"),
+    ("log entry (update task definition)", "0801120608031001180922400801121c088080a8b1e39fe7cb171101000000000000001902000000000000001a1e621c0a0974657374696e672d31120772656e616d656428800240014a0161"),
 ];
 
 #[test]
@@ -211,6 +260,7 @@ fn frozen_bytes_decode() {
             "journal record" => pb::JournalRecord::decode(bytes.as_slice()).is_ok(),
             "outcome" => pb::Outcome::decode(bytes.as_slice()).is_ok(),
             "snapshot header" => pb::SnapshotHeader::decode(bytes.as_slice()).is_ok(),
+            "task definition row" => pb::TaskDefinition::decode(bytes.as_slice()).is_ok_and(|d| d == definition()),
             _ => false,
         };
         assert!(ok, "{name} no longer decodes");

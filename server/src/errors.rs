@@ -11,8 +11,11 @@ pub fn status(kind: ErrorKind, message: impl Into<String>, retry_after_ms: u32) 
         ErrorKind::InvalidLrp | ErrorKind::InvalidRequest | ErrorKind::InvalidDomain | ErrorKind::InvalidCell => {
             Code::InvalidArgument
         }
-        ErrorKind::DesiredLrpNotFound | ErrorKind::ActualLrpIndexNotFound => Code::NotFound,
-        ErrorKind::DesiredLrpAlreadyExists => Code::AlreadyExists,
+        ErrorKind::DesiredLrpNotFound | ErrorKind::ActualLrpIndexNotFound | ErrorKind::DefinitionNotFound => {
+            Code::NotFound
+        }
+        ErrorKind::DesiredLrpAlreadyExists | ErrorKind::DefinitionAliasTaken => Code::AlreadyExists,
+        ErrorKind::InvalidDefinition => Code::InvalidArgument,
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::InsufficientStorage => Code::ResourceExhausted,
         ErrorKind::Internal | ErrorKind::Unspecified => Code::Internal,
@@ -35,6 +38,9 @@ pub fn rejection(r: &pb::Rejection) -> Status {
         RejectionKind::DesiredLrpNotFound => ErrorKind::DesiredLrpNotFound,
         RejectionKind::DesiredLrpAlreadyExists => ErrorKind::DesiredLrpAlreadyExists,
         RejectionKind::ActualLrpIndexNotFound => ErrorKind::ActualLrpIndexNotFound,
+        RejectionKind::InvalidDefinition => ErrorKind::InvalidDefinition,
+        RejectionKind::DefinitionNotFound => ErrorKind::DefinitionNotFound,
+        RejectionKind::DefinitionAliasTaken => ErrorKind::DefinitionAliasTaken,
         RejectionKind::UnknownCommand | RejectionKind::Unspecified => ErrorKind::Internal,
     };
     status(kind, r.message.clone(), 0)

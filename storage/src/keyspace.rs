@@ -42,11 +42,15 @@ pub enum Tree {
     Cells,
     /// `str cell_id ++ str process_guid ++ u32 index` → empty: the instances placed on a cell.
     ActualByCell,
+    /// `definition_id` → `TaskDefinition`.
+    TaskDefinitions,
+    /// `alias` → `definition_id` (aliases are unique).
+    TaskDefinitionsByAlias,
 }
 
 impl Tree {
     /// The registry: every tree, once. Views, apply, snapshots and replay derive their lists here.
-    pub const ALL: [Tree; 11] = [
+    pub const ALL: [Tree; 13] = [
         Tree::RaftLog,
         Tree::RaftMeta,
         Tree::StateMeta,
@@ -58,6 +62,8 @@ impl Tree {
         Tree::Journal,
         Tree::Cells,
         Tree::ActualByCell,
+        Tree::TaskDefinitions,
+        Tree::TaskDefinitionsByAlias,
     ];
 
     /// The sled tree name (persisted).
@@ -74,6 +80,8 @@ impl Tree {
             Tree::Journal => "event_journal",
             Tree::Cells => "cells",
             Tree::ActualByCell => "actual_lrps_by_cell",
+            Tree::TaskDefinitions => "task_definitions",
+            Tree::TaskDefinitionsByAlias => "task_definitions_by_alias",
         }
     }
 
@@ -88,7 +96,9 @@ impl Tree {
             | Tree::ActualByDomain
             | Tree::FreshDomains
             | Tree::Cells
-            | Tree::ActualByCell => Role::View,
+            | Tree::ActualByCell
+            | Tree::TaskDefinitions
+            | Tree::TaskDefinitionsByAlias => Role::View,
         }
     }
 

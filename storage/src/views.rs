@@ -179,6 +179,30 @@ impl Views {
     }
 }
 
+impl Views {
+    pub fn get_task_definition(&self, definition_id: &str) -> Result<Option<pb::TaskDefinition>, StoreError> {
+        self.tree(Tree::TaskDefinitions)
+            .get(definition_id.as_bytes())?
+            .map(|v| decode("task definition", &v))
+            .transpose()
+    }
+
+    pub fn task_definition_id_by_alias(&self, alias: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tree(Tree::TaskDefinitionsByAlias)
+            .get(alias.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Every task definition, in definition_id order (lazily read).
+    pub fn task_definitions(&self) -> RowIter<pb::TaskDefinition> {
+        Box::new(self.tree(Tree::TaskDefinitions).iter().map(|kv| {
+            kv.map_err(StoreError::from)
+                .and_then(|(_, v)| decode("task definition", &v))
+        }))
+    }
+}
+
 impl ViewRead for Views {
     type Error = StoreError;
 
@@ -196,5 +220,13 @@ impl ViewRead for Views {
 
     fn cell(&self, cell_id: &str) -> Result<Option<pb::Cell>, StoreError> {
         self.get_cell(cell_id)
+    }
+
+    fn task_definition(&self, definition_id: &str) -> Result<Option<pb::TaskDefinition>, StoreError> {
+        self.get_task_definition(definition_id)
+    }
+
+    fn task_definition_by_alias(&self, alias: &str) -> Result<Option<String>, StoreError> {
+        self.task_definition_id_by_alias(alias)
     }
 }

@@ -59,10 +59,28 @@ fn command() -> impl Strategy<Value = pb::command::Kind> {
             cell_id: c.into(),
             reason: "ttl".into()
         })),
+        (
+            prop::sample::select(vec!["x", "y"]),
+            prop::sample::select(vec!["g1", "g2"])
+        )
+            .prop_map(|(a, g)| {
+                Kind::CreateTaskDefinition(pb::CreateTaskDefinition {
+                    definition: Some(pb::TaskDefinition {
+                        alias: a.into(),
+                        group_name: g.into(),
+                        image: "ubuntu:latest".into(),
+                        command: "echo hi".into(),
+                        memory: 64,
+                        ..Default::default()
+                    }),
+                })
+            }),
         // Placeholders: filled from the live state when the log is built (see `concretize`).
         Just(Kind::PlaceActualLrps(pb::PlaceActualLrps::default())),
         Just(Kind::ReportActualLrps(pb::ReportActualLrps::default())),
         Just(Kind::ConvergeLrps(pb::ConvergeLrps::default())),
+        Just(Kind::UpdateTaskDefinition(pb::UpdateTaskDefinition::default())),
+        Just(Kind::DeleteTaskDefinition(pb::DeleteTaskDefinition::default())),
     ]
 }
 
@@ -140,6 +158,24 @@ fn concretize(sm: &StateMachine, kind: pb::command::Kind, seed: u64) -> pb::comm
                 ops.extend(capstan_storage::rules::convergence::plan(g, d.as_ref(), &mine, &ctx));
             }
             Kind::ConvergeLrps(pb::ConvergeLrps { ops })
+        }
+        Kind::UpdateTaskDefinition(_) => {
+            let defs: Vec<pb::TaskDefinition> = sm.views().task_definitions().filter_map(Result::ok).collect();
+            let pick = defs.get(usize::try_from(seed).unwrap_or(0) % defs.len().max(1));
+            Kind::UpdateTaskDefinition(pb::UpdateTaskDefinition {
+                definition_id: pick.map(|d| d.definition_id.clone()).unwrap_or_else(|| "none".into()),
+                // Sometimes an alias another definition holds (refused), sometimes a free one.
+                alias: ["x", "y", "z"][usize::try_from(seed % 3).unwrap_or(0)].into(),
+                command: format!("echo {seed}"),
+                ..Default::default()
+            })
+        }
+        Kind::DeleteTaskDefinition(_) => {
+            let defs: Vec<pb::TaskDefinition> = sm.views().task_definitions().filter_map(Result::ok).collect();
+            let pick = defs.get(usize::try_from(seed).unwrap_or(0) % defs.len().max(1));
+            Kind::DeleteTaskDefinition(pb::DeleteTaskDefinition {
+                definition_id: pick.map(|d| d.definition_id.clone()).unwrap_or_else(|| "none".into()),
+            })
         }
         other => other,
     }

@@ -64,6 +64,10 @@ impl From<tonic::Status> for ReceptorError {
             ErrorKind::DesiredLrpAlreadyExists => (StatusCode::CONFLICT, "DesiredLRPAlreadyExists"),
             ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             ErrorKind::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "InsufficientStorage"),
+            // Task-definition kinds never come from a Receptor route; mapped for completeness.
+            ErrorKind::InvalidDefinition => (StatusCode::BAD_REQUEST, "InvalidRequest"),
+            ErrorKind::DefinitionNotFound => (StatusCode::NOT_FOUND, "ResourceNotFound"),
+            ErrorKind::DefinitionAliasTaken => (StatusCode::CONFLICT, "ResourceConflict"),
             ErrorKind::Internal | ErrorKind::Unspecified => (StatusCode::INTERNAL_SERVER_ERROR, "UnknownError"),
         };
         ReceptorError {

@@ -351,7 +351,12 @@ impl Hub {
                         }
                         converge = true;
                     }
-                    Some(Ev::FreshDomainBumped(_)) | None => {}
+                    // Nothing the scheduler or the cells follow (yet: task runs will be).
+                    Some(Ev::FreshDomainBumped(_))
+                    | Some(Ev::TaskDefinitionCreated(_))
+                    | Some(Ev::TaskDefinitionChanged(_))
+                    | Some(Ev::TaskDefinitionDeleted(_))
+                    | None => {}
                 }
             }
         }

@@ -10,4 +10,5 @@ pub mod ids;
 pub mod lifecycle;
 pub mod limits;
 pub mod placement;
+pub mod task_definitions;
 pub mod validate;

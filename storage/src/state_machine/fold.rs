@@ -83,9 +83,39 @@ pub fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
                 Some(d.encode_to_vec()),
             );
         }
+        Some(Kind::TaskDefinitionCreated(pb::TaskDefinitionCreated { definition: Some(d) })) => {
+            put_definition(&mut put, d);
+        }
+        Some(Kind::TaskDefinitionChanged(pb::TaskDefinitionChanged {
+            before: Some(b),
+            after: Some(a),
+        })) => {
+            if b.alias != a.alias {
+                put(Tree::TaskDefinitionsByAlias, b.alias.as_bytes().to_vec(), None);
+            }
+            put_definition(&mut put, a);
+        }
+        Some(Kind::TaskDefinitionDeleted(pb::TaskDefinitionDeleted { definition: Some(d) })) => {
+            put(Tree::TaskDefinitions, d.definition_id.as_bytes().to_vec(), None);
+            put(Tree::TaskDefinitionsByAlias, d.alias.as_bytes().to_vec(), None);
+        }
         // An event without its payload changes nothing; decide never makes one.
         _ => {}
     }
+}
+
+/// The writes of a definition's new state: its row and its alias index.
+fn put_definition(put: &mut impl FnMut(Tree, Vec<u8>, Option<Vec<u8>>), d: &pb::TaskDefinition) {
+    put(
+        Tree::TaskDefinitions,
+        d.definition_id.as_bytes().to_vec(),
+        Some(d.encode_to_vec()),
+    );
+    put(
+        Tree::TaskDefinitionsByAlias,
+        d.alias.as_bytes().to_vec(),
+        Some(d.definition_id.as_bytes().to_vec()),
+    );
 }
 
 /// The writes of an actual's new state: its row, its domain index, its cell index.

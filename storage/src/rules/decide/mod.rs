@@ -12,6 +12,7 @@ mod events;
 mod instances;
 mod lrp;
 mod overlay;
+mod tasks;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +32,9 @@ pub trait ViewRead {
     fn actuals(&self, process_guid: &str) -> Result<Vec<pb::ActualLrp>, Self::Error>;
     fn actual(&self, process_guid: &str, index: u32) -> Result<Option<pb::ActualLrp>, Self::Error>;
     fn cell(&self, cell_id: &str) -> Result<Option<pb::Cell>, Self::Error>;
+    fn task_definition(&self, definition_id: &str) -> Result<Option<pb::TaskDefinition>, Self::Error>;
+    /// The id of the definition holding `alias`, if any.
+    fn task_definition_by_alias(&self, alias: &str) -> Result<Option<String>, Self::Error>;
 }
 
 /// The events a command causes, or why it was refused.
@@ -72,5 +76,8 @@ pub fn decide<V: ViewRead>(view: &V, stamp: &pb::Stamp, command: &pb::Command) -
         Some(Kind::RegisterCell(c)) => Ok(cells::register(c, cx)),
         Some(Kind::RemoveCell(c)) => cells::remove(view, c),
         Some(Kind::BumpFreshDomain(c)) => Ok(domains::bump(c, cx)),
+        Some(Kind::CreateTaskDefinition(c)) => tasks::create_definition(view, c, cx),
+        Some(Kind::UpdateTaskDefinition(c)) => tasks::update_definition(view, c, cx),
+        Some(Kind::DeleteTaskDefinition(c)) => tasks::delete_definition(view, c),
     }
 }

@@ -12,6 +12,7 @@ struct Mem {
     desired: RefCell<BTreeMap<String, pb::DesiredLrp>>,
     actual: RefCell<BTreeMap<(String, u32), pb::ActualLrp>>,
     cells: RefCell<BTreeMap<String, pb::Cell>>,
+    defs: RefCell<BTreeMap<String, pb::TaskDefinition>>,
 }
 
 impl ViewRead for Mem {
@@ -33,6 +34,17 @@ impl ViewRead for Mem {
     }
     fn cell(&self, id: &str) -> Result<Option<pb::Cell>, Infallible> {
         Ok(self.cells.borrow().get(id).cloned())
+    }
+    fn task_definition(&self, id: &str) -> Result<Option<pb::TaskDefinition>, Infallible> {
+        Ok(self.defs.borrow().get(id).cloned())
+    }
+    fn task_definition_by_alias(&self, alias: &str) -> Result<Option<String>, Infallible> {
+        Ok(self
+            .defs
+            .borrow()
+            .values()
+            .find(|d| d.alias == alias)
+            .map(|d| d.definition_id.clone()))
     }
 }
 
@@ -75,6 +87,13 @@ impl Mem {
                     Some(Ev::CellRegistered(c)) => {
                         let cell = c.cell.unwrap_or_default();
                         self.cells.borrow_mut().insert(cell.cell_id.clone(), cell);
+                    }
+                    Some(Ev::TaskDefinitionCreated(pb::TaskDefinitionCreated { definition: Some(d) }))
+                    | Some(Ev::TaskDefinitionChanged(pb::TaskDefinitionChanged { after: Some(d), .. })) => {
+                        self.defs.borrow_mut().insert(d.definition_id.clone(), d);
+                    }
+                    Some(Ev::TaskDefinitionDeleted(pb::TaskDefinitionDeleted { definition: Some(d) })) => {
+                        self.defs.borrow_mut().remove(&d.definition_id);
                     }
                     Some(Ev::CellRemoved(c)) => {
                         self.cells.borrow_mut().remove(&c.cell.unwrap_or_default().cell_id);
@@ -382,4 +401,56 @@ fn convergence_ops_are_rechecked() {
     let replaced = at(&m, 0);
     assert_eq!(replaced.state, ActualLrpState::Unclaimed as i32);
     assert_ne!(replaced.modification_tag.map(|t| t.epoch), Some(epoch));
+}
+
+fn definition(alias: &str) -> pb::command::Kind {
+    pb::command::Kind::CreateTaskDefinition(pb::CreateTaskDefinition {
+        definition: Some(pb::TaskDefinition {
+            alias: alias.into(),
+            group_name: "testing".into(),
+            image: "ubuntu:latest".into(),
+            command: "echo hi".into(),
+            memory: 512,
+            ..Default::default()
+        }),
+    })
+}
+
+#[test]
+fn task_definitions_create_update_delete_with_unique_aliases() {
+    let m = Mem::default();
+    assert!(m.run(1, definition("a")).is_ok());
+    let id = m.defs.borrow().keys().next().cloned().unwrap_or_default();
+    assert!(id.starts_with("testing-") && id.len() == "testing-".len() + 36, "{id}");
+    assert_eq!(
+        kind(&m.run(2, definition("a"))),
+        RejectionKind::DefinitionAliasTaken as i32
+    );
+    assert!(m.run(3, definition("b")).is_ok());
+    let rename = |alias: &str| {
+        pb::command::Kind::UpdateTaskDefinition(pb::UpdateTaskDefinition {
+            definition_id: id.clone(),
+            alias: alias.into(),
+            ..Default::default()
+        })
+    };
+    assert_eq!(kind(&m.run(4, rename("b"))), RejectionKind::DefinitionAliasTaken as i32);
+    assert!(m.run(5, rename("c")).is_ok());
+    let d = m.defs.borrow().get(&id).cloned().unwrap_or_default();
+    assert_eq!(
+        (d.alias.as_str(), d.command.as_str(), d.updated_at),
+        ("c", "echo hi", 5000)
+    );
+    let delete = pb::command::Kind::DeleteTaskDefinition(pb::DeleteTaskDefinition {
+        definition_id: id.clone(),
+    });
+    assert!(m.run(6, delete.clone()).is_ok());
+    assert_eq!(kind(&m.run(7, delete)), RejectionKind::DefinitionNotFound as i32);
+    let mut invalid = definition("x");
+    if let pb::command::Kind::CreateTaskDefinition(c) = &mut invalid {
+        if let Some(d) = c.definition.as_mut() {
+            d.image.clear();
+        }
+    }
+    assert_eq!(kind(&m.run(8, invalid)), RejectionKind::InvalidDefinition as i32);
 }
