@@ -4,12 +4,14 @@
 //! API boundary: this crate depends on `capstan-proto` only. It cannot reach storage or raft.
 
 pub mod common;
+pub mod flotilla;
 pub mod receptor;
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Router;
 use capstan_proto::pb::control_plane_client::ControlPlaneClient;
+use capstan_proto::pb::task_service_client::TaskServiceClient;
 use tonic::transport::Channel;
 
 /// Largest request body any route accepts (a DesiredLRP with a 10 KiB annotation, 4 KiB of
@@ -20,6 +22,8 @@ pub const REQUEST_BODY_BYTES_MAX: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct Gateway {
     pub client: ControlPlaneClient<Channel>,
+    /// Flotilla's task family, on the same channel.
+    pub tasks: TaskServiceClient<Channel>,
 }
 
 impl Gateway {
@@ -40,7 +44,8 @@ impl Gateway {
             _ => tonic::transport::Channel::balance_list(endpoints.into_iter()),
         };
         Ok(Self {
-            client: ControlPlaneClient::new(channel),
+            client: ControlPlaneClient::new(channel.clone()),
+            tasks: TaskServiceClient::new(channel),
         })
     }
 }
@@ -55,6 +60,8 @@ pub fn router(gateway: Gateway) -> Router {
 pub fn router_with(gateway: Gateway, limits: common::layers::RequestLimits) -> Router {
     let app = Router::new()
         .nest("/v1", receptor::routes())
+        .nest("/api/v1", flotilla::routes())
+        .nest("/api/v6", flotilla::routes())
         .fallback(not_found)
         .with_state(gateway);
     common::layers::apply(app, limits)

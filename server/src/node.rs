@@ -13,6 +13,7 @@ use capstan_proto::pb::admin_server::AdminServer;
 use capstan_proto::pb::cell_service_server::CellServiceServer;
 use capstan_proto::pb::control_plane_server::ControlPlaneServer;
 use capstan_proto::pb::raft_peer_server::RaftPeerServer;
+use capstan_proto::pb::task_service_server::TaskServiceServer;
 use capstan_raft::network::PEER_MESSAGE_BYTES_MAX;
 use capstan_raft::peer_service::PeerService;
 use capstan_raft::{NodeConfig, RaftNode};
@@ -22,6 +23,7 @@ use crate::api::admin::AdminService;
 use crate::api::cells::CellServiceImpl;
 use crate::api::control_plane::ControlPlaneService;
 use crate::api::forward::{Forwarder, Peers};
+use crate::api::tasks::TaskServiceImpl;
 use crate::leader::hub::Hub;
 use crate::leader::presence::{self, Presence};
 use crate::leader::{converger, scheduler};
@@ -125,6 +127,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
         let fwd = Forwarder::new(node.clone(), std::sync::Arc::new(Peers::default()));
         let cp = ControlPlaneServer::new(ControlPlaneService::new(fwd.clone()));
         let admin = AdminServer::new(AdminService::new(fwd.clone()));
+        let tasks = TaskServiceServer::new(TaskServiceImpl::new(fwd.clone()));
         let cells = CellServiceServer::new(CellServiceImpl::new(fwd, hub.clone(), presence));
         let peer = RaftPeerServer::new(PeerService::new(node.raft.clone()))
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
@@ -138,6 +141,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
                 .http2_keepalive_timeout(Some(grpc.keepalive_timeout))
                 .tcp_keepalive(Some(grpc.keepalive_interval))
                 .add_service(cp)
+                .add_service(tasks)
                 .add_service(admin)
                 .add_service(cells)
                 .add_service(peer)

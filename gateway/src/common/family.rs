@@ -9,23 +9,45 @@ use axum::response::{IntoResponse, Response};
 pub enum Family {
     /// Diego Receptor, under `/v1`: `{"name", "message"}`.
     Receptor,
+    /// Flotilla, under `/api/v1` and `/api/v6`: `{"error"}`.
+    Flotilla,
 }
 
 impl Family {
     /// The family a request path belongs to, if any.
     pub fn of_path(path: &str) -> Option<Family> {
-        (path == "/v1" || path.starts_with("/v1/")).then_some(Family::Receptor)
+        let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
+        if under("/v1") {
+            Some(Family::Receptor)
+        } else if under("/api/v1") || under("/api/v6") {
+            Some(Family::Flotilla)
+        } else {
+            None
+        }
     }
 
     /// An error answer in this family's shape. `name` is the family's error name for it.
     pub fn error(self, status: StatusCode, name: &str, message: &str, retry_after_s: Option<u32>) -> Response {
         let body = match self {
             Family::Receptor => serde_json::json!({ "name": name, "message": message }),
+            Family::Flotilla => serde_json::json!({ "error": message }),
         };
-        let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
-        if let Some(v) = retry_after_s.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+        json_error(
+            status,
+            body.to_string(),
+            retry_after_s.unwrap_or(0).saturating_mul(1000),
+        )
+    }
+}
+
+/// A JSON error answer, with `Retry-After` (whole seconds, at least 1) when a retry hint is given.
+pub fn json_error(status: StatusCode, body: impl Into<axum::body::Body>, retry_after_ms: u32) -> Response {
+    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body.into()).into_response();
+    if retry_after_ms > 0 {
+        let secs = retry_after_ms.div_ceil(1000).max(1);
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
-        resp
     }
+    resp
 }

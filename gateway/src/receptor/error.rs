@@ -1,11 +1,12 @@
 //! The Receptor error table: `{name, message}` bodies with the statuses of spec/receptor.md §1.1.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use capstan_proto::pb::ErrorKind;
 use serde::Serialize;
 
 use crate::common::body::BodyError;
+use crate::common::family::json_error;
 use crate::common::node_error::NodeError;
 
 #[derive(Debug, Serialize)]
@@ -82,13 +83,6 @@ impl From<tonic::Status> for ReceptorError {
 impl IntoResponse for ReceptorError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self).unwrap_or_default();
-        let mut resp = (self.status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-        if self.retry_after_ms > 0 {
-            let secs = self.retry_after_ms.div_ceil(1000).max(1);
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-        }
-        resp
+        json_error(self.status, body, self.retry_after_ms)
     }
 }

@@ -1,5 +1,5 @@
-//! The gRPC services a node serves: the public `ControlPlane`, the `Admin` service and the internal
-//! `CellService`. Each validates at the edge, then serves here or goes to the leader through
+//! The gRPC services a node serves: the public `ControlPlane` (Receptor LRPs) and `TaskService`
+//! (Flotilla tasks), the `Admin` service and the internal `CellService`. Each validates at the edge, then serves here or goes to the leader through
 //! `forward.rs`, the one place that decides that; `stream.rs` is the shared list streaming.
 
 pub mod admin;
@@ -7,3 +7,4 @@ pub mod cells;
 pub mod control_plane;
 pub mod forward;
 pub mod stream;
+pub mod tasks;

@@ -1,0 +1,80 @@
+//! Flotilla's error shape: `{"error": msg}` with 400 bad input, 404 missing, 409 conflict
+//! (spec/flotilla.md §1.1), plus 503/507 with `Retry-After` when the cluster cannot take a write.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use capstan_proto::pb::ErrorKind;
+
+use crate::common::body::BodyError;
+use crate::common::family::json_error;
+use crate::common::node_error::NodeError;
+
+#[derive(Debug)]
+pub struct FlotillaError {
+    pub status: StatusCode,
+    pub message: String,
+    pub retry_after_ms: u32,
+}
+
+impl FlotillaError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            retry_after_ms: 0,
+        }
+    }
+}
+
+impl From<BodyError> for FlotillaError {
+    fn from(e: BodyError) -> Self {
+        let (status, message) = match e {
+            BodyError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body is larger than {} bytes", crate::REQUEST_BODY_BYTES_MAX),
+            ),
+            BodyError::Timeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body stopped arriving before it was complete".to_owned(),
+            ),
+            BodyError::Read(m) | BodyError::Json(m) => (StatusCode::BAD_REQUEST, m),
+        };
+        Self {
+            status,
+            message,
+            retry_after_ms: 0,
+        }
+    }
+}
+
+impl From<tonic::Status> for FlotillaError {
+    fn from(s: tonic::Status) -> Self {
+        let e = NodeError::from(s);
+        let status = match e.kind {
+            ErrorKind::InvalidDefinition
+            | ErrorKind::InvalidRequest
+            | ErrorKind::InvalidLrp
+            | ErrorKind::InvalidDomain
+            | ErrorKind::InvalidCell => StatusCode::BAD_REQUEST,
+            ErrorKind::DefinitionNotFound | ErrorKind::DesiredLrpNotFound | ErrorKind::ActualLrpIndexNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ErrorKind::DefinitionAliasTaken | ErrorKind::DesiredLrpAlreadyExists => StatusCode::CONFLICT,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+            ErrorKind::Internal | ErrorKind::Unspecified => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self {
+            status,
+            message: e.message,
+            retry_after_ms: e.retry_after_ms,
+        }
+    }
+}
+
+impl IntoResponse for FlotillaError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.message }).to_string();
+        json_error(self.status, body, self.retry_after_ms)
+    }
+}

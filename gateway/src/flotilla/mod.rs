@@ -1,0 +1,264 @@
+//! Flotilla's task API (seed 002, CLASSIC semantics), served under `/api/v1` and `/api/v6`: task
+//! definitions — list, create, get (by id or alias), update, delete — and the groups, tags and
+//! clusters metadata. Every handler makes exactly one gRPC call. Runs, history and logs are not
+//! built yet (issue 8 goes on).
+
+pub mod dto;
+pub mod error;
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use capstan_proto::pb;
+use serde_json::{json, Value};
+
+use crate::common::body;
+use crate::common::extract::FamilyPath;
+use crate::Gateway;
+use dto::{fold_keys, Definition, DefinitionRequest};
+use error::FlotillaError;
+
+type Result<T> = std::result::Result<T, FlotillaError>;
+
+/// The filters a definition list accepts (anything else is refused, never interpolated).
+const DEFINITION_FILTERS: [&str; 4] = ["image", "group_name", "alias", "tag"];
+
+pub fn routes() -> Router<Gateway> {
+    Router::new()
+        .route("/task", get(list_definitions).post(create_definition))
+        .route(
+            "/task/{definition_id}",
+            get(get_definition).put(update_definition).delete(delete_definition),
+        )
+        .route("/task/alias/{alias}", get(get_definition_by_alias))
+        .route("/groups", get(list_groups))
+        .route("/tags", get(list_tags))
+        .route("/clusters", get(list_clusters))
+        .fallback(no_such_route)
+}
+
+async fn no_such_route(uri: axum::http::Uri) -> FlotillaError {
+    FlotillaError {
+        status: StatusCode::NOT_FOUND,
+        message: format!("no route for {}", uri.path()),
+        retry_after_ms: 0,
+    }
+}
+
+/// A JSON body decoded as Go does it: keys case-insensitive, unknown keys ignored.
+async fn folded<T: serde::de::DeserializeOwned>(req: Body) -> Result<T> {
+    let bytes = body::read(req).await?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| FlotillaError::bad_request(e.to_string()))?;
+    serde_json::from_value(fold_keys(value)).map_err(|e| FlotillaError::bad_request(e.to_string()))
+}
+
+fn ok(v: Value) -> Response {
+    (StatusCode::OK, Json(v)).into_response()
+}
+
+/// A definition in Flotilla's field order (written directly: a `Value` would sort the keys).
+fn definition(d: pb::TaskDefinition) -> Response {
+    (StatusCode::OK, Json(Definition::from(d))).into_response()
+}
+
+/// Flotilla's list envelope; every column filter given is echoed back as an array.
+#[derive(serde::Serialize)]
+struct DefinitionList {
+    total: u64,
+    definitions: Vec<Definition>,
+    limit: u32,
+    offset: u32,
+    sort_by: String,
+    order: String,
+    env_filters: BTreeMap<String, String>,
+    #[serde(flatten)]
+    filters: BTreeMap<String, Vec<String>>,
+}
+
+/// Query parameters, each with every value it was given (Flotilla's filters repeat).
+fn query_params(raw: Option<String>) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        out.entry(k.into_owned()).or_default().push(v.into_owned());
+    }
+    out
+}
+
+fn number(params: &BTreeMap<String, Vec<String>>, key: &str) -> Result<u32> {
+    match params.get(key).and_then(|v| v.first()) {
+        None => Ok(0),
+        Some(v) => v
+            .parse::<u32>()
+            .map_err(|_| FlotillaError::bad_request(format!("{key} must be a non-negative integer, was {v}"))),
+    }
+}
+
+fn single(params: &BTreeMap<String, Vec<String>>, key: &str) -> String {
+    params.get(key).and_then(|v| v.first()).cloned().unwrap_or_default()
+}
+
+async fn list_definitions(State(gw): State<Gateway>, RawQuery(raw): RawQuery) -> Result<Response> {
+    let params = query_params(raw);
+    for key in params.keys() {
+        if !DEFINITION_FILTERS.contains(&key.as_str())
+            && !["limit", "offset", "sort_by", "order"].contains(&key.as_str())
+        {
+            return Err(FlotillaError::bad_request(format!(
+                "unknown filter [{key}], must be one of [{}]",
+                DEFINITION_FILTERS.join(", ")
+            )));
+        }
+    }
+    let filter = |k: &str| params.get(k).cloned().unwrap_or_default();
+    let req = pb::ListTaskDefinitionsRequest {
+        limit: number(&params, "limit")?,
+        offset: number(&params, "offset")?,
+        sort_by: single(&params, "sort_by"),
+        order: single(&params, "order"),
+        image: filter("image"),
+        group_name: filter("group_name"),
+        alias: filter("alias"),
+        tag: filter("tag"),
+        consistency: pb::ReadConsistency::Linearizable as i32,
+    };
+    let (limit, offset) = (if req.limit == 0 { 1024 } else { req.limit }, req.offset);
+    let sort_by = if req.sort_by.is_empty() {
+        "group_name".to_owned()
+    } else {
+        req.sort_by.clone()
+    };
+    let order = if req.order.is_empty() {
+        "asc".to_owned()
+    } else {
+        req.order.clone()
+    };
+    let page = gw.tasks.clone().list_task_definitions(req).await?.into_inner();
+    let filters = params
+        .into_iter()
+        .filter(|(k, _)| DEFINITION_FILTERS.contains(&k.as_str()))
+        .collect();
+    let body = DefinitionList {
+        total: page.total,
+        definitions: page.definitions.into_iter().map(Definition::from).collect(),
+        limit,
+        offset,
+        sort_by,
+        order,
+        env_filters: BTreeMap::new(),
+        filters,
+    };
+    Ok((StatusCode::OK, Json(body)).into_response())
+}
+
+async fn create_definition(State(gw): State<Gateway>, req: Body) -> Result<Response> {
+    let request: DefinitionRequest = folded(req).await?;
+    let created = gw.tasks.clone().create_task_definition(request.into_create()).await?;
+    Ok(definition(created.into_inner()))
+}
+
+async fn get_definition(State(gw): State<Gateway>, FamilyPath(definition_id): FamilyPath<String>) -> Result<Response> {
+    let d = gw
+        .tasks
+        .clone()
+        .get_task_definition(pb::TaskDefinitionId {
+            definition_id,
+            consistency: pb::ReadConsistency::Linearizable as i32,
+        })
+        .await?;
+    Ok(definition(d.into_inner()))
+}
+
+async fn get_definition_by_alias(State(gw): State<Gateway>, FamilyPath(alias): FamilyPath<String>) -> Result<Response> {
+    let d = gw
+        .tasks
+        .clone()
+        .get_task_definition_by_alias(pb::TaskDefinitionAlias {
+            alias,
+            consistency: pb::ReadConsistency::Linearizable as i32,
+        })
+        .await?;
+    Ok(definition(d.into_inner()))
+}
+
+async fn update_definition(
+    State(gw): State<Gateway>,
+    FamilyPath(definition_id): FamilyPath<String>,
+    req: Body,
+) -> Result<Response> {
+    let request: DefinitionRequest = folded(req).await?;
+    let updated = gw
+        .tasks
+        .clone()
+        .update_task_definition(request.into_update(definition_id))
+        .await?;
+    Ok(definition(updated.into_inner()))
+}
+
+async fn delete_definition(
+    State(gw): State<Gateway>,
+    FamilyPath(definition_id): FamilyPath<String>,
+) -> Result<Response> {
+    let deleted = gw
+        .tasks
+        .clone()
+        .delete_task_definition(pb::TaskDefinitionId {
+            definition_id,
+            consistency: pb::ReadConsistency::Linearizable as i32,
+        })
+        .await?
+        .into_inner();
+    Ok(ok(json!({ "definition_id": deleted.definition_id, "deleted": true })))
+}
+
+/// `{"total", <key>: [...], "limit", "offset"}` over a sorted list of names, with `name` as a
+/// substring filter (Flotilla's metadata lists).
+fn name_page(key: &str, names: Vec<String>, raw: Option<String>) -> Result<Response> {
+    let params = query_params(raw);
+    let filter = single(&params, "name");
+    let matching: Vec<String> = names.into_iter().filter(|n| n.contains(&filter)).collect();
+    let limit = match number(&params, "limit")? {
+        0 => 1024,
+        n => n,
+    };
+    let offset = number(&params, "offset")?;
+    let page: Vec<&String> = matching
+        .iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(0))
+        .collect();
+    Ok(ok(
+        json!({ "total": matching.len(), key: page, "limit": limit, "offset": offset }),
+    ))
+}
+
+fn names_request() -> pb::ListNamesRequest {
+    pb::ListNamesRequest {
+        consistency: pb::ReadConsistency::Linearizable as i32,
+    }
+}
+
+async fn list_groups(State(gw): State<Gateway>, RawQuery(raw): RawQuery) -> Result<Response> {
+    let names = gw.tasks.clone().list_groups(names_request()).await?.into_inner().names;
+    name_page("groups", names, raw)
+}
+
+async fn list_tags(State(gw): State<Gateway>, RawQuery(raw): RawQuery) -> Result<Response> {
+    let names = gw.tasks.clone().list_tags(names_request()).await?.into_inner().names;
+    name_page("tags", names, raw)
+}
+
+async fn list_clusters(State(gw): State<Gateway>) -> Result<Response> {
+    let names = gw
+        .tasks
+        .clone()
+        .list_clusters(names_request())
+        .await?
+        .into_inner()
+        .names;
+    Ok(ok(json!({ "clusters": names })))
+}
