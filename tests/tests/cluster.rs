@@ -65,6 +65,27 @@ async fn three_nodes_a_write_through_any_node_is_read_through_every_node() {
         let r = n.post("/v1/desired_lrps", &lrp_json("via-1", "other-domain", 1)).await;
         assert_eq!(r.status, 409, "node {id}: {r:?}");
     }
+    // Flotilla's family goes through the same forwarding: define through every node, read through every node.
+    let mut defined = Vec::new();
+    for (id, n) in c.alive() {
+        let body = serde_json::json!({"alias": format!("def-{id}"), "group_name": "g", "image": "i",
+                                      "command": "true", "memory": 64});
+        let r = n.post("/api/v1/task", &body.to_string()).await;
+        assert_eq!(r.status, 200, "define through node {id}: {r:?}");
+        defined.push(r.json()["definition_id"].as_str().unwrap_or("").to_owned());
+        let r = n.post("/api/v1/task", &body.to_string()).await;
+        assert_eq!(
+            (r.status, r.json()["error"].is_string()),
+            (409, true),
+            "node {id}: {r:?}"
+        );
+    }
+    for (id, n) in c.alive() {
+        assert_eq!(n.get("/api/v1/task").await.json()["total"], 3, "node {id}");
+        for d in &defined {
+            assert_eq!(n.get(&format!("/api/v1/task/{d}")).await.status, 200, "node {id}: {d}");
+        }
+    }
     for (id, n) in c.alive() {
         converged(n, &want, &format!("node {id}'s own view")).await;
     }
