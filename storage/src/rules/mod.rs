@@ -10,5 +10,6 @@ pub mod ids;
 pub mod lifecycle;
 pub mod limits;
 pub mod placement;
+pub mod run_lifecycle;
 pub mod task_definitions;
 pub mod validate;
