@@ -189,6 +189,33 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ("snapshot header", header.encode_to_vec()),
         ("task definition row", definition().encode_to_vec()),
         (
+            "task run row",
+            pb::TaskRun {
+                run_id: "5c042dbe-5895-465e-bb53-c53c07dcd5eb".into(),
+                definition_id: "testing-1".into(),
+                alias: "hello".into(),
+                group_name: "testing".into(),
+                image: "ubuntu:latest".into(),
+                command: "echo hi".into(),
+                memory: 512,
+                env: vec![pb::EnvironmentVariable {
+                    name: "FLOTILLA_RUN_ID".into(),
+                    value: "5c042dbe".into(),
+                }],
+                cluster_name: "default".into(),
+                status: pb::TaskRunStatus::Stopped as i32,
+                queued_at: 1,
+                started_at: 2,
+                finished_at: 3,
+                exit_code: Some(0),
+                exit_reason: String::new(),
+                cell_id: "cell-1".into(),
+                attempt: 1,
+                stop_requested: false,
+            }
+            .encode_to_vec(),
+        ),
+        (
             "log entry (update task definition)",
             pb::LogEntry {
                 version: 1,
@@ -227,6 +254,7 @@ const FROZEN: &[(&str, &str)] = &[
     ("outcome", "1205080412016d"),
     ("snapshot header", "080112060802100118092205322d392d312804"),
     ("task definition row", "0a2c74657374696e672d35633034326462652d353839352d343635652d626235332d633533633037646364356561120b68656c6c6f5f776f726c641a0774657374696e6722156c6962726172792f7562756e74753a6c61746573742a096563686f20276869273080043a060a01411201314201744a02903f588080a8b1e39fe7cb17608180a8b1e39fe7cb17"),
+    ("task run row", "0a2435633034326462652d353839352d343635652d626235332d633533633037646364356562120974657374696e672d311a0568656c6c6f220774657374696e672a0d7562756e74753a6c617465737432076563686f206869388004421b0a0f464c4f54494c4c415f52554e5f4944120835633034326462654a0764656661756c745004580160026803700082010663656c6c2d31880101"),
     ("log entry (update task definition)", "0801120608031001180922400801121c088080a8b1e39fe7cb171101000000000000001902000000000000001a1e621c0a0974657374696e672d31120772656e616d656428800240014a0161"),
 ];
 
@@ -261,6 +289,7 @@ fn frozen_bytes_decode() {
             "outcome" => pb::Outcome::decode(bytes.as_slice()).is_ok(),
             "snapshot header" => pb::SnapshotHeader::decode(bytes.as_slice()).is_ok(),
             "task definition row" => pb::TaskDefinition::decode(bytes.as_slice()).is_ok_and(|d| d == definition()),
+            "task run row" => pb::TaskRun::decode(bytes.as_slice()).is_ok(),
             _ => false,
         };
         assert!(ok, "{name} no longer decodes");

@@ -14,7 +14,9 @@ pub fn status(kind: ErrorKind, message: impl Into<String>, retry_after_ms: u32) 
         ErrorKind::DesiredLrpNotFound | ErrorKind::ActualLrpIndexNotFound | ErrorKind::DefinitionNotFound => {
             Code::NotFound
         }
-        ErrorKind::DesiredLrpAlreadyExists | ErrorKind::DefinitionAliasTaken => Code::AlreadyExists,
+        ErrorKind::DesiredLrpAlreadyExists | ErrorKind::DefinitionAliasTaken | ErrorKind::ReservedEnv => {
+            Code::AlreadyExists
+        }
         ErrorKind::InvalidDefinition => Code::InvalidArgument,
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::InsufficientStorage => Code::ResourceExhausted,
@@ -41,6 +43,7 @@ pub fn rejection(r: &pb::Rejection) -> Status {
         RejectionKind::InvalidDefinition => ErrorKind::InvalidDefinition,
         RejectionKind::DefinitionNotFound => ErrorKind::DefinitionNotFound,
         RejectionKind::DefinitionAliasTaken => ErrorKind::DefinitionAliasTaken,
+        RejectionKind::ReservedEnv => ErrorKind::ReservedEnv,
         RejectionKind::UnknownCommand | RejectionKind::Unspecified => ErrorKind::Internal,
     };
     status(kind, r.message.clone(), 0)

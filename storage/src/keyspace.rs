@@ -46,11 +46,15 @@ pub enum Tree {
     TaskDefinitions,
     /// `alias` → `definition_id` (aliases are unique).
     TaskDefinitionsByAlias,
+    /// `run_id` → `TaskRun`.
+    TaskRuns,
+    /// `str definition_id ++ str run_id` → empty: a definition's runs (they outlive it).
+    TaskRunsByDefinition,
 }
 
 impl Tree {
     /// The registry: every tree, once. Views, apply, snapshots and replay derive their lists here.
-    pub const ALL: [Tree; 13] = [
+    pub const ALL: [Tree; 15] = [
         Tree::RaftLog,
         Tree::RaftMeta,
         Tree::StateMeta,
@@ -64,6 +68,8 @@ impl Tree {
         Tree::ActualByCell,
         Tree::TaskDefinitions,
         Tree::TaskDefinitionsByAlias,
+        Tree::TaskRuns,
+        Tree::TaskRunsByDefinition,
     ];
 
     /// The sled tree name (persisted).
@@ -82,6 +88,8 @@ impl Tree {
             Tree::ActualByCell => "actual_lrps_by_cell",
             Tree::TaskDefinitions => "task_definitions",
             Tree::TaskDefinitionsByAlias => "task_definitions_by_alias",
+            Tree::TaskRuns => "task_runs",
+            Tree::TaskRunsByDefinition => "task_runs_by_definition",
         }
     }
 
@@ -98,7 +106,9 @@ impl Tree {
             | Tree::Cells
             | Tree::ActualByCell
             | Tree::TaskDefinitions
-            | Tree::TaskDefinitionsByAlias => Role::View,
+            | Tree::TaskDefinitionsByAlias
+            | Tree::TaskRuns
+            | Tree::TaskRunsByDefinition => Role::View,
         }
     }
 
@@ -190,6 +200,13 @@ pub fn guid_of_desired_by_domain_key(key: &[u8], domain: &str) -> Option<String>
     let rest = key.get(2 + domain.len()..)?;
     let len = usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?));
     String::from_utf8(rest.get(2..2 + len)?.to_vec()).ok()
+}
+
+/// `str definition_id ++ str run_id`: a definition's runs sort together.
+pub fn run_by_definition_key(definition_id: &str, run_id: &str) -> Vec<u8> {
+    let mut k = domain_prefix(definition_id);
+    push_str(&mut k, run_id);
+    k
 }
 
 pub fn actual_key(process_guid: &str, index: u32) -> Vec<u8> {

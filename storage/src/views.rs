@@ -194,6 +194,13 @@ impl Views {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
+    pub fn get_task_run(&self, run_id: &str) -> Result<Option<pb::TaskRun>, StoreError> {
+        self.tree(Tree::TaskRuns)
+            .get(run_id.as_bytes())?
+            .map(|v| decode("task run", &v))
+            .transpose()
+    }
+
     /// Every task definition, in definition_id order (lazily read).
     pub fn task_definitions(&self) -> RowIter<pb::TaskDefinition> {
         Box::new(self.tree(Tree::TaskDefinitions).iter().map(|kv| {

@@ -81,6 +81,7 @@ fn command() -> impl Strategy<Value = pb::command::Kind> {
         Just(Kind::ConvergeLrps(pb::ConvergeLrps::default())),
         Just(Kind::UpdateTaskDefinition(pb::UpdateTaskDefinition::default())),
         Just(Kind::DeleteTaskDefinition(pb::DeleteTaskDefinition::default())),
+        Just(Kind::ExecuteTask(pb::ExecuteTask::default())),
     ]
 }
 
@@ -175,6 +176,18 @@ fn concretize(sm: &StateMachine, kind: pb::command::Kind, seed: u64) -> pb::comm
             let pick = defs.get(usize::try_from(seed).unwrap_or(0) % defs.len().max(1));
             Kind::DeleteTaskDefinition(pb::DeleteTaskDefinition {
                 definition_id: pick.map(|d| d.definition_id.clone()).unwrap_or_else(|| "none".into()),
+            })
+        }
+        Kind::ExecuteTask(_) => {
+            let defs: Vec<pb::TaskDefinition> = sm.views().task_definitions().filter_map(Result::ok).collect();
+            let pick = defs.get(usize::try_from(seed).unwrap_or(0) % defs.len().max(1));
+            Kind::ExecuteTask(pb::ExecuteTask {
+                definition_id: pick.map(|d| d.definition_id.clone()).unwrap_or_else(|| "none".into()),
+                cluster_name: String::new(),
+                env_overrides: vec![pb::EnvironmentVariable {
+                    name: "K".into(),
+                    value: seed.to_string(),
+                }],
             })
         }
         other => other,

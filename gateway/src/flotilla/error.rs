@@ -59,7 +59,9 @@ impl From<tonic::Status> for FlotillaError {
             ErrorKind::DefinitionNotFound | ErrorKind::DesiredLrpNotFound | ErrorKind::ActualLrpIndexNotFound => {
                 StatusCode::NOT_FOUND
             }
-            ErrorKind::DefinitionAliasTaken | ErrorKind::DesiredLrpAlreadyExists => StatusCode::CONFLICT,
+            ErrorKind::DefinitionAliasTaken | ErrorKind::DesiredLrpAlreadyExists | ErrorKind::ReservedEnv => {
+                StatusCode::CONFLICT
+            }
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             ErrorKind::Internal | ErrorKind::Unspecified => StatusCode::INTERNAL_SERVER_ERROR,

@@ -356,6 +356,7 @@ impl Hub {
                     | Some(Ev::TaskDefinitionCreated(_))
                     | Some(Ev::TaskDefinitionChanged(_))
                     | Some(Ev::TaskDefinitionDeleted(_))
+                    | Some(Ev::TaskRunQueued(_))
                     | None => {}
                 }
             }

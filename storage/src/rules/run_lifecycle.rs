@@ -5,7 +5,8 @@
 //! all; nothing leaves STOPPED. Stop: a QUEUED (or NEEDS_RETRY) run is STOPPED at once; one on a
 //! cell is marked and the cell kills it and reports the exit; a STOPPED one is left as it is.
 //!
-//! Not yet driven by any command: the commands, the scheduler and the cell side come next (issue 8).
+//! `ExecuteTask` queues runs; placing, reporting and stopping them (commands, scheduler, cell side)
+//! come next (issue 8) and are to go through these functions.
 
 use crate::pb::{self, TaskRunStatus as S};
 

@@ -99,6 +99,14 @@ pub fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
             put(Tree::TaskDefinitions, d.definition_id.as_bytes().to_vec(), None);
             put(Tree::TaskDefinitionsByAlias, d.alias.as_bytes().to_vec(), None);
         }
+        Some(Kind::TaskRunQueued(pb::TaskRunQueued { run: Some(r) })) => {
+            put(Tree::TaskRuns, r.run_id.as_bytes().to_vec(), Some(r.encode_to_vec()));
+            put(
+                Tree::TaskRunsByDefinition,
+                ks::run_by_definition_key(&r.definition_id, &r.run_id),
+                Some(vec![]),
+            );
+        }
         // An event without its payload changes nothing; decide never makes one.
         _ => {}
     }

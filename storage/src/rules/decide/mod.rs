@@ -79,5 +79,6 @@ pub fn decide<V: ViewRead>(view: &V, stamp: &pb::Stamp, command: &pb::Command) -
         Some(Kind::CreateTaskDefinition(c)) => tasks::create_definition(view, c, cx),
         Some(Kind::UpdateTaskDefinition(c)) => tasks::update_definition(view, c, cx),
         Some(Kind::DeleteTaskDefinition(c)) => tasks::delete_definition(view, c),
+        Some(Kind::ExecuteTask(c)) => tasks::execute(view, c, cx),
     }
 }

@@ -1,5 +1,6 @@
 //! Flotilla task definitions: create (the id is `<group_name>-<uuid4>` from the entry's seed),
-//! update (merge non-empty; a taken alias is refused), delete (deregister).
+//! update (merge non-empty; a taken alias is refused), delete (deregister); and execute, which
+//! queues a run with the definition's fields as they are now.
 
 use super::events::ev;
 use super::{reject, Ctx, Decision, ViewRead};
@@ -79,4 +80,61 @@ pub fn delete_definition<V: ViewRead>(view: &V, c: &pb::DeleteTaskDefinition) ->
     Ok(Ok(vec![ev(Ev::TaskDefinitionDeleted(pb::TaskDefinitionDeleted {
         definition: Some(d),
     }))]))
+}
+
+/// Env names Flotilla sets itself; an override naming one is refused (DECISIONS: 409).
+pub const RESERVED_ENV: [&str; 3] = ["FLOTILLA_RUN_ID", "FLOTILLA_SERVER_MODE", "FLOTILLA_RUN_OWNER_ID"];
+/// `FLOTILLA_SERVER_MODE` as Capstan sets it.
+pub const SERVER_MODE: &str = "capstan";
+
+/// Queues a run: the definition's fields snapshotted, env = definition env, then the overrides
+/// (replacing a same-named variable), then Flotilla's reserved variables.
+pub fn execute<V: ViewRead>(view: &V, c: &pb::ExecuteTask, cx: &mut Ctx) -> Result<Decision, V::Error> {
+    if let Some(bad) = c.env_overrides.iter().find(|e| RESERVED_ENV.contains(&e.name.as_str())) {
+        return Ok(Err(reject(
+            RejectionKind::ReservedEnv,
+            format!("environment variable {} is reserved", bad.name),
+        )));
+    }
+    let Some(d) = view.task_definition(&c.definition_id)? else {
+        return Ok(Err(not_found(&c.definition_id)));
+    };
+    let run_id = cx.ids.next_uuid();
+    let mut env: Vec<pb::EnvironmentVariable> = d.env.clone();
+    for o in &c.env_overrides {
+        match env.iter_mut().find(|e| e.name == o.name) {
+            Some(e) => e.value = o.value.clone(),
+            None => env.push(o.clone()),
+        }
+    }
+    for (name, value) in [
+        ("FLOTILLA_RUN_ID", run_id.as_str()),
+        ("FLOTILLA_SERVER_MODE", SERVER_MODE),
+        ("FLOTILLA_RUN_OWNER_ID", ""),
+    ] {
+        env.push(pb::EnvironmentVariable {
+            name: name.into(),
+            value: value.into(),
+        });
+    }
+    let cluster_name = if c.cluster_name.is_empty() {
+        "default"
+    } else {
+        c.cluster_name.as_str()
+    };
+    let run = pb::TaskRun {
+        run_id,
+        definition_id: d.definition_id,
+        alias: d.alias,
+        group_name: d.group_name,
+        image: d.image,
+        command: d.command,
+        memory: d.memory,
+        env,
+        cluster_name: cluster_name.to_owned(),
+        status: pb::TaskRunStatus::Queued as i32,
+        queued_at: cx.now,
+        ..Default::default()
+    };
+    Ok(Ok(vec![ev(Ev::TaskRunQueued(pb::TaskRunQueued { run: Some(run) }))]))
 }

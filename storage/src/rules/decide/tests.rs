@@ -454,3 +454,74 @@ fn task_definitions_create_update_delete_with_unique_aliases() {
     }
     assert_eq!(kind(&m.run(8, invalid)), RejectionKind::InvalidDefinition as i32);
 }
+
+#[test]
+fn execute_queues_a_run_with_the_definition_snapshot_and_flotilla_env() {
+    let m = Mem::default();
+    let mut create = definition("job");
+    if let pb::command::Kind::CreateTaskDefinition(c) = &mut create {
+        if let Some(d) = c.definition.as_mut() {
+            d.env = vec![
+                pb::EnvironmentVariable {
+                    name: "A".into(),
+                    value: "1".into(),
+                },
+                pb::EnvironmentVariable {
+                    name: "B".into(),
+                    value: "2".into(),
+                },
+            ];
+        }
+    }
+    assert!(m.run(1, create).is_ok());
+    let id = m.defs.borrow().keys().next().cloned().unwrap_or_default();
+    let execute = |overrides: Vec<(&str, &str)>| {
+        pb::command::Kind::ExecuteTask(pb::ExecuteTask {
+            definition_id: id.clone(),
+            cluster_name: String::new(),
+            env_overrides: overrides
+                .into_iter()
+                .map(|(n, v)| pb::EnvironmentVariable {
+                    name: n.into(),
+                    value: v.into(),
+                })
+                .collect(),
+        })
+    };
+    let events = m
+        .run(2, execute(vec![("B", "override"), ("C", "3")]))
+        .unwrap_or_default();
+    let Some(Ev::TaskRunQueued(q)) = events.first().and_then(|e| e.kind.clone()) else {
+        panic!("no run queued: {events:?}");
+    };
+    let run = q.run.unwrap_or_default();
+    assert_eq!(run.status, pb::TaskRunStatus::Queued as i32);
+    assert_eq!(
+        (run.cluster_name.as_str(), run.queued_at, run.command.as_str()),
+        ("default", 2000, "echo hi")
+    );
+    let env: Vec<(String, String)> = run.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect();
+    let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "A",
+            "B",
+            "C",
+            "FLOTILLA_RUN_ID",
+            "FLOTILLA_SERVER_MODE",
+            "FLOTILLA_RUN_OWNER_ID"
+        ]
+    );
+    assert_eq!(env[1].1, "override");
+    assert_eq!(env[3].1, run.run_id);
+    assert_eq!(
+        kind(&m.run(3, execute(vec![("FLOTILLA_RUN_ID", "x")]))),
+        RejectionKind::ReservedEnv as i32
+    );
+    let missing = pb::command::Kind::ExecuteTask(pb::ExecuteTask {
+        definition_id: "nope".into(),
+        ..Default::default()
+    });
+    assert_eq!(kind(&m.run(4, missing)), RejectionKind::DefinitionNotFound as i32);
+}
