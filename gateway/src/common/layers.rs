@@ -65,7 +65,9 @@ pub fn apply(router: Router, limits: RequestLimits) -> Router {
         )
 }
 
-/// 413 at once for a `Content-Length` over the limit: the body is never waited for.
+/// 413 at once for a `Content-Length` over the limit: the answer does not wait for the body.
+/// The body is still read and dropped for a while in the background (a lingering close), so that
+/// a client busy uploading it gets to read the 413 instead of a reset connection.
 async fn refuse_declared_oversize(req: Request, next: Next) -> Response {
     let declared = req
         .headers()
@@ -74,18 +76,38 @@ async fn refuse_declared_oversize(req: Request, next: Next) -> Response {
         .and_then(|v| v.trim().parse::<u64>().ok());
     match declared {
         Some(n) if n > REQUEST_BODY_BYTES_MAX as u64 => {
+            let family = Family::of_path(req.uri().path());
+            tokio::spawn(drain(req.into_body()));
             let message = format!("request body is larger than {REQUEST_BODY_BYTES_MAX} bytes");
-            let mut resp = match Family::of_path(req.uri().path()) {
+            let mut resp = match family {
                 Some(f) => f.error(StatusCode::PAYLOAD_TOO_LARGE, "InvalidRequest", &message, None),
                 None => (StatusCode::PAYLOAD_TOO_LARGE, message).into_response(),
             };
-            // The unread body stays on the connection: close it rather than read 10 MiB.
             resp.headers_mut()
                 .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
             resp
         }
         _ => next.run(req).await,
     }
+}
+
+/// How long, and how much of, an oversize body is read and dropped after its 413.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+async fn drain(body: axum::body::Body) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len());
+            if read > LINGER_BYTES_MAX {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// The router's own 405 (a known path, another method) has an empty body: give it the family's
