@@ -94,23 +94,28 @@ async fn compose_cluster_serves_the_receptor_api() {
         },
     )
     .await;
-    let d: serde_json::Value = client
-        .get(format!("{base}/v1/desired_lrps/compose-web"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    // Every node serves the reads (the gateway balances over them); a node that has not yet heard
+    // who leads answers 503 + Retry-After, which a client retries, as this one does.
+    let read = |path: String| {
+        let (client, url) = (client.clone(), format!("{base}{path}"));
+        async move {
+            wait_for(&format!("GET {url} to be served"), Duration::from_secs(30), || {
+                let (client, url) = (client.clone(), url.clone());
+                async move {
+                    let r = client.get(&url).send().await.ok()?;
+                    match r.status().as_u16() {
+                        200 => r.json::<serde_json::Value>().await.ok(),
+                        503 => None,
+                        other => panic!("GET {url}: unexpected status {other}"),
+                    }
+                }
+            })
+            .await
+        }
+    };
+    let d = read("/v1/desired_lrps/compose-web".into()).await;
     assert_eq!(d["instances"], 2);
-    let a: serde_json::Value = client
-        .get(format!("{base}/v1/actual_lrps/compose-web"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let a = read("/v1/actual_lrps/compose-web".into()).await;
     assert_eq!(a.as_array().map(Vec::len), Some(2));
     let r = client
         .get(format!("{base}/v1/desired_lrps/missing"))
