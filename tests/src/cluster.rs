@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+use crate::netns::NetLab;
 use crate::{capstan_bin, wait_for, Capstan};
 
 /// How one node is started (kept so that it can be restarted the same way).
@@ -54,6 +55,28 @@ impl Cluster {
                 },
             );
         }
+        Self::start_specs(dir, specs, extra_args)
+    }
+
+    /// Starts one founding node on each host of `lab` (its own network namespace and address), so a
+    /// test can cut any of them off.
+    pub fn start_in_lab(lab: &NetLab, extra_args: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let specs = lab
+            .hosts
+            .iter()
+            .zip(1u64..)
+            .map(|(h, id)| {
+                let spec = NodeSpec {
+                    id,
+                    grpc: format!("{}:7070", h.ip),
+                    http: format!("{}:8080", h.ip),
+                    data_dir: dir.path().join(format!("node{id}")),
+                    netns: Some(h.ns.clone()),
+                };
+                (id, spec)
+            })
+            .collect();
         Self::start_specs(dir, specs, extra_args)
     }
 

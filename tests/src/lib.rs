@@ -90,13 +90,18 @@ impl Capstan {
 
     /// Starts `capstan dev <extra>` on free loopback ports with its data in `data_dir`.
     pub fn dev_with(data_dir: &Path, extra: &[&str]) -> Result<Self> {
-        let mut args: Vec<String> = ["dev", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--data-dir"]
+        Self::spawn(&Self::dev_args(data_dir, extra), data_dir, None)
+    }
+
+    /// The arguments of `capstan dev <extra>` on free loopback ports with its data in `data_dir`
+    /// (for starting it under a wrapper, see [`Capstan::spawn_under`]).
+    pub fn dev_args(data_dir: &Path, extra: &[&str]) -> Vec<String> {
+        ["dev", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--data-dir"]
             .iter()
             .map(|s| s.to_string())
-            .collect();
-        args.push(data_dir.display().to_string());
-        args.extend(extra.iter().map(|s| s.to_string()));
-        Self::spawn(&args, data_dir, None)
+            .chain([data_dir.display().to_string()])
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect()
     }
 
     /// Starts `capstan <args>` (inside network namespace `netns` when given) and waits for its

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::cluster::{Cluster, NodeSpec};
+use crate::cluster::Cluster;
 use crate::linearizability::{self, Op, Operation, Violation};
 use crate::netns::NetLab;
 use crate::{lrp_json, send_signal, wait_for};
@@ -153,26 +153,7 @@ pub async fn run(cfg: &Config) -> Result<Report> {
     };
     let mut cluster = match &lab {
         None => Cluster::start(3, &[])?,
-        Some(lab) => {
-            let dir = tempfile::tempdir()?;
-            let specs = lab
-                .hosts
-                .iter()
-                .enumerate()
-                .map(|(i, h)| {
-                    let id = i as u64 + 1;
-                    let spec = NodeSpec {
-                        id,
-                        grpc: format!("{}:7070", h.ip),
-                        http: format!("{}:8080", h.ip),
-                        data_dir: dir.path().join(format!("node{id}")),
-                        netns: Some(h.ns.clone()),
-                    };
-                    (id, spec)
-                })
-                .collect();
-            Cluster::start_specs(dir, specs, &[])?
-        }
+        Some(lab) => Cluster::start_in_lab(lab, &[])?,
     };
     let kinds: Vec<Fault> = Fault::ALL
         .into_iter()

@@ -14,29 +14,23 @@ const BODY_IDLE_TIMEOUT_MS: u64 = 600;
 const CONNECTIONS_MAX: usize = 16;
 
 fn start(dir: &std::path::Path) -> Capstan {
-    let mut args: Vec<String> = [
-        "dev",
+    let (header, body, cap) = (
+        HEADER_TIMEOUT_MS.to_string(),
+        BODY_IDLE_TIMEOUT_MS.to_string(),
+        CONNECTIONS_MAX.to_string(),
+    );
+    let extra = [
         "--no-cell",
-        "--http",
-        "127.0.0.1:0",
-        "--grpc",
-        "127.0.0.1:0",
-        "--data-dir",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.push(dir.display().to_string());
-    for (flag, v) in [
-        ("--http-header-timeout-ms", HEADER_TIMEOUT_MS.to_string()),
-        ("--http-body-idle-timeout-ms", BODY_IDLE_TIMEOUT_MS.to_string()),
-        ("--http-connections-max", CONNECTIONS_MAX.to_string()),
-        ("--grpc-connections-max", CONNECTIONS_MAX.to_string()),
-    ] {
-        args.push(flag.into());
-        args.push(v);
-    }
-    Capstan::spawn(&args, dir, None).expect("start")
+        "--http-header-timeout-ms",
+        header.as_str(),
+        "--http-body-idle-timeout-ms",
+        body.as_str(),
+        "--http-connections-max",
+        cap.as_str(),
+        "--grpc-connections-max",
+        cap.as_str(),
+    ];
+    Capstan::dev_with(dir, &extra).expect("start")
 }
 
 fn addr(c: &Capstan) -> String {

@@ -79,22 +79,7 @@ fn big_lrp(guid: &str) -> String {
 }
 
 fn dev_args(data: &Path, floor_mb: u32) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "dev",
-        "--no-cell",
-        "--http",
-        "127.0.0.1:0",
-        "--grpc",
-        "127.0.0.1:0",
-        "--data-dir",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    a.push(data.display().to_string());
-    a.push("--disk-free-floor-mb".into());
-    a.push(floor_mb.to_string());
-    a
+    Capstan::dev_args(data, &["--no-cell", "--disk-free-floor-mb", &floor_mb.to_string()])
 }
 
 #[tokio::test]

@@ -120,19 +120,7 @@ async fn every_acknowledged_write_is_fdatasynced_before_the_answer() {
     let data = dir.path().join("data");
     let trace_file = dir.path().join("strace.txt");
     let trace_arg = trace_file.display().to_string();
-    let args: Vec<String> = [
-        "dev",
-        "--no-cell",
-        "--http",
-        "127.0.0.1:0",
-        "--grpc",
-        "127.0.0.1:0",
-        "--data-dir",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([data.display().to_string()])
-    .collect();
+    let args = Capstan::dev_args(&data, &["--no-cell"]);
     let wrapper = [
         "strace",
         "-f",

@@ -3,10 +3,10 @@
 //! leader and goes on, and after healing there is one history that the old leader holds too.
 //! Needs root (network namespaces, iptables); skips with a message where that is missing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use capstan_tests::cluster::{Cluster, NodeSpec};
+use capstan_tests::cluster::Cluster;
 use capstan_tests::load::Load;
 use capstan_tests::netns::NetLab;
 use capstan_tests::{lrp_json, wait_for, Capstan};
@@ -40,25 +40,7 @@ async fn partitioned_leader_refuses_writes_majority_goes_on_and_history_heals() 
             return;
         }
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let specs: BTreeMap<u64, NodeSpec> = lab
-        .hosts
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let id = i as u64 + 1;
-            let spec = NodeSpec {
-                id,
-                grpc: format!("{}:7070", h.ip),
-                http: format!("{}:8080", h.ip),
-                data_dir: dir.path().join(format!("node{id}")),
-                netns: Some(h.ns.clone()),
-            };
-            (id, spec)
-        })
-        .collect();
-    let inner = tempfile::tempdir().expect("tempdir");
-    let c = Cluster::start_specs(inner, specs, &[]).expect("cluster in namespaces");
+    let c = Cluster::start_in_lab(&lab, &[]).expect("cluster in namespaces");
     let old = c.leader(Duration::from_secs(20)).await;
     let majority: Vec<u64> = c.nodes.keys().copied().filter(|id| *id != old).collect();
 
