@@ -22,3 +22,14 @@ pub const ROUTE_JSON_DEPTH_MAX: usize = 16;
 /// The version written into every `LogEntry`, `Proposal`, `JournalRecord` and `SnapshotHeader`.
 /// A reader refuses a version it does not know rather than guessing.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// Flotilla's name of a task run status, as its API and its filters spell it.
+pub fn task_run_status_name(status: i32) -> &'static str {
+    match pb::TaskRunStatus::try_from(status).unwrap_or(pb::TaskRunStatus::Unspecified) {
+        pb::TaskRunStatus::Queued | pb::TaskRunStatus::Unspecified => "QUEUED",
+        pb::TaskRunStatus::Pending => "PENDING",
+        pb::TaskRunStatus::Running => "RUNNING",
+        pb::TaskRunStatus::Stopped => "STOPPED",
+        pb::TaskRunStatus::NeedsRetry => "NEEDS_RETRY",
+    }
+}

@@ -212,6 +212,92 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 cell_id: "cell-1".into(),
                 attempt: 1,
                 stop_requested: false,
+                tags: vec![],
+                cell_address: String::new(),
+                log_addr: String::new(),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "task run row (placed, with tags)",
+            pb::TaskRun {
+                run_id: "r1".into(),
+                status: pb::TaskRunStatus::Running as i32,
+                tags: vec!["t".into()],
+                cell_id: "cell-1".into(),
+                cell_address: "10.0.0.1".into(),
+                log_addr: "10.0.0.1:7071".into(),
+                attempt: 2,
+                stop_requested: true,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "log entry (report task runs)",
+            pb::LogEntry {
+                version: 1,
+                log_id: Some(pb::LogId {
+                    term: 3,
+                    node_id: 1,
+                    index: 10,
+                }),
+                payload: Some(pb::log_entry::Payload::Proposal(pb::Proposal {
+                    version: 1,
+                    stamp: Some(stamp),
+                    command: Some(pb::Command {
+                        kind: Some(pb::command::Kind::ReportTaskRuns(pb::ReportTaskRuns {
+                            reports: vec![pb::TaskRunReport {
+                                run_id: "r1".into(),
+                                cell_id: "cell-1".into(),
+                                attempt: 2,
+                                kind: pb::TaskRunReportKind::Exited as i32,
+                                exit_code: 3,
+                                reason: "Exited with status 3".into(),
+                            }],
+                        })),
+                    }),
+                })),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "command (place task runs)",
+            pb::Command {
+                kind: Some(pb::command::Kind::PlaceTaskRuns(pb::PlaceTaskRuns {
+                    placements: vec![pb::TaskRunPlacement {
+                        run_id: "r1".into(),
+                        attempt: 1,
+                        cell_id: "cell-1".into(),
+                    }],
+                })),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "command (stop task run)",
+            pb::Command {
+                kind: Some(pb::command::Kind::StopTaskRun(pb::StopTaskRun { run_id: "r1".into() })),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "event (task run changed)",
+            pb::Event {
+                kind: Some(pb::event::Kind::TaskRunChanged(pb::TaskRunChanged {
+                    before: Some(pb::TaskRun {
+                        run_id: "r1".into(),
+                        status: pb::TaskRunStatus::Queued as i32,
+                        ..Default::default()
+                    }),
+                    after: Some(pb::TaskRun {
+                        run_id: "r1".into(),
+                        status: pb::TaskRunStatus::Pending as i32,
+                        cell_id: "cell-1".into(),
+                        attempt: 1,
+                        ..Default::default()
+                    }),
+                })),
             }
             .encode_to_vec(),
         ),
@@ -245,7 +331,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 const FROZEN: &[(&str, &str)] = &[
-    ("log entry (desire lrp)", "0801120608021001180722c1010801121c088080a8b1e39fe7cb171101000000000000001902000000000000001a9e010a9b010a98010a03776562120763662d617070731a147072656c6f616465643a63666c696e757866733420032a060a01411201313a1d221b0a131a110a02736812022d631201783204766361701080e497d012483c508002588001600a7202903f7a060a01611201317a080a016212035b325d8201026c679a01046e6f7465a201140a03746370120a31302e302e302e302f381a0150aa01050a01651002"),
+("log entry (desire lrp)", "0801120608021001180722c1010801121c088080a8b1e39fe7cb171101000000000000001902000000000000001a9e010a9b010a98010a03776562120763662d617070731a147072656c6f616465643a63666c696e757866733420032a060a01411201313a1d221b0a131a110a02736812022d631201783204766361701080e497d012483c508002588001600a7202903f7a060a01611201317a080a016212035b325d8201026c679a01046e6f7465a201140a03746370120a31302e302e302e302f381a0150aa01050a01651002"),
     ("log entry (membership)", "080112060801100118012a1b0a050a0301020312120801120e3132372e302e302e313a37303730"),
     ("vote", "080310021801"),
     ("desired lrp row", "0a03776562120763662d617070731a147072656c6f616465643a63666c696e757866733420032a060a01411201313a1d221b0a131a110a02736812022d631201783204766361701080e497d012483c508002588001600a7202903f7a060a01611201317a080a016212035b325d8201026c679a01046e6f7465a201140a03746370120a31302e302e302e302f381a0150aa01050a01651002"),
@@ -255,6 +341,11 @@ const FROZEN: &[(&str, &str)] = &[
     ("snapshot header", "080112060802100118092205322d392d312804"),
     ("task definition row", "0a2c74657374696e672d35633034326462652d353839352d343635652d626235332d633533633037646364356561120b68656c6c6f5f776f726c641a0774657374696e6722156c6962726172792f7562756e74753a6c61746573742a096563686f20276869273080043a060a01411201314201744a02903f588080a8b1e39fe7cb17608180a8b1e39fe7cb17"),
     ("task run row", "0a2435633034326462652d353839352d343635652d626235332d633533633037646364356562120974657374696e672d311a0568656c6c6f220774657374696e672a0d7562756e74753a6c617465737432076563686f206869388004421b0a0f464c4f54494c4c415f52554e5f4944120835633034326462654a0764656661756c745004580160026803700082010663656c6c2d31880101"),
+    ("task run row (placed, with tags)", "0a027231500382010663656c6c2d318801029001019a010174a2010831302e302e302e31aa010d31302e302e302e313a37303731"),
+    ("log entry (report task runs)", "0801120608031001180a224f0801121c088080a8b1e39fe7cb171101000000000000001902000000000000001a2d82012a0a280a027231120663656c6c2d3118022002280332144578697465642077697468207374617475732033"),
+    ("command (place task runs)", "7a100a0e0a02723110011a0663656c6c2d31"),
+    ("command (stop task run)", "8a01040a027231"),
+    ("event (task run changed)", "721c0a060a027231500112120a027231500282010663656c6c2d31880101"),
     ("log entry (update task definition)", "0801120608031001180922400801121c088080a8b1e39fe7cb171101000000000000001902000000000000001a1e621c0a0974657374696e672d31120772656e616d656428800240014a0161"),
 ];
 
@@ -289,7 +380,9 @@ fn frozen_bytes_decode() {
             "outcome" => pb::Outcome::decode(bytes.as_slice()).is_ok(),
             "snapshot header" => pb::SnapshotHeader::decode(bytes.as_slice()).is_ok(),
             "task definition row" => pb::TaskDefinition::decode(bytes.as_slice()).is_ok_and(|d| d == definition()),
-            "task run row" => pb::TaskRun::decode(bytes.as_slice()).is_ok(),
+            n if n.starts_with("task run row") => pb::TaskRun::decode(bytes.as_slice()).is_ok(),
+            n if n.starts_with("event") => pb::Event::decode(bytes.as_slice()).is_ok(),
+            n if n.starts_with("command") => pb::Command::decode(bytes.as_slice()).is_ok_and(|c| c.kind.is_some()),
             _ => false,
         };
         assert!(ok, "{name} no longer decodes");

@@ -11,9 +11,10 @@ pub fn status(kind: ErrorKind, message: impl Into<String>, retry_after_ms: u32) 
         ErrorKind::InvalidLrp | ErrorKind::InvalidRequest | ErrorKind::InvalidDomain | ErrorKind::InvalidCell => {
             Code::InvalidArgument
         }
-        ErrorKind::DesiredLrpNotFound | ErrorKind::ActualLrpIndexNotFound | ErrorKind::DefinitionNotFound => {
-            Code::NotFound
-        }
+        ErrorKind::DesiredLrpNotFound
+        | ErrorKind::ActualLrpIndexNotFound
+        | ErrorKind::DefinitionNotFound
+        | ErrorKind::RunNotFound => Code::NotFound,
         ErrorKind::DesiredLrpAlreadyExists | ErrorKind::DefinitionAliasTaken | ErrorKind::ReservedEnv => {
             Code::AlreadyExists
         }
@@ -44,6 +45,8 @@ pub fn rejection(r: &pb::Rejection) -> Status {
         RejectionKind::DefinitionNotFound => ErrorKind::DefinitionNotFound,
         RejectionKind::DefinitionAliasTaken => ErrorKind::DefinitionAliasTaken,
         RejectionKind::ReservedEnv => ErrorKind::ReservedEnv,
+        RejectionKind::RunNotFound => ErrorKind::RunNotFound,
+        RejectionKind::ClusterCannotRun => ErrorKind::InvalidRequest,
         RejectionKind::UnknownCommand | RejectionKind::Unspecified => ErrorKind::Internal,
     };
     status(kind, r.message.clone(), 0)

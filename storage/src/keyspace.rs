@@ -50,11 +50,13 @@ pub enum Tree {
     TaskRuns,
     /// `str definition_id ++ str run_id` → empty: a definition's runs (they outlive it).
     TaskRunsByDefinition,
+    /// `str cell_id ++ str run_id` → empty: the runs on a cell now (PENDING or RUNNING).
+    TaskRunsByCell,
 }
 
 impl Tree {
     /// The registry: every tree, once. Views, apply, snapshots and replay derive their lists here.
-    pub const ALL: [Tree; 15] = [
+    pub const ALL: [Tree; 16] = [
         Tree::RaftLog,
         Tree::RaftMeta,
         Tree::StateMeta,
@@ -70,6 +72,7 @@ impl Tree {
         Tree::TaskDefinitionsByAlias,
         Tree::TaskRuns,
         Tree::TaskRunsByDefinition,
+        Tree::TaskRunsByCell,
     ];
 
     /// The sled tree name (persisted).
@@ -90,6 +93,7 @@ impl Tree {
             Tree::TaskDefinitionsByAlias => "task_definitions_by_alias",
             Tree::TaskRuns => "task_runs",
             Tree::TaskRunsByDefinition => "task_runs_by_definition",
+            Tree::TaskRunsByCell => "task_runs_by_cell",
         }
     }
 
@@ -108,7 +112,8 @@ impl Tree {
             | Tree::TaskDefinitions
             | Tree::TaskDefinitionsByAlias
             | Tree::TaskRuns
-            | Tree::TaskRunsByDefinition => Role::View,
+            | Tree::TaskRunsByDefinition
+            | Tree::TaskRunsByCell => Role::View,
         }
     }
 
@@ -207,6 +212,16 @@ pub fn run_by_definition_key(definition_id: &str, run_id: &str) -> Vec<u8> {
     let mut k = domain_prefix(definition_id);
     push_str(&mut k, run_id);
     k
+}
+
+/// `str cell_id ++ str run_id`: the runs on a cell sort together.
+pub fn run_by_cell_key(cell_id: &str, run_id: &str) -> Vec<u8> {
+    run_by_definition_key(cell_id, run_id)
+}
+
+/// Recovers the run id from a `run_by_definition_key` / `run_by_cell_key` under `owner`.
+pub fn run_id_of_key(key: &[u8], owner: &str) -> Option<String> {
+    guid_of_desired_by_domain_key(key, owner)
 }
 
 pub fn actual_key(process_guid: &str, index: u32) -> Vec<u8> {

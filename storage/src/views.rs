@@ -201,6 +201,47 @@ impl Views {
             .transpose()
     }
 
+    /// Every task run, in run_id order (lazily read).
+    pub fn task_runs(&self) -> RowIter<pb::TaskRun> {
+        Box::new(
+            self.tree(Tree::TaskRuns)
+                .iter()
+                .map(|kv| kv.map_err(StoreError::from).and_then(|(_, v)| decode("task run", &v))),
+        )
+    }
+
+    /// The runs an index tree lists under `owner` (a definition, or a cell), in run_id order.
+    fn runs_indexed(&self, index: Tree, owner: &str) -> RowIter<pb::TaskRun> {
+        let runs = self.tree(Tree::TaskRuns).clone();
+        let owner = owner.to_owned();
+        Box::new(
+            self.tree(index)
+                .scan_prefix(ks::domain_prefix(&owner))
+                .filter_map(move |kv| {
+                    let key = match kv {
+                        Ok((k, _)) => k,
+                        Err(e) => return Some(Err(e.into())),
+                    };
+                    let run_id = ks::run_id_of_key(&key, &owner)?;
+                    match runs.get(run_id.as_bytes()) {
+                        Ok(Some(v)) => Some(decode("task run", &v)),
+                        Ok(None) => None,
+                        Err(e) => Some(Err(e.into())),
+                    }
+                }),
+        )
+    }
+
+    /// A definition's runs (they outlive it), in run_id order.
+    pub fn task_runs_of_definition(&self, definition_id: &str) -> RowIter<pb::TaskRun> {
+        self.runs_indexed(Tree::TaskRunsByDefinition, definition_id)
+    }
+
+    /// The runs on a cell now (PENDING or RUNNING), in run_id order.
+    pub fn task_runs_on_cell(&self, cell_id: &str) -> RowIter<pb::TaskRun> {
+        self.runs_indexed(Tree::TaskRunsByCell, cell_id)
+    }
+
     /// Every task definition, in definition_id order (lazily read).
     pub fn task_definitions(&self) -> RowIter<pb::TaskDefinition> {
         Box::new(self.tree(Tree::TaskDefinitions).iter().map(|kv| {
@@ -235,5 +276,17 @@ impl ViewRead for Views {
 
     fn task_definition_by_alias(&self, alias: &str) -> Result<Option<String>, StoreError> {
         self.task_definition_id_by_alias(alias)
+    }
+
+    fn cells(&self) -> Result<Vec<pb::Cell>, StoreError> {
+        Views::cells(self)
+    }
+
+    fn task_run(&self, run_id: &str) -> Result<Option<pb::TaskRun>, StoreError> {
+        self.get_task_run(run_id)
+    }
+
+    fn task_runs_on_cell(&self, cell_id: &str) -> Result<Vec<pb::TaskRun>, StoreError> {
+        Views::task_runs_on_cell(self, cell_id).collect()
     }
 }

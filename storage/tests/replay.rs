@@ -52,6 +52,13 @@ fn command() -> impl Strategy<Value = pb::command::Kind> {
         prop::sample::select(vec!["c1", "c2"]).prop_map(|c| Kind::RegisterCell(pb::RegisterCell {
             cell: Some(pb::Cell {
                 cell_id: c.into(),
+                pool: "default".into(),
+                api_addr: format!("{c}:7071"),
+                capacity: Some(pb::CellCapacity {
+                    memory_mb: 1024,
+                    disk_mb: 1024,
+                    containers: 10,
+                }),
                 ..Default::default()
             })
         })),
@@ -82,6 +89,9 @@ fn command() -> impl Strategy<Value = pb::command::Kind> {
         Just(Kind::UpdateTaskDefinition(pb::UpdateTaskDefinition::default())),
         Just(Kind::DeleteTaskDefinition(pb::DeleteTaskDefinition::default())),
         Just(Kind::ExecuteTask(pb::ExecuteTask::default())),
+        Just(Kind::PlaceTaskRuns(pb::PlaceTaskRuns::default())),
+        Just(Kind::ReportTaskRuns(pb::ReportTaskRuns::default())),
+        Just(Kind::StopTaskRun(pb::StopTaskRun::default())),
     ]
 }
 
@@ -91,6 +101,9 @@ fn concretize(sm: &StateMachine, kind: pb::command::Kind, seed: u64) -> pb::comm
     use pb::command::Kind;
     let actuals: Vec<pb::ActualLrp> = sm.views().actual_lrps(None, None).filter_map(Result::ok).collect();
     let cells = ["c1", "c2"];
+    let runs: Vec<pb::TaskRun> = sm.views().task_runs().filter_map(Result::ok).collect();
+    use pb::TaskRunStatus as S;
+    let status = |r: &pb::TaskRun| S::try_from(r.status).unwrap_or(S::Unspecified);
     let key = |a: &pb::ActualLrp| pb::ActualLrpKey {
         process_guid: a.process_guid.clone(),
         index: a.index,
@@ -190,6 +203,44 @@ fn concretize(sm: &StateMachine, kind: pb::command::Kind, seed: u64) -> pb::comm
                 }],
             })
         }
+        Kind::PlaceTaskRuns(_) => Kind::PlaceTaskRuns(pb::PlaceTaskRuns {
+            placements: runs
+                .iter()
+                .filter(|r| matches!(status(r), S::Queued | S::NeedsRetry))
+                .map(|r| pb::TaskRunPlacement {
+                    run_id: r.run_id.clone(),
+                    attempt: r.attempt,
+                    cell_id: cells[usize::try_from(seed).unwrap_or(0) % 2].into(),
+                })
+                .collect(),
+        }),
+        Kind::ReportTaskRuns(_) => Kind::ReportTaskRuns(pb::ReportTaskRuns {
+            reports: runs
+                .iter()
+                .filter(|r| matches!(status(r), S::Pending | S::Running))
+                .map(|r| {
+                    let kind = match (status(r), seed % 3) {
+                        (_, 0) => pb::TaskRunReportKind::NotStarted,
+                        (S::Pending, _) => pb::TaskRunReportKind::Started,
+                        _ => pb::TaskRunReportKind::Exited,
+                    };
+                    pb::TaskRunReport {
+                        run_id: r.run_id.clone(),
+                        cell_id: r.cell_id.clone(),
+                        attempt: r.attempt,
+                        kind: kind as i32,
+                        exit_code: i32::try_from(seed % 4).unwrap_or(0),
+                        reason: "reported".into(),
+                    }
+                })
+                .collect(),
+        }),
+        Kind::StopTaskRun(_) => Kind::StopTaskRun(pb::StopTaskRun {
+            run_id: runs
+                .get(usize::try_from(seed).unwrap_or(0) % runs.len().max(1))
+                .map(|r| r.run_id.clone())
+                .unwrap_or_else(|| "none".into()),
+        }),
         other => other,
     }
 }

@@ -56,9 +56,10 @@ impl From<tonic::Status> for FlotillaError {
             | ErrorKind::InvalidLrp
             | ErrorKind::InvalidDomain
             | ErrorKind::InvalidCell => StatusCode::BAD_REQUEST,
-            ErrorKind::DefinitionNotFound | ErrorKind::DesiredLrpNotFound | ErrorKind::ActualLrpIndexNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ErrorKind::DefinitionNotFound
+            | ErrorKind::RunNotFound
+            | ErrorKind::DesiredLrpNotFound
+            | ErrorKind::ActualLrpIndexNotFound => StatusCode::NOT_FOUND,
             ErrorKind::DefinitionAliasTaken | ErrorKind::DesiredLrpAlreadyExists | ErrorKind::ReservedEnv => {
                 StatusCode::CONFLICT
             }

@@ -1,7 +1,7 @@
 //! Flotilla's task API (seed 002, CLASSIC semantics), served under `/api/v1` and `/api/v6`: task
-//! definitions — list, create, get (by id or alias), update, delete — and the groups, tags and
-//! clusters metadata. Every handler makes exactly one gRPC call. Runs, history and logs are not
-//! built yet (issue 8 goes on).
+//! definitions — list, create, get (by id or alias), update, delete — the groups, tags and
+//! clusters metadata, runs — execute (by id or alias), history (all runs or a definition's), get,
+//! stop — and run logs with `last_seen` tokens. Every handler makes exactly one gRPC call.
 
 pub mod dto;
 pub mod error;
@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use capstan_proto::pb;
 use serde_json::{json, Value};
@@ -20,13 +20,17 @@ use serde_json::{json, Value};
 use crate::common::body;
 use crate::common::extract::FamilyPath;
 use crate::Gateway;
-use dto::{fold_keys, Definition, DefinitionRequest};
+use dto::{fold_keys, Definition, DefinitionRequest, ExecuteRequest, Run};
 use error::FlotillaError;
 
 type Result<T> = std::result::Result<T, FlotillaError>;
 
 /// The filters a definition list accepts (anything else is refused, never interpolated).
 const DEFINITION_FILTERS: [&str; 4] = ["image", "group_name", "alias", "tag"];
+/// The filters a run list accepts.
+const RUN_FILTERS: [&str; 4] = ["status", "cluster_name", "group_name", "alias"];
+/// Paging and sorting keys every list accepts.
+const LIST_KEYS: [&str; 4] = ["limit", "offset", "sort_by", "order"];
 
 pub fn routes() -> Router<Gateway> {
     Router::new()
@@ -36,6 +40,17 @@ pub fn routes() -> Router<Gateway> {
             get(get_definition).put(update_definition).delete(delete_definition),
         )
         .route("/task/alias/{alias}", get(get_definition_by_alias))
+        .route("/task/{definition_id}/execute", put(execute))
+        .route("/task/alias/{alias}/execute", put(execute_by_alias))
+        .route("/task/{definition_id}/history", get(list_definition_runs))
+        .route(
+            "/task/{definition_id}/history/{run_id}",
+            get(get_run_of_definition).delete(stop_run),
+        )
+        .route("/task/history/{run_id}", get(get_run))
+        .route("/history", get(list_runs))
+        .route("/history/{run_id}", get(get_run))
+        .route("/{run_id}/logs", get(get_logs))
         .route("/groups", get(list_groups))
         .route("/tags", get(list_tags))
         .route("/clusters", get(list_clusters))
@@ -102,18 +117,34 @@ fn single(params: &BTreeMap<String, Vec<String>>, key: &str) -> String {
     params.get(key).and_then(|v| v.first()).cloned().unwrap_or_default()
 }
 
+/// Refuses a query key that is neither a list key nor one of `filters` (deliberate fix: Flotilla
+/// interpolated unknown keys into SQL and answered 500).
+fn known_keys(params: &BTreeMap<String, Vec<String>>, filters: &[&str]) -> Result<()> {
+    match params
+        .keys()
+        .find(|k| !filters.contains(&k.as_str()) && !LIST_KEYS.contains(&k.as_str()))
+    {
+        None => Ok(()),
+        Some(key) => Err(FlotillaError::bad_request(format!(
+            "unknown filter [{key}], must be one of [{}]",
+            filters.join(", ")
+        ))),
+    }
+}
+
+/// The page, sort and order a list echoes back (defaults filled in as Flotilla does).
+fn echo(limit: u32, offset: u32, sort_by: &str, order: &str) -> (u32, u32, String, String) {
+    (
+        if limit == 0 { 1024 } else { limit },
+        offset,
+        if sort_by.is_empty() { "group_name" } else { sort_by }.to_owned(),
+        if order.is_empty() { "asc" } else { order }.to_owned(),
+    )
+}
+
 async fn list_definitions(State(gw): State<Gateway>, RawQuery(raw): RawQuery) -> Result<Response> {
     let params = query_params(raw);
-    for key in params.keys() {
-        if !DEFINITION_FILTERS.contains(&key.as_str())
-            && !["limit", "offset", "sort_by", "order"].contains(&key.as_str())
-        {
-            return Err(FlotillaError::bad_request(format!(
-                "unknown filter [{key}], must be one of [{}]",
-                DEFINITION_FILTERS.join(", ")
-            )));
-        }
-    }
+    known_keys(&params, &DEFINITION_FILTERS)?;
     let filter = |k: &str| params.get(k).cloned().unwrap_or_default();
     let req = pb::ListTaskDefinitionsRequest {
         limit: number(&params, "limit")?,
@@ -126,17 +157,7 @@ async fn list_definitions(State(gw): State<Gateway>, RawQuery(raw): RawQuery) ->
         tag: filter("tag"),
         consistency: pb::ReadConsistency::Linearizable as i32,
     };
-    let (limit, offset) = (if req.limit == 0 { 1024 } else { req.limit }, req.offset);
-    let sort_by = if req.sort_by.is_empty() {
-        "group_name".to_owned()
-    } else {
-        req.sort_by.clone()
-    };
-    let order = if req.order.is_empty() {
-        "asc".to_owned()
-    } else {
-        req.order.clone()
-    };
+    let (limit, offset, sort_by, order) = echo(req.limit, req.offset, &req.sort_by, &req.order);
     let page = gw.tasks.clone().list_task_definitions(req).await?.into_inner();
     let filters = params
         .into_iter()
@@ -261,4 +282,158 @@ async fn list_clusters(State(gw): State<Gateway>) -> Result<Response> {
         .into_inner()
         .names;
     Ok(ok(json!({ "clusters": names })))
+}
+
+fn linearizable() -> i32 {
+    pb::ReadConsistency::Linearizable as i32
+}
+
+fn run(r: pb::TaskRun) -> Response {
+    (StatusCode::OK, Json(Run::from(r))).into_response()
+}
+
+/// Queues a run of the definition `definition_id`, or of the one holding `alias`.
+async fn execute_run(gw: Gateway, definition_id: String, alias: String, req: Body) -> Result<Response> {
+    let request: ExecuteRequest = folded(req).await?;
+    let queued = gw
+        .tasks
+        .clone()
+        .execute_task(request.into_request(definition_id, alias))
+        .await?;
+    Ok(run(queued.into_inner()))
+}
+
+async fn execute(
+    State(gw): State<Gateway>,
+    FamilyPath(definition_id): FamilyPath<String>,
+    req: Body,
+) -> Result<Response> {
+    execute_run(gw, definition_id, String::new(), req).await
+}
+
+async fn execute_by_alias(
+    State(gw): State<Gateway>,
+    FamilyPath(alias): FamilyPath<String>,
+    req: Body,
+) -> Result<Response> {
+    execute_run(gw, String::new(), alias, req).await
+}
+
+async fn get_run(State(gw): State<Gateway>, FamilyPath(run_id): FamilyPath<String>) -> Result<Response> {
+    let found = gw
+        .tasks
+        .clone()
+        .get_task_run(pb::TaskRunId {
+            run_id,
+            consistency: linearizable(),
+        })
+        .await?;
+    Ok(run(found.into_inner()))
+}
+
+/// `GET /task/{definition_id}/history/{run_id}`: the run (the definition id is not checked, as
+/// in Flotilla).
+async fn get_run_of_definition(
+    State(gw): State<Gateway>,
+    FamilyPath((_definition_id, run_id)): FamilyPath<(String, String)>,
+) -> Result<Response> {
+    get_run(State(gw), FamilyPath(run_id)).await
+}
+
+async fn stop_run(
+    State(gw): State<Gateway>,
+    FamilyPath((_definition_id, run_id)): FamilyPath<(String, String)>,
+) -> Result<Response> {
+    let stopped = gw
+        .tasks
+        .clone()
+        .stop_task_run(pb::TaskRunId {
+            run_id,
+            consistency: linearizable(),
+        })
+        .await?
+        .into_inner();
+    Ok(ok(json!({ "definition_id": stopped.definition_id, "stopped": true })))
+}
+
+/// Flotilla's run list envelope (`history`), with every filter given echoed back.
+#[derive(serde::Serialize)]
+struct RunList {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    definition_id: Option<String>,
+    total: u64,
+    history: Vec<Run>,
+    limit: u32,
+    offset: u32,
+    sort_by: String,
+    order: String,
+    env_filters: BTreeMap<String, String>,
+    #[serde(flatten)]
+    filters: BTreeMap<String, Vec<String>>,
+}
+
+async fn runs_page(gw: Gateway, definition_id: Option<String>, raw: Option<String>) -> Result<Response> {
+    let params = query_params(raw);
+    known_keys(&params, &RUN_FILTERS)?;
+    let filter = |k: &str| params.get(k).cloned().unwrap_or_default();
+    let req = pb::ListTaskRunsRequest {
+        definition_id: definition_id.clone().unwrap_or_default(),
+        limit: number(&params, "limit")?,
+        offset: number(&params, "offset")?,
+        sort_by: single(&params, "sort_by"),
+        order: single(&params, "order"),
+        status: filter("status"),
+        cluster_name: filter("cluster_name"),
+        group_name: filter("group_name"),
+        alias: filter("alias"),
+        consistency: linearizable(),
+    };
+    let (limit, offset, sort_by, order) = echo(req.limit, req.offset, &req.sort_by, &req.order);
+    let page = gw.tasks.clone().list_task_runs(req).await?.into_inner();
+    let body = RunList {
+        definition_id,
+        total: page.total,
+        history: page.runs.into_iter().map(Run::from).collect(),
+        limit,
+        offset,
+        sort_by,
+        order,
+        env_filters: BTreeMap::new(),
+        filters: params
+            .into_iter()
+            .filter(|(k, _)| RUN_FILTERS.contains(&k.as_str()))
+            .collect(),
+    };
+    Ok((StatusCode::OK, Json(body)).into_response())
+}
+
+async fn list_runs(State(gw): State<Gateway>, RawQuery(raw): RawQuery) -> Result<Response> {
+    runs_page(gw, None, raw).await
+}
+
+async fn list_definition_runs(
+    State(gw): State<Gateway>,
+    FamilyPath(definition_id): FamilyPath<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response> {
+    runs_page(gw, Some(definition_id), raw).await
+}
+
+async fn get_logs(
+    State(gw): State<Gateway>,
+    FamilyPath(run_id): FamilyPath<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response> {
+    let params = query_params(raw);
+    let logs = gw
+        .tasks
+        .clone()
+        .get_run_logs(pb::GetRunLogsRequest {
+            run_id,
+            last_seen: single(&params, "last_seen"),
+            consistency: linearizable(),
+        })
+        .await?
+        .into_inner();
+    Ok(ok(json!({ "last_seen": logs.last_seen, "log": logs.log })))
 }

@@ -67,7 +67,7 @@ impl From<tonic::Status> for ReceptorError {
             ErrorKind::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "InsufficientStorage"),
             // Task-definition kinds never come from a Receptor route; mapped for completeness.
             ErrorKind::InvalidDefinition => (StatusCode::BAD_REQUEST, "InvalidRequest"),
-            ErrorKind::DefinitionNotFound => (StatusCode::NOT_FOUND, "ResourceNotFound"),
+            ErrorKind::DefinitionNotFound | ErrorKind::RunNotFound => (StatusCode::NOT_FOUND, "ResourceNotFound"),
             ErrorKind::DefinitionAliasTaken | ErrorKind::ReservedEnv => (StatusCode::CONFLICT, "ResourceConflict"),
             ErrorKind::Internal | ErrorKind::Unspecified => (StatusCode::INTERNAL_SERVER_ERROR, "UnknownError"),
         };

@@ -43,11 +43,33 @@ impl CellServiceImpl {
 
 type AssignmentStream = Pin<Box<dyn Stream<Item = Result<pb::Assignments, Status>> + Send>>;
 
+/// What a cell acts on in an assignment set: each instance's key and state, each run's
+/// placement, status and stop flag. An update with the same signature is not sent again.
+type Signature = (Vec<(String, u32, String, i32)>, Vec<(String, u32, i32, bool)>);
+
+fn signature(a: &pb::Assignments) -> Signature {
+    (
+        a.assignments
+            .iter()
+            .filter_map(|a| a.actual.as_ref())
+            .map(|a| (a.process_guid.clone(), a.index, a.instance_guid.clone(), a.state))
+            .collect(),
+        a.task_runs
+            .iter()
+            .map(|r| (r.run_id.clone(), r.attempt, r.status, r.stop_requested))
+            .collect(),
+    )
+}
+
 fn assignments(node: &RaftNode, cell_id: &str, index: u64) -> Result<pb::Assignments, Status> {
     let views = node.views();
     let mut out = pb::Assignments {
         assignments: Vec::new(),
         as_of_log_index: index,
+        task_runs: views
+            .task_runs_on_cell(cell_id)
+            .collect::<Result<_, _>>()
+            .map_err(errors::storage)?,
     };
     let mut desired: HashMap<String, Option<pb::DesiredLrp>> = HashMap::new();
     for a in views.actuals_on_cell(cell_id) {
@@ -137,7 +159,7 @@ impl CellService for CellServiceImpl {
         let node = self.node.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(ASSIGNMENT_STREAM_BUFFER);
         tokio::spawn(async move {
-            let mut last: Option<Vec<(String, u32, String, i32)>> = None;
+            let mut last: Option<Signature> = None;
             loop {
                 let index = *changes.borrow_and_update();
                 let update = match tokio::task::block_in_place(|| assignments(&node, &cell_id, index)) {
@@ -148,12 +170,7 @@ impl CellService for CellServiceImpl {
                     }
                 };
                 // Send only when the set (or a state in it) changed.
-                let sig: Vec<(String, u32, String, i32)> = update
-                    .assignments
-                    .iter()
-                    .filter_map(|a| a.actual.as_ref())
-                    .map(|a| (a.process_guid.clone(), a.index, a.instance_guid.clone(), a.state))
-                    .collect();
+                let sig = signature(&update);
                 if last.as_ref() != Some(&sig) {
                     last = Some(sig);
                     if tx.send(Ok(update)).await.is_err() {
@@ -180,6 +197,19 @@ impl CellService for CellServiceImpl {
             .await?
         {
             return on_leader!(self.fwd, addr, CellServiceClient, report_actual_lrps, req);
+        }
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn report_task_runs(&self, req: Request<pb::ReportTaskRuns>) -> Result<Response<pb::Empty>, Status> {
+        let fwd = is_forwarded(&req);
+        let req = req.into_inner();
+        if let Served::Leader(addr) = self
+            .fwd
+            .propose(pb::command::Kind::ReportTaskRuns(req.clone()), fwd)
+            .await?
+        {
+            return on_leader!(self.fwd, addr, CellServiceClient, report_task_runs, req);
         }
         Ok(Response::new(pb::Empty {}))
     }

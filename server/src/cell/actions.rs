@@ -26,7 +26,36 @@ pub struct Exec {
     pub default_dir: PathBuf,
 }
 
-fn pipe_to_log<R: tokio::io::AsyncRead + Unpin + Send + 'static>(mut r: R, log: Arc<LogFile>) {
+/// How long, after a process exited, its output may take to reach the log (a child it left
+/// behind may hold the pipes open).
+const OUTPUT_DRAIN_MAX: Duration = Duration::from_secs(2);
+
+/// A process started for a `run` action, with the readers copying its output to the log.
+pub struct Started {
+    child: tokio::process::Child,
+    pipes: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Started {
+    /// Waits for the exit, then (bounded) for the rest of its output to reach the log, so that
+    /// whoever hears of the exit can read all of it.
+    pub async fn wait(mut self) -> std::io::Result<std::process::ExitStatus> {
+        let status = self.child.wait().await?;
+        let _ = tokio::time::timeout(OUTPUT_DRAIN_MAX, futures::future::join_all(self.pipes)).await;
+        Ok(status)
+    }
+}
+
+/// The exit code a shell would report: the code, or 128 + the signal that ended it.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(-1)
+}
+
+fn pipe_to_log<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    mut r: R,
+    log: Arc<LogFile>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut buf = vec![0u8; 8192];
         loop {
@@ -35,7 +64,7 @@ fn pipe_to_log<R: tokio::io::AsyncRead + Unpin + Send + 'static>(mut r: R, log: 
                 Ok(n) => log.write(&buf[..n]),
             }
         }
-    });
+    })
 }
 
 impl Exec {
@@ -105,6 +134,23 @@ impl Exec {
     }
 
     async fn run_process(&self, r: &pb::RunAction) -> Result<(), String> {
+        let status = self
+            .spawn(r)?
+            .wait()
+            .await
+            .map_err(|e| format!("waiting for {}: {e}", r.path))?;
+        if status.success() {
+            Ok(())
+        } else {
+            match status.code() {
+                Some(code) => Err(format!("Exited with status {code}")),
+                None => Err(format!("Exited on a signal ({status})")),
+            }
+        }
+    }
+
+    /// Starts a `run` action's process in its own process group, its output piped to the log.
+    pub fn spawn(&self, r: &pb::RunAction) -> Result<Started, String> {
         let mut cmd = tokio::process::Command::new(&r.path);
         cmd.args(&r.args)
             .env_clear()
@@ -130,21 +176,14 @@ impl Exec {
                 g.push(pid);
             }
         }
+        let mut pipes = Vec::new();
         if let Some(out) = child.stdout.take() {
-            pipe_to_log(out, self.log.clone());
+            pipes.push(pipe_to_log(out, self.log.clone()));
         }
         if let Some(err) = child.stderr.take() {
-            pipe_to_log(err, self.log.clone());
+            pipes.push(pipe_to_log(err, self.log.clone()));
         }
-        let status = child.wait().await.map_err(|e| format!("waiting for {}: {e}", r.path))?;
-        if status.success() {
-            Ok(())
-        } else {
-            match status.code() {
-                Some(code) => Err(format!("Exited with status {code}")),
-                None => Err(format!("Exited on a signal ({status})")),
-            }
-        }
+        Ok(Started { child, pipes })
     }
 
     /// SIGTERM to every process group, then SIGKILL to those still alive after `grace`.
@@ -152,7 +191,7 @@ impl Exec {
         use nix::sys::signal::{killpg, Signal};
         use nix::unistd::Pid;
         let groups: Vec<i32> = self.groups.lock().map(|g| g.clone()).unwrap_or_default();
-        let alive = |pg: i32| killpg(Pid::from_raw(pg), None).is_ok();
+        let alive = |pg: i32| killpg(Pid::from_raw(pg), None).is_ok() && group_has_live_member(pg);
         for pg in &groups {
             let _ = killpg(Pid::from_raw(*pg), Signal::SIGTERM);
         }
@@ -166,6 +205,36 @@ impl Exec {
             }
         }
     }
+}
+
+/// Whether a process group still has a member that is not a zombie. A member that died is a
+/// zombie until its parent reaps it, and may stay one for long when that parent is a PID 1 that
+/// reaps lazily; it must not make a stop wait out its whole grace period. Where /proc cannot be
+/// read, every member counts.
+fn group_has_live_member(pg: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+        if pgrp == Some(pg) && state != Some("Z") {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -193,7 +262,7 @@ mod tests {
     fn exec(dir: &std::path::Path) -> Exec {
         Exec {
             env: vec![("GREETING".into(), "hello".into())],
-            log: Arc::new(LogFile::create(&dir.join("i.log")).unwrap()),
+            log: LogFile::create(&dir.join("i.log")).unwrap(),
             groups: Arc::new(Mutex::new(Vec::new())),
             default_dir: dir.to_owned(),
         }

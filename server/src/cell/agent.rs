@@ -1,5 +1,6 @@
 //! The agent of one cell: registers, follows its assignment set, starts what is assigned through
-//! a driver, stops what is no longer assigned, and reconnects by itself across leader changes.
+//! a driver (instances and task runs), stops what is no longer assigned or was asked to stop, and
+//! reconnects by itself across leader changes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,9 +14,19 @@ use super::reporter::{connect, Report, RECONNECT_BACKOFF};
 use super::{docker_engine, CellConfig, Mode};
 
 type InstanceKey = (String, u32, String);
+/// (run_id, attempt): one placement of a run.
+type RunKey = (String, u32);
 
 struct Running {
     cancel: Option<oneshot::Sender<()>>,
+}
+
+impl Running {
+    fn cancel(&mut self) {
+        if let Some(c) = self.cancel.take() {
+            let _ = c.send(());
+        }
+    }
 }
 
 /// The agent of one cell.
@@ -23,12 +34,83 @@ struct Agent {
     cfg: CellConfig,
     reports: mpsc::Sender<Report>,
     running: HashMap<InstanceKey, Running>,
+    runs: HashMap<RunKey, Running>,
     process: Option<DriverCtx>,
     docker: Option<Arc<bollard::Docker>>,
 }
 
 impl Agent {
-    async fn reconcile(&mut self, update: pb::Assignments) {
+    /// Starts the runs placed here, kills those asked to stop or no longer placed here.
+    async fn reconcile_runs(&mut self, runs: Vec<pb::TaskRun>) {
+        use pb::{TaskRunReportKind as K, TaskRunStatus as S};
+        let mut wanted: HashMap<RunKey, pb::TaskRun> = HashMap::new();
+        for r in runs {
+            let active = matches!(S::try_from(r.status), Ok(S::Pending | S::Running));
+            if active && r.cell_id == self.cfg.cell.cell_id {
+                wanted.insert((r.run_id.clone(), r.attempt), r);
+            }
+        }
+        self.runs.retain(|k, r| {
+            let keep = wanted.contains_key(k);
+            if !keep {
+                r.cancel();
+            }
+            keep
+        });
+        for (k, r) in wanted {
+            if let Some(local) = self.runs.get_mut(&k) {
+                if r.stop_requested {
+                    local.cancel();
+                }
+                continue;
+            }
+            self.runs.insert(k.clone(), Running { cancel: None });
+            let pending = r.status == S::Pending as i32;
+            let report = match (&self.cfg.mode, pending, r.stop_requested) {
+                // Asked to stop before it ran here: it never runs.
+                (_, _, true) => Some(drivers::run::report(&r, K::NotStarted, 0, "stopped before it started")),
+                (Mode::Simulated, true, false) => {
+                    let _ = self.reports.send(drivers::run::report(&r, K::Started, 0, "")).await;
+                    Some(drivers::run::report(&r, K::Exited, 0, "Exited successfully"))
+                }
+                // RUNNING here but unknown to this agent: it was lost with an agent restart.
+                (_, false, false) => Some(drivers::run::report(
+                    &r,
+                    K::NotStarted,
+                    0,
+                    "run lost: the cell agent restarted",
+                )),
+                (Mode::Process { .. }, true, false) => {
+                    let Some(ctx) = self.process.clone() else { continue };
+                    let (tx, rx) = oneshot::channel();
+                    match (&self.docker, self.cfg.task_docker) {
+                        (Some(docker), true) => {
+                            tokio::spawn(drivers::docker::run_task(
+                                docker.clone(),
+                                r,
+                                ctx,
+                                self.reports.clone(),
+                                rx,
+                            ));
+                        }
+                        _ => {
+                            tokio::spawn(drivers::run::run_process(r, ctx, self.reports.clone(), rx));
+                        }
+                    }
+                    if let Some(local) = self.runs.get_mut(&k) {
+                        local.cancel = Some(tx);
+                    }
+                    None
+                }
+            };
+            if let Some(report) = report {
+                let _ = self.reports.send(report).await;
+            }
+        }
+    }
+
+    async fn reconcile(&mut self, mut update: pb::Assignments) {
+        self.reconcile_runs(std::mem::take(&mut update.task_runs)).await;
         let mut wanted: HashMap<InstanceKey, pb::Assignment> = HashMap::new();
         for a in update.assignments {
             let Some(actual) = &a.actual else { continue };
@@ -125,10 +207,13 @@ impl Agent {
     }
 
     fn stop_all(&mut self) {
-        for (_, mut r) in self.running.drain() {
-            if let Some(c) = r.cancel.take() {
-                let _ = c.send(());
-            }
+        for mut r in self
+            .running
+            .drain()
+            .map(|(_, r)| r)
+            .chain(self.runs.drain().map(|(_, r)| r))
+        {
+            r.cancel();
         }
     }
 }
@@ -182,6 +267,7 @@ pub async fn run_agent(
         cfg,
         reports,
         running: HashMap::new(),
+        runs: HashMap::new(),
         process,
         docker,
     };

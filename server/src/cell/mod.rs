@@ -1,11 +1,13 @@
 //! The cell agent: registers with the cluster over the internal `CellService`, heartbeats within
-//! the presence TTL, follows its assignment set, runs what is assigned (process driver, or the
-//! simulated driver for scale work), stops what is no longer assigned, and reports starts and
-//! crashes in batches. It survives leader changes and reconnects by itself; instances keep
-//! running across reconnects.
+//! the presence TTL, follows its assignment set, runs what is assigned (instances and task runs;
+//! process or docker driver, or the simulated driver for scale work), stops what is no longer
+//! assigned, and reports starts, crashes and exits in batches. It serves what only it has (run
+//! logs) on its own `CellApi` listener. It survives leader changes and reconnects by itself;
+//! instances and runs keep running across reconnects.
 
 pub mod actions;
 mod agent;
+mod api;
 pub mod drivers;
 mod heartbeat;
 pub mod logs;
@@ -26,11 +28,13 @@ use reporter::{run_reporter, REPORT_BUFFER};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Driver {
-    /// `docker://` rootfs in containers when a docker engine answers; everything else as processes.
+    /// `docker://` rootfs in containers when a docker engine answers; everything else (task runs
+    /// included: `sh -c` on the host, the image recorded) as processes.
     Auto,
     /// Run instances as host processes only.
     Process,
-    /// Require a docker engine for `docker://` rootfs (and run the rest as processes).
+    /// Require a docker engine: `docker://` rootfs and task runs in containers of their image
+    /// (the rest of the instances as processes).
     Docker,
 }
 
@@ -79,6 +83,9 @@ pub struct CellArgs {
     /// Register N simulated cells that report RUNNING without running anything (scale work).
     #[arg(long)]
     simulate: Option<usize>,
+    /// Where the cell serves its CellApi (run logs) to the cluster nodes; port 0 picks one.
+    #[arg(long, env = "CAPSTAN_CELL_API", default_value = "127.0.0.1:0")]
+    api_listen: String,
 }
 
 #[derive(Clone, Debug)]
@@ -94,6 +101,10 @@ pub struct CellConfig {
     pub cell: pb::Cell,
     pub work_dir: PathBuf,
     pub mode: Mode,
+    /// Task runs in containers of their image (`--driver docker`); else `sh -c` on the host.
+    pub task_docker: bool,
+    /// Where the CellApi listens (the bound address becomes `cell.api_addr`).
+    pub api_listen: String,
 }
 
 impl CellConfig {
@@ -114,12 +125,15 @@ impl CellConfig {
                 docker: false,
                 address: "127.0.0.1".into(),
                 registered_at: 0,
+                api_addr: String::new(),
             },
             work_dir: data_dir.join("cell"),
             mode: Mode::Process {
                 ports: (61000, 61999),
                 stop_grace: Duration::from_secs(10),
             },
+            task_docker: false,
+            api_listen: "127.0.0.1:0".into(),
         }
     }
 }
@@ -133,11 +147,15 @@ fn split(list: &str) -> Vec<String> {
 }
 
 /// Runs the agents for `cfgs` (one, or many simulated ones) until `stop` changes.
-pub async fn run_many(cfgs: Vec<CellConfig>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn run_many(mut cfgs: Vec<CellConfig>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     let Some(first) = cfgs.first() else {
         return Ok(());
     };
     let cluster = first.cluster.clone();
+    let (api_addr, api) = api::serve(&first.api_listen, first.work_dir.clone(), stop.clone()).await?;
+    for c in &mut cfgs {
+        c.cell.api_addr = api_addr.clone();
+    }
     let (report_tx, report_rx) = mpsc::channel(REPORT_BUFFER);
     let reporter = tokio::spawn(run_reporter(cluster.clone(), report_rx));
     let mut senders = HashMap::new();
@@ -154,6 +172,7 @@ pub async fn run_many(cfgs: Vec<CellConfig>, mut stop: watch::Receiver<bool>) ->
         let _ = a.await;
     }
     let _ = beats.await;
+    let _ = api.await;
     // In-flight reports are dropped with the process: the leader's TTL takes over.
     reporter.abort();
     Ok(())
@@ -198,6 +217,7 @@ pub async fn run_cli(args: CellArgs, shutdown: impl std::future::Future<Output =
         docker,
         address: args.address.clone(),
         registered_at: 0,
+        api_addr: String::new(),
     };
     let cfgs: Vec<CellConfig> = match args.simulate {
         Some(n) => (0..n)
@@ -210,6 +230,8 @@ pub async fn run_cli(args: CellArgs, shutdown: impl std::future::Future<Output =
                     cell: c,
                     work_dir: args.work_dir.clone(),
                     mode: Mode::Simulated,
+                    task_docker: false,
+                    api_listen: args.api_listen.clone(),
                 }
             })
             .collect(),
@@ -223,6 +245,8 @@ pub async fn run_cli(args: CellArgs, shutdown: impl std::future::Future<Output =
                     ports: (lo, hi),
                     stop_grace: Duration::from_secs(10),
                 },
+                task_docker: docker && args.driver == Driver::Docker,
+                api_listen: args.api_listen.clone(),
             }]
         }
     };

@@ -1,5 +1,6 @@
-//! Reports from a cell's instances (started, crashed) to the cluster, in batches. A batch is kept
-//! and retried until a node takes it; stale reports are harmless (apply skips them).
+//! Reports from a cell's instances (started, crashed) and task runs (started, exited, could not
+//! start) to the cluster, in batches. A batch is kept and retried until a node takes it; stale
+//! reports are harmless (apply skips them).
 
 use std::time::Duration;
 
@@ -14,10 +15,41 @@ const REPORT_BATCH_WINDOW: Duration = Duration::from_millis(50);
 /// Backoff between reconnect attempts.
 pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
 
-/// What an instance tells its cell.
+/// What an instance or a run tells its cell.
 pub enum Report {
     Started(pb::StartedActualLrp),
     Crashed(pb::CrashedActualLrp),
+    Run(pb::TaskRunReport),
+}
+
+/// One batch: the instance reports and the run reports gathered in one window.
+#[derive(Default)]
+struct Batch {
+    instances: pb::ReportActualLrps,
+    runs: pb::ReportTaskRuns,
+}
+
+impl Batch {
+    fn add(&mut self, r: Report) {
+        match r {
+            Report::Started(s) => self.instances.started.push(s),
+            Report::Crashed(c) => self.instances.crashed.push(c),
+            Report::Run(r) => self.runs.reports.push(r),
+        }
+    }
+
+    /// Sends what is left of the batch; each part is dropped from it once a node took it.
+    async fn send(&mut self, c: &mut CellServiceClient<Channel>) -> Result<(), tonic::Status> {
+        if !self.instances.started.is_empty() || !self.instances.crashed.is_empty() {
+            c.report_actual_lrps(self.instances.clone()).await?;
+            self.instances = Default::default();
+        }
+        if !self.runs.reports.is_empty() {
+            c.report_task_runs(self.runs.clone()).await?;
+            self.runs = Default::default();
+        }
+        Ok(())
+    }
 }
 
 /// A client of the first cluster node that answers.
@@ -42,17 +74,13 @@ pub async fn connect(cluster: &[String]) -> Option<CellServiceClient<Channel>> {
 pub async fn run_reporter(cluster: Vec<String>, mut rx: mpsc::Receiver<Report>) {
     let mut client: Option<CellServiceClient<Channel>> = None;
     while let Some(first) = rx.recv().await {
-        let mut batch = pb::ReportActualLrps::default();
-        let add = |r: Report, b: &mut pb::ReportActualLrps| match r {
-            Report::Started(s) => b.started.push(s),
-            Report::Crashed(c) => b.crashed.push(c),
-        };
-        add(first, &mut batch);
+        let mut batch = Batch::default();
+        batch.add(first);
         let window = tokio::time::sleep(REPORT_BATCH_WINDOW);
         tokio::pin!(window);
         loop {
             tokio::select! {
-                r = rx.recv() => match r { Some(r) => add(r, &mut batch), None => break },
+                r = rx.recv() => match r { Some(r) => batch.add(r), None => break },
                 _ = &mut window => break,
             }
         }
@@ -62,8 +90,8 @@ pub async fn run_reporter(cluster: Vec<String>, mut rx: mpsc::Receiver<Report>) 
                 client = connect(&cluster).await;
             }
             if let Some(c) = client.as_mut() {
-                match c.report_actual_lrps(batch.clone()).await {
-                    Ok(_) => break,
+                match batch.send(c).await {
+                    Ok(()) => break,
                     Err(e) => {
                         tracing::debug!(error = %e, attempt, "report not taken");
                         if e.code() == tonic::Code::Unavailable {

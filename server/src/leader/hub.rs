@@ -1,7 +1,7 @@
 //! The journal follower of a node: after every apply it reads the new journal records and
 //! (1) wakes the assignment streams of the cells the events touch, (2) keeps the scheduler's
-//! picture of the fleet (cell loads, UNCLAIMED instances, desired resources) current without
-//! re-scanning the views. After a snapshot install it rebuilds from the views.
+//! picture of the fleet (cell loads, UNCLAIMED instances, QUEUED task runs, desired resources)
+//! current without re-scanning the views. After a snapshot install it rebuilds from the views.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -26,6 +26,32 @@ pub struct Waiting {
     pub placement_error: String,
 }
 
+/// One QUEUED (or NEEDS_RETRY) task run waiting for a cell of its pool.
+#[derive(Debug, Clone)]
+pub struct QueuedRun {
+    pub run_id: String,
+    pub definition_id: String,
+    pub attempt: u32,
+    pub memory_mb: i32,
+}
+
+/// Where a queued run sorts: its pool, then first come first served.
+pub type QueueKey = (String, i64, String);
+
+/// How far a run has come; strictly increases with every transition (`run_lifecycle`), so an
+/// event no further than what is reflected is a replay and changes nothing.
+fn run_progress(r: &pb::TaskRun) -> (u32, u8, bool) {
+    use pb::TaskRunStatus as S;
+    let rank = match S::try_from(r.status).unwrap_or(S::Unspecified) {
+        S::Unspecified | S::Queued => 0,
+        S::Pending => 1,
+        S::Running => 2,
+        S::NeedsRetry => 3,
+        S::Stopped => 4,
+    };
+    (r.attempt, rank, r.stop_requested)
+}
+
 /// (process_guid, index)
 type InstanceId = (String, u32);
 /// What an instance counts for on a cell: (cell_id, memory_mb, disk_mb).
@@ -46,6 +72,16 @@ pub struct Fleet {
     /// the newest state seen per instance: (epoch, tag index); older events are skipped, so a
     /// rebuild racing with apply cannot leave a stale UNCLAIMED entry behind
     seen: HashMap<InstanceId, (String, u32)>,
+    /// task runs waiting for a cell, per pool in queue order
+    pub queued: BTreeMap<QueueKey, QueuedRun>,
+    queue_keys: HashMap<String, QueueKey>,
+    /// what each run on a cell counts for there: (definition_id, (cell, memory, disk))
+    runs_placed: HashMap<String, (String, Counted)>,
+    /// run placements proposed but not yet seen applied
+    runs_tentative: HashMap<String, (String, Counted)>,
+    /// the furthest state seen per run (kept for STOPPED runs too: a replayed older event of a
+    /// finished run must not queue it again)
+    runs_seen: HashMap<String, (u32, u8, bool)>,
 }
 
 impl Fleet {
@@ -123,6 +159,60 @@ impl Fleet {
         }
     }
 
+    fn run(&mut self, r: &pb::TaskRun) {
+        use pb::TaskRunStatus as S;
+        let progress = run_progress(r);
+        if self.runs_seen.get(&r.run_id).is_some_and(|seen| *seen >= progress) {
+            return;
+        }
+        self.runs_seen.insert(r.run_id.clone(), progress);
+        if let Some(k) = self.queue_keys.remove(&r.run_id) {
+            self.queued.remove(&k);
+        }
+        for (def, counted) in [
+            self.runs_placed.remove(&r.run_id),
+            self.runs_tentative.remove(&r.run_id),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            self.uncount(&def, counted);
+        }
+        match S::try_from(r.status).unwrap_or(S::Unspecified) {
+            S::Queued | S::NeedsRetry => {
+                let key = (r.cluster_name.clone(), r.queued_at, r.run_id.clone());
+                self.queue_keys.insert(r.run_id.clone(), key.clone());
+                self.queued.insert(
+                    key,
+                    QueuedRun {
+                        run_id: r.run_id.clone(),
+                        definition_id: r.definition_id.clone(),
+                        attempt: r.attempt,
+                        memory_mb: r.memory,
+                    },
+                );
+            }
+            S::Pending | S::Running if !r.cell_id.is_empty() => {
+                if let Some(load) = self.load_mut(&r.cell_id) {
+                    load.add(&r.definition_id, r.memory, 0);
+                }
+                self.runs_placed.insert(
+                    r.run_id.clone(),
+                    (r.definition_id.clone(), (r.cell_id.clone(), r.memory, 0)),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Records a run placement already counted on its cell's load by the scheduler's pass.
+    pub fn count_run_tentative_only(&mut self, run: &QueuedRun, cell_id: &str) {
+        self.runs_tentative.insert(
+            run.run_id.clone(),
+            (run.definition_id.clone(), (cell_id.to_owned(), run.memory_mb, 0)),
+        );
+    }
+
     fn desired(&mut self, d: &pb::DesiredLrp) {
         self.desired.insert(
             d.process_guid.clone(),
@@ -143,6 +233,11 @@ impl Fleet {
         for ((guid, _), (cell, m, d)) in self.placed.iter().chain(self.tentative.iter()) {
             if cell == &c.cell_id {
                 load.add(guid, *m, *d);
+            }
+        }
+        for (def, (cell, m, d)) in self.runs_placed.values().chain(self.runs_tentative.values()) {
+            if cell == &c.cell_id {
+                load.add(def, *m, *d);
             }
         }
         self.positions.insert(c.cell_id.clone(), self.loads.len());
@@ -174,6 +269,10 @@ impl Fleet {
         let left: Vec<(InstanceId, Counted)> = self.tentative.drain().collect();
         for ((guid, _), t) in left {
             self.uncount(&guid, t);
+        }
+        let runs: Vec<(String, Counted)> = self.runs_tentative.drain().map(|(_, v)| v).collect();
+        for (def, t) in runs {
+            self.uncount(&def, t);
         }
     }
 }
@@ -286,6 +385,9 @@ impl Hub {
         for a in views.actual_lrps(None, None) {
             fleet.actual(None, Some(&a?));
         }
+        for r in views.task_runs() {
+            fleet.run(&r?);
+        }
         if let Ok(mut f) = self.fleet.lock() {
             *f = fleet;
         }
@@ -351,12 +453,27 @@ impl Hub {
                         }
                         converge = true;
                     }
-                    // Nothing the scheduler or the cells follow (yet: task runs will be).
+                    Some(Ev::TaskRunQueued(q)) => {
+                        if let Some(r) = &q.run {
+                            fleet.run(r);
+                        }
+                        schedule = true;
+                    }
+                    Some(Ev::TaskRunChanged(c)) => {
+                        if let Some(a) = &c.after {
+                            fleet.run(a);
+                        }
+                        for r in [&c.before, &c.after].into_iter().flatten() {
+                            touched.push(r.cell_id.clone());
+                        }
+                        // Queued again, or a cell has room again.
+                        schedule = true;
+                    }
+                    // Nothing the scheduler or the cells follow.
                     Some(Ev::FreshDomainBumped(_))
                     | Some(Ev::TaskDefinitionCreated(_))
                     | Some(Ev::TaskDefinitionChanged(_))
                     | Some(Ev::TaskDefinitionDeleted(_))
-                    | Some(Ev::TaskRunQueued(_))
                     | None => {}
                 }
             }

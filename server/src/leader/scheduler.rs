@@ -1,7 +1,8 @@
-//! The scheduler, on the leader only: places UNCLAIMED instances on cells (the pure placement
-//! rules over the hub's picture of the fleet) and proposes the decisions in batches. It runs when
-//! the hub says there is work, and on a short tick so that waiting instances are retried as soon
-//! as capacity appears.
+//! The scheduler, on the leader only: places UNCLAIMED instances and QUEUED task runs on cells
+//! (the pure placement rules over the hub's picture of the fleet) and proposes the decisions in
+//! batches. It runs when the hub says there is work, and on a short tick so that waiting work is
+//! retried as soon as capacity appears. A run that finds no room stays QUEUED: nothing is written
+//! for it, and a pool's queue is scanned only until its runs stop fitting.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use capstan_proto::pb;
 use capstan_raft::RaftNode;
 use capstan_storage::rules::placement::{self, Need};
 
-use super::hub::{Fleet, Hub, Res};
+use super::hub::{Fleet, Hub, QueuedRun, Res};
 
 /// Most placement decisions in one log entry.
 pub const PLACEMENTS_PER_ENTRY_MAX: usize = 1_000;
@@ -49,7 +50,7 @@ pub fn plan(fleet: &mut Fleet) -> Option<pb::PlaceActualLrps> {
                 let Some((_, res)) = next_res.next() else { break };
                 let need = Need {
                     process_guid: guid,
-                    rootfs: &res.rootfs,
+                    requires: placement::Requires::Rootfs(&res.rootfs),
                     memory_mb: res.memory_mb,
                     disk_mb: res.disk_mb,
                 };
@@ -86,6 +87,69 @@ pub fn plan(fleet: &mut Fleet) -> Option<pb::PlaceActualLrps> {
     (!cmd.placements.is_empty() || !cmd.failures.is_empty()).then_some(cmd)
 }
 
+/// One pass over the queued task runs, pool by pool in queue order (first come first served): the
+/// placements to propose. Within a pool, once a run of some size finds no room, runs at least as
+/// large are not tried again in this pass, so thousands of waiting runs cost a scan, not a search.
+pub fn plan_runs(fleet: &mut Fleet) -> Option<pb::PlaceTaskRuns> {
+    if fleet.queued.is_empty() {
+        return None;
+    }
+    let mut cmd = pb::PlaceTaskRuns::default();
+    let mut decided: Vec<(QueuedRun, String)> = Vec::new();
+    {
+        let Fleet { loads, queued, .. } = fleet;
+        // (pool, the smallest memory that found no room in it)
+        let mut full: Option<(&str, i32)> = None;
+        for ((pool, _, _), run) in queued.iter() {
+            if cmd.placements.len() >= PLACEMENTS_PER_ENTRY_MAX {
+                break;
+            }
+            match full {
+                Some((p, m)) if p == pool && run.memory_mb >= m => continue,
+                Some((p, _)) if p != pool => full = None,
+                _ => {}
+            }
+            let need = Need {
+                process_guid: &run.definition_id,
+                requires: placement::Requires::Pool(pool),
+                memory_mb: run.memory_mb,
+                disk_mb: 0,
+            };
+            match placement::place(loads, &need) {
+                Ok(i) => {
+                    let cell_id = loads[i].cell.cell_id.clone();
+                    cmd.placements.push(pb::TaskRunPlacement {
+                        run_id: run.run_id.clone(),
+                        attempt: run.attempt,
+                        cell_id: cell_id.clone(),
+                    });
+                    decided.push((run.clone(), cell_id));
+                }
+                Err(_) => {
+                    let smallest = full.map_or(run.memory_mb, |(_, m)| m.min(run.memory_mb));
+                    full = Some((pool, smallest));
+                }
+            }
+        }
+    }
+    for (run, cell) in &decided {
+        fleet.count_run_tentative_only(run, cell);
+    }
+    (!cmd.placements.is_empty()).then_some(cmd)
+}
+
+/// Proposes one batch; `false` when nothing was applied or the write failed (the picture is
+/// behind, or this node no longer leads): wait for the next tick, do not spin.
+async fn propose(node: &RaftNode, kind: pb::command::Kind) -> bool {
+    match node.write(pb::Command { kind: Some(kind) }).await {
+        Ok(outcome) => !outcome.events.is_empty(),
+        Err(e) => {
+            tracing::debug!(error = %e, "placement not proposed");
+            false
+        }
+    }
+}
+
 pub async fn run(node: RaftNode, hub: Arc<Hub>) {
     loop {
         tokio::select! {
@@ -99,23 +163,19 @@ pub async fn run(node: RaftNode, hub: Arc<Hub>) {
         loop {
             hub.caught_up().await;
             hub.drop_tentative();
-            let Some(cmd) = hub.with_fleet(plan) else { break };
-            let n = cmd.placements.len();
-            match node
-                .write(pb::Command {
-                    kind: Some(pb::command::Kind::PlaceActualLrps(cmd)),
-                })
-                .await
-            {
-                // Nothing applied: the picture is behind; wait for the next tick, do not spin.
-                Ok(outcome) if outcome.events.is_empty() => break,
-                Ok(_) => tracing::debug!(placements = n, "placed"),
-                Err(e) => {
-                    tracing::debug!(error = %e, "placement not proposed");
-                    break;
-                }
+            let (instances, runs) = hub.with_fleet(|f| (plan(f), plan_runs(f)));
+            if instances.is_none() && runs.is_none() {
+                break;
             }
-            if n == 0 {
+            let mut progressed = false;
+            if let Some(cmd) = instances {
+                let placed = !cmd.placements.is_empty();
+                progressed |= propose(&node, pb::command::Kind::PlaceActualLrps(cmd)).await && placed;
+            }
+            if let Some(cmd) = runs {
+                progressed |= propose(&node, pb::command::Kind::PlaceTaskRuns(cmd)).await;
+            }
+            if !progressed {
                 break;
             }
         }

@@ -12,4 +12,5 @@ pub mod limits;
 pub mod placement;
 pub mod run_lifecycle;
 pub mod task_definitions;
+pub mod task_runs;
 pub mod validate;

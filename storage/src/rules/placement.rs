@@ -1,6 +1,7 @@
-//! Placement: which cell an UNCLAIMED instance goes to. Fit (memory, disk, containers, rootfs
-//! provider), then spread (fewest instances of the same process in the zone, then on the cell),
-//! then the most free memory, then the cell id — deterministic for the same input.
+//! Placement: which cell an UNCLAIMED instance or a QUEUED task run goes to. Fit (memory, disk,
+//! containers, and the rootfs provider for an instance or the pool for a run), then spread (fewest
+//! of the same process — or of the same task definition — in the zone, then on the cell), then the
+//! most free memory, then the cell id — deterministic for the same input.
 
 use std::collections::BTreeMap;
 
@@ -78,11 +79,30 @@ pub fn provides_rootfs(cell: &pb::Cell, rootfs: &str) -> bool {
     }
 }
 
-/// What one instance needs.
+/// Which cells can take the work at all.
+#[derive(Debug, Clone, Copy)]
+pub enum Requires<'a> {
+    /// An LRP instance: cells that provide this rootfs.
+    Rootfs(&'a str),
+    /// A task run: cells of this pool (Flotilla cluster); any of them runs any image.
+    Pool(&'a str),
+}
+
+impl Requires<'_> {
+    pub fn offered_by(self, cell: &pb::Cell) -> bool {
+        match self {
+            Requires::Rootfs(rootfs) => provides_rootfs(cell, rootfs),
+            Requires::Pool(pool) => cell.pool == pool,
+        }
+    }
+}
+
+/// What one instance (or run) needs. `process_guid` is what spread counts: the process of an
+/// instance, the definition of a run.
 #[derive(Debug, Clone)]
 pub struct Need<'a> {
     pub process_guid: &'a str,
-    pub rootfs: &'a str,
+    pub requires: Requires<'a>,
     pub memory_mb: i32,
     pub disk_mb: i32,
 }
@@ -125,7 +145,7 @@ impl<'a> ProcessPlacer<'a> {
             zone_counts[z] += n;
             zone_of.push(z);
             counts.push(n);
-            compatible.push(provides_rootfs(&c.cell, need.rootfs));
+            compatible.push(need.requires.offered_by(&c.cell));
         }
         let any_compatible = compatible.iter().any(|c| *c);
         Self {
@@ -193,7 +213,7 @@ mod tests {
     fn need(guid: &str, memory_mb: i32) -> Need<'_> {
         Need {
             process_guid: guid,
-            rootfs: "preloaded:cflinuxfs4",
+            requires: Requires::Rootfs("preloaded:cflinuxfs4"),
             memory_mb,
             disk_mb: 0,
         }
@@ -239,15 +259,38 @@ mod tests {
             "containers exhausted"
         );
         let docker = Need {
-            rootfs: "docker:///busybox#latest",
+            requires: Requires::Rootfs("docker:///busybox#latest"),
             ..need("d", 0)
         };
         assert_eq!(place(&mut cells, &docker), Err(ERR_NO_COMPATIBLE_CELLS));
         let other = Need {
-            rootfs: "preloaded:windows",
+            requires: Requires::Rootfs("preloaded:windows"),
             ..need("w", 0)
         };
         assert_eq!(place(&mut cells, &other), Err(ERR_NO_COMPATIBLE_CELLS));
         assert_eq!(place(&mut [], &need("x", 0)), Err(ERR_NO_COMPATIBLE_CELLS));
+    }
+
+    #[test]
+    fn runs_go_to_cells_of_their_pool_by_fit() {
+        let mut cells = vec![cell("a", "z", 1000, 10), cell("b", "z", 300, 10)];
+        cells[0].cell.pool = "default".into();
+        cells[1].cell.pool = "batch".into();
+        let run = |pool: &'static str, memory_mb: i32| Need {
+            process_guid: "def-1",
+            requires: Requires::Pool(pool),
+            memory_mb,
+            disk_mb: 0,
+        };
+        let pick = place(&mut cells, &run("batch", 200)).expect("fits");
+        assert_eq!(ids(&cells, &[pick]), vec!["b"]);
+        assert_eq!(
+            place(&mut cells, &run("batch", 200)),
+            Err(ERR_INSUFFICIENT_RESOURCES),
+            "b is full"
+        );
+        assert_eq!(place(&mut cells, &run("gpu", 1)), Err(ERR_NO_COMPATIBLE_CELLS));
+        let pick = place(&mut cells, &run("default", 1000)).expect("fits");
+        assert_eq!(ids(&cells, &[pick]), vec!["a"]);
     }
 }

@@ -94,6 +94,37 @@ pub fn merged(before: &pb::TaskDefinition, u: &pb::UpdateTaskDefinition, now: i6
     after
 }
 
+/// Flotilla's `sort_by` (default `group_name`, from `fields`) and `order` (`asc` | `desc`), checked
+/// with its messages: the sort field and whether it is descending.
+pub fn sort_and_order(sort_by: &str, order: &str, fields: &[&str]) -> Result<(String, bool), String> {
+    let sort_by = if sort_by.is_empty() { "group_name" } else { sort_by };
+    if !fields.contains(&sort_by) {
+        return Err(format!(
+            "Invalid field to order by [{sort_by}], must be one of [{}]",
+            fields.join(", ")
+        ));
+    }
+    let descending = match order {
+        "" | "asc" => false,
+        "desc" => true,
+        other => {
+            return Err(format!(
+                "Invalid order string, must be one of ('asc', 'desc'), was {other}"
+            ))
+        }
+    };
+    Ok((sort_by.to_owned(), descending))
+}
+
+/// A list's page size: Flotilla's default for 0, bounded by [`LIST_LIMIT_MAX`].
+pub fn page_limit(limit: u32) -> Result<u32, String> {
+    match limit {
+        0 => Ok(LIST_LIMIT_DEFAULT),
+        n if n > LIST_LIMIT_MAX => Err(format!("limit must be at most {LIST_LIMIT_MAX}")),
+        n => Ok(n),
+    }
+}
+
 /// A validated list query.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
@@ -110,34 +141,12 @@ pub struct ListQuery {
 impl ListQuery {
     /// Checks a list request: sort field and order from the whitelist, a bounded limit.
     pub fn from_request(r: &pb::ListTaskDefinitionsRequest) -> Result<Self, String> {
-        let sort_by = if r.sort_by.is_empty() {
-            "group_name"
-        } else {
-            r.sort_by.as_str()
-        };
-        if !SORT_FIELDS.contains(&sort_by) {
-            return Err(format!(
-                "Invalid field to order by [{sort_by}], must be one of [{}]",
-                SORT_FIELDS.join(", ")
-            ));
-        }
-        let descending = match r.order.as_str() {
-            "" | "asc" => false,
-            "desc" => true,
-            other => {
-                return Err(format!(
-                    "Invalid order string, must be one of ('asc', 'desc'), was {other}"
-                ))
-            }
-        };
-        let limit = if r.limit == 0 { LIST_LIMIT_DEFAULT } else { r.limit };
-        if limit > LIST_LIMIT_MAX {
-            return Err(format!("limit must be at most {LIST_LIMIT_MAX}"));
-        }
+        let (sort_by, descending) = sort_and_order(&r.sort_by, &r.order, &SORT_FIELDS)?;
+        let limit = page_limit(r.limit)?;
         Ok(Self {
             limit,
             offset: r.offset,
-            sort_by: sort_by.to_owned(),
+            sort_by,
             descending,
             image: r.image.clone(),
             group_name: r.group_name.clone(),

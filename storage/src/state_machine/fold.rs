@@ -107,9 +107,32 @@ pub fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
                 Some(vec![]),
             );
         }
+        Some(Kind::TaskRunChanged(pb::TaskRunChanged {
+            before: Some(b),
+            after: Some(a),
+        })) => {
+            put(Tree::TaskRuns, a.run_id.as_bytes().to_vec(), Some(a.encode_to_vec()));
+            let (was, is) = (on_cell(b), on_cell(a));
+            if let Some(cell) = was.filter(|c| Some(*c) != is) {
+                put(Tree::TaskRunsByCell, ks::run_by_cell_key(cell, &b.run_id), None);
+            }
+            if let Some(cell) = is.filter(|c| Some(*c) != was) {
+                put(Tree::TaskRunsByCell, ks::run_by_cell_key(cell, &a.run_id), Some(vec![]));
+            }
+        }
         // An event without its payload changes nothing; decide never makes one.
         _ => {}
     }
+}
+
+/// The cell a run is on now: placed and not yet STOPPED (a STOPPED run keeps its cell id for its
+/// logs, but no longer counts as on the cell).
+fn on_cell(r: &pb::TaskRun) -> Option<&str> {
+    let active = matches!(
+        pb::TaskRunStatus::try_from(r.status),
+        Ok(pb::TaskRunStatus::Pending | pb::TaskRunStatus::Running)
+    );
+    (active && !r.cell_id.is_empty()).then_some(r.cell_id.as_str())
 }
 
 /// The writes of a definition's new state: its row and its alias index.

@@ -47,6 +47,25 @@ fn main_run(a: &pb::Action) -> Option<&pb::RunAction> {
     }
 }
 
+/// Copies a container's output (stdout and stderr, followed) into its log until it ends.
+fn copy_output(docker: &Docker, name: &str, log: Arc<crate::cell::logs::LogFile>) -> tokio::task::JoinHandle<()> {
+    let follow = docker.logs(
+        name,
+        Some(LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        }),
+    );
+    tokio::spawn(async move {
+        futures::pin_mut!(follow);
+        while let Some(Ok(chunk)) = follow.next().await {
+            log.write(&chunk.into_bytes());
+        }
+    })
+}
+
 /// Runs one instance in a container until it exits or is cancelled.
 pub async fn run(
     docker: Arc<Docker>,
@@ -143,22 +162,7 @@ pub async fn run(
         Err(e) => Some(format!("could not start the container: {e}")),
         Ok(()) => {
             log.line(&format!("[cell {}] started container {name} from {image}", ctx.cell_id));
-            let follow = docker.logs(
-                &name,
-                Some(LogsOptions {
-                    follow: true,
-                    stdout: true,
-                    stderr: true,
-                    ..Default::default()
-                }),
-            );
-            let log2 = log.clone();
-            let log_task = tokio::spawn(async move {
-                futures::pin_mut!(follow);
-                while let Some(Ok(chunk)) = follow.next().await {
-                    log2.write(&chunk.into_bytes());
-                }
-            });
+            let log_task = copy_output(&docker, &name, log.clone());
             let sup = Supervised {
                 desired: &desired,
                 ctx: &ctx,
@@ -218,6 +222,103 @@ async fn supervise(
         })
     };
     sup.run(main, || sup.port_check(), cancel).await
+}
+
+/// Runs one task run in a container of its image (present locally; never pulled): `sh -c` with
+/// the command, the run's env and memory limit; output to the run's log; the exit code reported.
+pub async fn run_task(
+    docker: Arc<Docker>,
+    run: pb::TaskRun,
+    ctx: DriverCtx,
+    reports: mpsc::Sender<Report>,
+    mut cancel: oneshot::Receiver<()>,
+) {
+    use super::run::{exit_reason, open_log, report};
+    use pb::TaskRunReportKind as K;
+    if docker.inspect_image(&run.image).await.is_err() {
+        let reason = format!(
+            "image {} is not present on cell {} (images are never pulled)",
+            run.image, ctx.cell_id
+        );
+        let _ = reports.send(report(&run, K::NotStarted, 0, reason)).await;
+        return;
+    }
+    let Some(log) = open_log(&run, &ctx, &reports).await else {
+        return;
+    };
+    let name = format!("capstan-run-{}-{}", run.run_id, run.attempt);
+    let body = ContainerCreateBody {
+        image: Some(run.image.clone()),
+        cmd: Some(vec!["sh".into(), "-c".into(), run.command.clone()]),
+        env: Some(run.env.iter().map(|e| format!("{}={}", e.name, e.value)).collect()),
+        labels: Some(HashMap::from([
+            ("capstan.cell".to_owned(), ctx.cell_id.clone()),
+            ("capstan.run_id".to_owned(), run.run_id.clone()),
+        ])),
+        host_config: Some(HostConfig {
+            memory: (run.memory > 0).then(|| i64::from(run.memory) * 1024 * 1024),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let create = CreateContainerOptions {
+        name: Some(name.clone()),
+        ..Default::default()
+    };
+    if let Err(e) = docker.create_container(Some(create), body).await {
+        let reason = format!("could not create the container: {e}");
+        let _ = reports.send(report(&run, K::NotStarted, 0, reason)).await;
+        return;
+    }
+    let remove = || async {
+        let force = RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        let _ = docker.remove_container(&name, Some(force)).await;
+    };
+    if let Err(e) = docker.start_container(&name, None).await {
+        remove().await;
+        let reason = format!("could not start the container: {e}");
+        let _ = reports.send(report(&run, K::NotStarted, 0, reason)).await;
+        return;
+    }
+    let _ = reports.send(report(&run, K::Started, 0, "")).await;
+    let copy = copy_output(&docker, &name, log.clone());
+    let wait = async {
+        let wait = docker.wait_container(&name, None::<WaitContainerOptions>);
+        futures::pin_mut!(wait);
+        match wait.next().await {
+            Some(Ok(r)) => Ok(i32::try_from(r.status_code).unwrap_or(-1)),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
+                Ok(i32::try_from(code).unwrap_or(-1))
+            }
+            Some(Err(e)) => Err(format!("lost the container: {e}")),
+            None => Err("lost the container".to_owned()),
+        }
+    };
+    tokio::pin!(wait);
+    let mut stopped = false;
+    let exited = tokio::select! {
+        r = &mut wait => r,
+        _ = &mut cancel => {
+            stopped = true;
+            let grace = StopContainerOptions {
+                t: Some(i32::try_from(ctx.stop_grace.as_secs()).unwrap_or(10)),
+                ..Default::default()
+            };
+            let _ = docker.stop_container(&name, Some(grace)).await;
+            wait.await
+        }
+    };
+    // The log stream ends with the container; give it a moment to deliver the last bytes.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), copy).await;
+    remove().await;
+    let (code, reason) = match exited {
+        Ok(code) => (code, exit_reason(code, stopped)),
+        Err(e) => (-1, e),
+    };
+    let _ = reports.send(report(&run, K::Exited, code, reason)).await;
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ pub fn prepare(actual: &pb::ActualLrp, desired: &pb::DesiredLrp, ctx: &DriverCtx
             key,
             mappings,
             host_ports,
-            log: Arc::new(log),
+            log,
         }),
         Err(e) => {
             ctx.ports.give_back(&host_ports);

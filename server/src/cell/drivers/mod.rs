@@ -1,11 +1,13 @@
-//! The drivers that run an instance on a cell — `process` (host processes) and `docker` (local
+//! The drivers that run work on a cell — `process` (host processes) and `docker` (local
 //! containers) — and what they share: the cell's context and port pool, the instance preparation
-//! (`instance.rs`), and the supervision loop (`supervise.rs`) that decides CLAIMED → RUNNING with
-//! a health check within the start timeout and turns an exit or a failed check into a crash.
+//! (`instance.rs`), the supervision loop (`supervise.rs`) that decides CLAIMED → RUNNING with a
+//! health check within the start timeout and turns an exit or a failed check into a crash, and
+//! task runs (`run.rs`), which run to exit and report their exit code instead.
 
 pub mod docker;
 pub mod instance;
 pub mod process;
+pub mod run;
 pub mod supervise;
 
 use std::collections::BTreeSet;

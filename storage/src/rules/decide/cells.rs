@@ -1,6 +1,7 @@
 //! Cell commands: register (or re-register) a cell, remove a lost or departed one.
 
 use super::events::ev;
+use super::runs;
 use super::{reject, Ctx, Decision, ViewRead};
 use crate::pb;
 use crate::rules::limits;
@@ -17,13 +18,17 @@ pub fn register(c: &pb::RegisterCell, cx: &Ctx) -> Decision {
     }
 }
 
-/// Removing an unknown cell is not an error: presence and a departing agent may both ask.
-pub fn remove<V: ViewRead>(view: &V, c: &pb::RemoveCell) -> Result<Decision, V::Error> {
-    Ok(Ok(match view.cell(&c.cell_id)? {
-        None => vec![],
-        Some(cell) => vec![ev(Ev::CellRemoved(pb::CellRemoved {
-            cell: Some(cell),
-            reason: c.reason.clone(),
-        }))],
-    }))
+/// Removing an unknown cell is not an error: presence and a departing agent may both ask. The
+/// task runs on a removed cell are retried elsewhere in the same entry (its instances are
+/// replaced by convergence, which the removal triggers).
+pub fn remove<V: ViewRead>(view: &V, c: &pb::RemoveCell, cx: &Ctx) -> Result<Decision, V::Error> {
+    let Some(cell) = view.cell(&c.cell_id)? else {
+        return Ok(Ok(vec![]));
+    };
+    let mut events = vec![ev(Ev::CellRemoved(pb::CellRemoved {
+        cell: Some(cell),
+        reason: c.reason.clone(),
+    }))];
+    events.extend(runs::lost_with_cell(view, &c.cell_id, cx)?);
+    Ok(Ok(events))
 }

@@ -2,7 +2,7 @@
 //! causes or a [`pb::Rejection`]. Deterministic: time and ids come from the entry's stamp.
 //!
 //! This file only dispatches, one line per command; each area keeps its transitions in its own
-//! file (`lrp.rs`, `instances.rs`, `cells.rs`, `domains.rs`). To add a command: a message in
+//! file (`lrp.rs`, `instances.rs`, `cells.rs`, `domains.rs`, `tasks.rs`, `runs.rs`). To add a command: a message in
 //! `log.proto`, one line here, one small function in the area's file, a fold arm in
 //! `state_machine/fold.rs` for any new event, and a case in the replay property test.
 
@@ -12,6 +12,7 @@ mod events;
 mod instances;
 mod lrp;
 mod overlay;
+mod runs;
 mod tasks;
 #[cfg(test)]
 mod tests;
@@ -35,6 +36,11 @@ pub trait ViewRead {
     fn task_definition(&self, definition_id: &str) -> Result<Option<pb::TaskDefinition>, Self::Error>;
     /// The id of the definition holding `alias`, if any.
     fn task_definition_by_alias(&self, alias: &str) -> Result<Option<String>, Self::Error>;
+    /// Every registered cell.
+    fn cells(&self) -> Result<Vec<pb::Cell>, Self::Error>;
+    fn task_run(&self, run_id: &str) -> Result<Option<pb::TaskRun>, Self::Error>;
+    /// The runs on a cell now (PENDING or RUNNING), in run_id order.
+    fn task_runs_on_cell(&self, cell_id: &str) -> Result<Vec<pb::TaskRun>, Self::Error>;
 }
 
 /// The events a command causes, or why it was refused.
@@ -74,11 +80,14 @@ pub fn decide<V: ViewRead>(view: &V, stamp: &pb::Stamp, command: &pb::Command) -
         Some(Kind::ReportActualLrps(c)) => instances::report(view, c, cx),
         Some(Kind::ConvergeLrps(c)) => instances::converge(view, c, cx),
         Some(Kind::RegisterCell(c)) => Ok(cells::register(c, cx)),
-        Some(Kind::RemoveCell(c)) => cells::remove(view, c),
+        Some(Kind::RemoveCell(c)) => cells::remove(view, c, cx),
         Some(Kind::BumpFreshDomain(c)) => Ok(domains::bump(c, cx)),
         Some(Kind::CreateTaskDefinition(c)) => tasks::create_definition(view, c, cx),
         Some(Kind::UpdateTaskDefinition(c)) => tasks::update_definition(view, c, cx),
         Some(Kind::DeleteTaskDefinition(c)) => tasks::delete_definition(view, c),
         Some(Kind::ExecuteTask(c)) => tasks::execute(view, c, cx),
+        Some(Kind::PlaceTaskRuns(c)) => runs::place(view, c),
+        Some(Kind::ReportTaskRuns(c)) => runs::report(view, c, cx),
+        Some(Kind::StopTaskRun(c)) => runs::stop(view, c, cx),
     }
 }

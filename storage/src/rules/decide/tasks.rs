@@ -3,6 +3,7 @@
 //! queues a run with the definition's fields as they are now.
 
 use super::events::ev;
+use super::runs;
 use super::{reject, Ctx, Decision, ViewRead};
 use crate::pb;
 use crate::rules::task_definitions;
@@ -89,16 +90,31 @@ pub const SERVER_MODE: &str = "capstan";
 
 /// Queues a run: the definition's fields snapshotted, env = definition env, then the overrides
 /// (replacing a same-named variable), then Flotilla's reserved variables.
+/// Checked in Flotilla's order: the definition (404), reserved names (409), the cluster (400).
 pub fn execute<V: ViewRead>(view: &V, c: &pb::ExecuteTask, cx: &mut Ctx) -> Result<Decision, V::Error> {
+    let Some(d) = view.task_definition(&c.definition_id)? else {
+        return Ok(Err(not_found(&c.definition_id)));
+    };
     if let Some(bad) = c.env_overrides.iter().find(|e| RESERVED_ENV.contains(&e.name.as_str())) {
         return Ok(Err(reject(
             RejectionKind::ReservedEnv,
             format!("environment variable {} is reserved", bad.name),
         )));
     }
-    let Some(d) = view.task_definition(&c.definition_id)? else {
-        return Ok(Err(not_found(&c.definition_id)));
+    let cluster_name = if c.cluster_name.is_empty() {
+        "default"
+    } else {
+        c.cluster_name.as_str()
     };
+    if !runs::pool_can_run(&view.cells()?, cluster_name, d.memory) {
+        return Ok(Err(reject(
+            RejectionKind::ClusterCannotRun,
+            format!(
+                "definition [{}] cannot be run on cluster [{cluster_name}]",
+                d.definition_id
+            ),
+        )));
+    }
     let run_id = cx.ids.next_uuid();
     let mut env: Vec<pb::EnvironmentVariable> = d.env.clone();
     for o in &c.env_overrides {
@@ -117,11 +133,6 @@ pub fn execute<V: ViewRead>(view: &V, c: &pb::ExecuteTask, cx: &mut Ctx) -> Resu
             value: value.into(),
         });
     }
-    let cluster_name = if c.cluster_name.is_empty() {
-        "default"
-    } else {
-        c.cluster_name.as_str()
-    };
     let run = pb::TaskRun {
         run_id,
         definition_id: d.definition_id,
@@ -131,6 +142,7 @@ pub fn execute<V: ViewRead>(view: &V, c: &pb::ExecuteTask, cx: &mut Ctx) -> Resu
         command: d.command,
         memory: d.memory,
         env,
+        tags: d.tags,
         cluster_name: cluster_name.to_owned(),
         status: pb::TaskRunStatus::Queued as i32,
         queued_at: cx.now,

@@ -13,6 +13,7 @@ struct Mem {
     actual: RefCell<BTreeMap<(String, u32), pb::ActualLrp>>,
     cells: RefCell<BTreeMap<String, pb::Cell>>,
     defs: RefCell<BTreeMap<String, pb::TaskDefinition>>,
+    runs: RefCell<BTreeMap<String, pb::TaskRun>>,
 }
 
 impl ViewRead for Mem {
@@ -45,6 +46,22 @@ impl ViewRead for Mem {
             .values()
             .find(|d| d.alias == alias)
             .map(|d| d.definition_id.clone()))
+    }
+    fn cells(&self) -> Result<Vec<pb::Cell>, Infallible> {
+        Ok(self.cells.borrow().values().cloned().collect())
+    }
+    fn task_run(&self, run_id: &str) -> Result<Option<pb::TaskRun>, Infallible> {
+        Ok(self.runs.borrow().get(run_id).cloned())
+    }
+    fn task_runs_on_cell(&self, cell_id: &str) -> Result<Vec<pb::TaskRun>, Infallible> {
+        let on = |r: &pb::TaskRun| {
+            r.cell_id == cell_id
+                && matches!(
+                    pb::TaskRunStatus::try_from(r.status),
+                    Ok(pb::TaskRunStatus::Pending | pb::TaskRunStatus::Running)
+                )
+        };
+        Ok(self.runs.borrow().values().filter(|r| on(r)).cloned().collect())
     }
 }
 
@@ -97,6 +114,10 @@ impl Mem {
                     }
                     Some(Ev::CellRemoved(c)) => {
                         self.cells.borrow_mut().remove(&c.cell.unwrap_or_default().cell_id);
+                    }
+                    Some(Ev::TaskRunQueued(pb::TaskRunQueued { run: Some(r) }))
+                    | Some(Ev::TaskRunChanged(pb::TaskRunChanged { after: Some(r), .. })) => {
+                        self.runs.borrow_mut().insert(r.run_id.clone(), r);
                     }
                     _ => {}
                 }
@@ -474,6 +495,7 @@ fn execute_queues_a_run_with_the_definition_snapshot_and_flotilla_env() {
         }
     }
     assert!(m.run(1, create).is_ok());
+    pool_cell(&m, "c1", "default", 1024);
     let id = m.defs.borrow().keys().next().cloned().unwrap_or_default();
     let execute = |overrides: Vec<(&str, &str)>| {
         pb::command::Kind::ExecuteTask(pb::ExecuteTask {
@@ -524,4 +546,241 @@ fn execute_queues_a_run_with_the_definition_snapshot_and_flotilla_env() {
         ..Default::default()
     });
     assert_eq!(kind(&m.run(4, missing)), RejectionKind::DefinitionNotFound as i32);
+}
+
+fn pool_cell(m: &Mem, id: &str, pool: &str, memory_mb: i32) {
+    let cell = pb::Cell {
+        cell_id: id.into(),
+        pool: pool.into(),
+        address: "10.0.0.1".into(),
+        api_addr: "10.0.0.1:7071".into(),
+        capacity: Some(pb::CellCapacity {
+            memory_mb,
+            disk_mb: 1000,
+            containers: 10,
+        }),
+        ..Default::default()
+    };
+    assert!(m
+        .run(
+            100,
+            pb::command::Kind::RegisterCell(pb::RegisterCell { cell: Some(cell) })
+        )
+        .is_ok());
+}
+
+/// A definition "job" (512 MB) and one queued run of it on `cluster`; the run's id.
+fn queued_run(m: &Mem, cluster: &str) -> String {
+    if m.defs.borrow().is_empty() {
+        assert!(m.run(1, definition("job")).is_ok());
+    }
+    let id = m.defs.borrow().keys().next().cloned().unwrap_or_default();
+    let before: Vec<String> = m.runs.borrow().keys().cloned().collect();
+    let seed = 10 + before.len() as u64;
+    let d = m.run(
+        seed,
+        pb::command::Kind::ExecuteTask(pb::ExecuteTask {
+            definition_id: id,
+            cluster_name: cluster.into(),
+            env_overrides: vec![],
+        }),
+    );
+    assert!(d.is_ok(), "{d:?}");
+    let after = m.runs.borrow();
+    after.keys().find(|k| !before.contains(k)).cloned().unwrap_or_default()
+}
+
+fn run_of(m: &Mem, id: &str) -> pb::TaskRun {
+    m.runs.borrow().get(id).cloned().unwrap_or_default()
+}
+
+fn status_of(m: &Mem, id: &str) -> pb::TaskRunStatus {
+    pb::TaskRunStatus::try_from(run_of(m, id).status).unwrap_or(pb::TaskRunStatus::Unspecified)
+}
+
+fn place_run(m: &Mem, id: &str, cell: &str) -> Decision {
+    let attempt = run_of(m, id).attempt;
+    m.run(
+        200,
+        pb::command::Kind::PlaceTaskRuns(pb::PlaceTaskRuns {
+            placements: vec![pb::TaskRunPlacement {
+                run_id: id.into(),
+                attempt,
+                cell_id: cell.into(),
+            }],
+        }),
+    )
+}
+
+fn report_run(m: &Mem, id: &str, kind: pb::TaskRunReportKind, exit_code: i32) -> Decision {
+    let r = run_of(m, id);
+    m.run(
+        300,
+        pb::command::Kind::ReportTaskRuns(pb::ReportTaskRuns {
+            reports: vec![pb::TaskRunReport {
+                run_id: id.into(),
+                cell_id: r.cell_id,
+                attempt: r.attempt,
+                kind: kind as i32,
+                exit_code,
+                reason: String::new(),
+            }],
+        }),
+    )
+}
+
+#[test]
+fn execute_refuses_a_cluster_no_cell_could_ever_fit() {
+    let m = Mem::default();
+    assert!(m.run(1, definition("job")).is_ok());
+    let id = m.defs.borrow().keys().next().cloned().unwrap_or_default();
+    let exec = |cluster: &str| {
+        pb::command::Kind::ExecuteTask(pb::ExecuteTask {
+            definition_id: id.clone(),
+            cluster_name: cluster.into(),
+            env_overrides: vec![],
+        })
+    };
+    let refused = m.run(2, exec("default"));
+    assert_eq!(
+        kind(&refused),
+        RejectionKind::ClusterCannotRun as i32,
+        "no cells at all"
+    );
+    assert_eq!(
+        refused.err().map(|r| r.message),
+        Some(format!("definition [{id}] cannot be run on cluster [default]"))
+    );
+    pool_cell(&m, "small", "default", 256);
+    assert_eq!(
+        kind(&m.run(3, exec("default"))),
+        RejectionKind::ClusterCannotRun as i32,
+        "too small"
+    );
+    pool_cell(&m, "big", "gpu", 4096);
+    assert_eq!(
+        kind(&m.run(4, exec("default"))),
+        RejectionKind::ClusterCannotRun as i32,
+        "other pool"
+    );
+    assert!(m.run(5, exec("gpu")).is_ok());
+}
+
+#[test]
+fn a_run_goes_queued_pending_running_stopped_through_place_and_reports() {
+    let m = Mem::default();
+    pool_cell(&m, "c1", "default", 1024);
+    let id = queued_run(&m, "");
+    assert_eq!(status_of(&m, &id), pb::TaskRunStatus::Queued);
+    assert!(place_run(&m, &id, "c1").is_ok());
+    let placed = run_of(&m, &id);
+    assert_eq!(status_of(&m, &id), pb::TaskRunStatus::Pending);
+    assert_eq!(
+        (
+            placed.cell_id.as_str(),
+            placed.attempt,
+            placed.cell_address.as_str(),
+            placed.log_addr.as_str()
+        ),
+        ("c1", 1, "10.0.0.1", "10.0.0.1:7071")
+    );
+    // A second placement of the same attempt is stale: nothing changes.
+    assert_eq!(place_run(&m, &id, "c1").map(|e| e.len()), Ok(0));
+    assert!(report_run(&m, &id, pb::TaskRunReportKind::Started, 0).is_ok());
+    assert_eq!(status_of(&m, &id), pb::TaskRunStatus::Running);
+    assert_eq!(run_of(&m, &id).started_at, 300_000);
+    assert!(report_run(&m, &id, pb::TaskRunReportKind::Exited, 3).is_ok());
+    let done = run_of(&m, &id);
+    assert_eq!(
+        (done.status, done.exit_code),
+        (pb::TaskRunStatus::Stopped as i32, Some(3))
+    );
+    // A report for another cell or attempt is skipped.
+    let other = queued_run(&m, "default");
+    assert!(place_run(&m, &other, "c1").is_ok());
+    let stale = m.run(
+        301,
+        pb::command::Kind::ReportTaskRuns(pb::ReportTaskRuns {
+            reports: vec![pb::TaskRunReport {
+                run_id: other.clone(),
+                cell_id: "c2".into(),
+                attempt: 1,
+                kind: pb::TaskRunReportKind::Started as i32,
+                ..Default::default()
+            }],
+        }),
+    );
+    assert_eq!(stale.map(|e| e.len()), Ok(0));
+    // Placing on an unknown cell is skipped too.
+    let third = queued_run(&m, "default");
+    assert_eq!(place_run(&m, &third, "nope").map(|e| e.len()), Ok(0));
+}
+
+#[test]
+fn stop_per_status_and_unknown_runs() {
+    let m = Mem::default();
+    pool_cell(&m, "c1", "default", 1024);
+    let stop = |id: &str| {
+        m.run(
+            400,
+            pb::command::Kind::StopTaskRun(pb::StopTaskRun { run_id: id.into() }),
+        )
+    };
+    let queued = queued_run(&m, "");
+    assert!(stop(&queued).is_ok());
+    assert_eq!(status_of(&m, &queued), pb::TaskRunStatus::Stopped);
+    assert_eq!(
+        stop(&queued).map(|e| e.len()),
+        Ok(0),
+        "stopping a STOPPED run is a no-op"
+    );
+
+    let running = queued_run(&m, "");
+    assert!(place_run(&m, &running, "c1").is_ok());
+    assert!(report_run(&m, &running, pb::TaskRunReportKind::Started, 0).is_ok());
+    assert!(stop(&running).is_ok());
+    let asked = run_of(&m, &running);
+    assert!(asked.stop_requested && asked.status == pb::TaskRunStatus::Running as i32);
+    assert!(report_run(&m, &running, pb::TaskRunReportKind::Exited, 143).is_ok());
+    let killed = run_of(&m, &running);
+    assert_eq!(
+        (killed.exit_code, killed.exit_reason.as_str()),
+        (Some(143), "Task was stopped")
+    );
+
+    assert_eq!(kind(&stop("nope")), RejectionKind::RunNotFound as i32);
+}
+
+#[test]
+fn a_lost_cell_sends_its_runs_back_to_the_queue_in_the_same_entry() {
+    let m = Mem::default();
+    pool_cell(&m, "c1", "default", 1024);
+    pool_cell(&m, "c2", "default", 1024);
+    let id = queued_run(&m, "");
+    assert!(place_run(&m, &id, "c1").is_ok());
+    assert!(report_run(&m, &id, pb::TaskRunReportKind::Started, 0).is_ok());
+    let removed = m
+        .run(
+            500,
+            pb::command::Kind::RemoveCell(pb::RemoveCell {
+                cell_id: "c1".into(),
+                reason: "ttl".into(),
+            }),
+        )
+        .unwrap_or_default();
+    assert_eq!(removed.len(), 2, "CellRemoved and the run's change: {removed:?}");
+    let r = run_of(&m, &id);
+    assert_eq!(
+        (r.status, r.cell_id.as_str()),
+        (pb::TaskRunStatus::NeedsRetry as i32, "")
+    );
+    assert!(r.exit_reason.contains("c1"), "{}", r.exit_reason);
+    // Placed again elsewhere: attempt 2.
+    assert!(place_run(&m, &id, "c2").is_ok());
+    assert_eq!(run_of(&m, &id).attempt, 2);
+    // Could not start: back to NEEDS_RETRY; after the last attempt, STOPPED with the reason.
+    assert!(report_run(&m, &id, pb::TaskRunReportKind::NotStarted, 0).is_ok());
+    assert!(place_run(&m, &id, "c2").is_ok());
+    assert!(report_run(&m, &id, pb::TaskRunReportKind::NotStarted, 0).is_ok());
+    assert_eq!(status_of(&m, &id), pb::TaskRunStatus::Stopped);
 }
