@@ -268,6 +268,54 @@ impl Drop for Capstan {
     }
 }
 
+/// A `capstan cell` agent process (killed with -9 when dropped).
+pub struct CellAgent(pub Child);
+
+impl CellAgent {
+    /// Starts `capstan cell --cluster <grpc> --id <id> --work-dir <work> <extra>` and waits for
+    /// its ready line.
+    pub fn start(grpc: &str, id: &str, work: &Path, extra: &[&str]) -> Result<Self> {
+        let mut child = Command::new(capstan_bin()?)
+            .args([
+                "cell",
+                "--cluster",
+                grpc,
+                "--id",
+                id,
+                "--port-range",
+                "62000-62999",
+                "--work-dir",
+            ])
+            .arg(work)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting a cell agent")?;
+        let out = child.stdout.take().context("cell stdout")?;
+        let mut lines = BufReader::new(out).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(l)) if l.starts_with("capstan: ready") => break,
+                Some(Ok(_)) => continue,
+                _ => bail!("the cell agent {id} exited before it was ready"),
+            }
+        }
+        Ok(Self(child))
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for CellAgent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
 /// Polls `check` until it returns `Some`, or fails after `deadline`.
 pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
 where

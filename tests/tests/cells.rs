@@ -2,10 +2,11 @@
 //! extra `capstan cell` processes, with real instance processes whose ports answer.
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+
 use std::time::Duration;
 
-use capstan_tests::{capstan_bin, wait_for, Capstan};
+use capstan_tests::{wait_for, Capstan, CellAgent};
 use serde_json::{json, Value};
 
 const SERVER: &str = env!("CARGO_BIN_EXE_test-http-server");
@@ -217,38 +218,11 @@ async fn a_command_that_always_exits_becomes_crashed_with_backoff() {
     );
 }
 
-fn start_cell(grpc: &str, id: &str, work: &std::path::Path) -> Child {
-    let mut child = Command::new(capstan_bin().expect("bin"))
-        .args([
-            "cell",
-            "--cluster",
-            grpc,
-            "--id",
-            id,
-            "--port-range",
-            "62000-62999",
-            "--work-dir",
-        ])
-        .arg(work)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("cell agent");
-    let out = child.stdout.take().expect("stdout");
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
-    while let Some(Ok(l)) = lines.next() {
-        if l.starts_with("capstan: ready") {
-            break;
-        }
-    }
-    child
-}
-
 #[tokio::test]
 async fn instances_on_a_lost_cell_are_placed_on_another_after_the_ttl() {
     let m = Marker::new("lost");
     let (d, c) = dev();
-    let mut cell2 = start_cell(&c.grpc, "cell-2", &d.path().join("cell2"));
+    let mut cell2 = CellAgent::start(&c.grpc, "cell-2", &d.path().join("cell2"), &[]).expect("cell agent");
     wait_for("two cells", Duration::from_secs(30), || async {
         (c.get("/v1/cells").await.json().as_array().map(Vec::len) == Some(2)).then_some(())
     })
@@ -265,8 +239,7 @@ async fn instances_on_a_lost_cell_are_placed_on_another_after_the_ttl() {
         "spread over both cells"
     );
 
-    let _ = cell2.kill();
-    let _ = cell2.wait();
+    cell2.kill9();
     // After the presence TTL the cell is removed and its instances run on cell-1.
     wait_for("cell-2 to be removed", Duration::from_secs(30), || async {
         (c.get("/v1/cells").await.json().as_array().map(Vec::len) == Some(1)).then_some(())
@@ -290,7 +263,7 @@ async fn a_cell_survives_a_leader_change_and_keeps_running_its_instances() {
     let leader = c.leader(Duration::from_secs(20)).await;
     let grpcs: Vec<String> = c.specs.values().map(|s| s.grpc.clone()).collect();
     let work = tempfile::tempdir().expect("tempdir");
-    let mut cell = start_cell(&grpcs.join(","), "cell-ha", work.path());
+    let mut cell = CellAgent::start(&grpcs.join(","), "cell-ha", work.path(), &[]).expect("cell agent");
     let via = *c.nodes.keys().find(|id| **id != leader).expect("a follower");
     wait_for("the cell to register", Duration::from_secs(30), || async {
         (c.node(via).get("/v1/cells").await.json().as_array().map(Vec::len) == Some(1)).then_some(())
@@ -333,6 +306,5 @@ async fn a_cell_survives_a_leader_change_and_keeps_running_its_instances() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     running(n, "ha", 2).await;
-    let _ = cell.kill();
-    let _ = cell.wait();
+    cell.kill9();
 }

@@ -1,0 +1,467 @@
+//! Flotilla's runs (seed 002) on a real `capstan dev` with its cell: the seed's walk (define,
+//! execute with an env override, follow to STOPPED, read the logs, resume with `last_seen`), exit
+//! codes, stop of a running and of a queued run, runs waiting QUEUED while the cell is full, exact
+//! log resumption while a run writes, bad requests answered in `{"error"}` with nothing changed,
+//! a run on a lost cell retried on another, and logs read through every node of a 3-node cluster.
+
+use std::time::Duration;
+
+use capstan_tests::cluster::Cluster;
+use capstan_tests::{wait_for, Capstan, CellAgent};
+use serde_json::{json, Value};
+
+const RUN_DEADLINE: Duration = Duration::from_secs(30);
+
+fn dev(extra: &[&str]) -> (tempfile::TempDir, Capstan) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Capstan::dev_with(&dir.path().join("data"), extra).expect("start");
+    (dir, c)
+}
+
+/// Creates a definition; its id.
+async fn define(c: &Capstan, alias: &str, command: &str, memory: i64) -> String {
+    let body = json!({"alias": alias, "group_name": "testing", "image": "library/ubuntu:latest",
+                      "command": command, "memory": memory, "tags": ["applesauce"],
+                      "env": [{"name": "USERNAME", "value": "definition"}]});
+    let r = c.post("/api/v1/task", &body.to_string()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["definition_id"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Executes a definition; the queued run.
+async fn execute(c: &Capstan, definition_id: &str, body: Value) -> Value {
+    let r = c
+        .put(&format!("/api/v1/task/{definition_id}/execute"), &body.to_string())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+async fn run_of(c: &Capstan, run_id: &str) -> Value {
+    c.get(&format!("/api/v1/history/{run_id}")).await.json()
+}
+
+/// Waits until the run's status is `status`; the run.
+async fn status_is(c: &Capstan, run_id: &str, status: &str) -> Value {
+    wait_for(&format!("run {run_id} {status}"), RUN_DEADLINE, || async {
+        let r = run_of(c, run_id).await;
+        (r["status"] == status).then_some(r)
+    })
+    .await
+}
+
+/// Reads the whole log from `token` on, following `last_seen` until nothing new comes.
+async fn read_log(c: &Capstan, run_id: &str, mut token: String) -> (String, String) {
+    let mut log = String::new();
+    loop {
+        let r = c.get(&format!("/api/v1/{run_id}/logs?last_seen={token}")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        let chunk = v["log"].as_str().unwrap_or_default().to_owned();
+        let next = v["last_seen"].as_str().unwrap_or_default().to_owned();
+        if chunk.is_empty() {
+            assert_eq!(next, token, "no new output keeps the token");
+            return (log, next);
+        }
+        log.push_str(&chunk);
+        token = next;
+    }
+}
+
+#[tokio::test]
+async fn the_seed_walk_define_execute_follow_to_stopped_and_read_the_logs() {
+    let (_d, c) = dev(&[]);
+    let id = define(&c, "hello_world", "echo \"hello ${USERNAME}\"; echo to-stderr >&2", 512).await;
+    let queued = execute(
+        &c,
+        &id,
+        json!({"cluster": "default", "env": [{"name": "USERNAME", "value": "override"}]}),
+    )
+    .await;
+    assert_eq!(queued["status"], "QUEUED", "{queued}");
+    assert_eq!(queued["definition_id"], id.as_str());
+    assert!(
+        queued["queued_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{queued}"
+    );
+    assert_eq!(
+        (&queued["alias"], &queued["image"]),
+        (&json!("hello_world"), &json!("library/ubuntu:latest"))
+    );
+    let run_id = queued["run_id"].as_str().unwrap_or_default().to_owned();
+    let env = queued["env"].as_array().cloned().unwrap_or_default();
+    assert!(
+        env.contains(&json!({"name": "USERNAME", "value": "override"})),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&json!({"name": "FLOTILLA_RUN_ID", "value": run_id})),
+        "{env:?}"
+    );
+
+    let done = status_is(&c, &run_id, "STOPPED").await;
+    assert_eq!(done["exit_code"], 0, "{done}");
+    assert_eq!(done["instance"]["instance_id"], "cell-1");
+    for t in ["queued_at", "started_at", "finished_at"] {
+        assert!(done[t].as_str().is_some(), "{t} in {done}");
+    }
+    let (log, token) = read_log(&c, &run_id, String::new()).await;
+    assert_eq!(log, "hello override\nto-stderr\n");
+    // Resuming from the last token adds nothing new, and stays exact.
+    let (more, same) = read_log(&c, &run_id, token.clone()).await;
+    assert_eq!((more.as_str(), same), ("", token));
+
+    // The history routes, under both prefixes.
+    for prefix in ["/api/v1", "/api/v6"] {
+        let h = c.get(&format!("{prefix}/task/{id}/history")).await.json();
+        assert_eq!(
+            (&h["definition_id"], &h["total"], &h["offset"]),
+            (&json!(id), &json!(1), &json!(0)),
+            "{h}"
+        );
+        assert_eq!(h["history"][0]["run_id"], run_id.as_str());
+        assert_eq!(h["history"][0]["tags"], json!(["applesauce"]));
+        let one = c.get(&format!("{prefix}/task/{id}/history/{run_id}")).await.json();
+        assert_eq!(one, done);
+        assert_eq!(c.get(&format!("{prefix}/task/history/{run_id}")).await.json(), done);
+        let logs = c.get(&format!("{prefix}/{run_id}/logs")).await.json();
+        assert_eq!(logs["log"], "hello override\nto-stderr\n");
+    }
+    let all = c
+        .get("/api/v1/history?status=STOPPED&cluster_name=default")
+        .await
+        .json();
+    assert_eq!(
+        (&all["total"], &all["status"]),
+        (&json!(1), &json!(["STOPPED"])),
+        "{all}"
+    );
+    // Execute by alias; a deleted definition's runs stay readable.
+    let by_alias = c.put("/api/v1/task/alias/hello_world/execute", "{}").await;
+    assert_eq!(by_alias.status, 200, "{}", by_alias.body);
+    let second = by_alias.json()["run_id"].as_str().unwrap_or_default().to_owned();
+    status_is(&c, &second, "STOPPED").await;
+    assert_eq!(c.delete(&format!("/api/v1/task/{id}")).await.status, 200);
+    assert_eq!(run_of(&c, &run_id).await, done);
+    assert_eq!(c.get("/api/v1/history").await.json()["total"], 2);
+    assert_eq!(
+        read_log(&c, &run_id, String::new()).await.0,
+        "hello override\nto-stderr\n"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_command_reports_its_exit_code() {
+    let (_d, c) = dev(&[]);
+    let id = define(&c, "fails", "echo about to fail; exit 3", 64).await;
+    let run_id = execute(&c, &id, json!({})).await["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let done = status_is(&c, &run_id, "STOPPED").await;
+    assert_eq!(
+        (&done["exit_code"], &done["exit_reason"]),
+        (&json!(3), &json!("Exited with status 3")),
+        "{done}"
+    );
+    assert_eq!(read_log(&c, &run_id, String::new()).await.0, "about to fail\n");
+}
+
+#[tokio::test]
+async fn stop_kills_a_running_run_and_is_a_no_op_once_stopped() {
+    let (_d, c) = dev(&[]);
+    let id = define(&c, "sleeper", "echo started; sleep 300", 64).await;
+    let run_id = execute(&c, &id, json!({})).await["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    status_is(&c, &run_id, "RUNNING").await;
+    let path = format!("/api/v1/task/{id}/history/{run_id}");
+    let r = c.delete(&path).await;
+    assert_eq!(
+        (r.status, r.json()),
+        (200, json!({"definition_id": id, "stopped": true}))
+    );
+    let done = status_is(&c, &run_id, "STOPPED").await;
+    assert_eq!(
+        (&done["exit_code"], &done["exit_reason"]),
+        (&json!(143), &json!("Task was stopped")),
+        "{done}"
+    );
+    let again = c.delete(&path).await;
+    assert_eq!(
+        (again.status, again.json()),
+        (200, json!({"definition_id": id, "stopped": true}))
+    );
+    assert_eq!(run_of(&c, &run_id).await, done, "a second stop changes nothing");
+    assert!(read_log(&c, &run_id, String::new()).await.0.starts_with("started\n"));
+}
+
+#[tokio::test]
+async fn runs_wait_queued_while_the_cell_is_full_and_start_when_room_frees() {
+    let (_d, c) = dev(&["--cell-memory-mb", "1000"]);
+    let id = define(&c, "big", "sleep 300", 600).await;
+    let first = execute(&c, &id, json!({})).await["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    status_is(&c, &first, "RUNNING").await;
+    let second = execute(&c, &id, json!({})).await["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let third = execute(&c, &id, json!({})).await["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    // Over a window of several scheduler ticks the cell has no room: both stay QUEUED.
+    let window = std::time::Instant::now();
+    while window.elapsed() < Duration::from_secs(2) {
+        for r in [&second, &third] {
+            assert_eq!(run_of(&c, r).await["status"], "QUEUED");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A queued run is stopped at once, and never runs.
+    let r = c.delete(&format!("/api/v1/task/{id}/history/{third}")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let stopped = run_of(&c, &third).await;
+    assert_eq!(stopped["status"], "STOPPED", "{stopped}");
+    assert!(
+        stopped.get("exit_code").is_none() && stopped.get("started_at").is_none(),
+        "{stopped}"
+    );
+    // Room frees: the next queued run starts.
+    assert_eq!(
+        c.delete(&format!("/api/v1/task/{id}/history/{first}")).await.status,
+        200
+    );
+    status_is(&c, &second, "RUNNING").await;
+    assert_eq!(run_of(&c, &third).await, stopped, "the stopped one stays stopped");
+    let active = c
+        .get("/api/v1/history?status=RUNNING&status=QUEUED&status=PENDING")
+        .await
+        .json();
+    assert_eq!(active["total"], 1, "{active}");
+    assert_eq!(
+        c.delete(&format!("/api/v1/task/{id}/history/{second}")).await.status,
+        200
+    );
+    status_is(&c, &second, "STOPPED").await;
+}
+
+#[tokio::test]
+async fn logs_resume_exactly_while_a_run_is_writing() {
+    let (_d, c) = dev(&[]);
+    let id = define(
+        &c,
+        "writer",
+        "i=0; while [ $i -lt 300 ]; do i=$((i+1)); echo line $i; sleep 0.005; done",
+        64,
+    )
+    .await;
+    let run_id = execute(&c, &id, json!({})).await["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut log = String::new();
+    let mut token = String::new();
+    let mut reads_while_running = 0;
+    loop {
+        let stopped = run_of(&c, &run_id).await["status"] == "STOPPED";
+        let v = c.get(&format!("/api/v1/{run_id}/logs?last_seen={token}")).await.json();
+        log.push_str(v["log"].as_str().unwrap_or_default());
+        token = v["last_seen"].as_str().unwrap_or_default().to_owned();
+        if stopped {
+            break;
+        }
+        reads_while_running += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (rest, _) = read_log(&c, &run_id, token).await;
+    log.push_str(&rest);
+    let expected: String = (1..=300).map(|i| format!("line {i}\n")).collect();
+    assert!(reads_while_running > 1, "the log was read while the run wrote it");
+    assert_eq!(
+        log, expected,
+        "no line lost or repeated across {reads_while_running} resumed reads"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_flotillas_error_shape_and_change_nothing() {
+    let (_d, c) = dev(&[]);
+    let id = define(&c, "guarded", "true", 64).await;
+    let cases: Vec<(reqwest::Method, String, Option<&str>, u16, &str)> = vec![
+        (
+            reqwest::Method::PUT,
+            format!("/api/v1/task/{id}/execute"),
+            Some(r#"{"env": [{"name": "FLOTILLA_RUN_ID", "value": "x"}]}"#),
+            409,
+            "environment variable FLOTILLA_RUN_ID is reserved",
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/api/v1/task/{id}/execute"),
+            Some(r#"{"cluster": "nope"}"#),
+            400,
+            "cannot be run on cluster [nope]",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/api/v1/task/nope/execute".into(),
+            Some("{}"),
+            404,
+            "Definition with ID nope not found",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/api/v1/task/alias/nope/execute".into(),
+            Some("{}"),
+            404,
+            "Definition with alias nope not found",
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/api/v1/task/{id}/execute"),
+            Some("{not json"),
+            400,
+            "key must be a string",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/history?status=running".into(),
+            None,
+            400,
+            "invalid status [running]",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/history?sort_by=memory".into(),
+            None,
+            400,
+            "Invalid field to order by [memory]",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/history?env=A|B".into(),
+            None,
+            400,
+            "unknown filter [env]",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/history?limit=x".into(),
+            None,
+            400,
+            "limit must be a non-negative integer",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/task/nope/history".into(),
+            None,
+            404,
+            "Definition with ID nope not found",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/history/nope".into(),
+            None,
+            404,
+            "Run with id nope not found",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/api/v1/task/x/history/nope".into(),
+            None,
+            404,
+            "Run with id nope not found",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/nope/logs".into(),
+            None,
+            404,
+            "Run with id nope not found",
+        ),
+        (reqwest::Method::POST, "/api/v1/history".into(), Some("{}"), 405, ""),
+    ];
+    for (method, path, body, status, message) in cases {
+        let r = c.request(method.clone(), &path, body.map(str::to_owned)).await;
+        assert_eq!(r.status, status, "{method} {path}: {}", r.body);
+        if status == 405 {
+            assert!(r.header("allow").is_some(), "405 names what is allowed");
+            continue;
+        }
+        let error = r.json()["error"].as_str().unwrap_or_default().to_owned();
+        assert!(error.contains(message), "{method} {path}: {error}");
+    }
+    assert_eq!(c.get("/api/v1/history").await.json()["total"], 0, "nothing was queued");
+    let run_id = execute(&c, &id, json!({})).await["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let bad = c.get(&format!("/api/v1/{run_id}/logs?last_seen=f/123")).await;
+    assert_eq!(
+        (bad.status, bad.json()["error"].clone()),
+        (400, json!("invalid last_seen token [f/123]"))
+    );
+}
+
+#[tokio::test]
+async fn a_run_on_a_lost_cell_is_retried_on_another_and_never_stuck_running() {
+    let (d, c) = dev(&["--no-cell", "--cell-ttl-ms", "2000"]);
+    let mut a = CellAgent::start(&c.grpc, "cell-a", &d.path().join("a"), &[]).expect("cell a");
+    let id = define(&c, "long", "echo attempt $FLOTILLA_RUN_ID; sleep 300", 64).await;
+    wait_for("cell-a to register", RUN_DEADLINE, || async {
+        (c.get("/api/v1/clusters").await.json()["clusters"] == json!(["default"])).then_some(())
+    })
+    .await;
+    let run_id = execute(&c, &id, json!({})).await["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let first = status_is(&c, &run_id, "RUNNING").await;
+    assert_eq!(first["instance"]["instance_id"], "cell-a");
+    let _b = CellAgent::start(&c.grpc, "cell-b", &d.path().join("b"), &[]).expect("cell b");
+    a.kill9();
+    let again = wait_for("the run to run on cell-b", RUN_DEADLINE, || async {
+        let r = run_of(&c, &run_id).await;
+        (r["status"] == "RUNNING" && r["instance"]["instance_id"] == "cell-b").then_some(r)
+    })
+    .await;
+    assert!(again.get("exit_code").is_none(), "{again}");
+    // The retried attempt writes its own log, read from the new cell.
+    let (log, _) = read_log(&c, &run_id, String::new()).await;
+    assert_eq!(log, format!("attempt {run_id}\n"));
+    assert_eq!(
+        c.delete(&format!("/api/v1/task/{id}/history/{run_id}")).await.status,
+        200
+    );
+    status_is(&c, &run_id, "STOPPED").await;
+}
+
+#[tokio::test]
+async fn logs_are_read_through_every_node_of_a_three_node_cluster() {
+    let c = Cluster::start(3, &[]).expect("cluster");
+    let leader = c.leader(Duration::from_secs(20)).await;
+    let follower = *c.nodes.keys().find(|n| **n != leader).expect("a follower");
+    let grpcs: Vec<String> = c.specs.values().map(|s| s.grpc.clone()).collect();
+    let work = tempfile::tempdir().expect("tempdir");
+    let _cell = CellAgent::start(&grpcs.join(","), "cell-1", work.path(), &[]).expect("cell");
+    let via = c.node(follower);
+    wait_for("the cell to register", RUN_DEADLINE, || async {
+        (via.get("/api/v1/clusters").await.json()["clusters"] == json!(["default"])).then_some(())
+    })
+    .await;
+    let id = define(via, "clustered", "echo from the cell; echo $GREETING", 64).await;
+    let run_id = execute(via, &id, json!({"env": [{"name": "GREETING", "value": "hi"}]})).await["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    status_is(via, &run_id, "STOPPED").await;
+    for (n, node) in &c.nodes {
+        let (log, _) = read_log(node, &run_id, String::new()).await;
+        assert_eq!(log, "from the cell\nhi\n", "through node {n}");
+    }
+}
