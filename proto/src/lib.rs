@@ -33,3 +33,17 @@ pub fn task_run_status_name(status: i32) -> &'static str {
         pb::TaskRunStatus::NeedsRetry => "NEEDS_RETRY",
     }
 }
+
+/// Receptor's state of a task (a run with `receptor`): PENDING (waiting for a cell), CLAIMED
+/// (placed, not yet running), RUNNING, COMPLETED, RESOLVING (its completion callback is being
+/// delivered).
+pub fn receptor_task_state_name(r: &pb::TaskRun) -> &'static str {
+    use pb::TaskRunStatus as S;
+    match S::try_from(r.status).unwrap_or(S::Unspecified) {
+        S::Unspecified | S::Queued | S::NeedsRetry => "PENDING",
+        S::Pending => "CLAIMED",
+        S::Running => "RUNNING",
+        S::Stopped if r.resolving => "RESOLVING",
+        S::Stopped => "COMPLETED",
+    }
+}

@@ -215,6 +215,9 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 tags: vec![],
                 cell_address: String::new(),
                 log_addr: String::new(),
+                receptor: None,
+                result: String::new(),
+                resolving: false,
             }
             .encode_to_vec(),
         ),
@@ -254,6 +257,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                                 kind: pb::TaskRunReportKind::Exited as i32,
                                 exit_code: 3,
                                 reason: "Exited with status 3".into(),
+                                result: String::new(),
                             }],
                         })),
                     }),
@@ -278,6 +282,61 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             "command (stop task run)",
             pb::Command {
                 kind: Some(pb::command::Kind::StopTaskRun(pb::StopTaskRun { run_id: "r1".into() })),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "command (desire task)",
+            pb::Command {
+                kind: Some(pb::command::Kind::DesireTask(pb::DesireTask {
+                    task_guid: "t1".into(),
+                    memory_mb: 64,
+                    env: vec![pb::EnvironmentVariable {
+                        name: "A".into(),
+                        value: "1".into(),
+                    }],
+                    task: Some(pb::ReceptorTask {
+                        domain: "tests".into(),
+                        rootfs: "preloaded:cflinuxfs4".into(),
+                        action: desired().action,
+                        disk_mb: 10,
+                        result_file: "r.txt".into(),
+                        completion_callback_url: "http://x/cb".into(),
+                        created_at: 5,
+                        ..Default::default()
+                    }),
+                })),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "command (resolve task, mark resolving)",
+            [
+                pb::command::Kind::ResolveTask(pb::ResolveTask { task_guid: "t1".into() }),
+                pb::command::Kind::MarkTaskResolving(pb::MarkTaskResolving { task_guid: "t1".into() }),
+            ]
+            .into_iter()
+            .map(|kind| pb::Command { kind: Some(kind) }.encode_to_vec())
+            .collect::<Vec<_>>()
+            .concat(),
+        ),
+        (
+            "event (task run removed, a completed receptor task)",
+            pb::Event {
+                kind: Some(pb::event::Kind::TaskRunRemoved(pb::TaskRunRemoved {
+                    run: Some(pb::TaskRun {
+                        run_id: "t1".into(),
+                        status: pb::TaskRunStatus::Stopped as i32,
+                        exit_code: Some(0),
+                        result: "ok".into(),
+                        resolving: true,
+                        receptor: Some(pb::ReceptorTask {
+                            domain: "tests".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                })),
             }
             .encode_to_vec(),
         ),
@@ -345,6 +404,9 @@ const FROZEN: &[(&str, &str)] = &[
     ("log entry (report task runs)", "0801120608031001180a224f0801121c088080a8b1e39fe7cb171101000000000000001902000000000000001a2d82012a0a280a027231120663656c6c2d3118022002280332144578697465642077697468207374617475732033"),
     ("command (place task runs)", "7a100a0e0a02723110011a0663656c6c2d31"),
     ("command (stop task run)", "8a01040a027231"),
+    ("command (desire task)", "9201640a02743110401a060a014112013122540a05746573747312147072656c6f616465643a63666c696e75786673341a1d221b0a131a110a02736812022d631201783204766361701080e497d012200a5a05722e747874620b687474703a2f2f782f63627005"),
+    ("command (resolve task, mark resolving)", "9a01040a027431a201040a027431"),
+    ("event (task run removed, a completed receptor task)", "7a1c0a1a0a02743150047000b201070a057465737473ba01026f6bc00101"),
     ("event (task run changed)", "721c0a060a027231500112120a027231500282010663656c6c2d31880101"),
     ("log entry (update task definition)", "0801120608031001180922400801121c088080a8b1e39fe7cb171101000000000000001902000000000000001a1e621c0a0974657374696e672d31120772656e616d656428800240014a0161"),
 ];

@@ -8,16 +8,21 @@ use tonic::{Code, Status};
 pub fn status(kind: ErrorKind, message: impl Into<String>, retry_after_ms: u32) -> Status {
     let message = message.into();
     let code = match kind {
-        ErrorKind::InvalidLrp | ErrorKind::InvalidRequest | ErrorKind::InvalidDomain | ErrorKind::InvalidCell => {
-            Code::InvalidArgument
-        }
+        ErrorKind::InvalidLrp
+        | ErrorKind::InvalidRequest
+        | ErrorKind::InvalidDomain
+        | ErrorKind::InvalidCell
+        | ErrorKind::InvalidTask => Code::InvalidArgument,
         ErrorKind::DesiredLrpNotFound
         | ErrorKind::ActualLrpIndexNotFound
         | ErrorKind::DefinitionNotFound
-        | ErrorKind::RunNotFound => Code::NotFound,
-        ErrorKind::DesiredLrpAlreadyExists | ErrorKind::DefinitionAliasTaken | ErrorKind::ReservedEnv => {
-            Code::AlreadyExists
-        }
+        | ErrorKind::RunNotFound
+        | ErrorKind::TaskNotFound => Code::NotFound,
+        ErrorKind::DesiredLrpAlreadyExists
+        | ErrorKind::DefinitionAliasTaken
+        | ErrorKind::ReservedEnv
+        | ErrorKind::TaskGuidAlreadyExists => Code::AlreadyExists,
+        ErrorKind::TaskNotDeletable => Code::FailedPrecondition,
         ErrorKind::InvalidDefinition => Code::InvalidArgument,
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::InsufficientStorage => Code::ResourceExhausted,
@@ -47,6 +52,10 @@ pub fn rejection(r: &pb::Rejection) -> Status {
         RejectionKind::ReservedEnv => ErrorKind::ReservedEnv,
         RejectionKind::RunNotFound => ErrorKind::RunNotFound,
         RejectionKind::ClusterCannotRun => ErrorKind::InvalidRequest,
+        RejectionKind::InvalidTask => ErrorKind::InvalidTask,
+        RejectionKind::TaskGuidAlreadyExists => ErrorKind::TaskGuidAlreadyExists,
+        RejectionKind::TaskNotFound => ErrorKind::TaskNotFound,
+        RejectionKind::TaskNotDeletable => ErrorKind::TaskNotDeletable,
         RejectionKind::UnknownCommand | RejectionKind::Unspecified => ErrorKind::Internal,
     };
     status(kind, r.message.clone(), 0)

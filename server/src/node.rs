@@ -26,7 +26,7 @@ use crate::api::forward::{Forwarder, Peers};
 use crate::api::tasks::TaskServiceImpl;
 use crate::leader::hub::Hub;
 use crate::leader::presence::{self, Presence};
-use crate::leader::{converger, scheduler};
+use crate::leader::{callbacks, converger, scheduler};
 
 /// The limits of a node's listeners (all named, all configurable).
 #[derive(Clone, Copy, Debug, Default)]
@@ -117,6 +117,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
     let leader_tasks = [
         tokio::spawn(hub.clone().run()),
         tokio::spawn(scheduler::run(node.clone(), hub.clone())),
+        tokio::spawn(callbacks::run(node.clone(), hub.clone())),
         tokio::spawn(converger::run(node.clone(), hub.clone(), opts.converge_interval)),
         tokio::spawn(presence::run(node.clone(), hub.clone(), presence.clone())),
     ];

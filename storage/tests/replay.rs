@@ -54,6 +54,7 @@ fn command() -> impl Strategy<Value = pb::command::Kind> {
                 cell_id: c.into(),
                 pool: "default".into(),
                 api_addr: format!("{c}:7071"),
+                preloaded_stacks: vec!["cflinuxfs4".into()],
                 capacity: Some(pb::CellCapacity {
                     memory_mb: 1024,
                     disk_mb: 1024,
@@ -92,6 +93,32 @@ fn command() -> impl Strategy<Value = pb::command::Kind> {
         Just(Kind::PlaceTaskRuns(pb::PlaceTaskRuns::default())),
         Just(Kind::ReportTaskRuns(pb::ReportTaskRuns::default())),
         Just(Kind::StopTaskRun(pb::StopTaskRun::default())),
+        (
+            prop::sample::select(vec!["t1", "t2", "t3"]),
+            prop::sample::select(vec![64, 4096]),
+            any::<bool>()
+        )
+            .prop_map(|(guid, memory_mb, callback)| Kind::DesireTask(pb::DesireTask {
+                task_guid: guid.into(),
+                memory_mb,
+                env: vec![],
+                task: Some(pb::ReceptorTask {
+                    domain: "d1".into(),
+                    rootfs: "preloaded:cflinuxfs4".into(),
+                    action: lrp("x", "d1", 1).action,
+                    result_file: "r".into(),
+                    completion_callback_url: if callback {
+                        "http://127.0.0.1:9/cb".into()
+                    } else {
+                        String::new()
+                    },
+                    ..Default::default()
+                }),
+            })),
+        prop::sample::select(vec!["t1", "t2", "t3"])
+            .prop_map(|g| Kind::ResolveTask(pb::ResolveTask { task_guid: g.into() })),
+        prop::sample::select(vec!["t1", "t2", "t3"])
+            .prop_map(|g| Kind::MarkTaskResolving(pb::MarkTaskResolving { task_guid: g.into() })),
     ]
 }
 
@@ -231,6 +258,11 @@ fn concretize(sm: &StateMachine, kind: pb::command::Kind, seed: u64) -> pb::comm
                         kind: kind as i32,
                         exit_code: i32::try_from(seed % 4).unwrap_or(0),
                         reason: "reported".into(),
+                        result: if r.receptor.is_some() {
+                            format!("result {seed}")
+                        } else {
+                            String::new()
+                        },
                     }
                 })
                 .collect(),

@@ -55,14 +55,18 @@ impl From<tonic::Status> for FlotillaError {
             | ErrorKind::InvalidRequest
             | ErrorKind::InvalidLrp
             | ErrorKind::InvalidDomain
-            | ErrorKind::InvalidCell => StatusCode::BAD_REQUEST,
+            | ErrorKind::InvalidCell
+            | ErrorKind::InvalidTask => StatusCode::BAD_REQUEST,
             ErrorKind::DefinitionNotFound
             | ErrorKind::RunNotFound
+            | ErrorKind::TaskNotFound
             | ErrorKind::DesiredLrpNotFound
             | ErrorKind::ActualLrpIndexNotFound => StatusCode::NOT_FOUND,
-            ErrorKind::DefinitionAliasTaken | ErrorKind::DesiredLrpAlreadyExists | ErrorKind::ReservedEnv => {
-                StatusCode::CONFLICT
-            }
+            ErrorKind::DefinitionAliasTaken
+            | ErrorKind::DesiredLrpAlreadyExists
+            | ErrorKind::ReservedEnv
+            | ErrorKind::TaskGuidAlreadyExists
+            | ErrorKind::TaskNotDeletable => StatusCode::CONFLICT,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             ErrorKind::Internal | ErrorKind::Unspecified => StatusCode::INTERNAL_SERVER_ERROR,

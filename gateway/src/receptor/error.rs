@@ -63,6 +63,10 @@ impl From<tonic::Status> for ReceptorError {
             ErrorKind::DesiredLrpNotFound => (StatusCode::NOT_FOUND, "DesiredLRPNotFound"),
             ErrorKind::ActualLrpIndexNotFound => (StatusCode::NOT_FOUND, "ActualLRPIndexNotFound"),
             ErrorKind::DesiredLrpAlreadyExists => (StatusCode::CONFLICT, "DesiredLRPAlreadyExists"),
+            ErrorKind::InvalidTask => (StatusCode::BAD_REQUEST, "InvalidTask"),
+            ErrorKind::TaskNotFound => (StatusCode::NOT_FOUND, "TaskNotFound"),
+            ErrorKind::TaskGuidAlreadyExists => (StatusCode::CONFLICT, "TaskGuidAlreadyExists"),
+            ErrorKind::TaskNotDeletable => (StatusCode::CONFLICT, "TaskNotDeletable"),
             ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             ErrorKind::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "InsufficientStorage"),
             // Task-definition kinds never come from a Receptor route; mapped for completeness.

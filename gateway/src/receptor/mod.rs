@@ -1,5 +1,5 @@
-//! Diego Receptor LRP routes: the seed's routes and the 2015 routes, both served from the same
-//! views (spec/DECISIONS.md). Every handler makes exactly one gRPC call.
+//! Diego Receptor routes: the LRP routes of the seed and of 2015, both served from the same views,
+//! and the 2015 task routes (spec/DECISIONS.md). Every handler makes exactly one gRPC call.
 
 pub mod dto;
 pub mod error;
@@ -49,6 +49,9 @@ pub fn routes() -> Router<Gateway> {
         .route("/domains", get(list_domains))
         .route("/domains/{domain}", axum::routing::put(upsert_domain))
         .route("/cells", get(list_cells))
+        .route("/tasks", get(list_tasks).post(create_task))
+        .route("/tasks/{task_guid}", get(get_task).delete(delete_task))
+        .route("/tasks/{task_guid}/cancel", axum::routing::post(cancel_task))
         // Unknown paths under /v1 (a trailing slash included): 404 in Receptor's shape.
         .fallback(no_such_route)
 }
@@ -402,4 +405,72 @@ async fn list_cells(State(gw): State<Gateway>, headers: HeaderMap) -> Result<Res
         .cells;
     let out: Vec<CellResponse> = cells.into_iter().map(CellResponse::from).collect();
     Ok(Json(out).into_response())
+}
+
+// ---------- tasks ----------
+
+async fn create_task(State(gw): State<Gateway>, req: Body) -> Result<Response> {
+    let create: TaskCreate = body::json(req).await?;
+    create
+        .check_action_depth()
+        .map_err(|m| ReceptorError::new(StatusCode::BAD_REQUEST, "InvalidTask", m))?;
+    gw.client
+        .clone()
+        .create_task(pb::CreateTaskRequest::from(create))
+        .await?;
+    Ok(StatusCode::CREATED.into_response())
+}
+
+async fn list_tasks(
+    State(gw): State<Gateway>,
+    FamilyQuery(q): FamilyQuery<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let req = pb::ListTasksRequest {
+        domain: q.get("domain").cloned().unwrap_or_default(),
+        consistency: consistency(&headers),
+    };
+    let stream = gw.client.clone().list_tasks(req).await?.into_inner();
+    Ok(list::array(stream, TaskResponse::from))
+}
+
+fn task_guid(task_guid: String, headers: &HeaderMap) -> Result<pb::TaskGuid> {
+    require("task_guid", &task_guid)?;
+    Ok(pb::TaskGuid {
+        task_guid,
+        consistency: consistency(headers),
+    })
+}
+
+async fn get_task(
+    State(gw): State<Gateway>,
+    FamilyPath(guid): FamilyPath<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let task = gw
+        .client
+        .clone()
+        .get_task(task_guid(guid, &headers)?)
+        .await?
+        .into_inner();
+    Ok(Json(TaskResponse::from(task)).into_response())
+}
+
+/// Delete resolves a COMPLETED task: 200 with no body.
+async fn delete_task(
+    State(gw): State<Gateway>,
+    FamilyPath(guid): FamilyPath<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    gw.client.clone().delete_task(task_guid(guid, &headers)?).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn cancel_task(
+    State(gw): State<Gateway>,
+    FamilyPath(guid): FamilyPath<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    gw.client.clone().cancel_task(task_guid(guid, &headers)?).await?;
+    Ok(StatusCode::OK.into_response())
 }

@@ -1,10 +1,12 @@
-//! The public `ControlPlane` gRPC service: validates with the pure rules (bad input never reaches
-//! the log), proposes commands through the Raft node, and answers queries from the views.
+//! The public `ControlPlane` gRPC service (Diego's Receptor family): validates with the pure rules
+//! (bad input never reaches the log), proposes commands through the Raft node, and answers queries
+//! from the views. Receptor tasks are task runs with `receptor` set: the same queue, scheduler
+//! and cells as Flotilla's runs.
 
 use capstan_proto::pb::{
     self, control_plane_client::ControlPlaneClient, control_plane_server::ControlPlane, ErrorKind,
 };
-use capstan_storage::rules::validate;
+use capstan_storage::rules::{receptor_tasks, validate};
 use tonic::{Request, Response, Status};
 
 use super::forward::{is_forwarded, on_leader, Forwarder, Served};
@@ -218,4 +220,93 @@ impl ControlPlane for ControlPlaneService {
         let cells = self.views().cells().map_err(errors::storage)?;
         Ok(Response::new(pb::ListCellsResponse { cells }))
     }
+
+    async fn create_task(&self, req: Request<pb::CreateTaskRequest>) -> Result<Response<pb::Empty>, Status> {
+        let fwd = is_forwarded(&req);
+        let req = req.into_inner();
+        let command = pb::DesireTask {
+            task_guid: req.task_guid.clone(),
+            memory_mb: req.memory_mb,
+            env: req.env.clone(),
+            task: req.task.clone(),
+        };
+        receptor_tasks::validate(&command).map_err(|m| errors::status(ErrorKind::InvalidTask, m, 0))?;
+        if let Served::Leader(addr) = self.fwd.propose(pb::command::Kind::DesireTask(command), fwd).await? {
+            return on_leader!(self.fwd, addr, ControlPlaneClient, create_task, req);
+        }
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn get_task(&self, req: Request<pb::TaskGuid>) -> Result<Response<pb::TaskRun>, Status> {
+        let fwd = is_forwarded(&req);
+        let req = req.into_inner();
+        require("task_guid", &req.task_guid)?;
+        if let Served::Leader(addr) = self.fwd.read_barrier(req.consistency, fwd).await? {
+            return on_leader!(self.fwd, addr, ControlPlaneClient, get_task, req);
+        }
+        let found = self.views().get_task_run(&req.task_guid).map_err(errors::storage)?;
+        found
+            .filter(|r| r.receptor.is_some())
+            .map(Response::new)
+            .ok_or_else(|| task_not_found(&req.task_guid))
+    }
+
+    type ListTasksStream = RowStream<pb::TaskRun>;
+
+    async fn list_tasks(&self, req: Request<pb::ListTasksRequest>) -> Result<Response<Self::ListTasksStream>, Status> {
+        let fwd = is_forwarded(&req);
+        let req = req.into_inner();
+        if let Served::Leader(addr) = self.fwd.read_barrier(req.consistency, fwd).await? {
+            let answer = on_leader!(self.fwd, addr, ControlPlaneClient, list_tasks, req)?;
+            return Ok(Response::new(Box::pin(answer.into_inner())));
+        }
+        let domain = req.domain;
+        let rows = self.views().task_runs();
+        Ok(Response::new(stream_rows(rows, move |r| {
+            r.receptor
+                .as_ref()
+                .is_some_and(|t| domain.is_empty() || t.domain == domain)
+        })))
+    }
+
+    async fn delete_task(&self, req: Request<pb::TaskGuid>) -> Result<Response<pb::Empty>, Status> {
+        let fwd = is_forwarded(&req);
+        let req = req.into_inner();
+        require("task_guid", &req.task_guid)?;
+        let command = pb::command::Kind::ResolveTask(pb::ResolveTask {
+            task_guid: req.task_guid.clone(),
+        });
+        if let Served::Leader(addr) = self.fwd.propose(command, fwd).await? {
+            return on_leader!(self.fwd, addr, ControlPlaneClient, delete_task, req);
+        }
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    /// Cancel is a stop of the run: a pending task completes failed at once, a running one is
+    /// killed on its cell and completes failed; a completed one is left as it is.
+    async fn cancel_task(&self, req: Request<pb::TaskGuid>) -> Result<Response<pb::Empty>, Status> {
+        let fwd = is_forwarded(&req);
+        let req = req.into_inner();
+        require("task_guid", &req.task_guid)?;
+        if let Served::Leader(addr) = self.fwd.route(fwd)? {
+            return on_leader!(self.fwd, addr, ControlPlaneClient, cancel_task, req);
+        }
+        // Only a Receptor task is cancelled through this family (the leader has applied every
+        // acknowledged create, so its view is enough to tell).
+        let known = self.views().get_task_run(&req.task_guid).map_err(errors::storage)?;
+        if known.is_none_or(|r| r.receptor.is_none()) {
+            return Err(task_not_found(&req.task_guid));
+        }
+        let command = pb::command::Kind::StopTaskRun(pb::StopTaskRun {
+            run_id: req.task_guid.clone(),
+        });
+        if let Served::Leader(addr) = self.fwd.propose(command, fwd).await? {
+            return on_leader!(self.fwd, addr, ControlPlaneClient, cancel_task, req);
+        }
+        Ok(Response::new(pb::Empty {}))
+    }
+}
+
+fn task_not_found(task_guid: &str) -> Status {
+    errors::rejection(&capstan_storage::rules::decide::task_not_found(task_guid))
 }

@@ -83,18 +83,20 @@ impl Agent {
                 (Mode::Process { .. }, true, false) => {
                     let Some(ctx) = self.process.clone() else { continue };
                     let (tx, rx) = oneshot::channel();
-                    match (&self.docker, self.cfg.task_docker) {
-                        (Some(docker), true) => {
-                            tokio::spawn(drivers::docker::run_task(
-                                docker.clone(),
-                                r,
-                                ctx,
-                                self.reports.clone(),
-                                rx,
-                            ));
+                    let reports = self.reports.clone();
+                    let docker_rootfs = r.receptor.as_ref().is_some_and(|t| t.rootfs.starts_with("docker:"));
+                    match (&self.docker, r.receptor.is_some()) {
+                        (Some(docker), true) if docker_rootfs => {
+                            tokio::spawn(drivers::docker::run_receptor_task(docker.clone(), r, ctx, reports, rx));
+                        }
+                        (_, true) => {
+                            tokio::spawn(drivers::run::run_receptor_task(r, ctx, reports, rx));
+                        }
+                        (Some(docker), false) if self.cfg.task_docker => {
+                            tokio::spawn(drivers::docker::run_task(docker.clone(), r, ctx, reports, rx));
                         }
                         _ => {
-                            tokio::spawn(drivers::run::run_process(r, ctx, self.reports.clone(), rx));
+                            tokio::spawn(drivers::run::run_process(r, ctx, reports, rx));
                         }
                     }
                     if let Some(local) = self.runs.get_mut(&k) {

@@ -26,17 +26,26 @@ pub struct Waiting {
     pub placement_error: String,
 }
 
-/// One QUEUED (or NEEDS_RETRY) task run waiting for a cell of its pool.
+/// One QUEUED (or NEEDS_RETRY) task run waiting for a cell.
 #[derive(Debug, Clone)]
 pub struct QueuedRun {
     pub run_id: String,
+    /// what spread counts: the definition of a Flotilla run, the domain of a Receptor task
     pub definition_id: String,
     pub attempt: u32,
     pub memory_mb: i32,
+    pub disk_mb: i32,
 }
 
-/// Where a queued run sorts: its pool, then first come first served.
-pub type QueueKey = (String, i64, String);
+/// Which cells a queued run can go to: a pool (Flotilla) or a rootfs (Receptor).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RunNeeds {
+    Pool(String),
+    Rootfs(String),
+}
+
+/// Where a queued run sorts: what it needs, then first come first served.
+pub type QueueKey = (RunNeeds, i64, String);
 
 /// How far a run has come; strictly increases with every transition (`run_lifecycle`), so an
 /// event no further than what is reflected is a replay and changes nothing.
@@ -82,6 +91,8 @@ pub struct Fleet {
     /// the furthest state seen per run (kept for STOPPED runs too: a replayed older event of a
     /// finished run must not queue it again)
     runs_seen: HashMap<String, (u32, u8, bool)>,
+    /// completed Receptor tasks with a completion callback to deliver: task_guid → url
+    pub callbacks: BTreeMap<String, String>,
 }
 
 impl Fleet {
@@ -159,6 +170,26 @@ impl Fleet {
         }
     }
 
+    /// Forgets a run that is gone (a resolved Receptor task).
+    fn remove_run(&mut self, run_id: &str) {
+        self.runs_seen.remove(run_id);
+        self.callbacks.remove(run_id);
+        self.forget_run_state(run_id);
+    }
+
+    /// Takes a run off the queue and off its cell's load.
+    fn forget_run_state(&mut self, run_id: &str) {
+        if let Some(k) = self.queue_keys.remove(run_id) {
+            self.queued.remove(&k);
+        }
+        for (def, counted) in [self.runs_placed.remove(run_id), self.runs_tentative.remove(run_id)]
+            .into_iter()
+            .flatten()
+        {
+            self.uncount(&def, counted);
+        }
+    }
+
     fn run(&mut self, r: &pb::TaskRun) {
         use pb::TaskRunStatus as S;
         let progress = run_progress(r);
@@ -166,40 +197,42 @@ impl Fleet {
             return;
         }
         self.runs_seen.insert(r.run_id.clone(), progress);
-        if let Some(k) = self.queue_keys.remove(&r.run_id) {
-            self.queued.remove(&k);
-        }
-        for (def, counted) in [
-            self.runs_placed.remove(&r.run_id),
-            self.runs_tentative.remove(&r.run_id),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            self.uncount(&def, counted);
+        self.forget_run_state(&r.run_id);
+        if let Some(t) = r.receptor.as_ref().filter(|t| !t.completion_callback_url.is_empty()) {
+            if r.status == S::Stopped as i32 {
+                self.callbacks
+                    .insert(r.run_id.clone(), t.completion_callback_url.clone());
+            }
         }
         match S::try_from(r.status).unwrap_or(S::Unspecified) {
             S::Queued | S::NeedsRetry => {
-                let key = (r.cluster_name.clone(), r.queued_at, r.run_id.clone());
+                let (needs, spread, disk_mb) = match &r.receptor {
+                    Some(t) => (RunNeeds::Rootfs(t.rootfs.clone()), t.domain.clone(), t.disk_mb),
+                    None => (RunNeeds::Pool(r.cluster_name.clone()), r.definition_id.clone(), 0),
+                };
+                let key = (needs, r.queued_at, r.run_id.clone());
                 self.queue_keys.insert(r.run_id.clone(), key.clone());
                 self.queued.insert(
                     key,
                     QueuedRun {
                         run_id: r.run_id.clone(),
-                        definition_id: r.definition_id.clone(),
+                        definition_id: spread,
                         attempt: r.attempt,
                         memory_mb: r.memory,
+                        disk_mb,
                     },
                 );
             }
             S::Pending | S::Running if !r.cell_id.is_empty() => {
+                let (spread, disk_mb) = match &r.receptor {
+                    Some(t) => (t.domain.clone(), t.disk_mb),
+                    None => (r.definition_id.clone(), 0),
+                };
                 if let Some(load) = self.load_mut(&r.cell_id) {
-                    load.add(&r.definition_id, r.memory, 0);
+                    load.add(&spread, r.memory, disk_mb);
                 }
-                self.runs_placed.insert(
-                    r.run_id.clone(),
-                    (r.definition_id.clone(), (r.cell_id.clone(), r.memory, 0)),
-                );
+                self.runs_placed
+                    .insert(r.run_id.clone(), (spread, (r.cell_id.clone(), r.memory, disk_mb)));
             }
             _ => {}
         }
@@ -209,7 +242,10 @@ impl Fleet {
     pub fn count_run_tentative_only(&mut self, run: &QueuedRun, cell_id: &str) {
         self.runs_tentative.insert(
             run.run_id.clone(),
-            (run.definition_id.clone(), (cell_id.to_owned(), run.memory_mb, 0)),
+            (
+                run.definition_id.clone(),
+                (cell_id.to_owned(), run.memory_mb, run.disk_mb),
+            ),
         );
     }
 
@@ -286,6 +322,8 @@ pub struct Hub {
     pub schedule: tokio::sync::Notify,
     /// Wakes the converger when a cell was removed.
     pub converge: tokio::sync::Notify,
+    /// Wakes the callback worker when a Receptor task with a callback completed.
+    pub callbacks: tokio::sync::Notify,
 }
 
 impl Hub {
@@ -297,6 +335,7 @@ impl Hub {
             processed: watch::channel(0).0,
             schedule: tokio::sync::Notify::new(),
             converge: tokio::sync::Notify::new(),
+            callbacks: tokio::sync::Notify::new(),
         })
     }
 
@@ -469,6 +508,11 @@ impl Hub {
                         // Queued again, or a cell has room again.
                         schedule = true;
                     }
+                    Some(Ev::TaskRunRemoved(c)) => {
+                        if let Some(r) = &c.run {
+                            fleet.remove_run(&r.run_id);
+                        }
+                    }
                     // Nothing the scheduler or the cells follow.
                     Some(Ev::FreshDomainBumped(_))
                     | Some(Ev::TaskDefinitionCreated(_))
@@ -486,6 +530,10 @@ impl Hub {
         }
         if converge {
             self.converge.notify_one();
+        }
+        // A run that changed may have completed a task with a callback.
+        if schedule {
+            self.callbacks.notify_one();
         }
     }
 

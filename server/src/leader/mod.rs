@@ -1,7 +1,9 @@
 //! What runs on the leader (and follows the journal on every node): the hub that keeps the fleet's
-//! picture, the scheduler, the converger and the cell presence monitor. Only the leader schedules,
-//! converges and judges presence; each loop checks leadership before every pass.
+//! picture, the scheduler, the converger, the cell presence monitor and the Receptor task
+//! completion callbacks. Only the leader schedules, converges, judges presence and delivers
+//! callbacks; each loop checks leadership before every pass.
 
+pub mod callbacks;
 pub mod converger;
 pub mod hub;
 pub mod presence;

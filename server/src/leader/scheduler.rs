@@ -11,7 +11,7 @@ use capstan_proto::pb;
 use capstan_raft::RaftNode;
 use capstan_storage::rules::placement::{self, Need};
 
-use super::hub::{Fleet, Hub, QueuedRun, Res};
+use super::hub::{Fleet, Hub, QueuedRun, Res, RunNeeds};
 
 /// Most placement decisions in one log entry.
 pub const PLACEMENTS_PER_ENTRY_MAX: usize = 1_000;
@@ -98,22 +98,27 @@ pub fn plan_runs(fleet: &mut Fleet) -> Option<pb::PlaceTaskRuns> {
     let mut decided: Vec<(QueuedRun, String)> = Vec::new();
     {
         let Fleet { loads, queued, .. } = fleet;
-        // (pool, the smallest memory that found no room in it)
-        let mut full: Option<(&str, i32)> = None;
-        for ((pool, _, _), run) in queued.iter() {
+        // (what the runs need, the (memory, disk) of the first of them that found no room)
+        let mut full: Option<(&RunNeeds, (i32, i32))> = None;
+        for ((needs, _, _), run) in queued.iter() {
             if cmd.placements.len() >= PLACEMENTS_PER_ENTRY_MAX {
                 break;
             }
+            let size = (run.memory_mb, run.disk_mb);
             match full {
-                Some((p, m)) if p == pool && run.memory_mb >= m => continue,
-                Some((p, _)) if p != pool => full = None,
+                Some((n, (m, d))) if n == needs && size.0 >= m && size.1 >= d => continue,
+                Some((n, _)) if n != needs => full = None,
                 _ => {}
             }
+            let requires = match needs {
+                RunNeeds::Pool(pool) => placement::Requires::Pool(pool),
+                RunNeeds::Rootfs(rootfs) => placement::Requires::Rootfs(rootfs),
+            };
             let need = Need {
                 process_guid: &run.definition_id,
-                requires: placement::Requires::Pool(pool),
+                requires,
                 memory_mb: run.memory_mb,
-                disk_mb: 0,
+                disk_mb: run.disk_mb,
             };
             match placement::place(loads, &need) {
                 Ok(i) => {
@@ -125,9 +130,11 @@ pub fn plan_runs(fleet: &mut Fleet) -> Option<pb::PlaceTaskRuns> {
                     });
                     decided.push((run.clone(), cell_id));
                 }
+                // Runs at least as large in both do not fit either (a smaller one still may).
                 Err(_) => {
-                    let smallest = full.map_or(run.memory_mb, |(_, m)| m.min(run.memory_mb));
-                    full = Some((pool, smallest));
+                    if full.is_none() {
+                        full = Some((needs, size));
+                    }
                 }
             }
         }

@@ -17,3 +17,7 @@ pub use capstan_proto::ACTION_DEPTH_MAX;
 pub use capstan_proto::ROUTE_JSON_DEPTH_MAX;
 /// Container ports per DesiredLRP.
 pub const PORTS_MAX: usize = 64;
+/// Bytes of a Receptor task's `result` (Diego: the first 10 KB of the result file).
+pub const TASK_RESULT_BYTES_MAX: usize = 10 * 1024;
+/// Bytes of a task's `result_file` path and `completion_callback_url`.
+pub const TASK_PATH_BYTES_MAX: usize = 4 * 1024;

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod limits;
 pub mod placement;
+pub mod receptor_tasks;
 pub mod run_lifecycle;
 pub mod task_definitions;
 pub mod task_runs;

@@ -4,9 +4,10 @@
 //! NEEDS_RETRY, which the scheduler places again like QUEUED, at most [`ATTEMPTS_MAX`] times in
 //! all; nothing leaves STOPPED. Stop: a QUEUED (or NEEDS_RETRY) run is STOPPED at once; one on a
 //! cell is marked and the cell kills it and reports the exit; a STOPPED one is left as it is.
+//! `stop_requested` records that a stop was asked for, whichever way the run then ended.
 //!
-//! `ExecuteTask` queues runs; placing, reporting and stopping them (commands, scheduler, cell side)
-//! come next (issue 8) and are to go through these functions.
+//! `ExecuteTask` and `DesireTask` queue runs; `PlaceTaskRuns`, `ReportTaskRuns`, `StopTaskRun` and
+//! a cell's removal move them, always through these functions.
 
 use crate::pb::{self, TaskRunStatus as S};
 
@@ -94,6 +95,7 @@ pub fn stop(r: &pb::TaskRun, now: i64) -> Result<Option<pb::TaskRun>, Refusal> {
         S::Queued | S::NeedsRetry => {
             let mut next = r.clone();
             next.status = S::Stopped as i32;
+            next.stop_requested = true;
             next.exit_reason = "Task was stopped before it ran".to_owned();
             next.finished_at = now;
             Ok(Some(next))
@@ -158,7 +160,7 @@ mod tests {
             let stopped = stop(&r, 5).ok().map(|o| o.map(|r| (status(&r), r.stop_requested)));
             let expected_stop = match from {
                 S::Stopped => Some(None),
-                S::Queued | S::NeedsRetry => Some(Some((S::Stopped, false))),
+                S::Queued | S::NeedsRetry => Some(Some((S::Stopped, true))),
                 _ => Some(Some((from, true))),
             };
             assert_eq!(stopped, expected_stop, "stop from {from:?}");

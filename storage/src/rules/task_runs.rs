@@ -71,8 +71,10 @@ impl RunQuery {
         }
     }
 
+    /// A Flotilla run that passes every filter (Receptor tasks are not Flotilla's history).
     pub fn matches(&self, r: &pb::TaskRun) -> bool {
-        (self.definition_id.is_empty() || r.definition_id == self.definition_id)
+        r.receptor.is_none()
+            && (self.definition_id.is_empty() || r.definition_id == self.definition_id)
             && Self::column(&self.status, status_name(r.status), false)
             && Self::column(&self.cluster_name, &r.cluster_name, false)
             && Self::column(&self.group_name, &r.group_name, true)

@@ -11,13 +11,13 @@ use crate::pb;
 pub struct ValidationErrors(pub Vec<String>);
 
 impl ValidationErrors {
-    fn field(&mut self, name: &str) {
+    pub(crate) fn field(&mut self, name: &str) {
         self.0.push(format!("Invalid field: {name}"));
     }
-    fn push(&mut self, msg: impl Into<String>) {
+    pub(crate) fn push(&mut self, msg: impl Into<String>) {
         self.0.push(msg.into());
     }
-    fn extend(&mut self, other: ValidationErrors) {
+    pub(crate) fn extend(&mut self, other: ValidationErrors) {
         self.0.extend(other.0);
     }
     pub fn is_empty(&self) -> bool {
@@ -42,7 +42,7 @@ pub fn is_valid_guid(guid: &str) -> bool {
 }
 
 /// A URL with a non-empty scheme (`preloaded:cflinuxfs4`, `docker:///busybox#latest`).
-fn has_url_scheme(s: &str) -> bool {
+pub(crate) fn has_url_scheme(s: &str) -> bool {
     if s.chars().any(char::is_control) {
         return false;
     }
@@ -208,7 +208,7 @@ fn routes_bytes(routes: &std::collections::BTreeMap<String, String>) -> usize {
     routes.values().map(String::len).sum()
 }
 
-fn action(a: &pb::Action, depth: usize) -> ValidationErrors {
+pub(crate) fn action(a: &pb::Action, depth: usize) -> ValidationErrors {
     use pb::action::Kind;
     let mut errs = ValidationErrors::default();
     if depth > ACTION_DEPTH_MAX {
@@ -285,7 +285,7 @@ fn action(a: &pb::Action, depth: usize) -> ValidationErrors {
     errs
 }
 
-fn egress_rule(r: &pb::SecurityGroupRule) -> ValidationErrors {
+pub(crate) fn egress_rule(r: &pb::SecurityGroupRule) -> ValidationErrors {
     let mut errs = ValidationErrors::default();
     let has_ports = !r.ports.is_empty();
     let has_range = r.port_range.is_some();

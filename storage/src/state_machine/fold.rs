@@ -101,11 +101,20 @@ pub fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
         }
         Some(Kind::TaskRunQueued(pb::TaskRunQueued { run: Some(r) })) => {
             put(Tree::TaskRuns, r.run_id.as_bytes().to_vec(), Some(r.encode_to_vec()));
-            put(
-                Tree::TaskRunsByDefinition,
-                ks::run_by_definition_key(&r.definition_id, &r.run_id),
-                Some(vec![]),
-            );
+            // A Receptor task belongs to no definition.
+            if !r.definition_id.is_empty() {
+                put(
+                    Tree::TaskRunsByDefinition,
+                    ks::run_by_definition_key(&r.definition_id, &r.run_id),
+                    Some(vec![]),
+                );
+            }
+        }
+        Some(Kind::TaskRunRemoved(pb::TaskRunRemoved { run: Some(r) })) => {
+            put(Tree::TaskRuns, r.run_id.as_bytes().to_vec(), None);
+            if let Some(cell) = on_cell(r) {
+                put(Tree::TaskRunsByCell, ks::run_by_cell_key(cell, &r.run_id), None);
+            }
         }
         Some(Kind::TaskRunChanged(pb::TaskRunChanged {
             before: Some(b),

@@ -9,10 +9,12 @@ use crate::common::body::null_default;
 mod actions;
 mod cells;
 mod lrp;
+mod tasks;
 
 pub use actions::*;
 pub use cells::*;
 pub use lrp::*;
+pub use tasks::*;
 
 pub(super) fn is_empty_str(s: &str) -> bool {
     s.is_empty()

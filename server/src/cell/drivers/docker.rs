@@ -231,14 +231,49 @@ pub async fn run_task(
     run: pb::TaskRun,
     ctx: DriverCtx,
     reports: mpsc::Sender<Report>,
+    cancel: oneshot::Receiver<()>,
+) {
+    let cmd = vec!["sh".into(), "-c".into(), run.command.clone()];
+    let image = run.image.clone();
+    run_in_container(docker, run, image, cmd, ctx, reports, cancel).await;
+}
+
+/// Runs a Receptor task with a `docker://` rootfs: its single `run` action in the image.
+pub async fn run_receptor_task(
+    docker: Arc<Docker>,
+    run: pb::TaskRun,
+    ctx: DriverCtx,
+    reports: mpsc::Sender<Report>,
+    cancel: oneshot::Receiver<()>,
+) {
+    use super::run::report;
+    let task = run.receptor.clone().unwrap_or_default();
+    let (Some(image), Some(r)) = (image_of(&task.rootfs), task.action.as_ref().and_then(main_run)) else {
+        let why = "the docker driver runs a single run action from a docker:// rootfs";
+        let _ = reports.send(report(&run, pb::TaskRunReportKind::Exited, 1, why)).await;
+        return;
+    };
+    let mut cmd = vec![r.path.clone()];
+    cmd.extend(r.args.iter().cloned());
+    run_in_container(docker, run, image, cmd, ctx, reports, cancel).await;
+}
+
+/// A run in a container of `image` running `cmd`, to exit (or to a stop).
+async fn run_in_container(
+    docker: Arc<Docker>,
+    run: pb::TaskRun,
+    image: String,
+    cmd: Vec<String>,
+    ctx: DriverCtx,
+    reports: mpsc::Sender<Report>,
     mut cancel: oneshot::Receiver<()>,
 ) {
     use super::run::{exit_reason, open_log, report};
     use pb::TaskRunReportKind as K;
-    if docker.inspect_image(&run.image).await.is_err() {
+    if docker.inspect_image(&image).await.is_err() {
         let reason = format!(
-            "image {} is not present on cell {} (images are never pulled)",
-            run.image, ctx.cell_id
+            "image {image} is not present on cell {} (images are never pulled)",
+            ctx.cell_id
         );
         let _ = reports.send(report(&run, K::NotStarted, 0, reason)).await;
         return;
@@ -248,8 +283,8 @@ pub async fn run_task(
     };
     let name = format!("capstan-run-{}-{}", run.run_id, run.attempt);
     let body = ContainerCreateBody {
-        image: Some(run.image.clone()),
-        cmd: Some(vec!["sh".into(), "-c".into(), run.command.clone()]),
+        image: Some(image.clone()),
+        cmd: Some(cmd),
         env: Some(run.env.iter().map(|e| format!("{}={}", e.name, e.value)).collect()),
         labels: Some(HashMap::from([
             ("capstan.cell".to_owned(), ctx.cell_id.clone()),

@@ -1,9 +1,10 @@
-//! Task runs on a cell: run to exit, not supervised for health. The process driver runs the
-//! run's command with `sh -c` on the cell's host (the image is recorded, not used); the docker
-//! driver runs it in the image (`drivers::docker::run_task`). Both report STARTED once the
-//! process (or container) runs, then EXITED with its exit code; a stop (cancel) is TERM, then
-//! KILL after the grace period, and is reported as the exit it caused. What cannot be started is
-//! NOT_STARTED, which the control plane retries on another placement.
+//! Task runs on a cell: run to exit, not supervised for health. The process driver runs a
+//! Flotilla run's command with `sh -c` on the cell's host (the image is recorded, not used), and a
+//! Receptor task's action tree on the host; the docker driver runs either in its image
+//! (`drivers::docker::run_task`). Each reports STARTED once it runs, then EXITED with its exit code
+//! (a Receptor task: 0, or 1 with the failure, and the content of its `result_file`); a stop
+//! (cancel) is TERM, then KILL after the grace period, and is reported as the exit it caused.
+//! What cannot be started is NOT_STARTED, which the control plane retries on another placement.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ pub fn report(run: &pb::TaskRun, kind: K, exit_code: i32, reason: impl Into<Stri
         kind: kind as i32,
         exit_code,
         reason: reason.into(),
+        result: String::new(),
     })
 }
 
@@ -132,6 +134,70 @@ pub async fn run_process(
         log.line(&format!("[cell {}] stopped (exit code {code})", ctx.cell_id));
     }
     let _ = reports.send(report(&run, K::Exited, code, reason)).await;
+}
+
+/// Runs a Receptor task's action tree on the host, in its own directory, until it ends or is
+/// cancelled; a relative `result_file` is read from that directory.
+pub async fn run_receptor_task(
+    run: pb::TaskRun,
+    ctx: DriverCtx,
+    reports: mpsc::Sender<Report>,
+    mut cancel: oneshot::Receiver<()>,
+) {
+    let task = run.receptor.clone().unwrap_or_default();
+    let Some(log) = open_log(&run, &ctx, &reports).await else {
+        return;
+    };
+    let dir = ctx.work_dir.join("runs").join(&run.run_id);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        let reason = format!("could not create the task directory: {e}");
+        let _ = reports.send(report(&run, K::NotStarted, 0, reason)).await;
+        return;
+    }
+    let Some(action) = task.action.clone() else {
+        let _ = reports.send(report(&run, K::Exited, 1, "the task has no action")).await;
+        return;
+    };
+    let exec = Exec {
+        env: run.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
+        log: log.clone(),
+        groups: Arc::new(Mutex::new(Vec::new())),
+        default_dir: dir.clone(),
+    };
+    let _ = reports.send(report(&run, K::Started, 0, "")).await;
+    let outcome = {
+        let main = exec.run(&action);
+        tokio::pin!(main);
+        tokio::select! {
+            r = &mut main => Some(r),
+            _ = &mut cancel => None,
+        }
+    };
+    exec.stop_all(ctx.stop_grace).await;
+    let exited = match outcome {
+        // Cancelled: the lifecycle names the stop.
+        None => report(&run, K::Exited, 1, ""),
+        Some(Err(reason)) => report(&run, K::Exited, 1, reason),
+        Some(Ok(())) => {
+            let mut done = report(&run, K::Exited, 0, "");
+            if let (Report::Run(r), false) = (&mut done, task.result_file.is_empty()) {
+                r.result = read_result(&dir.join(&task.result_file));
+            }
+            done
+        }
+    };
+    let _ = reports.send(exited).await;
+}
+
+/// The first bytes of a task's result file (an unreadable one reads as empty, as in Diego).
+fn read_result(path: &std::path::Path) -> String {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        let limit = capstan_storage::rules::limits::TASK_RESULT_BYTES_MAX as u64;
+        let _ = f.take(limit).read_to_end(&mut buf);
+    }
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 #[cfg(test)]

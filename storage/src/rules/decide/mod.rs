@@ -2,7 +2,7 @@
 //! causes or a [`pb::Rejection`]. Deterministic: time and ids come from the entry's stamp.
 //!
 //! This file only dispatches, one line per command; each area keeps its transitions in its own
-//! file (`lrp.rs`, `instances.rs`, `cells.rs`, `domains.rs`, `tasks.rs`, `runs.rs`). To add a command: a message in
+//! file (`lrp.rs`, `instances.rs`, `cells.rs`, `domains.rs`, `tasks.rs`, `runs.rs`, `receptor.rs`). To add a command: a message in
 //! `log.proto`, one line here, one small function in the area's file, a fold arm in
 //! `state_machine/fold.rs` for any new event, and a case in the replay property test.
 
@@ -12,6 +12,7 @@ mod events;
 mod instances;
 mod lrp;
 mod overlay;
+mod receptor;
 mod runs;
 mod tasks;
 #[cfg(test)]
@@ -24,6 +25,7 @@ use pb::RejectionKind;
 pub use events::unclaimed;
 pub use instances::index_not_found;
 pub use lrp::not_found;
+pub use receptor::not_found as task_not_found;
 
 /// What decide reads. Implemented by the sled views and by in-memory fakes in tests.
 pub trait ViewRead {
@@ -89,5 +91,8 @@ pub fn decide<V: ViewRead>(view: &V, stamp: &pb::Stamp, command: &pb::Command) -
         Some(Kind::PlaceTaskRuns(c)) => runs::place(view, c),
         Some(Kind::ReportTaskRuns(c)) => runs::report(view, c, cx),
         Some(Kind::StopTaskRun(c)) => runs::stop(view, c, cx),
+        Some(Kind::DesireTask(c)) => receptor::desire(view, c, cx),
+        Some(Kind::ResolveTask(c)) => receptor::resolve(view, c),
+        Some(Kind::MarkTaskResolving(c)) => receptor::mark_resolving(view, c),
     }
 }

@@ -81,7 +81,12 @@ pub fn report<V: ViewRead>(view: &V, c: &pb::ReportTaskRuns, cx: &Ctx) -> Result
         }
         let next = match K::try_from(r.kind).unwrap_or(K::Unspecified) {
             K::Started => run_lifecycle::start(&run, &r.cell_id, cx.now),
-            K::Exited => run_lifecycle::exit(&run, &r.cell_id, r.exit_code, &r.reason, cx.now),
+            K::Exited => run_lifecycle::exit(&run, &r.cell_id, r.exit_code, &r.reason, cx.now).map(|mut next| {
+                if next.receptor.is_some() && r.exit_code == 0 {
+                    next.result = super::receptor::bounded_result(&r.result);
+                }
+                next
+            }),
             K::NotStarted => run_lifecycle::retry(&run, &r.reason, cx.now),
             K::Unspecified => continue,
         };

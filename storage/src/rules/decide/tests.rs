@@ -119,6 +119,9 @@ impl Mem {
                     | Some(Ev::TaskRunChanged(pb::TaskRunChanged { after: Some(r), .. })) => {
                         self.runs.borrow_mut().insert(r.run_id.clone(), r);
                     }
+                    Some(Ev::TaskRunRemoved(pb::TaskRunRemoved { run: Some(r) })) => {
+                        self.runs.borrow_mut().remove(&r.run_id);
+                    }
                     _ => {}
                 }
             }
@@ -624,6 +627,7 @@ fn report_run(m: &Mem, id: &str, kind: pb::TaskRunReportKind, exit_code: i32) ->
                 kind: kind as i32,
                 exit_code,
                 reason: String::new(),
+                result: String::new(),
             }],
         }),
     )
@@ -783,4 +787,94 @@ fn a_lost_cell_sends_its_runs_back_to_the_queue_in_the_same_entry() {
     assert!(place_run(&m, &id, "c2").is_ok());
     assert!(report_run(&m, &id, pb::TaskRunReportKind::NotStarted, 0).is_ok());
     assert_eq!(status_of(&m, &id), pb::TaskRunStatus::Stopped);
+}
+
+fn receptor_task(guid: &str, memory_mb: i32) -> pb::command::Kind {
+    pb::command::Kind::DesireTask(pb::DesireTask {
+        task_guid: guid.into(),
+        memory_mb,
+        env: vec![],
+        task: Some(pb::ReceptorTask {
+            domain: "d".into(),
+            rootfs: "preloaded:cflinuxfs4".into(),
+            action: lrp(1).action,
+            ..Default::default()
+        }),
+    })
+}
+
+#[test]
+fn receptor_tasks_are_runs_created_resolved_and_marked_resolving() {
+    let m = Mem::default();
+    let cell = pb::Cell {
+        cell_id: "c1".into(),
+        preloaded_stacks: vec!["cflinuxfs4".into()],
+        capacity: Some(pb::CellCapacity {
+            memory_mb: 1024,
+            disk_mb: 1024,
+            containers: 4,
+        }),
+        ..Default::default()
+    };
+    assert!(m
+        .run(
+            1,
+            pb::command::Kind::RegisterCell(pb::RegisterCell { cell: Some(cell) })
+        )
+        .is_ok());
+    assert!(m.run(2, receptor_task("t1", 64)).is_ok());
+    let t = run_of(&m, "t1");
+    assert_eq!((t.status, t.queued_at), (pb::TaskRunStatus::Queued as i32, 2000));
+    assert_eq!(t.receptor.as_ref().map(|r| r.created_at), Some(2000));
+    assert_eq!(
+        kind(&m.run(3, receptor_task("t1", 64))),
+        RejectionKind::TaskGuidAlreadyExists as i32
+    );
+    let resolve = |g: &str| pb::command::Kind::ResolveTask(pb::ResolveTask { task_guid: g.into() });
+    assert_eq!(kind(&m.run(4, resolve("t1"))), RejectionKind::TaskNotDeletable as i32);
+    assert_eq!(kind(&m.run(4, resolve("nope"))), RejectionKind::TaskNotFound as i32);
+    // Through the run lifecycle, with the result kept.
+    assert!(place_run(&m, "t1", "c1").is_ok());
+    assert!(report_run(&m, "t1", pb::TaskRunReportKind::Started, 0).is_ok());
+    let r = run_of(&m, "t1");
+    let exited = m.run(
+        5,
+        pb::command::Kind::ReportTaskRuns(pb::ReportTaskRuns {
+            reports: vec![pb::TaskRunReport {
+                run_id: "t1".into(),
+                cell_id: r.cell_id,
+                attempt: r.attempt,
+                kind: pb::TaskRunReportKind::Exited as i32,
+                exit_code: 0,
+                reason: String::new(),
+                result: "x".repeat(crate::rules::limits::TASK_RESULT_BYTES_MAX + 10),
+            }],
+        }),
+    );
+    assert!(exited.is_ok());
+    assert_eq!(
+        run_of(&m, "t1").result.len(),
+        crate::rules::limits::TASK_RESULT_BYTES_MAX,
+        "bounded"
+    );
+    let mark = pb::command::Kind::MarkTaskResolving(pb::MarkTaskResolving { task_guid: "t1".into() });
+    assert_eq!(m.run(6, mark.clone()).map(|e| e.len()), Ok(1));
+    assert!(run_of(&m, "t1").resolving);
+    assert_eq!(m.run(7, mark).map(|e| e.len()), Ok(0), "marking twice changes nothing");
+    let removed = m.run(8, resolve("t1")).unwrap_or_default();
+    assert!(matches!(
+        removed.first().and_then(|e| e.kind.clone()),
+        Some(Ev::TaskRunRemoved(_))
+    ));
+    // A task no cell could ever fit is COMPLETED failed at once.
+    assert!(m.run(9, receptor_task("huge", 4096)).is_ok());
+    let huge = run_of(&m, "huge");
+    assert_eq!(
+        (huge.status, huge.exit_reason.as_str()),
+        (pb::TaskRunStatus::Stopped as i32, "insufficient resources")
+    );
+    // A Flotilla run is not a Receptor task.
+    pool_cell(&m, "c2", "default", 1024);
+    let flotilla = queued_run(&m, "default");
+    assert_eq!(kind(&m.run(10, resolve(&flotilla))), RejectionKind::TaskNotFound as i32);
 }
