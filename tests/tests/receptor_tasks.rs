@@ -114,11 +114,14 @@ async fn failures_cancels_and_deletes_follow_receptor() {
     );
 }
 
+/// (method, path, body, status, error name, message prefix)
+type Case = (reqwest::Method, &'static str, Option<String>, u16, &'static str, &'static str);
+
 #[tokio::test]
 async fn bad_task_requests_get_receptor_errors_and_create_nothing() {
     let (_d, c) = dev().await;
     create(&c, &task("exists", "true")).await;
-    let cases: Vec<(reqwest::Method, &str, Option<String>, u16, &str, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             reqwest::Method::POST,
             "/v1/tasks",
