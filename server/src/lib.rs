@@ -4,6 +4,7 @@
 //! - `api/`: the gRPC services a node serves, and `forward.rs`, the one way to the leader.
 //! - `leader/`: the hub (journal follower), scheduler, converger and cell presence.
 //! - `cell/`: the cell agent and its drivers.
+//! - `cli.rs`, `task_cli.rs`: `capstan cluster` (gRPC Admin) and `capstan task` (REST).
 //! - `node.rs`: the wiring of one node; `errors.rs`: the one place errors become gRPC statuses.
 
 pub mod api;
@@ -13,3 +14,4 @@ pub mod errors;
 pub mod leader;
 pub mod node;
 pub mod shutdown;
+pub mod task_cli;

@@ -1,8 +1,9 @@
 //! The `capstan` binary: `dev` (embedded single node), `server` (a cluster node), `gateway`
-//! (REST only, in front of a cluster) and `cluster` (the membership CLI).
+//! (REST only, in front of a cluster), `cell` (an agent), `cluster` (the membership CLI) and
+//! `task` (Flotilla's task walk from a terminal).
 
 use capstan::shutdown::shutdown_signal;
-use capstan::{cell, cli, node};
+use capstan::{cell, cli, node, task_cli};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,8 +33,10 @@ enum Command {
     Gateway(GatewayArgs),
     /// Cluster administration: status, add and remove members.
     Cluster(cli::ClusterArgs),
-    /// A cell agent: registers with the cluster and runs the instances placed on it.
+    /// A cell agent: registers with the cluster and runs the instances and task runs placed on it.
     Cell(cell::CellArgs),
+    /// Flotilla tasks from the terminal: define, list, run, status, stop, logs -f (REST client).
+    Task(task_cli::TaskArgs),
 }
 
 #[derive(clap::Args)]
@@ -262,6 +265,10 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Cluster(args) => cli::run(args).await,
             Command::Cell(args) => cell::run_cli(args, shutdown_signal()).await,
+            Command::Task(args) => match task_cli::run(args).await? {
+                0 => Ok(()),
+                code => std::process::exit(code),
+            },
         }
     })
 }

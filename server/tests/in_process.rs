@@ -61,13 +61,20 @@ async fn node_runs_in_process_and_stops_on_its_shutdown_future() {
         assert!(tokio::time::Instant::now() < deadline, "the node never answered");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let created = client
-        .desire_lrp(pb::DesireLrp {
-            desired_lrp: Some(lrp("in-process")),
-        })
-        .await
-        .expect("create")
-        .into_inner();
+    // Answering comes before electing itself leader: retry the documented "unavailable, retry".
+    let created = loop {
+        let answer = client
+            .desire_lrp(pb::DesireLrp {
+                desired_lrp: Some(lrp("in-process")),
+            })
+            .await;
+        match answer {
+            Err(s) if s.code() == tonic::Code::Unavailable && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => break other.expect("create").into_inner(),
+        }
+    };
     assert!(created.created);
     let got = client
         .get_desired_lrp(pb::GetDesiredLrpRequest {

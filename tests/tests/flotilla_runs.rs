@@ -465,3 +465,78 @@ async fn logs_are_read_through_every_node_of_a_three_node_cluster() {
         assert_eq!(log, "from the cell\nhi\n", "through node {n}");
     }
 }
+
+/// `capstan task …` against the REST API, as a person would type it: (exit code, stdout).
+fn task_cli(c: &Capstan, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(capstan_tests::capstan_bin().expect("bin"))
+        .arg("task")
+        .args(["--api", &c.http])
+        .args(args)
+        .output()
+        .expect("capstan task");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_task_cli_walks_the_seed_without_curl() {
+    let (_d, c) = dev(&[]);
+    let (code, id) = task_cli(
+        &c,
+        &[
+            "define",
+            "--alias",
+            "cli",
+            "--group",
+            "examples",
+            "--image",
+            "ubuntu:latest",
+            "--command",
+            "echo hello $WHO; exit 5",
+            "--memory",
+            "64",
+            "--env",
+            "WHO=definition",
+        ],
+    );
+    let id = id.trim().to_owned();
+    assert_eq!(code, 0);
+    assert!(id.starts_with("examples-"), "{id}");
+    let (code, listed) = task_cli(&c, &["list", "--alias", "cl"]);
+    assert!(code == 0 && listed.contains(&id), "{listed}");
+    // run -f follows the log to the end and exits with the run's exit code.
+    let (code, log) = task_cli(&c, &["run", "--alias", "cli", "--env", "WHO=override", "-f"]);
+    assert_eq!((code, log.as_str()), (5, "hello override\n"));
+    let (code, run_id) = task_cli(&c, &["run", &id]);
+    let run_id = run_id.trim().to_owned();
+    assert_eq!(code, 0);
+    let (_, log) = task_cli(&c, &["logs", "-f", &run_id]);
+    assert_eq!(log, "hello definition\n");
+    let (code, status) = task_cli(&c, &["status", &run_id]);
+    assert!(code == 0 && status.contains("status STOPPED  exit 5"), "{status}");
+    let (code, json) = task_cli(&c, &["--json", "status", &run_id]);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<Value>(&json).expect("json")["exit_code"], 5);
+    let (code, _) = task_cli(&c, &["run", &id, "--cluster", "nope"]);
+    assert_ne!(code, 0, "an error is a failing exit");
+    let (_, sleeper) = task_cli(
+        &c,
+        &[
+            "define",
+            "--alias",
+            "cli-sleep",
+            "--group",
+            "examples",
+            "--image",
+            "x",
+            "--command",
+            "sleep 300",
+        ],
+    );
+    let (_, run_id) = task_cli(&c, &["run", sleeper.trim()]);
+    status_is(&c, run_id.trim(), "RUNNING").await;
+    assert_eq!(task_cli(&c, &["stop", run_id.trim()]).0, 0);
+    status_is(&c, run_id.trim(), "STOPPED").await;
+}

@@ -115,7 +115,14 @@ async fn failures_cancels_and_deletes_follow_receptor() {
 }
 
 /// (method, path, body, status, error name, message prefix)
-type Case = (reqwest::Method, &'static str, Option<String>, u16, &'static str, &'static str);
+type Case = (
+    reqwest::Method,
+    &'static str,
+    Option<String>,
+    u16,
+    &'static str,
+    &'static str,
+);
 
 #[tokio::test]
 async fn bad_task_requests_get_receptor_errors_and_create_nothing() {
