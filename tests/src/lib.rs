@@ -304,9 +304,38 @@ impl CellAgent {
         Ok(Self(child))
     }
 
+    /// Starts `capstan cell --simulate N` (N cells that report their work started without running
+    /// it, for scale work) against `grpc`, and waits for its ready line.
+    pub fn simulated(grpc: &str, n: usize, extra: &[&str]) -> Result<Self> {
+        let mut child = Command::new(capstan_bin()?)
+            .args(["cell", "--simulate", &n.to_string(), "--cluster", grpc, "--id", "sim"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting simulated cells")?;
+        let out = child.stdout.take().context("cell stdout")?;
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            if l.starts_with("capstan: ready") {
+                return Ok(Self(child));
+            }
+        }
+        bail!("the simulated cells exited before they were ready")
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+impl Capstan {
+    /// Waits until at least `n` cells are registered (through `/v1/cells`).
+    pub async fn wait_for_cells(&self, n: usize, deadline: Duration) {
+        wait_for(&format!("{n} cells to register"), deadline, || async {
+            (self.get("/v1/cells").await.json().as_array().map(Vec::len).unwrap_or(0) >= n).then_some(())
+        })
+        .await
     }
 }
 

@@ -5,13 +5,12 @@
 //! Run: `cargo run --release -p capstan-tests --bin bench-cells [CELLS] [LRPS] [INSTANCES]`.
 
 use std::collections::BTreeSet;
-use std::io::BufRead;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use capstan_tests::{capstan_bin, Capstan};
+use capstan_tests::{Capstan, CellAgent};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -24,38 +23,9 @@ async fn main() -> anyhow::Result<()> {
         &dir.path().join("data"),
         &["--no-cell", "--cell-ttl-ms", "30000", "--converge-interval-ms", "30000"],
     )?;
-    let mut sim = Command::new(capstan_bin()?)
-        .args([
-            "cell",
-            "--simulate",
-            &cells.to_string(),
-            "--cluster",
-            &c.grpc,
-            "--id",
-            "sim",
-        ])
-        .args(["--memory-mb", "1000000", "--containers", "100000"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()?;
-    if let Some(out) = sim.stdout.take() {
-        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if l.starts_with("capstan: ready") {
-                break;
-            }
-        }
-    }
+    let mut sim = CellAgent::simulated(&c.grpc, cells, &["--memory-mb", "1000000", "--containers", "100000"])?;
     let t0 = Instant::now();
-    loop {
-        let n = c.get("/v1/cells").await.json().as_array().map(Vec::len).unwrap_or(0);
-        if n >= cells {
-            break;
-        }
-        if t0.elapsed() > Duration::from_secs(300) {
-            anyhow::bail!("only {n} of {cells} cells registered");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    c.wait_for_cells(cells, Duration::from_secs(300)).await;
     println!("{cells} simulated cells registered in {:.2?}", t0.elapsed());
 
     let started = Instant::now();
@@ -131,7 +101,6 @@ async fn main() -> anyhow::Result<()> {
     );
     let du = Command::new("du").arg("-sh").arg(dir.path()).output()?;
     println!("data dir: {}", String::from_utf8_lossy(&du.stdout).trim());
-    let _ = sim.kill();
-    let _ = sim.wait();
+    sim.kill9();
     Ok(())
 }
