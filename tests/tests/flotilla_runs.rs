@@ -543,3 +543,60 @@ async fn the_task_cli_walks_the_seed_without_curl() {
     assert_eq!(task_cli(&c, &["stop", run_id.trim()]).0, 0);
     status_is(&c, run_id.trim(), "STOPPED").await;
 }
+
+#[tokio::test]
+async fn a_leader_change_loses_no_queued_run_and_runs_none_twice() {
+    let mut c = Cluster::start(3, &[]).expect("cluster");
+    let leader = c.leader(Duration::from_secs(20)).await;
+    let grpcs: Vec<String> = c.specs.values().map(|s| s.grpc.clone()).collect();
+    let work = tempfile::tempdir().expect("tempdir");
+    let _cell = CellAgent::start(&grpcs.join(","), "cell-1", work.path(), &["--memory-mb", "1000"]).expect("cell");
+    let via = *c.nodes.keys().find(|n| **n != leader).expect("a follower");
+    wait_for("the cell to register", RUN_DEADLINE, || async {
+        (c.node(via).get("/api/v1/clusters").await.json()["clusters"] == json!(["default"])).then_some(())
+    })
+    .await;
+    // Each run takes the whole cell: one runs, the others wait QUEUED.
+    let id = define(
+        c.node(via),
+        "one-at-a-time",
+        "echo run $FLOTILLA_RUN_ID; sleep 300",
+        600,
+    )
+    .await;
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let r = execute(c.node(via), &id, json!({})).await;
+        runs.push(r["run_id"].as_str().unwrap_or_default().to_owned());
+    }
+    status_is(c.node(via), &runs[0], "RUNNING").await;
+
+    c.kill9(leader);
+    let new_leader = c.leader(Duration::from_secs(30)).await;
+    let n = c.node(new_leader);
+    for r in &runs[1..] {
+        assert_eq!(
+            run_of(n, r).await["status"],
+            "QUEUED",
+            "still queued after the leader change"
+        );
+    }
+    assert_eq!(
+        run_of(n, &runs[0]).await["status"],
+        "RUNNING",
+        "the running one runs on"
+    );
+    // Stopping each in turn lets the next one run, one at a time, each once.
+    for (i, r) in runs.iter().enumerate() {
+        status_is(n, r, "RUNNING").await;
+        let active = n.get("/api/v1/history?status=RUNNING&status=PENDING").await.json();
+        assert_eq!(active["total"], 1, "never two at once: {active}");
+        let stop = n.delete(&format!("/api/v1/task/{id}/history/{r}")).await;
+        assert_eq!(stop.status, 200, "{}", stop.body);
+        let done = status_is(n, r, "STOPPED").await;
+        assert_eq!(done["exit_code"], 143, "run {i}: {done}");
+        let (log, _) = read_log(n, r, String::new()).await;
+        assert!(log.starts_with(&format!("run {r}\n")), "{log}");
+        assert_eq!(log.matches("run ").count(), 1, "run {i} ran exactly once: {log}");
+    }
+}
