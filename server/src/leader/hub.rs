@@ -190,7 +190,7 @@ impl Fleet {
         }
     }
 
-    fn run(&mut self, r: &pb::TaskRun) {
+    pub(crate) fn run(&mut self, r: &pb::TaskRun) {
         use pb::TaskRunStatus as S;
         let progress = run_progress(r);
         if self.runs_seen.get(&r.run_id).is_some_and(|seen| *seen >= progress) {
@@ -260,7 +260,7 @@ impl Fleet {
         );
     }
 
-    fn cell(&mut self, c: &pb::Cell) {
+    pub(crate) fn cell(&mut self, c: &pb::Cell) {
         if let Some(load) = self.load_mut(&c.cell_id) {
             load.cell = c.clone();
             return;
@@ -301,7 +301,7 @@ impl Fleet {
     }
 
     /// Forgets placements that apply skipped (the instance moved on meanwhile).
-    fn drop_tentative(&mut self) {
+    pub(crate) fn drop_tentative(&mut self) {
         let left: Vec<(InstanceId, Counted)> = self.tentative.drain().collect();
         for ((guid, _), t) in left {
             self.uncount(&guid, t);
