@@ -47,3 +47,35 @@ pub fn receptor_task_state_name(r: &pb::TaskRun) -> &'static str {
         S::Stopped => "COMPLETED",
     }
 }
+
+/// The event names of the event stream (Receptor's, for LRPs and tasks); `None` for events the
+/// stream does not carry (cells, Flotilla definitions and runs).
+pub fn event_name(e: &pb::Event) -> Option<&'static str> {
+    use pb::event::Kind as K;
+    let receptor = |r: &Option<pb::TaskRun>| r.as_ref().is_some_and(|r| r.receptor.is_some());
+    match e.kind.as_ref()? {
+        K::DesiredLrpCreated(_) => Some("desired_lrp_created"),
+        K::DesiredLrpChanged(_) => Some("desired_lrp_changed"),
+        K::DesiredLrpRemoved(_) => Some("desired_lrp_removed"),
+        K::ActualLrpCreated(_) => Some("actual_lrp_created"),
+        K::ActualLrpChanged(_) => Some("actual_lrp_changed"),
+        K::ActualLrpRemoved(_) => Some("actual_lrp_removed"),
+        K::TaskRunQueued(q) if receptor(&q.run) => Some("task_created"),
+        K::TaskRunChanged(c) if receptor(&c.after) => Some("task_changed"),
+        K::TaskRunRemoved(r) if receptor(&r.run) => Some("task_removed"),
+        _ => None,
+    }
+}
+
+/// Every name [`event_name`] gives.
+pub const EVENT_NAMES: [&str; 9] = [
+    "desired_lrp_created",
+    "desired_lrp_changed",
+    "desired_lrp_removed",
+    "actual_lrp_created",
+    "actual_lrp_changed",
+    "actual_lrp_removed",
+    "task_created",
+    "task_changed",
+    "task_removed",
+];

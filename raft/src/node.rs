@@ -34,6 +34,8 @@ pub struct NodeConfig {
     pub logs_kept_behind_snapshot: u64,
     /// Writes are refused while the data directory's filesystem has less free space than this.
     pub disk_free_floor_bytes: u64,
+    /// Journal records this node keeps (the window event streams resume from).
+    pub journal_records_max: u64,
 }
 
 /// Default free-space floor: room for sled to finish what it has begun and for a snapshot.
@@ -52,6 +54,7 @@ impl NodeConfig {
             snapshot_every_entries: 10_000,
             logs_kept_behind_snapshot: 2_000,
             disk_free_floor_bytes: DISK_FREE_FLOOR_BYTES_DEFAULT,
+            journal_records_max: capstan_storage::keyspace::JOURNAL_RECORDS_MAX,
         }
     }
 
@@ -117,7 +120,8 @@ impl RaftNode {
     /// Starts the node on `db`. It joins no cluster until [`RaftNode::initialize`] or a leader adds it.
     pub async fn start(config: &NodeConfig, disk: &capstan_storage::Disk) -> anyhow_like::Result<Self> {
         let log = LogStore::open(disk).map_err(anyhow_like::msg)?;
-        let sm = StateMachine::open(disk.db(), &config.snapshot_dir).map_err(anyhow_like::msg)?;
+        let mut sm = StateMachine::open(disk.db(), &config.snapshot_dir).map_err(anyhow_like::msg)?;
+        sm.set_journal_records_max(config.journal_records_max);
         let views = sm.views().clone();
         let raft_config = Arc::new(config.raft_config().map_err(anyhow_like::msg)?);
         let raft = Raft::new(config.id, raft_config, Network, log, sm)

@@ -23,6 +23,7 @@ pub fn status(kind: ErrorKind, message: impl Into<String>, retry_after_ms: u32) 
         | ErrorKind::ReservedEnv
         | ErrorKind::TaskGuidAlreadyExists => Code::AlreadyExists,
         ErrorKind::TaskNotDeletable => Code::FailedPrecondition,
+        ErrorKind::EventsGone => Code::OutOfRange,
         ErrorKind::InvalidDefinition => Code::InvalidArgument,
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::InsufficientStorage => Code::ResourceExhausted,

@@ -124,6 +124,10 @@ struct LeaderArgs {
     /// than this, in MiB.
     #[arg(long, env = "CAPSTAN_DISK_FREE_FLOOR_MB", default_value_t = capstan_raft::node::DISK_FREE_FLOOR_BYTES_DEFAULT / (1024 * 1024))]
     disk_free_floor_mb: u64,
+    /// Journal records this node keeps: how far back an event stream can resume (older ids get
+    /// 410 Gone: re-list).
+    #[arg(long, env = "CAPSTAN_JOURNAL_RECORDS_MAX", default_value_t = capstan_storage::keyspace::JOURNAL_RECORDS_MAX)]
+    journal_records_max: u64,
 }
 
 #[derive(clap::Args)]
@@ -218,6 +222,7 @@ fn main() -> anyhow::Result<()> {
                         snapshot_every_entries: None,
                         logs_kept_behind_snapshot: None,
                         disk_free_floor_bytes: args.leader.disk_free_floor_mb.saturating_mul(1024 * 1024),
+                        journal_records_max: args.leader.journal_records_max,
                         limits: args.limits.limits(),
                         cell_ttl: std::time::Duration::from_millis(args.leader.cell_ttl_ms),
                         converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),
@@ -251,6 +256,7 @@ fn main() -> anyhow::Result<()> {
                         snapshot_every_entries: Some(args.snapshot_every_entries),
                         logs_kept_behind_snapshot: Some(args.logs_kept_behind_snapshot),
                         disk_free_floor_bytes: args.leader.disk_free_floor_mb.saturating_mul(1024 * 1024),
+                        journal_records_max: args.leader.journal_records_max,
                         limits: args.limits.limits(),
                         cell_ttl: std::time::Duration::from_millis(args.leader.cell_ttl_ms),
                         converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),

@@ -80,6 +80,8 @@ pub struct NodeOptions {
     pub logs_kept_behind_snapshot: Option<u64>,
     /// Writes are refused (507) while the data directory's filesystem has less free space.
     pub disk_free_floor_bytes: u64,
+    /// Journal records kept (the window `/v1/events` and `Watch` resume from).
+    pub journal_records_max: u64,
     pub limits: ListenLimits,
     /// Cell presence TTL the leader enforces.
     pub cell_ttl: std::time::Duration,
@@ -110,6 +112,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
         config.logs_kept_behind_snapshot = n;
     }
     config.disk_free_floor_bytes = opts.disk_free_floor_bytes;
+    config.journal_records_max = opts.journal_records_max;
     let node = RaftNode::start(&config, &db).await.map_err(|e| anyhow::anyhow!(e))?;
 
     let hub = Hub::new(node.clone());
@@ -126,7 +129,8 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
     let grpc_server = {
         let mut stop = stop_rx.clone();
         let fwd = Forwarder::new(node.clone(), std::sync::Arc::new(Peers::default()));
-        let cp = ControlPlaneServer::new(ControlPlaneService::new(fwd.clone()));
+        let watchers = crate::api::watch::Watchers::new(stop_rx.clone());
+        let cp = ControlPlaneServer::new(ControlPlaneService::new(fwd.clone(), watchers));
         let admin = AdminServer::new(AdminService::new(fwd.clone()));
         let tasks = TaskServiceServer::new(TaskServiceImpl::new(fwd.clone()));
         let cells = CellServiceServer::new(CellServiceImpl::new(fwd, hub.clone(), presence));

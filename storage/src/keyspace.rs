@@ -167,8 +167,13 @@ pub const KEY_LAST_PURGED: &[u8] = b"last_purged";
 pub const KEY_LAST_APPLIED: &[u8] = b"last_applied";
 pub const KEY_LAST_MEMBERSHIP: &[u8] = b"last_membership";
 pub const KEY_INSTALLING: &[u8] = b"installing";
+/// The lowest log index the journal may still hold records for (set by a snapshot install, which
+/// starts the journal over; the retention limit raises it further as records are trimmed).
+pub const KEY_JOURNAL_FLOOR: &[u8] = b"journal_floor";
 
-/// How many journal records are kept; older ones are trimmed deterministically by apply.
+/// How many journal records are kept by default; older ones are trimmed deterministically by
+/// apply (`--journal-records-max` sets it per node: the journal is each node's window of history,
+/// which event-stream clients resume from).
 pub const JOURNAL_RECORDS_MAX: u64 = 100_000;
 
 fn push_str(key: &mut Vec<u8>, s: &str) {

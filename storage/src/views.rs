@@ -11,6 +11,8 @@ pub struct Views {
     pub(crate) trees: Trees,
     /// Bumped after each snapshot install: readers that follow the journal must rebuild then.
     pub(crate) installs: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Journal records this node keeps (set by the state machine).
+    pub(crate) journal_retained: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A lazily read sequence of rows; lists stream from sled ranges, never from a built table.
@@ -21,6 +23,7 @@ impl Views {
         Ok(Self {
             trees: Trees::open(db)?,
             installs: Default::default(),
+            journal_retained: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(ks::JOURNAL_RECORDS_MAX)),
         })
     }
 
@@ -168,6 +171,27 @@ impl Views {
                     }
                 }),
         )
+    }
+
+    /// The log index of the last applied entry (0 before any).
+    pub fn last_applied_index(&self) -> Result<u64, StoreError> {
+        match self.tree(Tree::StateMeta).get(ks::KEY_LAST_APPLIED)? {
+            None => Ok(0),
+            Some(v) => Ok(decode::<pb::LogId>("last applied", &v)?.index),
+        }
+    }
+
+    /// The lowest log index whose journal record this node may still hold: below it, records may
+    /// have been trimmed (the retention limit) or never kept (a snapshot install starts the
+    /// journal over). An event stream cannot resume from before it.
+    pub fn journal_floor(&self) -> Result<u64, StoreError> {
+        let installed = match self.tree(Tree::StateMeta).get(ks::KEY_JOURNAL_FLOOR)? {
+            Some(v) => u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])),
+            None => 0,
+        };
+        let retained = self.journal_retained.load(std::sync::atomic::Ordering::SeqCst);
+        let trimmed = (self.last_applied_index()? + 1).saturating_sub(retained);
+        Ok(installed.max(trimmed).max(1))
     }
 
     /// Journal records with log index ≥ `from`, in log order.

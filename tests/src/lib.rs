@@ -15,6 +15,7 @@ pub mod linearizability;
 pub mod load;
 pub mod nemesis;
 pub mod netns;
+pub mod sse;
 
 /// How long a process may take to print its ready line.
 pub const START_DEADLINE: Duration = Duration::from_secs(30);

@@ -68,6 +68,7 @@ impl From<tonic::Status> for FlotillaError {
             | ErrorKind::TaskGuidAlreadyExists
             | ErrorKind::TaskNotDeletable => StatusCode::CONFLICT,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::EventsGone => StatusCode::GONE,
             ErrorKind::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             ErrorKind::Internal | ErrorKind::Unspecified => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -67,6 +67,7 @@ impl From<tonic::Status> for ReceptorError {
             ErrorKind::TaskNotFound => (StatusCode::NOT_FOUND, "TaskNotFound"),
             ErrorKind::TaskGuidAlreadyExists => (StatusCode::CONFLICT, "TaskGuidAlreadyExists"),
             ErrorKind::TaskNotDeletable => (StatusCode::CONFLICT, "TaskNotDeletable"),
+            ErrorKind::EventsGone => (StatusCode::GONE, "EventsGone"),
             ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             ErrorKind::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "InsufficientStorage"),
             // Task-definition kinds never come from a Receptor route; mapped for completeness.

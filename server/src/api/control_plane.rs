@@ -11,15 +11,17 @@ use tonic::{Request, Response, Status};
 
 use super::forward::{is_forwarded, on_leader, Forwarder, Served};
 use super::stream::{stream_rows, RowStream};
+use super::watch::{self, Watchers};
 use crate::errors;
 
 pub struct ControlPlaneService {
     fwd: Forwarder,
+    watchers: Watchers,
 }
 
 impl ControlPlaneService {
-    pub fn new(fwd: Forwarder) -> Self {
-        Self { fwd }
+    pub fn new(fwd: Forwarder, watchers: Watchers) -> Self {
+        Self { fwd, watchers }
     }
 
     fn views(&self) -> &capstan_storage::Views {
@@ -282,6 +284,13 @@ impl ControlPlane for ControlPlaneService {
         Ok(Response::new(pb::Empty {}))
     }
 
+    type WatchStream = RowStream<pb::WatchEvent>;
+
+    /// Served by every node from its own journal (never forwarded).
+    async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        Ok(Response::new(self.watch_events(req.into_inner()).await?))
+    }
+
     /// Cancel is a stop of the run: a pending task completes failed at once, a running one is
     /// killed on its cell and completes failed; a completed one is left as it is.
     async fn cancel_task(&self, req: Request<pb::TaskGuid>) -> Result<Response<pb::Empty>, Status> {
@@ -304,6 +313,12 @@ impl ControlPlane for ControlPlaneService {
             return on_leader!(self.fwd, addr, ControlPlaneClient, cancel_task, req);
         }
         Ok(Response::new(pb::Empty {}))
+    }
+}
+
+impl ControlPlaneService {
+    async fn watch_events(&self, req: pb::WatchRequest) -> Result<RowStream<pb::WatchEvent>, Status> {
+        watch::watch(self.fwd.node().clone(), &self.watchers, req).await
     }
 }
 

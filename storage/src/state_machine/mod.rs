@@ -35,6 +35,8 @@ pub struct StateMachine {
     snapshots_built: u64,
     /// The trees apply writes (`Tree::written_by_apply`), in registry order, for one transaction.
     applied_trees: Vec<(Tree, sled::Tree)>,
+    /// Journal records kept (older ones are trimmed by apply).
+    journal_records_max: u64,
 }
 
 fn sm_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
@@ -55,6 +57,7 @@ impl StateMachine {
             dir: dir.to_owned(),
             snapshots_built: 0,
             applied_trees: Vec::new(),
+            journal_records_max: ks::JOURNAL_RECORDS_MAX,
         };
         sm.applied_trees = Tree::select(Tree::written_by_apply)
             .map(|t| (t, sm.views.trees.get(t).clone()))
@@ -69,6 +72,14 @@ impl StateMachine {
 
     pub fn views(&self) -> &Views {
         &self.views
+    }
+
+    /// How many journal records this node keeps (at least 1).
+    pub fn set_journal_records_max(&mut self, n: u64) {
+        self.journal_records_max = n.max(1);
+        self.views
+            .journal_retained
+            .store(self.journal_records_max, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn snapshot_path(&self) -> PathBuf {
@@ -148,7 +159,7 @@ impl StateMachine {
                             key: ks::log_key(index).to_vec(),
                             value: Some(record.encode_to_vec()),
                         });
-                        if let Some(old) = index.checked_sub(ks::JOURNAL_RECORDS_MAX) {
+                        if let Some(old) = index.checked_sub(self.journal_records_max) {
                             writes.push(Write {
                                 tree: Tree::Journal,
                                 key: ks::log_key(old).to_vec(),

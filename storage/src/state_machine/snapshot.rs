@@ -117,6 +117,9 @@ impl StateMachine {
             Some(l) => self.meta().insert(ks::KEY_LAST_APPLIED, l.encode_to_vec())?,
             None => self.meta().remove(ks::KEY_LAST_APPLIED)?,
         };
+        // The journal starts over after the snapshot: nothing at or below its index is kept.
+        let floor = header.last_applied.as_ref().map_or(0, |l| l.index) + 1;
+        self.meta().insert(ks::KEY_JOURNAL_FLOOR, &floor.to_be_bytes()[..])?;
         match &header.last_membership {
             Some(m) => self.meta().insert(ks::KEY_LAST_MEMBERSHIP, m.encode_to_vec())?,
             None => self.meta().remove(ks::KEY_LAST_MEMBERSHIP)?,
