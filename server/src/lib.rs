@@ -11,6 +11,7 @@ pub mod api;
 pub mod cell;
 pub mod cli;
 pub mod errors;
+pub mod events_cli;
 pub mod leader;
 pub mod node;
 pub mod shutdown;

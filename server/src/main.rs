@@ -3,7 +3,7 @@
 //! `task` (Flotilla's task walk from a terminal).
 
 use capstan::shutdown::shutdown_signal;
-use capstan::{cell, cli, node, task_cli};
+use capstan::{cell, cli, events_cli, node, task_cli};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -37,6 +37,8 @@ enum Command {
     Cell(cell::CellArgs),
     /// Flotilla tasks from the terminal: define, list, run, status, stop, logs -f (REST client).
     Task(task_cli::TaskArgs),
+    /// Follow the event stream: one JSON line per event, resuming on reconnect.
+    Events(events_cli::EventsArgs),
 }
 
 #[derive(clap::Args)]
@@ -271,6 +273,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Cluster(args) => cli::run(args).await,
             Command::Cell(args) => cell::run_cli(args, shutdown_signal()).await,
+            Command::Events(args) => events_cli::run(args).await,
             Command::Task(args) => match task_cli::run(args).await? {
                 0 => Ok(()),
                 code => std::process::exit(code),

@@ -255,3 +255,84 @@ async fn resume_across_a_leader_kill_loses_nothing() {
         .collect();
     assert_eq!(guids, [json!("x1"), json!("x2"), json!("x3"), json!("x4")]);
 }
+
+#[tokio::test]
+async fn the_events_cli_prints_json_lines_and_resumes_from_an_id() {
+    let (_d, c) = dev(&["--no-cell"]);
+    let cli = |extra: &[&str]| {
+        std::process::Command::new(capstan_tests::capstan_bin().expect("bin"))
+            .args(["events", "--cluster", &c.grpc, "--kind", "desired_lrp_created"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("capstan events")
+    };
+    for g in ["e0", "e1"] {
+        assert_eq!(c.post("/v1/desired_lrps", &lrp_json(g, "d", 0)).await.status, 201);
+    }
+    // From the start of the journal (after position 0).
+    let follower = cli(&["--from", "0", "--count", "2"]);
+    let out = tokio::task::spawn_blocking(move || follower.wait_with_output().expect("output"))
+        .await
+        .expect("join");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines.iter().all(|l| l["event"] == "desired_lrp_created"));
+    assert_eq!(lines[1]["data"]["desired_lrp"]["process_guid"], "e1");
+    // --from resumes right after an id.
+    let from = lines[0]["id"].as_str().unwrap_or_default().to_owned();
+    let out = cli(&["--from", &from, "--count", "1"])
+        .wait_with_output()
+        .expect("output");
+    let line: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect("json");
+    assert_eq!(line, lines[1]);
+}
+
+#[tokio::test]
+async fn a_node_that_installed_a_snapshot_knows_its_journal_floor() {
+    let mut cl = Cluster::start(
+        3,
+        &["--snapshot-every-entries", "20", "--logs-kept-behind-snapshot", "5"],
+    )
+    .expect("cluster");
+    let leader = cl.leader(Duration::from_secs(20)).await;
+    let down = *cl.nodes.keys().find(|n| **n != leader).expect("a follower");
+    cl.kill9(down);
+    for i in 0..80 {
+        let r = cl
+            .node(leader)
+            .post("/v1/desired_lrps", &lrp_json(&format!("s{i}"), "d", 0))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    cl.start_node(down).expect("restart");
+    // Caught up by snapshot: it has s79, but not the journal records before the snapshot.
+    capstan_tests::wait_for("the restarted node to catch up", Duration::from_secs(60), || async {
+        let node = cl.node(down);
+        let r = node
+            .client
+            .get(node.url("/v1/desired_lrps/s79"))
+            .header("X-Capstan-Consistency", "stale")
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    let (status, body) = subscribe(&cl.node(down).http, "/v1/events", Some("1"))
+        .await
+        .expect("connect")
+        .err()
+        .expect("the snapshot started its journal over");
+    assert_eq!(status, 410, "{body}");
+    // The leader, which built its snapshots itself, still has its whole journal.
+    let mut s = subscribe(&cl.node(leader).http, "/v1/events?kinds=desired_lrp_created", Some("1"))
+        .await
+        .expect("connect")
+        .expect("the leader still has it");
+    let first = s.next(WAIT).await.expect("first");
+    assert_eq!(first.data["desired_lrp"]["process_guid"], "s0");
+}

@@ -549,7 +549,7 @@ async fn events(
     Ok(sse::response(stream, EVENTS_KEEPALIVE))
 }
 
-mod sse {
+pub mod sse {
     //! The SSE framing of the event stream: `id:`, `event:`, one `data:` line of JSON, a blank
     //! line; a comment line while idle; a last comment saying why, when the node ends the stream.
 
@@ -578,8 +578,8 @@ mod sse {
         v.and_then(|v| serde_json::to_string(&v).ok())
     }
 
-    /// Receptor's payload of an event.
-    fn payload(e: pb::Event) -> String {
+    /// Receptor's payload of an event (one line of JSON).
+    pub fn payload(e: pb::Event) -> String {
         let d = |x: Option<pb::DesiredLrp>| to_json(x.map(DesiredLrpResponse::from));
         let a = |x: Option<pb::ActualLrp>| to_json(x.map(ActualLrpResponse::from));
         let t = |x: Option<pb::TaskRun>| to_json(x.map(TaskResponse::from));
