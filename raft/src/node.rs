@@ -36,6 +36,8 @@ pub struct NodeConfig {
     pub disk_free_floor_bytes: u64,
     /// Journal records this node keeps (the window event streams resume from).
     pub journal_records_max: u64,
+    /// Encoded journal bytes this node keeps.
+    pub journal_bytes_max: u64,
 }
 
 /// Default free-space floor: room for sled to finish what it has begun and for a snapshot.
@@ -55,6 +57,7 @@ impl NodeConfig {
             logs_kept_behind_snapshot: 2_000,
             disk_free_floor_bytes: DISK_FREE_FLOOR_BYTES_DEFAULT,
             journal_records_max: capstan_storage::keyspace::JOURNAL_RECORDS_MAX,
+            journal_bytes_max: capstan_storage::keyspace::JOURNAL_BYTES_MAX,
         }
     }
 
@@ -122,6 +125,7 @@ impl RaftNode {
         let log = LogStore::open(disk).map_err(anyhow_like::msg)?;
         let mut sm = StateMachine::open(disk.db(), &config.snapshot_dir).map_err(anyhow_like::msg)?;
         sm.set_journal_records_max(config.journal_records_max);
+        sm.set_journal_bytes_max(config.journal_bytes_max);
         let views = sm.views().clone();
         let raft_config = Arc::new(config.raft_config().map_err(anyhow_like::msg)?);
         let raft = Raft::new(config.id, raft_config, Network, log, sm)

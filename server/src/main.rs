@@ -130,6 +130,9 @@ struct LeaderArgs {
     /// 410 Gone: re-list).
     #[arg(long, env = "CAPSTAN_JOURNAL_RECORDS_MAX", default_value_t = capstan_storage::keyspace::JOURNAL_RECORDS_MAX)]
     journal_records_max: u64,
+    /// Encoded bytes of journal this node keeps; the oldest records are dropped beyond it.
+    #[arg(long, env = "CAPSTAN_JOURNAL_BYTES_MAX", default_value_t = capstan_storage::keyspace::JOURNAL_BYTES_MAX)]
+    journal_bytes_max: u64,
 }
 
 #[derive(clap::Args)]
@@ -225,6 +228,7 @@ fn main() -> anyhow::Result<()> {
                         logs_kept_behind_snapshot: None,
                         disk_free_floor_bytes: args.leader.disk_free_floor_mb.saturating_mul(1024 * 1024),
                         journal_records_max: args.leader.journal_records_max,
+                        journal_bytes_max: args.leader.journal_bytes_max,
                         limits: args.limits.limits(),
                         cell_ttl: std::time::Duration::from_millis(args.leader.cell_ttl_ms),
                         converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),
@@ -259,6 +263,7 @@ fn main() -> anyhow::Result<()> {
                         logs_kept_behind_snapshot: Some(args.logs_kept_behind_snapshot),
                         disk_free_floor_bytes: args.leader.disk_free_floor_mb.saturating_mul(1024 * 1024),
                         journal_records_max: args.leader.journal_records_max,
+                        journal_bytes_max: args.leader.journal_bytes_max,
                         limits: args.limits.limits(),
                         cell_ttl: std::time::Duration::from_millis(args.leader.cell_ttl_ms),
                         converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),

@@ -82,6 +82,8 @@ pub struct NodeOptions {
     pub disk_free_floor_bytes: u64,
     /// Journal records kept (the window `/v1/events` and `Watch` resume from).
     pub journal_records_max: u64,
+    /// Encoded journal bytes kept (the oldest records go first beyond it).
+    pub journal_bytes_max: u64,
     pub limits: ListenLimits,
     /// Cell presence TTL the leader enforces.
     pub cell_ttl: std::time::Duration,
@@ -113,6 +115,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
     }
     config.disk_free_floor_bytes = opts.disk_free_floor_bytes;
     config.journal_records_max = opts.journal_records_max;
+    config.journal_bytes_max = opts.journal_bytes_max;
     let node = RaftNode::start(&config, &db).await.map_err(|e| anyhow::anyhow!(e))?;
 
     let hub = Hub::new(node.clone());

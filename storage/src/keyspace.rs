@@ -170,11 +170,19 @@ pub const KEY_INSTALLING: &[u8] = b"installing";
 /// The lowest log index the journal may still hold records for (set by a snapshot install, which
 /// starts the journal over; the retention limit raises it further as records are trimmed).
 pub const KEY_JOURNAL_FLOOR: &[u8] = b"journal_floor";
+/// Encoded bytes of the records the journal holds (kept by apply, for the bytes limit).
+pub const KEY_JOURNAL_BYTES: &[u8] = b"journal_bytes";
 
 /// How many journal records are kept by default; older ones are trimmed deterministically by
 /// apply (`--journal-records-max` sets it per node: the journal is each node's window of history,
 /// which event-stream clients resume from).
 pub const JOURNAL_RECORDS_MAX: u64 = 100_000;
+/// Encoded bytes of journal records kept by default (`--journal-bytes-max`): the oldest records go
+/// first once the journal holds more (the newest is always kept).
+pub const JOURNAL_BYTES_MAX: u64 = 256 * 1024 * 1024;
+/// Records one entry's apply trims for the bytes limit at most, so that apply stays short; the
+/// limit is met again over the next entries.
+pub const JOURNAL_TRIM_PER_ENTRY_MAX: usize = 1024;
 
 fn push_str(key: &mut Vec<u8>, s: &str) {
     // Strings longer than u16::MAX never reach here: the edge limits guids and domains.

@@ -336,3 +336,34 @@ async fn a_node_that_installed_a_snapshot_knows_its_journal_floor() {
     let first = s.next(WAIT).await.expect("first");
     assert_eq!(first.data["desired_lrp"]["process_guid"], "s0");
 }
+
+#[tokio::test]
+async fn the_journal_keeps_at_most_its_bytes_limit() {
+    let (_d, c) = dev(&["--no-cell", "--journal-bytes-max", "4096"]);
+    let mut ids = Vec::new();
+    let mut s = sub(&c, "/v1/events?kinds=desired_lrp_created", None).await;
+    for i in 0..40 {
+        assert_eq!(
+            c.post("/v1/desired_lrps", &lrp_json(&format!("b{i}"), "d", 0))
+                .await
+                .status,
+            201
+        );
+        ids.push(s.next(WAIT).await.expect("event").id);
+    }
+    // Each record is several hundred bytes: the first ones are gone, the last ones kept.
+    let (status, body) = subscribe(&c.http, "/v1/events", Some(&ids[0]))
+        .await
+        .expect("connect")
+        .err()
+        .expect("410");
+    assert_eq!(status, 410, "{body}");
+    let mut recent = sub(&c, "/v1/events?kinds=desired_lrp_created", Some(&ids[37])).await;
+    let tail = recent.take(2, WAIT).await.expect("the newest records are kept");
+    assert_eq!(
+        tail.iter()
+            .map(|e| e.data["desired_lrp"]["process_guid"].clone())
+            .collect::<Vec<_>>(),
+        [json!("b38"), json!("b39")]
+    );
+}

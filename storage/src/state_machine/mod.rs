@@ -37,6 +37,8 @@ pub struct StateMachine {
     applied_trees: Vec<(Tree, sled::Tree)>,
     /// Journal records kept (older ones are trimmed by apply).
     journal_records_max: u64,
+    /// Encoded journal bytes kept (the oldest records are trimmed by apply beyond it).
+    journal_bytes_max: u64,
 }
 
 fn sm_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
@@ -58,6 +60,7 @@ impl StateMachine {
             snapshots_built: 0,
             applied_trees: Vec::new(),
             journal_records_max: ks::JOURNAL_RECORDS_MAX,
+            journal_bytes_max: ks::JOURNAL_BYTES_MAX,
         };
         sm.applied_trees = Tree::select(Tree::written_by_apply)
             .map(|t| (t, sm.views.trees.get(t).clone()))
@@ -72,6 +75,76 @@ impl StateMachine {
 
     pub fn views(&self) -> &Views {
         &self.views
+    }
+
+    /// How many encoded bytes of journal this node keeps (the newest record always stays).
+    pub fn set_journal_bytes_max(&mut self, n: u64) {
+        self.journal_bytes_max = n.max(1);
+    }
+
+    fn meta_u64(&self, key: &[u8]) -> Result<u64, StoreError> {
+        Ok(self
+            .meta()
+            .get(key)?
+            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
+            .unwrap_or(0))
+    }
+
+    /// The journal writes of appending `record` at `index`: the record, and the trims that keep
+    /// the journal within its record and byte limits (the floor raised past what is trimmed).
+    /// Deterministic: it reads only the journal and its meta as of the previous entry.
+    fn journal_writes(&self, index: u64, record: Vec<u8>, writes: &mut Vec<Write>) -> Result<(), StoreError> {
+        let journal = self.views.trees.get(Tree::Journal);
+        let mut bytes = self.meta_u64(ks::KEY_JOURNAL_BYTES)? + record.len() as u64;
+        let mut floor = self.meta_u64(ks::KEY_JOURNAL_FLOOR)?;
+        let floor_before = floor;
+        writes.push(Write {
+            tree: Tree::Journal,
+            key: ks::log_key(index).to_vec(),
+            value: Some(record),
+        });
+        let trim = |key: &[u8], len: usize, writes: &mut Vec<Write>, floor: &mut u64, bytes: &mut u64| {
+            *bytes = bytes.saturating_sub(len as u64);
+            if let Some(i) = ks::log_index(key) {
+                *floor = (*floor).max(i + 1);
+            }
+            writes.push(Write {
+                tree: Tree::Journal,
+                key: key.to_vec(),
+                value: None,
+            });
+        };
+        let by_count = index.checked_sub(self.journal_records_max).map(ks::log_key);
+        if let Some(old) = by_count {
+            if let Some(v) = journal.get(old)? {
+                trim(&old, v.len(), writes, &mut floor, &mut bytes);
+            }
+        }
+        let mut trimmed = 0;
+        for kv in journal.iter() {
+            if bytes <= self.journal_bytes_max || trimmed >= ks::JOURNAL_TRIM_PER_ENTRY_MAX {
+                break;
+            }
+            let (k, v) = kv?;
+            if by_count.is_some_and(|old| old[..] == k[..]) {
+                continue;
+            }
+            trim(&k, v.len(), writes, &mut floor, &mut bytes);
+            trimmed += 1;
+        }
+        writes.push(Write {
+            tree: Tree::StateMeta,
+            key: ks::KEY_JOURNAL_BYTES.to_vec(),
+            value: Some(bytes.to_be_bytes().to_vec()),
+        });
+        if floor != floor_before {
+            writes.push(Write {
+                tree: Tree::StateMeta,
+                key: ks::KEY_JOURNAL_FLOOR.to_vec(),
+                value: Some(floor.to_be_bytes().to_vec()),
+            });
+        }
+        Ok(())
     }
 
     /// How many journal records this node keeps (at least 1).
@@ -154,18 +227,7 @@ impl StateMachine {
                             time_unix_ns: proposal.stamp.map(|s| s.time_unix_ns).unwrap_or_default(),
                             events: events.clone(),
                         };
-                        writes.push(Write {
-                            tree: Tree::Journal,
-                            key: ks::log_key(index).to_vec(),
-                            value: Some(record.encode_to_vec()),
-                        });
-                        if let Some(old) = index.checked_sub(self.journal_records_max) {
-                            writes.push(Write {
-                                tree: Tree::Journal,
-                                key: ks::log_key(old).to_vec(),
-                                value: None,
-                            });
-                        }
+                        self.journal_writes(index, record.encode_to_vec(), &mut writes)?;
                         pb::Outcome {
                             events,
                             rejection: None,

@@ -120,6 +120,7 @@ impl StateMachine {
         // The journal starts over after the snapshot: nothing at or below its index is kept.
         let floor = header.last_applied.as_ref().map_or(0, |l| l.index) + 1;
         self.meta().insert(ks::KEY_JOURNAL_FLOOR, &floor.to_be_bytes()[..])?;
+        self.meta().insert(ks::KEY_JOURNAL_BYTES, &0u64.to_be_bytes()[..])?;
         match &header.last_membership {
             Some(m) => self.meta().insert(ks::KEY_LAST_MEMBERSHIP, m.encode_to_vec())?,
             None => self.meta().remove(ks::KEY_LAST_MEMBERSHIP)?,
