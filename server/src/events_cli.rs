@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::bail;
-use capstan_gateway::receptor::{event_id, parse_event_id, sse::payload};
+use capstan_gateway::receptor::events::{event_id, parse_event_id, sse::payload};
 use capstan_proto::pb::{self, control_plane_client::ControlPlaneClient};
 
 #[derive(clap::Args)]
