@@ -5,7 +5,7 @@
 
 use super::limits::*;
 use super::placement::provides_rootfs;
-use super::validate::{action, egress_rule, has_url_scheme, is_valid_guid, ValidationErrors};
+use super::validate::{egress_rules, has_url_scheme, is_valid_guid, nested_action, ValidationErrors};
 use crate::pb;
 
 /// Receptor's reason for a task no cell could ever run (Diego's auctioneer).
@@ -30,13 +30,7 @@ pub fn validate(c: &pb::DesireTask) -> Result<(), String> {
     }
     match &t.action {
         None => errs.push("invalid action type"),
-        Some(a) => {
-            let inner = action(a, 0);
-            if !inner.is_empty() {
-                errs.field("action");
-                errs.extend(inner);
-            }
-        }
+        Some(a) => nested_action(&mut errs, "action", a),
     }
     if t.cpu_weight > CPU_WEIGHT_MAX {
         errs.field("cpu_weight");
@@ -44,13 +38,7 @@ pub fn validate(c: &pb::DesireTask) -> Result<(), String> {
     if t.annotation.len() > ANNOTATION_BYTES_MAX {
         errs.field("annotation");
     }
-    for rule in &t.egress_rules {
-        let inner = egress_rule(rule);
-        if !inner.is_empty() {
-            errs.field("egress_rules");
-            errs.extend(inner);
-        }
-    }
+    egress_rules(&mut errs, &t.egress_rules);
     if c.memory_mb < 0 {
         errs.field("memory_mb");
     }

@@ -17,7 +17,7 @@ impl ValidationErrors {
     pub(crate) fn push(&mut self, msg: impl Into<String>) {
         self.0.push(msg.into());
     }
-    pub(crate) fn extend(&mut self, other: ValidationErrors) {
+    fn extend(&mut self, other: ValidationErrors) {
         self.0.extend(other.0);
     }
     pub fn is_empty(&self) -> bool {
@@ -73,28 +73,14 @@ pub fn desired_lrp(d: &pb::DesiredLrp) -> Result<(), String> {
         errs.field("rootfs");
     }
     if let Some(setup) = &d.setup {
-        let inner = action(setup, 0);
-        if !inner.is_empty() {
-            errs.field("setup");
-            errs.extend(inner);
-        }
+        nested_action(&mut errs, "setup", setup);
     }
     match &d.action {
         None => errs.push("invalid action type"),
-        Some(a) => {
-            let inner = action(a, 0);
-            if !inner.is_empty() {
-                errs.field("action");
-                errs.extend(inner);
-            }
-        }
+        Some(a) => nested_action(&mut errs, "action", a),
     }
     if let Some(monitor) = &d.monitor {
-        let inner = action(monitor, 0);
-        if !inner.is_empty() {
-            errs.field("monitor");
-            errs.extend(inner);
-        }
+        nested_action(&mut errs, "monitor", monitor);
     }
     if d.instances < 0 || d.instances > INSTANCES_MAX {
         errs.field("instances");
@@ -108,13 +94,7 @@ pub fn desired_lrp(d: &pb::DesiredLrp) -> Result<(), String> {
     if routes_bytes(&d.routes) > ROUTES_BYTES_MAX {
         errs.field("routes");
     }
-    for rule in &d.egress_rules {
-        let inner = egress_rule(rule);
-        if !inner.is_empty() {
-            errs.field("egress_rules");
-            errs.extend(inner);
-        }
-    }
+    egress_rules(&mut errs, &d.egress_rules);
     if d.memory_mb < 0 {
         errs.field("memory_mb");
     }
@@ -125,6 +105,26 @@ pub fn desired_lrp(d: &pb::DesiredLrp) -> Result<(), String> {
         errs.field("ports");
     }
     errs.into_result()
+}
+
+/// An action tree in a field: `Invalid field: <name>` followed by its own errors, if any.
+pub(crate) fn nested_action(errs: &mut ValidationErrors, name: &str, a: &pb::Action) {
+    let inner = action(a, 0);
+    if !inner.is_empty() {
+        errs.field(name);
+        errs.extend(inner);
+    }
+}
+
+/// `Invalid field: egress_rules` and the rule's errors, for each rule that is not valid.
+pub(crate) fn egress_rules(errs: &mut ValidationErrors, rules: &[pb::SecurityGroupRule]) {
+    for rule in rules {
+        let inner = egress_rule(rule);
+        if !inner.is_empty() {
+            errs.field("egress_rules");
+            errs.extend(inner);
+        }
+    }
 }
 
 /// Validates a DesiredLRPUpdateRequest (checks 8, 10, 11).
@@ -208,7 +208,7 @@ fn routes_bytes(routes: &std::collections::BTreeMap<String, String>) -> usize {
     routes.values().map(String::len).sum()
 }
 
-pub(crate) fn action(a: &pb::Action, depth: usize) -> ValidationErrors {
+fn action(a: &pb::Action, depth: usize) -> ValidationErrors {
     use pb::action::Kind;
     let mut errs = ValidationErrors::default();
     if depth > ACTION_DEPTH_MAX {
@@ -285,7 +285,7 @@ pub(crate) fn action(a: &pb::Action, depth: usize) -> ValidationErrors {
     errs
 }
 
-pub(crate) fn egress_rule(r: &pb::SecurityGroupRule) -> ValidationErrors {
+fn egress_rule(r: &pb::SecurityGroupRule) -> ValidationErrors {
     let mut errs = ValidationErrors::default();
     let has_ports = !r.ports.is_empty();
     let has_range = r.port_range.is_some();
