@@ -117,10 +117,15 @@ async fn compose_cluster_serves_the_receptor_api() {
     assert_eq!(d["instances"], 2);
     let a = read("/v1/actual_lrps/compose-web".into()).await;
     assert_eq!(a.as_array().map(Vec::len), Some(2));
-    let r = client
-        .get(format!("{base}/v1/desired_lrps/missing"))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(r.status().as_u16(), 404);
+    // A node that has not yet heard who leads answers the documented 503: retry it, as for reads.
+    let url = format!("{base}/v1/desired_lrps/missing");
+    let status = wait_for("GET of a missing LRP to be answered", Duration::from_secs(30), || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let s = client.get(&url).send().await.ok()?.status().as_u16();
+            (s != 503).then_some(s)
+        }
+    })
+    .await;
+    assert_eq!(status, 404);
 }
