@@ -33,9 +33,27 @@ pub struct Cluster {
     _dir: tempfile::TempDir,
 }
 
-/// A free loopback port (released before use; a collision only fails the start, loudly).
+/// Ports handed out by [`free_port`]: below Linux's ephemeral range (32768-60999), so neither a
+/// `:0` listener nor the source port of an outgoing connection can take one between the check and
+/// the node's bind (a CI run lost a founding node to exactly that race).
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A free loopback port for a node to bind later. Each call in a test process gets a port no other
+/// call got (a shared cursor, starting at a per-process offset so concurrent test processes rarely
+/// meet), checked free by binding it once.
 pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    let _ = NEXT.compare_exchange(u32::MAX, std::process::id().wrapping_mul(97) % span, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        let port = TEST_PORTS.start + u16::try_from(offset)?;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free loopback port in {TEST_PORTS:?}")
 }
 
 impl Cluster {

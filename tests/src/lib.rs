@@ -148,7 +148,12 @@ impl Capstan {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
                 Ok(l) => l,
-                Err(_) => {
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    // Its stdout closed: it exited (its stderr, inherited, says why).
+                    let status = child.wait()?;
+                    bail!("capstan {args:?} exited ({status}) before it was ready; its stderr is above");
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     let _ = child.kill();
                     let _ = child.wait();
                     bail!("capstan {args:?} did not become ready within {START_DEADLINE:?}");
