@@ -6,24 +6,32 @@
 pub mod common;
 pub mod flotilla;
 pub mod receptor;
+pub mod uaa;
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Router;
+use capstan_proto::pb::auth_client::AuthClient;
 use capstan_proto::pb::control_plane_client::ControlPlaneClient;
 use capstan_proto::pb::task_service_client::TaskServiceClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// Largest request body any route accepts (a DesiredLRP with a 10 KiB annotation, 4 KiB of
 /// routes and a deep action tree fits many times over).
 pub const REQUEST_BODY_BYTES_MAX: usize = 1024 * 1024;
 
+/// A channel to the nodes on which every call carries the REST caller's credentials.
+pub type NodeChannel = InterceptedService<Channel, common::credentials::PassCredentials>;
+
 /// What every handler holds: a client of the node the gateway talks to.
 #[derive(Clone)]
 pub struct Gateway {
-    pub client: ControlPlaneClient<Channel>,
+    pub client: ControlPlaneClient<NodeChannel>,
     /// Flotilla's task family, on the same channel.
-    pub tasks: TaskServiceClient<Channel>,
+    pub tasks: TaskServiceClient<NodeChannel>,
+    /// Tokens (`/oauth/token`, `/token_keys`), on the same channel.
+    pub auth: AuthClient<NodeChannel>,
 }
 
 impl Gateway {
@@ -43,9 +51,11 @@ impl Gateway {
             1 => endpoints.remove(0).connect_lazy(),
             _ => tonic::transport::Channel::balance_list(endpoints.into_iter()),
         };
+        let channel = InterceptedService::new(channel, common::credentials::PassCredentials);
         Ok(Self {
             client: ControlPlaneClient::new(channel.clone()),
-            tasks: TaskServiceClient::new(channel),
+            tasks: TaskServiceClient::new(channel.clone()),
+            auth: AuthClient::new(channel),
         })
     }
 }
@@ -62,6 +72,7 @@ pub fn router_with(gateway: Gateway, limits: common::layers::RequestLimits) -> R
         .nest("/v1", receptor::routes())
         .nest("/api/v1", flotilla::routes())
         .nest("/api/v6", flotilla::routes())
+        .merge(uaa::routes())
         .fallback(not_found)
         .with_state(gateway);
     common::layers::apply(app, limits)

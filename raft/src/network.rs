@@ -15,8 +15,9 @@ use openraft::raft::{
     VoteResponse,
 };
 use openraft::BasicNode;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
+use crate::credential::{Authed, ClusterCredential};
 use crate::TypeConfig;
 
 /// How long a connection attempt to a peer may take before it counts as unreachable.
@@ -24,12 +25,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Largest peer message; a snapshot chunk and a full AppendEntries batch fit well inside.
 pub const PEER_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
+/// Opens peer clients; each carries the cluster credential on every RPC.
 #[derive(Clone, Default)]
-pub struct Network;
+pub struct Network {
+    pub credential: ClusterCredential,
+}
 
 pub struct PeerClient {
     target: u64,
-    client: Option<RaftPeerClient<Channel>>,
+    client: Option<RaftPeerClient<Authed>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -38,7 +42,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
         let client = Endpoint::from_shared(format!("http://{}", node.addr)).ok().map(|e| {
             let channel = e.connect_timeout(CONNECT_TIMEOUT).connect_lazy();
-            RaftPeerClient::new(channel)
+            RaftPeerClient::new(self.credential.wrap(channel))
                 .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
         });
@@ -64,7 +68,7 @@ fn status_to_rpc<E: std::error::Error>(target: u64, s: tonic::Status) -> RPCErro
 }
 
 impl PeerClient {
-    fn client(&self) -> Result<RaftPeerClient<Channel>, Unreachable> {
+    fn client(&self) -> Result<RaftPeerClient<Authed>, Unreachable> {
         self.client
             .clone()
             .ok_or_else(|| Unreachable::new(&PeerError(format!("peer {} has no valid address", self.target))))

@@ -38,6 +38,8 @@ pub struct NodeConfig {
     pub journal_records_max: u64,
     /// Encoded journal bytes this node keeps.
     pub journal_bytes_max: u64,
+    /// What this node presents to its peers on every Raft RPC.
+    pub credential: crate::credential::ClusterCredential,
 }
 
 /// Default free-space floor: room for sled to finish what it has begun and for a snapshot.
@@ -58,6 +60,7 @@ impl NodeConfig {
             disk_free_floor_bytes: DISK_FREE_FLOOR_BYTES_DEFAULT,
             journal_records_max: capstan_storage::keyspace::JOURNAL_RECORDS_MAX,
             journal_bytes_max: capstan_storage::keyspace::JOURNAL_BYTES_MAX,
+            credential: crate::credential::ClusterCredential::none(),
         }
     }
 
@@ -128,9 +131,17 @@ impl RaftNode {
         sm.set_journal_bytes_max(config.journal_bytes_max);
         let views = sm.views().clone();
         let raft_config = Arc::new(config.raft_config().map_err(anyhow_like::msg)?);
-        let raft = Raft::new(config.id, raft_config, Network, log, sm)
-            .await
-            .map_err(anyhow_like::msg)?;
+        let raft = Raft::new(
+            config.id,
+            raft_config,
+            Network {
+                credential: config.credential.clone(),
+            },
+            log,
+            sm,
+        )
+        .await
+        .map_err(anyhow_like::msg)?;
         Ok(Self {
             id: config.id,
             raft,

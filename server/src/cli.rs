@@ -12,6 +12,8 @@ pub struct ClusterArgs {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    credential: crate::auth::client::SecretArgs,
     #[command(subcommand)]
     command: ClusterCommand,
 }
@@ -38,13 +40,16 @@ enum ClusterCommand {
     },
 }
 
-async fn connect(cluster: &str) -> anyhow::Result<AdminClient<tonic::transport::Channel>> {
+async fn connect(
+    cluster: &str,
+    credential: &capstan_raft::credential::ClusterCredential,
+) -> anyhow::Result<AdminClient<capstan_raft::credential::Authed>> {
     let mut last = None;
     for addr in cluster.split(',').map(str::trim).filter(|a| !a.is_empty()) {
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
             .connect_timeout(std::time::Duration::from_secs(2));
         match endpoint.connect().await {
-            Ok(ch) => return Ok(AdminClient::new(ch)),
+            Ok(ch) => return Ok(AdminClient::new(credential.wrap(ch))),
             Err(e) => last = Some(format!("{addr}: {e}")),
         }
     }
@@ -148,7 +153,7 @@ mod serde_like {
 }
 
 pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
-    let mut client = connect(&args.cluster).await?;
+    let mut client = connect(&args.cluster, &args.credential.credential()?).await?;
     let status = match args.command {
         ClusterCommand::Status => client.cluster_status(pb::ClusterStatusRequest {}).await,
         ClusterCommand::Add { id, addr, learner } => {

@@ -24,6 +24,8 @@ pub fn status(kind: ErrorKind, message: impl Into<String>, retry_after_ms: u32) 
         | ErrorKind::TaskGuidAlreadyExists => Code::AlreadyExists,
         ErrorKind::TaskNotDeletable => Code::FailedPrecondition,
         ErrorKind::EventsGone => Code::OutOfRange,
+        ErrorKind::Unauthenticated | ErrorKind::InvalidToken => Code::Unauthenticated,
+        ErrorKind::Forbidden => Code::PermissionDenied,
         ErrorKind::InvalidDefinition => Code::InvalidArgument,
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::InsufficientStorage => Code::ResourceExhausted,

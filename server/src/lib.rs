@@ -8,8 +8,10 @@
 //! - `node.rs`: the wiring of one node; `errors.rs`: the one place errors become gRPC statuses.
 
 pub mod api;
+pub mod auth;
 pub mod cell;
 pub mod cli;
+pub mod config_file;
 pub mod errors;
 pub mod events_cli;
 pub mod leader;

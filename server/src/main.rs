@@ -2,6 +2,10 @@
 //! (REST only, in front of a cluster), `cell` (an agent), `cluster` (the membership CLI) and
 //! `task` (Flotilla's task walk from a terminal).
 
+use capstan::auth::config::AuthSettings;
+use capstan::auth::tokens::{hash_password, Issuer};
+use capstan::auth::Authenticator;
+use capstan::config_file::{self, ConfigArg, ConfigFile};
 use capstan::shutdown::shutdown_signal;
 use capstan::{cell, cli, events_cli, node, task_cli};
 
@@ -10,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -39,31 +43,61 @@ enum Command {
     Task(task_cli::TaskArgs),
     /// Follow the event stream: one JSON line per event, resuming on reconnect.
     Events(events_cli::EventsArgs),
+    /// Config files: `capstan config check FILE`.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Auth helpers: password hashes and signing keys for the [auth] table.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Reads FILE as a mode would (keys, [auth], the files it names) and says what is wrong.
+    Check {
+        file: PathBuf,
+        /// Check the keys against this mode only (dev, server, gateway, cell).
+        #[arg(long)]
+        mode: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuthCommand {
+    /// Reads a password on stdin and prints its argon2id hash (for password_hash / secret_hash).
+    HashPassword,
+    /// Writes a new ES256 (P-256) token signing key as PKCS#8 PEM (for [[auth.keys]]).
+    GenKey {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
 struct DevArgs {
+    #[command(flatten)]
+    config: ConfigArg,
     /// REST gateway listen address (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "CAPSTAN_HTTP", default_value = "127.0.0.1:8080")]
     http: SocketAddr,
     /// gRPC listen address (public API and Raft peers; port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:7070")]
+    #[arg(long, env = "CAPSTAN_GRPC", default_value = "127.0.0.1:7070")]
     grpc: SocketAddr,
     /// Where the node keeps its data (kept across restarts).
-    #[arg(long, default_value = "capstan-data")]
+    #[arg(long, env = "CAPSTAN_DATA_DIR", default_value = "capstan-data")]
     data_dir: PathBuf,
     #[command(flatten)]
     leader: LeaderArgs,
     #[command(flatten)]
     limits: LimitArgs,
     /// Stacks the embedded cell offers as `preloaded:<stack>` rootfs, comma-separated.
-    #[arg(long, default_value = "cflinuxfs4,cflinuxfs3")]
+    #[arg(long, env = "CAPSTAN_STACKS", default_value = "cflinuxfs4,cflinuxfs3")]
     stacks: String,
     /// Memory the embedded cell offers, in MB.
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, env = "CAPSTAN_CELL_MEMORY_MB", default_value_t = 8192)]
     cell_memory_mb: i32,
     /// Run without the embedded cell (instances then stay UNCLAIMED until a cell joins).
-    #[arg(long)]
+    #[arg(long, env = "CAPSTAN_NO_CELL")]
     no_cell: bool,
 }
 
@@ -137,6 +171,11 @@ struct LeaderArgs {
 
 #[derive(clap::Args)]
 struct ServerArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Listen on a non-loopback address with auth off (anyone who reaches the port may do anything).
+    #[arg(long, env = "CAPSTAN_INSECURE")]
+    insecure: bool,
     /// This node's id (> 0, unique in the cluster, never re-used after its data is lost).
     #[arg(long, env = "CAPSTAN_ID")]
     id: u64,
@@ -172,6 +211,8 @@ struct ServerArgs {
 
 #[derive(clap::Args)]
 struct GatewayArgs {
+    #[command(flatten)]
+    _config: ConfigArg,
     /// Cluster nodes' gRPC addresses, comma-separated (any node serves any request).
     #[arg(long, env = "CAPSTAN_CLUSTER", default_value = "127.0.0.1:7070")]
     cluster: String,
@@ -180,6 +221,25 @@ struct GatewayArgs {
     http: SocketAddr,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+/// The node's authenticator from the config file's [auth] table (auth off without one).
+fn authenticator(file: Option<&ConfigFile>) -> anyhow::Result<std::sync::Arc<Authenticator>> {
+    let Some(file) = file else {
+        println!("capstan: auth: off (loopback only)");
+        return Ok(Authenticator::off()?);
+    };
+    let settings: AuthSettings = file.auth()?;
+    if settings.enabled {
+        println!(
+            "capstan: auth: on ({} users, {} clients)",
+            settings.users.len(),
+            settings.clients.len()
+        );
+    } else {
+        println!("capstan: auth: off (loopback only)");
+    }
+    Ok(Authenticator::new(Issuer::new(settings))?)
 }
 
 fn parse_members(spec: &str) -> anyhow::Result<BTreeMap<u64, String>> {
@@ -210,11 +270,20 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let mut command = Cli::command().args_override_self(true);
+    for mode in config_file::MODES {
+        command = command.mut_subcommand(mode, |s| s.args_override_self(true));
+    }
+    let (argv, file) = config_file::expand(std::env::args_os().collect(), &command)?;
+    let cli = match Cli::from_arg_matches(&command.get_matches_from(argv)) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Dev(args) => {
+                let auth = authenticator(file.as_ref())?;
                 let cell = cell::CellConfig::embedded(&args.data_dir, &args.stacks, args.cell_memory_mb);
                 node::run(
                     node::NodeOptions {
@@ -233,6 +302,7 @@ fn main() -> anyhow::Result<()> {
                         cell_ttl: std::time::Duration::from_millis(args.leader.cell_ttl_ms),
                         converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),
                         embedded_cell: (!args.no_cell).then_some(cell),
+                        auth,
                     },
                     shutdown_signal(),
                 )
@@ -247,6 +317,17 @@ fn main() -> anyhow::Result<()> {
                     if !m.contains_key(&args.id) {
                         bail!("--initial-cluster does not name this node (--id {})", args.id);
                     }
+                }
+                let auth = authenticator(file.as_ref())?;
+                let exposed = [Some(args.grpc), args.http]
+                    .into_iter()
+                    .flatten()
+                    .find(|a| !a.ip().is_loopback());
+                if let (Some(addr), false, false) = (exposed, auth.enabled(), args.insecure) {
+                    bail!(
+                        "refusing to listen on {addr} with auth off: anyone who reaches it could do anything. \
+                         Turn auth on ([auth] enabled = true in --config) or pass --insecure"
+                    );
                 }
                 let advertise = args
                     .advertise
@@ -268,6 +349,7 @@ fn main() -> anyhow::Result<()> {
                         cell_ttl: std::time::Duration::from_millis(args.leader.cell_ttl_ms),
                         converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),
                         embedded_cell: None,
+                        auth,
                     },
                     shutdown_signal(),
                 )
@@ -279,6 +361,35 @@ fn main() -> anyhow::Result<()> {
             Command::Cluster(args) => cli::run(args).await,
             Command::Cell(args) => cell::run_cli(args, shutdown_signal()).await,
             Command::Events(args) => events_cli::run(args).await,
+            Command::Config(ConfigCommand::Check { file, mode }) => {
+                let fits = ConfigFile::read(&file)?.check(&Cli::command(), mode.as_deref())?;
+                println!("{}: ok (keys fit: {})", file.display(), fits.join(", "));
+                Ok(())
+            }
+            Command::Auth(AuthCommand::HashPassword) => {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .context("reading the password on stdin")?;
+                let password = line.trim_end_matches(['\n', '\r']);
+                if password.is_empty() {
+                    bail!("an empty password");
+                }
+                println!("{}", hash_password(password).map_err(anyhow::Error::msg)?);
+                Ok(())
+            }
+            Command::Auth(AuthCommand::GenKey { out }) => {
+                let (_, pem) = capstan::auth::keys::SigningKey::generate("new")?;
+                let mut f = std::fs::OpenOptions::new();
+                f.write(true).create_new(true);
+                std::os::unix::fs::OpenOptionsExt::mode(&mut f, 0o600);
+                std::io::Write::write_all(
+                    &mut f.open(&out).with_context(|| format!("creating {}", out.display()))?,
+                    pem.as_bytes(),
+                )?;
+                println!("wrote {}", out.display());
+                Ok(())
+            }
             Command::Task(args) => match task_cli::run(args).await? {
                 0 => Ok(()),
                 code => std::process::exit(code),

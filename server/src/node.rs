@@ -24,9 +24,12 @@ use crate::api::cells::CellServiceImpl;
 use crate::api::control_plane::ControlPlaneService;
 use crate::api::forward::{Forwarder, Peers};
 use crate::api::tasks::TaskServiceImpl;
+use crate::auth::service::AuthService;
+use crate::auth::{Authenticator, GuardLayer};
 use crate::leader::hub::Hub;
 use crate::leader::presence::{self, Presence};
 use crate::leader::{callbacks, converger, scheduler};
+use capstan_proto::pb::auth_server::AuthServer;
 
 /// The limits of a node's listeners (all named, all configurable).
 #[derive(Clone, Copy, Debug, Default)]
@@ -91,6 +94,8 @@ pub struct NodeOptions {
     pub converge_interval: std::time::Duration,
     /// Run a cell agent in this process (`capstan dev`).
     pub embedded_cell: Option<crate::cell::CellConfig>,
+    /// Who may call what (auth off: everyone may do everything).
+    pub auth: std::sync::Arc<Authenticator>,
 }
 
 /// Runs a node until `shutdown` resolves, then stops it in order (cell, REST, leader loops, gRPC,
@@ -116,6 +121,8 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
     config.disk_free_floor_bytes = opts.disk_free_floor_bytes;
     config.journal_records_max = opts.journal_records_max;
     config.journal_bytes_max = opts.journal_bytes_max;
+    let credential = opts.auth.cluster_credential();
+    config.credential = credential.clone();
     let node = RaftNode::start(&config, &db).await.map_err(|e| anyhow::anyhow!(e))?;
 
     let hub = Hub::new(node.clone());
@@ -131,7 +138,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let grpc_server = {
         let mut stop = stop_rx.clone();
-        let fwd = Forwarder::new(node.clone(), std::sync::Arc::new(Peers::default()));
+        let fwd = Forwarder::new(node.clone(), std::sync::Arc::new(Peers::new(credential.clone())));
         let watchers = crate::api::watch::Watchers::new(stop_rx.clone());
         let cp = ControlPlaneServer::new(ControlPlaneService::new(fwd.clone(), watchers));
         let admin = AdminServer::new(AdminService::new(fwd.clone()));
@@ -140,9 +147,11 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
         let peer = RaftPeerServer::new(PeerService::new(node.raft.clone()))
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
+        let tokens = AuthServer::new(AuthService::new(opts.auth.clone()));
         let grpc = opts.limits.grpc;
         tokio::spawn(
             tonic::transport::Server::builder()
+                .layer(GuardLayer::new(opts.auth.clone()))
                 .timeout(grpc.request_timeout)
                 .max_concurrent_streams(grpc.streams_per_connection_max)
                 .http2_keepalive_interval(Some(grpc.keepalive_interval))
@@ -153,6 +162,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
                 .add_service(admin)
                 .add_service(cells)
                 .add_service(peer)
+                .add_service(tokens)
                 .serve_with_incoming_shutdown(
                     LimitedIncoming::new(
                         grpc_listener,
@@ -200,7 +210,10 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
         }
     };
     let cell_task = opts.embedded_cell.map(|mut cfg| {
-        cfg.cluster = vec![grpc_addr.to_string()];
+        cfg.cluster = crate::cell::Uplink {
+            addrs: vec![grpc_addr.to_string()],
+            credential: credential.clone(),
+        };
         let stop = stop_rx.clone();
         tokio::spawn(async move { crate::cell::run(cfg, stop).await })
     });

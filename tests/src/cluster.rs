@@ -45,7 +45,12 @@ pub fn free_port() -> Result<u16> {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
     let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
-    let _ = NEXT.compare_exchange(u32::MAX, std::process::id().wrapping_mul(97) % span, Ordering::SeqCst, Ordering::SeqCst);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(97) % span,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
     for _ in 0..span {
         let offset = NEXT.fetch_add(1, Ordering::SeqCst) % span;
         let port = TEST_PORTS.start + u16::try_from(offset)?;

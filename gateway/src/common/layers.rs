@@ -49,6 +49,7 @@ impl Default for RequestLimits {
 pub fn apply(router: Router, limits: RequestLimits) -> Router {
     let timeout = limits.request_timeout;
     router
+        .layer(axum::middleware::from_fn(super::credentials::carry))
         .layer(axum::middleware::from_fn(family_shaped_method_errors))
         .layer(axum::middleware::from_fn(refuse_declared_oversize))
         .layer(RequestBodyTimeoutLayer::new(limits.body_idle_timeout))

@@ -1,8 +1,9 @@
 //! What every API family of the gateway uses: body reading (`body`), the node's structured errors
-//! (`node_error`), streamed and enveloped lists (`list`), the families' error shapes by path
+//! (`node_error`), the caller's credentials passed on to the node (`credentials`), streamed and enveloped lists (`list`), the families' error shapes by path
 //! (`family`) and the shared tower layers (`layers`).
 
 pub mod body;
+pub mod credentials;
 pub mod extract;
 pub mod family;
 pub mod layers;

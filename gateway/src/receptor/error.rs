@@ -68,6 +68,8 @@ impl From<tonic::Status> for ReceptorError {
             ErrorKind::TaskGuidAlreadyExists => (StatusCode::CONFLICT, "TaskGuidAlreadyExists"),
             ErrorKind::TaskNotDeletable => (StatusCode::CONFLICT, "TaskNotDeletable"),
             ErrorKind::EventsGone => (StatusCode::GONE, "EventsGone"),
+            ErrorKind::Unauthenticated | ErrorKind::InvalidToken => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+            ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "Forbidden"),
             ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             ErrorKind::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "InsufficientStorage"),
             // Task-definition kinds never come from a Receptor route; mapped for completeness.
@@ -88,6 +90,14 @@ impl From<tonic::Status> for ReceptorError {
 impl IntoResponse for ReceptorError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self).unwrap_or_default();
-        json_error(self.status, body, self.retry_after_ms)
+        let mut resp = json_error(self.status, body, self.retry_after_ms);
+        if self.status == StatusCode::UNAUTHORIZED {
+            // As Receptor's basic auth answered; bearer tokens are accepted too.
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"API Authentication\""),
+            );
+        }
+        resp
     }
 }

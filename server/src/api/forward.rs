@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use capstan_proto::pb::{self, ErrorKind};
+use capstan_raft::credential::{Authed, ClusterCredential};
 use capstan_raft::{RaftNode, WriteError};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status};
 
 use crate::errors;
@@ -29,14 +30,23 @@ pub enum Served<T> {
     Leader(String),
 }
 
-/// One gRPC channel per node address, created lazily and kept.
+/// One gRPC channel per node (or cell) address, created lazily and kept; every call on it
+/// carries the cluster credential.
 #[derive(Default)]
 pub struct Peers {
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<String, Authed>>,
+    credential: ClusterCredential,
 }
 
 impl Peers {
-    pub fn channel(&self, addr: &str) -> Result<Channel, Status> {
+    pub fn new(credential: ClusterCredential) -> Self {
+        Self {
+            channels: Mutex::default(),
+            credential,
+        }
+    }
+
+    pub fn channel(&self, addr: &str) -> Result<Authed, Status> {
         let mut map = self
             .channels
             .lock()
@@ -50,6 +60,7 @@ impl Peers {
             .tcp_nodelay(true)
             .timeout(FORWARD_TIMEOUT)
             .connect_lazy();
+        let channel = self.credential.wrap(channel);
         map.insert(addr.to_owned(), channel.clone());
         Ok(channel)
     }
@@ -131,11 +142,7 @@ impl Forwarder {
 
     /// Sends a request to the leader at `addr` with `call`, which builds the service client on
     /// the channel and makes the call (marking the request with [`forwarded`]).
-    pub async fn call_leader<R, Fut>(
-        &self,
-        addr: &str,
-        call: impl FnOnce(Channel) -> Fut,
-    ) -> Result<Response<R>, Status>
+    pub async fn call_leader<R, Fut>(&self, addr: &str, call: impl FnOnce(Authed) -> Fut) -> Result<Response<R>, Status>
     where
         Fut: Future<Output = Result<Response<R>, Status>>,
     {

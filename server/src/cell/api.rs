@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use capstan_proto::pb::{self, cell_api_server::CellApi, cell_api_server::CellApiServer};
+use capstan_raft::credential::ClusterCredential;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
@@ -37,10 +38,12 @@ impl CellApi for CellApiImpl {
     }
 }
 
-/// Binds `listen` and serves until `stop` changes; the bound address and the server's task.
+/// Binds `listen` and serves until `stop` changes; the bound address and the server's task. With
+/// a cluster secret, only callers presenting it (the nodes) are served.
 pub async fn serve(
     listen: &str,
     work_dir: PathBuf,
+    credential: ClusterCredential,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
     let addr: SocketAddr = listen
@@ -53,7 +56,10 @@ pub async fn serve(
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let task = tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
-            .add_service(CellApiServer::new(CellApiImpl { work_dir }))
+            .add_service(CellApiServer::with_interceptor(
+                CellApiImpl { work_dir },
+                credential.require(),
+            ))
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stop.changed().await;
             })

@@ -5,18 +5,18 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use capstan_proto::pb::{self, cell_service_client::CellServiceClient};
+use capstan_raft::credential::Authed;
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
-use super::reporter::connect;
+use super::reporter::{connect, Uplink};
 
 /// Heartbeats for a set of cells; tells each agent (by its watch) when the leader forgot it.
 pub async fn run_heartbeats(
-    cluster: Vec<String>,
+    cluster: Uplink,
     cells: HashMap<String, watch::Sender<u64>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut client: Option<CellServiceClient<Channel>> = None;
+    let mut client: Option<CellServiceClient<Authed>> = None;
     let mut interval = Duration::from_millis(1000);
     let ids: Vec<String> = cells.keys().cloned().collect();
     let mut n = 0u64;

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 
 use agent::run_agent;
 use heartbeat::run_heartbeats;
+pub use reporter::Uplink;
 use reporter::{run_reporter, REPORT_BUFFER};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -86,6 +87,10 @@ pub struct CellArgs {
     /// Where the cell serves its CellApi (run logs) to the cluster nodes; port 0 picks one.
     #[arg(long, env = "CAPSTAN_CELL_API", default_value = "127.0.0.1:0")]
     api_listen: String,
+    #[command(flatten)]
+    credential: crate::auth::client::SecretArgs,
+    #[command(flatten)]
+    _config: crate::config_file::ConfigArg,
 }
 
 #[derive(Clone, Debug)]
@@ -97,7 +102,7 @@ pub enum Mode {
 /// Everything one cell agent needs.
 #[derive(Clone, Debug)]
 pub struct CellConfig {
-    pub cluster: Vec<String>,
+    pub cluster: Uplink,
     pub cell: pb::Cell,
     pub work_dir: PathBuf,
     pub mode: Mode,
@@ -111,7 +116,7 @@ impl CellConfig {
     /// The cell `capstan dev` runs in its own process.
     pub fn embedded(data_dir: &Path, stacks: &str, memory_mb: i32) -> Self {
         CellConfig {
-            cluster: Vec::new(),
+            cluster: Uplink::default(),
             cell: pb::Cell {
                 cell_id: "cell-1".into(),
                 zone: "z1".into(),
@@ -152,7 +157,13 @@ pub async fn run_many(mut cfgs: Vec<CellConfig>, mut stop: watch::Receiver<bool>
         return Ok(());
     };
     let cluster = first.cluster.clone();
-    let (api_addr, api) = api::serve(&first.api_listen, first.work_dir.clone(), stop.clone()).await?;
+    let (api_addr, api) = api::serve(
+        &first.api_listen,
+        first.work_dir.clone(),
+        first.cluster.credential.clone(),
+        stop.clone(),
+    )
+    .await?;
     for c in &mut cfgs {
         c.cell.api_addr = api_addr.clone();
     }
@@ -203,7 +214,10 @@ pub async fn run_cli(args: CellArgs, shutdown: impl std::future::Future<Output =
         .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
         .filter(|(a, b)| a <= b)
         .context("--port-range must be LOW-HIGH")?;
-    let cluster = split(&args.cluster);
+    let cluster = Uplink {
+        addrs: split(&args.cluster),
+        credential: args.credential.credential()?,
+    };
     let cell = |id: String| pb::Cell {
         cell_id: id,
         zone: args.zone.clone(),

@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use capstan_proto::pb::{self, cell_service_client::CellServiceClient};
+use capstan_raft::credential::{Authed, ClusterCredential};
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 /// Reports buffered before a batch is sent.
 pub const REPORT_BUFFER: usize = 4096;
@@ -39,7 +40,7 @@ impl Batch {
     }
 
     /// Sends what is left of the batch; each part is dropped from it once a node took it.
-    async fn send(&mut self, c: &mut CellServiceClient<Channel>) -> Result<(), tonic::Status> {
+    async fn send(&mut self, c: &mut CellServiceClient<Authed>) -> Result<(), tonic::Status> {
         if !self.instances.started.is_empty() || !self.instances.crashed.is_empty() {
             c.report_actual_lrps(self.instances.clone()).await?;
             self.instances = Default::default();
@@ -52,9 +53,16 @@ impl Batch {
     }
 }
 
+/// How a cell reaches the cluster: the nodes' addresses and the credential it presents.
+#[derive(Clone, Debug, Default)]
+pub struct Uplink {
+    pub addrs: Vec<String>,
+    pub credential: ClusterCredential,
+}
+
 /// A client of the first cluster node that answers.
-pub async fn connect(cluster: &[String]) -> Option<CellServiceClient<Channel>> {
-    for addr in cluster {
+pub async fn connect(cluster: &Uplink) -> Option<CellServiceClient<Authed>> {
+    for addr in &cluster.addrs {
         let Ok(ep) = Endpoint::from_shared(format!("http://{addr}")) else {
             continue;
         };
@@ -64,15 +72,15 @@ pub async fn connect(cluster: &[String]) -> Option<CellServiceClient<Channel>> {
             .connect()
             .await
         {
-            return Some(CellServiceClient::new(ch));
+            return Some(CellServiceClient::new(cluster.credential.wrap(ch)));
         }
     }
     None
 }
 
 /// Sends reports in batches; keeps a batch and retries while no node takes it.
-pub async fn run_reporter(cluster: Vec<String>, mut rx: mpsc::Receiver<Report>) {
-    let mut client: Option<CellServiceClient<Channel>> = None;
+pub async fn run_reporter(cluster: Uplink, mut rx: mpsc::Receiver<Report>) {
+    let mut client: Option<CellServiceClient<Authed>> = None;
     while let Some(first) = rx.recv().await {
         let mut batch = Batch::default();
         batch.add(first);

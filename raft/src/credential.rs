@@ -1,0 +1,96 @@
+//! The credential of internal calls: cells, peers, forwarded calls and the admin CLI present the
+//! cluster secret in the `x-capstan-cluster-secret` metadata of every call they make. A client
+//! built on [`Authed`] carries it on every request, so no call site can forget it.
+
+use std::sync::Arc;
+
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+/// Metadata key of the cluster secret.
+pub const CLUSTER_SECRET_HEADER: &str = "x-capstan-cluster-secret";
+
+/// A channel whose every request carries the cluster credential (when one is configured).
+pub type Authed = InterceptedService<Channel, ClusterCredential>;
+
+/// The cluster secret an internal client presents; `none()` when the cluster runs without auth.
+#[derive(Clone, Default)]
+pub struct ClusterCredential {
+    secret: Option<Arc<MetadataValue<Ascii>>>,
+}
+
+impl std::fmt::Debug for ClusterCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.secret.is_some() {
+            "ClusterCredential(set)"
+        } else {
+            "ClusterCredential(none)"
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the cluster secret must be visible ASCII (it travels as gRPC metadata)")]
+pub struct BadSecret;
+
+impl ClusterCredential {
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    pub fn new(secret: Option<&str>) -> Result<Self, BadSecret> {
+        let secret = match secret {
+            None | Some("") => None,
+            Some(s) => Some(Arc::new(MetadataValue::try_from(s).map_err(|_| BadSecret)?)),
+        };
+        Ok(Self { secret })
+    }
+
+    /// Whether a presented value is this secret (constant time). No secret configured: nothing
+    /// matches.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        self.secret.as_ref().is_some_and(|s| {
+            let expected = s.as_bytes();
+            // Constant time over the presented bytes: no early exit on the first difference.
+            expected.len() == presented.len()
+                && expected.iter().zip(presented).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        })
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.secret.is_some()
+    }
+
+    /// A server-side check for services only cells and peers may call (the cell's own
+    /// `CellApi`): refuses a call without this secret; lets everything through when none is set.
+    pub fn require(&self) -> impl tonic::service::Interceptor + Clone {
+        let me = self.clone();
+        move |req: tonic::Request<()>| {
+            if !me.is_set() {
+                return Ok(req);
+            }
+            match req.metadata().get(CLUSTER_SECRET_HEADER) {
+                Some(v) if me.matches(v.as_bytes()) => Ok(req),
+                _ => Err(tonic::Status::unauthenticated(
+                    "this service is for cluster nodes: present the cluster secret",
+                )),
+            }
+        }
+    }
+
+    /// `channel`, with this credential on every request.
+    pub fn wrap(&self, channel: Channel) -> Authed {
+        InterceptedService::new(channel, self.clone())
+    }
+}
+
+impl tonic::service::Interceptor for ClusterCredential {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(s) = &self.secret {
+            req.metadata_mut()
+                .insert(CLUSTER_SECRET_HEADER, MetadataValue::clone(s));
+        }
+        Ok(req)
+    }
+}

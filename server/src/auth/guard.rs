@@ -1,0 +1,318 @@
+//! The one check every gRPC call passes, as a tower layer around all of a node's services: the
+//! method's rule ([`super::scopes::access`]) against the caller's credential — the cluster secret
+//! (cells, peers, forwarded calls), a bearer token, or (Receptor's family only) HTTP basic auth.
+//! A refusal is answered here with the family-neutral `ErrorDetail` the gateway maps to each
+//! family's shape; it is logged once, without the credential, and counted by kind.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use capstan_proto::pb::ErrorKind;
+use futures::future::BoxFuture;
+use tonic::body::Body;
+use tonic::codegen::http::{HeaderMap, Request, Response};
+
+use capstan_raft::credential::ClusterCredential;
+
+use super::scopes::{self, Access, Scope};
+use super::tokens::{BearerError, Issuer};
+use crate::errors;
+
+/// Metadata key of the cluster secret on internal calls.
+pub use capstan_raft::credential::CLUSTER_SECRET_HEADER;
+
+/// How long a checked basic-auth pair is remembered (argon2 is slow on purpose; Receptor clients
+/// send the pair on every request).
+const BASIC_AUTH_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Basic-auth pairs remembered at most.
+const BASIC_AUTH_CACHE_ENTRIES_MAX: usize = 1_024;
+
+/// Who made a call, put in the request's extensions for the services that answer by role.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: Option<String>,
+    pub scopes: Vec<Scope>,
+    pub internal: bool,
+}
+
+/// The kinds of refusal, each counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Missing,
+    Malformed,
+    BadBasic,
+    Expired,
+    InvalidToken,
+    BadClusterSecret,
+    Forbidden,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 7] = [
+        Refusal::Missing,
+        Refusal::Malformed,
+        Refusal::BadBasic,
+        Refusal::Expired,
+        Refusal::InvalidToken,
+        Refusal::BadClusterSecret,
+        Refusal::Forbidden,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::Missing => "missing",
+            Refusal::Malformed => "malformed",
+            Refusal::BadBasic => "bad_basic",
+            Refusal::Expired => "expired",
+            Refusal::InvalidToken => "invalid_token",
+            Refusal::BadClusterSecret => "bad_cluster_secret",
+            Refusal::Forbidden => "forbidden",
+        }
+    }
+}
+
+/// The node's authenticator: the token issuer (keys, users), the cluster secret, the basic-auth
+/// cache and the refusal counters.
+pub struct Authenticator {
+    issuer: Issuer,
+    cluster: ClusterCredential,
+    basic_cache: Mutex<HashMap<[u8; 32], (Instant, Caller)>>,
+    refusals: [AtomicU64; Refusal::ALL.len()],
+}
+
+impl Authenticator {
+    pub fn new(issuer: Issuer) -> Result<Arc<Self>, capstan_raft::credential::BadSecret> {
+        let cluster = ClusterCredential::new(issuer.settings().cluster_secret.as_deref())?;
+        Ok(Arc::new(Self {
+            issuer,
+            cluster,
+            basic_cache: Mutex::new(HashMap::new()),
+            refusals: Default::default(),
+        }))
+    }
+
+    /// Auth off: every call open (a fresh key signs the tokens the token endpoint still hands out).
+    pub fn off() -> Result<Arc<Self>, super::config::ConfigError> {
+        let settings = super::config::AuthConfig::default().load(std::path::Path::new("."))?;
+        Self::new(Issuer::new(settings)).map_err(|e| super::config::ConfigError {
+            key: "cluster_secret".into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// What this node presents on its own internal calls (to peers, the leader, cells).
+    pub fn cluster_credential(&self) -> ClusterCredential {
+        self.cluster.clone()
+    }
+
+    pub fn issuer(&self) -> &Issuer {
+        &self.issuer
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.issuer.settings().enabled
+    }
+
+    /// Refusals so far, by kind (for the metrics endpoint).
+    pub fn refusal_counts(&self) -> Vec<(&'static str, u64)> {
+        Refusal::ALL
+            .iter()
+            .zip(&self.refusals)
+            .map(|(r, n)| (r.name(), n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Decides a call: the caller when it may go on, else the refusal.
+    pub fn check(&self, path: &str, headers: &HeaderMap) -> Result<Caller, (Refusal, String)> {
+        let rule = scopes::access(path);
+        let everyone = Caller {
+            user: None,
+            scopes: Scope::ALL.to_vec(),
+            internal: false,
+        };
+        if !self.enabled() || rule == Access::Public {
+            return Ok(everyone);
+        }
+        if let Some(given) = headers.get(CLUSTER_SECRET_HEADER) {
+            return if self.cluster.matches(given.as_bytes()) {
+                Ok(Caller {
+                    internal: true,
+                    ..everyone
+                })
+            } else {
+                Err((Refusal::BadClusterSecret, "the cluster secret is wrong".into()))
+            };
+        }
+        let needed = match rule {
+            Access::Public => return Ok(everyone),
+            Access::Internal => {
+                return Err((
+                    Refusal::Missing,
+                    "this service is for cells and peers: present the cluster secret".into(),
+                ))
+            }
+            Access::Scoped(s) => s,
+        };
+        let header = headers.get("authorization").ok_or((
+            Refusal::Missing,
+            "no Authorization header: log in and send a bearer token".into(),
+        ))?;
+        let header = header
+            .to_str()
+            .map_err(|_| (Refusal::Malformed, "the Authorization header is not ASCII".into()))?;
+        let (kind, credential) = header.split_once(' ').unwrap_or((header, ""));
+        let caller = if kind.eq_ignore_ascii_case("bearer") {
+            let (user, scopes) = self.issuer.check_bearer(credential.trim()).map_err(|e| match e {
+                BearerError::Expired => (Refusal::Expired, e.to_string()),
+                BearerError::Invalid(_) => (Refusal::InvalidToken, e.to_string()),
+            })?;
+            Caller {
+                user,
+                scopes,
+                internal: false,
+            }
+        } else if kind.eq_ignore_ascii_case("basic") && scopes::basic_auth_accepted(path) {
+            self.check_basic(credential.trim())?
+        } else {
+            return Err((
+                Refusal::Malformed,
+                "the Authorization header is not 'bearer <token>'".into(),
+            ));
+        };
+        if scopes::allows(&caller.scopes, needed) {
+            Ok(caller)
+        } else {
+            Err((
+                Refusal::Forbidden,
+                format!("this call needs the scope {}", needed.name()),
+            ))
+        }
+    }
+
+    fn check_basic(&self, encoded: &str) -> Result<Caller, (Refusal, String)> {
+        let bad = || (Refusal::BadBasic, "Unauthorized".to_owned());
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| bad())?;
+        let key: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, &decoded)
+            .as_ref()
+            .try_into()
+            .map_err(|_| bad())?;
+        if let Ok(cache) = self.basic_cache.lock() {
+            if let Some((at, caller)) = cache.get(&key) {
+                if at.elapsed() < BASIC_AUTH_CACHE_TTL {
+                    return Ok(caller.clone());
+                }
+            }
+        }
+        let text = String::from_utf8(decoded).map_err(|_| bad())?;
+        let (user, password) = text.split_once(':').ok_or_else(bad)?;
+        let scopes = self.issuer.check_user(user, password).ok_or_else(bad)?;
+        let caller = Caller {
+            user: Some(user.to_owned()),
+            scopes,
+            internal: false,
+        };
+        if let Ok(mut cache) = self.basic_cache.lock() {
+            if cache.len() >= BASIC_AUTH_CACHE_ENTRIES_MAX {
+                cache.retain(|_, (at, _)| at.elapsed() < BASIC_AUTH_CACHE_TTL);
+                if cache.len() >= BASIC_AUTH_CACHE_ENTRIES_MAX {
+                    cache.clear();
+                }
+            }
+            cache.insert(key, (Instant::now(), caller.clone()));
+        }
+        Ok(caller)
+    }
+
+    fn refused(&self, path: &str, refusal: Refusal, message: String) -> tonic::Status {
+        if let Some(n) = Refusal::ALL.iter().position(|r| *r == refusal) {
+            self.refusals[n].fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::info!(method = path, refusal = refusal.name(), "call refused");
+        let kind = match refusal {
+            Refusal::Forbidden => ErrorKind::Forbidden,
+            Refusal::Expired | Refusal::InvalidToken => ErrorKind::InvalidToken,
+            Refusal::Missing | Refusal::Malformed | Refusal::BadBasic | Refusal::BadClusterSecret => {
+                ErrorKind::Unauthenticated
+            }
+        };
+        errors::status(kind, message, 0)
+    }
+}
+
+/// The tower layer that puts [`Guard`] around a node's gRPC services.
+#[derive(Clone)]
+pub struct GuardLayer {
+    auth: Arc<Authenticator>,
+}
+
+impl GuardLayer {
+    pub fn new(auth: Arc<Authenticator>) -> Self {
+        Self { auth }
+    }
+}
+
+impl<S> tower::Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+    fn layer(&self, inner: S) -> Guard<S> {
+        Guard {
+            inner,
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Guard<S> {
+    inner: S,
+    auth: Arc<Authenticator>,
+}
+
+impl<S> tower::Service<Request<Body>> for Guard<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        // The ready service answers this call; a fresh clone waits for the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            let path = req.uri().path().to_owned();
+            let headers = req.headers().clone();
+            // A basic-auth check may run argon2 (tens of ms): off the async threads.
+            let basic = |h: &tonic::codegen::http::HeaderValue| {
+                h.as_bytes().get(..6).is_some_and(|p| p.eq_ignore_ascii_case(b"basic "))
+            };
+            let decided = if auth.enabled() && headers.get("authorization").is_some_and(basic) {
+                let (a, p) = (auth.clone(), path.clone());
+                tokio::task::spawn_blocking(move || a.check(&p, &headers))
+                    .await
+                    .unwrap_or_else(|_| Err((Refusal::BadBasic, "Unauthorized".into())))
+            } else {
+                auth.check(&path, &headers)
+            };
+            match decided {
+                Ok(caller) => {
+                    req.extensions_mut().insert(caller);
+                    inner.call(req).await
+                }
+                Err((refusal, message)) => Ok(auth.refused(&path, refusal, message).into_http()),
+            }
+        })
+    }
+}
