@@ -68,10 +68,11 @@ pub fn router(gateway: Gateway) -> Router {
 /// The whole REST surface: each family nested under its prefix with its own fallback, the shared
 /// layers around them all.
 pub fn router_with(gateway: Gateway, limits: common::layers::RequestLimits) -> Router {
+    let vouch = || axum::middleware::from_fn_with_state(gateway.clone(), common::credentials::vouch);
     let app = Router::new()
-        .nest("/v1", receptor::routes())
-        .nest("/api/v1", flotilla::routes())
-        .nest("/api/v6", flotilla::routes())
+        .nest("/v1", receptor::routes().route_layer(vouch()))
+        .nest("/api/v1", flotilla::routes().route_layer(vouch()))
+        .nest("/api/v6", flotilla::routes().route_layer(vouch()))
         .merge(uaa::routes())
         .fallback(not_found)
         .with_state(gateway);

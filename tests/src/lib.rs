@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub mod auth;
 pub mod bench;
 pub mod cluster;
 pub mod linearizability;

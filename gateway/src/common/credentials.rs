@@ -4,14 +4,23 @@
 //! cookie, which browsers' EventSource needs) in a task-local; the gRPC clients' interceptor
 //! copies it into the call's metadata.
 
-use axum::extract::Request;
-use axum::http::{header, HeaderValue};
+use std::cell::Cell;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
+use capstan_proto::pb;
 use tonic::metadata::MetadataValue;
+
+use super::family::Family;
+use super::node_error::NodeError;
+use crate::Gateway;
 
 tokio::task_local! {
     static AUTHORIZATION: Option<HeaderValue>;
+    /// Whether serving this request has called a node (which checked the credential).
+    static CONSULTED: Cell<bool>;
 }
 
 /// Receptor's cookie that stands in for the Authorization header.
@@ -45,10 +54,53 @@ pub struct PassCredentials;
 
 impl tonic::service::Interceptor for PassCredentials {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let _ = CONSULTED.try_with(|c| c.set(true));
         let credential = AUTHORIZATION.try_with(Clone::clone).ok().flatten();
         if let Some(v) = credential.and_then(|v| MetadataValue::try_from(v.as_bytes()).ok()) {
             req.metadata_mut().insert("authorization", v);
         }
         Ok(req)
+    }
+}
+
+/// For routes of a family (`route_layer`: unknown paths stay plain 404s, as Receptor's were): a
+/// request the gateway refused by itself (bad input, before any node call) is first checked with
+/// the node — `Auth.Authorize` for the family's read or write call — so that a caller without the
+/// right gets 401/403 rather than learning how its input was wrong.
+pub async fn vouch(State(gw): State<Gateway>, req: Request, next: Next) -> Response {
+    // Inside a nested router the path has lost its prefix; the family is read off the original.
+    let family = match req.extensions().get::<axum::extract::OriginalUri>() {
+        Some(original) => Family::of_path(original.path()),
+        None => Family::of_path(req.uri().path()),
+    };
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD);
+    let resp = CONSULTED.scope(Cell::new(false), async move {
+        let resp = next.run(req).await;
+        (resp, CONSULTED.with(Cell::get))
+    });
+    let (resp, consulted) = resp.await;
+    let refused_here = resp.status().is_client_error() && resp.status() != StatusCode::METHOD_NOT_ALLOWED;
+    let Some(family) = family.filter(|_| refused_here && !consulted) else {
+        return resp;
+    };
+    let rpc = family.representative_rpc(writes);
+    match gw
+        .auth
+        .clone()
+        .authorize(pb::AuthorizeRequest { rpc: rpc.into() })
+        .await
+    {
+        Ok(_) => resp,
+        Err(s) => {
+            let e = NodeError::from(s);
+            match e.kind {
+                pb::ErrorKind::Unauthenticated | pb::ErrorKind::InvalidToken => {
+                    family.error(StatusCode::UNAUTHORIZED, "Unauthorized", &e.message, None)
+                }
+                pb::ErrorKind::Forbidden => family.error(StatusCode::FORBIDDEN, "Forbidden", &e.message, None),
+                // The node could not say (unavailable): the gateway's own answer stands.
+                _ => resp,
+            }
+        }
     }
 }

@@ -32,11 +32,33 @@ impl Family {
             Family::Receptor => serde_json::json!({ "name": name, "message": message }),
             Family::Flotilla => serde_json::json!({ "error": message }),
         };
-        json_error(
+        self.challenge(json_error(
             status,
             body.to_string(),
             retry_after_s.unwrap_or(0).saturating_mul(1000),
-        )
+        ))
+    }
+
+    /// A 401 of Receptor's carries the basic-auth challenge Receptor sent (bearer tokens are
+    /// accepted too).
+    pub fn challenge(self, mut resp: Response) -> Response {
+        if self == Family::Receptor && resp.status() == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"API Authentication\""),
+            );
+        }
+        resp
+    }
+
+    /// A node call that stands for the family's reads or writes, to ask whether a caller may.
+    pub fn representative_rpc(self, writes: bool) -> &'static str {
+        match (self, writes) {
+            (Family::Receptor, false) => "/capstan.v1.ControlPlane/ListDesiredLrps",
+            (Family::Receptor, true) => "/capstan.v1.ControlPlane/DesireLrp",
+            (Family::Flotilla, false) => "/capstan.v1.TaskService/ListTaskDefinitions",
+            (Family::Flotilla, true) => "/capstan.v1.TaskService/CreateTaskDefinition",
+        }
     }
 }
 

@@ -90,14 +90,6 @@ impl From<tonic::Status> for ReceptorError {
 impl IntoResponse for ReceptorError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self).unwrap_or_default();
-        let mut resp = json_error(self.status, body, self.retry_after_ms);
-        if self.status == StatusCode::UNAUTHORIZED {
-            // As Receptor's basic auth answered; bearer tokens are accepted too.
-            resp.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Basic realm=\"API Authentication\""),
-            );
-        }
-        resp
+        crate::common::family::Family::Receptor.challenge(json_error(self.status, body, self.retry_after_ms))
     }
 }

@@ -229,6 +229,12 @@ impl Authenticator {
         Ok(caller)
     }
 
+    /// [`Authenticator::check`], with a refusal logged, counted and turned into its status.
+    pub fn decide(&self, path: &str, headers: &HeaderMap) -> Result<Caller, tonic::Status> {
+        self.check(path, headers)
+            .map_err(|(refusal, message)| self.refused(path, refusal, message))
+    }
+
     fn refused(&self, path: &str, refusal: Refusal, message: String) -> tonic::Status {
         if let Some(n) = Refusal::ALL.iter().position(|r| *r == refusal) {
             self.refusals[n].fetch_add(1, Ordering::Relaxed);
@@ -300,18 +306,18 @@ where
             };
             let decided = if auth.enabled() && headers.get("authorization").is_some_and(basic) {
                 let (a, p) = (auth.clone(), path.clone());
-                tokio::task::spawn_blocking(move || a.check(&p, &headers))
+                tokio::task::spawn_blocking(move || a.decide(&p, &headers))
                     .await
-                    .unwrap_or_else(|_| Err((Refusal::BadBasic, "Unauthorized".into())))
+                    .unwrap_or_else(|_| Err(auth.refused(&path, Refusal::BadBasic, "Unauthorized".into())))
             } else {
-                auth.check(&path, &headers)
+                auth.decide(&path, &headers)
             };
             match decided {
                 Ok(caller) => {
                     req.extensions_mut().insert(caller);
                     inner.call(req).await
                 }
-                Err((refusal, message)) => Ok(auth.refused(&path, refusal, message).into_http()),
+                Err(status) => Ok(status.into_http()),
             }
         })
     }

@@ -46,6 +46,24 @@ impl pb::auth_server::Auth for AuthService {
         }
     }
 
+    async fn authorize(&self, req: Request<pb::AuthorizeRequest>) -> Result<Response<pb::AuthorizeResponse>, Status> {
+        let rpc = req.get_ref().rpc.clone();
+        if !matches!(super::scopes::access(&rpc), super::scopes::Access::Scoped(_)) {
+            return Err(errors::status(
+                ErrorKind::InvalidRequest,
+                format!("{rpc} is not a public API method"),
+                0,
+            ));
+        }
+        let headers = req.metadata().clone().into_headers();
+        let auth = self.auth.clone();
+        // A basic-auth check may run argon2.
+        tokio::task::spawn_blocking(move || auth.decide(&rpc, &headers))
+            .await
+            .map_err(|e| errors::status(ErrorKind::Internal, e.to_string(), 0))??;
+        Ok(Response::new(pb::AuthorizeResponse {}))
+    }
+
     async fn token_keys(&self, _req: Request<pb::TokenKeysRequest>) -> Result<Response<pb::TokenKeysResponse>, Status> {
         Ok(Response::new(self.auth.issuer().token_keys()))
     }

@@ -1,0 +1,120 @@
+//! An auth-on setup for tests: a config folder with a signing key, a second key the cluster does
+//! not know, a cluster secret and three users (reader, writer, admin), made with the `capstan auth`
+//! commands a user would run; tokens obtained as a client would, and forged ones signed here.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::{capstan_bin, Capstan};
+
+/// The users of the fixture: (name, password, scopes).
+pub const USERS: [(&str, &str, &str); 3] = [
+    ("reader", "reader-pw", "capstan.read"),
+    ("writer", "writer-pw", "capstan.write"),
+    ("admin", "admin-pw", "capstan.admin"),
+];
+
+pub struct AuthFixture {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub secret: String,
+    /// PEM of the key the cluster signs with (kid `k1`).
+    pub key_pem: String,
+    /// PEM of a key the cluster does not know.
+    pub foreign_pem: String,
+}
+
+fn capstan(args: &[&str], stdin: Option<&str>) -> Result<String> {
+    let mut child = Command::new(capstan_bin()?)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child.stdin.take().context("stdin")?.write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("capstan {args:?} failed: {}", out.status);
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+impl AuthFixture {
+    /// Writes `capstan.toml` with auth on; `extra` is appended (more keys or tables).
+    pub fn new(extra: &str) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let p = |f: &str| dir.path().join(f);
+        capstan(&["auth", "gen-key", "--out", &p("k1.pem").display().to_string()], None)?;
+        capstan(
+            &["auth", "gen-key", "--out", &p("foreign.pem").display().to_string()],
+            None,
+        )?;
+        let secret = "test-cluster-secret-0123456789".to_owned();
+        std::fs::write(p("cluster-secret"), format!("{secret}\n"))?;
+        let mut users = String::new();
+        for (name, password, scope) in USERS {
+            let hash = capstan(&["auth", "hash-password"], Some(&format!("{password}\n")))?;
+            users.push_str(&format!(
+                "[[auth.users]]\nname = \"{name}\"\npassword_hash = \"{hash}\"\nscopes = [\"{scope}\"]\n"
+            ));
+        }
+        let config = p("capstan.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "{extra}\n[auth]\nenabled = true\ncluster_secret_file = \"cluster-secret\"\n\
+                 [[auth.keys]]\nkid = \"k1\"\nprivate_key_file = \"k1.pem\"\n{users}"
+            ),
+        )?;
+        Ok(Self {
+            key_pem: std::fs::read_to_string(p("k1.pem"))?,
+            foreign_pem: std::fs::read_to_string(p("foreign.pem"))?,
+            dir,
+            config,
+            secret,
+        })
+    }
+
+    /// `capstan dev --no-cell --config <fixture>` (the API alone).
+    pub fn dev(&self, data_dir: &Path) -> Result<Capstan> {
+        let cfg = self.config.display().to_string();
+        Capstan::dev_with(data_dir, &["--no-cell", "--config", &cfg])
+    }
+
+    /// A token by the password grant, as the cf CLI asks for it (client `cf:` in basic auth).
+    pub async fn login(&self, c: &Capstan, user: &str, password: &str) -> Value {
+        let r = c
+            .client
+            .post(c.url("/oauth/token"))
+            .basic_auth("cf", Some(""))
+            .form(&[("grant_type", "password"), ("username", user), ("password", password)])
+            .send()
+            .await
+            .expect("token request");
+        assert_eq!(r.status().as_u16(), 200, "login as {user}");
+        r.json().await.expect("token JSON")
+    }
+
+    /// An access token signed with `pem` under kid `k1`, expiring `exp_in_s` from now (negative:
+    /// already expired).
+    pub fn forge(pem: &str, scope: &str, exp_in_s: i64) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or_default();
+        let claims = json!({
+            "jti": "forged", "sub": "x", "iss": "capstan", "aud": ["capstan"],
+            "iat": now - 10, "exp": now + exp_in_s, "scope": [scope],
+            "client_id": "cf", "cid": "cf", "grant_type": "password",
+        });
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some("k1".into());
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).expect("EC PEM");
+        jsonwebtoken::encode(&header, &claims, &key).expect("sign")
+    }
+}
