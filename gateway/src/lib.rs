@@ -37,11 +37,19 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway whose gRPC channel to the nodes at `addrs` (`host:port`) connects lazily and
     /// balances requests over them; any node serves any request.
-    pub fn connect_lazy(addrs: &[String]) -> Result<Self, tonic::transport::Error> {
+    /// With `tls`, the nodes are reached over TLS (`https`).
+    pub fn connect_lazy(
+        addrs: &[String],
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> Result<Self, tonic::transport::Error> {
         let mut endpoints = Vec::with_capacity(addrs.len());
         for a in addrs {
+            let endpoint = match &tls {
+                None => tonic::transport::Endpoint::from_shared(format!("http://{a}"))?,
+                Some(t) => tonic::transport::Endpoint::from_shared(format!("https://{a}"))?.tls_config(t.clone())?,
+            };
             endpoints.push(
-                tonic::transport::Endpoint::from_shared(format!("http://{a}"))?
+                endpoint
                     .connect_timeout(std::time::Duration::from_secs(1))
                     .tcp_nodelay(true)
                     .timeout(std::time::Duration::from_secs(15)),

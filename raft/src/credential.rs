@@ -1,12 +1,14 @@
 //! The credential of internal calls: cells, peers, forwarded calls and the admin CLI present the
-//! cluster secret in the `x-capstan-cluster-secret` metadata of every call they make. A client
-//! built on [`Authed`] carries it on every request, so no call site can forget it.
+//! cluster secret in the `x-capstan-cluster-secret` metadata of every call they make, and reach
+//! the nodes over TLS (with a client certificate: mutual TLS) when the cluster runs it. A client
+//! built on [`Authed`] from [`ClusterCredential::endpoint`] does both on every request, so no call
+//! site can forget either.
 
 use std::sync::Arc;
 
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// Metadata key of the cluster secret.
 pub const CLUSTER_SECRET_HEADER: &str = "x-capstan-cluster-secret";
@@ -18,15 +20,17 @@ pub type Authed = InterceptedService<Channel, ClusterCredential>;
 #[derive(Clone, Default)]
 pub struct ClusterCredential {
     secret: Option<Arc<MetadataValue<Ascii>>>,
+    /// TLS to the nodes: the CA that signs them, and this process's own certificate when it has
+    /// one (mutual TLS).
+    tls: Option<ClientTlsConfig>,
 }
 
 impl std::fmt::Debug for ClusterCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.secret.is_some() {
-            "ClusterCredential(set)"
-        } else {
-            "ClusterCredential(none)"
-        })
+        f.debug_struct("ClusterCredential")
+            .field("secret", &self.secret.is_some())
+            .field("tls", &self.tls.is_some())
+            .finish()
     }
 }
 
@@ -44,7 +48,21 @@ impl ClusterCredential {
             None | Some("") => None,
             Some(s) => Some(Arc::new(MetadataValue::try_from(s).map_err(|_| BadSecret)?)),
         };
-        Ok(Self { secret })
+        Ok(Self { secret, tls: None })
+    }
+
+    /// The same credential, reaching the nodes over TLS.
+    pub fn with_tls(mut self, tls: ClientTlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The endpoint of a node (or cell) at `host:port`: `https` when this credential has TLS.
+    pub fn endpoint(&self, addr: &str) -> Result<Endpoint, tonic::transport::Error> {
+        match &self.tls {
+            None => Endpoint::from_shared(format!("http://{addr}")),
+            Some(tls) => Endpoint::from_shared(format!("https://{addr}"))?.tls_config(tls.clone()),
+        }
     }
 
     /// Whether a presented value is this secret (constant time). No secret configured: nothing

@@ -15,7 +15,6 @@ use openraft::raft::{
     VoteResponse,
 };
 use openraft::BasicNode;
-use tonic::transport::Endpoint;
 
 use crate::credential::{Authed, ClusterCredential};
 use crate::TypeConfig;
@@ -40,7 +39,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
-        let client = Endpoint::from_shared(format!("http://{}", node.addr)).ok().map(|e| {
+        let client = self.credential.endpoint(&node.addr).ok().map(|e| {
             let channel = e.connect_timeout(CONNECT_TIMEOUT).connect_lazy();
             RaftPeerClient::new(self.credential.wrap(channel))
                 .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)

@@ -46,7 +46,8 @@ async fn connect(
 ) -> anyhow::Result<AdminClient<capstan_raft::credential::Authed>> {
     let mut last = None;
     for addr in cluster.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        let endpoint = credential
+            .endpoint(addr)?
             .connect_timeout(std::time::Duration::from_secs(2));
         match endpoint.connect().await {
             Ok(ch) => return Ok(AdminClient::new(credential.wrap(ch))),

@@ -18,3 +18,4 @@ pub mod leader;
 pub mod node;
 pub mod shutdown;
 pub mod task_cli;
+pub mod tls;

@@ -77,6 +77,8 @@ enum AuthCommand {
 struct DevArgs {
     #[command(flatten)]
     config: ConfigArg,
+    #[command(flatten)]
+    tls: capstan::tls::TlsArgs,
     /// REST gateway listen address (port 0 picks a free port).
     #[arg(long, env = "CAPSTAN_HTTP", default_value = "127.0.0.1:8080")]
     http: SocketAddr,
@@ -173,6 +175,8 @@ struct LeaderArgs {
 struct ServerArgs {
     #[command(flatten)]
     config: ConfigArg,
+    #[command(flatten)]
+    tls: capstan::tls::TlsArgs,
     /// Listen on a non-loopback address with auth off (anyone who reaches the port may do anything).
     #[arg(long, env = "CAPSTAN_INSECURE")]
     insecure: bool,
@@ -213,6 +217,8 @@ struct ServerArgs {
 struct GatewayArgs {
     #[command(flatten)]
     _config: ConfigArg,
+    #[command(flatten)]
+    tls: capstan::tls::TlsArgs,
     /// Cluster nodes' gRPC addresses, comma-separated (any node serves any request).
     #[arg(long, env = "CAPSTAN_CLUSTER", default_value = "127.0.0.1:7070")]
     cluster: String,
@@ -223,13 +229,21 @@ struct GatewayArgs {
     limits: LimitArgs,
 }
 
-/// The node's authenticator from the config file's [auth] table (auth off without one).
-fn authenticator(file: Option<&ConfigFile>) -> anyhow::Result<std::sync::Arc<Authenticator>> {
+/// The node's authenticator from the config file's [auth] table (auth off without one). With auth
+/// on, cells and peers need a way in: the cluster secret, or client certificates (`tls_mutual`).
+fn authenticator(file: Option<&ConfigFile>, tls_mutual: bool) -> anyhow::Result<std::sync::Arc<Authenticator>> {
     let Some(file) = file else {
         println!("capstan: auth: off (loopback only)");
         return Ok(Authenticator::off()?);
     };
     let settings: AuthSettings = file.auth()?;
+    if settings.enabled && settings.cluster_secret.is_none() && !tls_mutual {
+        bail!(
+            "{}: auth.cluster_secret: auth is enabled: cells, peers and the admin CLI need a cluster secret \
+             (cluster_secret or cluster_secret_file) or client certificates (--tls-ca-file with --tls-cert-file)",
+            file.path.display()
+        );
+    }
     if settings.enabled {
         println!(
             "capstan: auth: on ({} users, {} clients)",
@@ -283,7 +297,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Dev(args) => {
-                let auth = authenticator(file.as_ref())?;
+                let auth = authenticator(file.as_ref(), args.tls.tls_ca_file.is_some())?;
                 let cell = cell::CellConfig::embedded(&args.data_dir, &args.stacks, args.cell_memory_mb);
                 node::run(
                     node::NodeOptions {
@@ -303,6 +317,7 @@ fn main() -> anyhow::Result<()> {
                         converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),
                         embedded_cell: (!args.no_cell).then_some(cell),
                         auth,
+                        tls: args.tls.load()?,
                     },
                     shutdown_signal(),
                 )
@@ -318,15 +333,17 @@ fn main() -> anyhow::Result<()> {
                         bail!("--initial-cluster does not name this node (--id {})", args.id);
                     }
                 }
-                let auth = authenticator(file.as_ref())?;
+                let auth = authenticator(file.as_ref(), args.tls.tls_ca_file.is_some())?;
+                let tls = args.tls.load()?;
                 let exposed = [Some(args.grpc), args.http]
                     .into_iter()
                     .flatten()
                     .find(|a| !a.ip().is_loopback());
-                if let (Some(addr), false, false) = (exposed, auth.enabled(), args.insecure) {
+                if let (Some(addr), false, false, false) = (exposed, auth.enabled(), tls.is_some(), args.insecure) {
                     bail!(
-                        "refusing to listen on {addr} with auth off: anyone who reaches it could do anything. \
-                         Turn auth on ([auth] enabled = true in --config) or pass --insecure"
+                        "refusing to listen on {addr} with neither auth nor TLS: anyone who reaches it could do \
+                         anything. Turn auth on ([auth] enabled = true in --config), give --tls-cert-file, or pass \
+                         --insecure"
                     );
                 }
                 let advertise = args
@@ -350,13 +367,21 @@ fn main() -> anyhow::Result<()> {
                         converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),
                         embedded_cell: None,
                         auth,
+                        tls,
                     },
                     shutdown_signal(),
                 )
                 .await
             }
             Command::Gateway(args) => {
-                node::run_gateway(&args.cluster, args.http, args.limits.limits(), shutdown_signal()).await
+                node::run_gateway(
+                    &args.cluster,
+                    args.http,
+                    args.limits.limits(),
+                    args.tls.load()?,
+                    shutdown_signal(),
+                )
+                .await
             }
             Command::Cluster(args) => cli::run(args).await,
             Command::Cell(args) => cell::run_cli(args, shutdown_signal()).await,

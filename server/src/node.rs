@@ -96,6 +96,8 @@ pub struct NodeOptions {
     pub embedded_cell: Option<crate::cell::CellConfig>,
     /// Who may call what (auth off: everyone may do everything).
     pub auth: std::sync::Arc<Authenticator>,
+    /// TLS on the listeners and on the calls this node makes (`None`: plain TCP).
+    pub tls: Option<crate::tls::Tls>,
 }
 
 /// Runs a node until `shutdown` resolves, then stops it in order (cell, REST, leader loops, gRPC,
@@ -121,7 +123,10 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
     config.disk_free_floor_bytes = opts.disk_free_floor_bytes;
     config.journal_records_max = opts.journal_records_max;
     config.journal_bytes_max = opts.journal_bytes_max;
-    let credential = opts.auth.cluster_credential();
+    let credential = match &opts.tls {
+        Some(tls) => opts.auth.cluster_credential().with_tls(tls.client(true)?),
+        None => opts.auth.cluster_credential(),
+    };
     config.credential = credential.clone();
     let node = RaftNode::start(&config, &db).await.map_err(|e| anyhow::anyhow!(e))?;
 
@@ -149,8 +154,12 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
         let tokens = AuthServer::new(AuthService::new(opts.auth.clone()));
         let grpc = opts.limits.grpc;
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = &opts.tls {
+            server = server.tls_config(tls.grpc_server(false)?).context("gRPC TLS")?;
+        }
         tokio::spawn(
-            tonic::transport::Server::builder()
+            server
                 .layer(GuardLayer::new(opts.auth.clone()))
                 .timeout(grpc.request_timeout)
                 .max_concurrent_streams(grpc.streams_per_connection_max)
@@ -203,8 +212,8 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
         None => None,
         Some(listener) => {
             let http_addr = listener.local_addr()?;
-            let gateway = capstan_gateway::Gateway::connect_lazy(&[grpc_addr.to_string()])?;
-            let task = tokio::spawn(serve_http(listener, gateway, opts.limits, stop_rx.clone()));
+            let (gateway, acceptor) = gateway_tls(&[grpc_addr.to_string()], opts.tls.as_ref())?;
+            let task = tokio::spawn(serve_http(listener, gateway, opts.limits, acceptor, stop_rx.clone()));
             println!("capstan: http={http_addr}");
             Some(task)
         }
@@ -214,6 +223,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
             addrs: vec![grpc_addr.to_string()],
             credential: credential.clone(),
         };
+        cfg.api_tls = opts.tls.clone();
         let stop = stop_rx.clone();
         tokio::spawn(async move { crate::cell::run(cfg, stop).await })
     });
@@ -252,15 +262,28 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
     Ok(())
 }
 
+/// The REST gateway's client of the nodes at `addrs` (over TLS, without a client certificate:
+/// its calls carry the REST callers' own credentials) and its listener's TLS.
+fn gateway_tls(
+    addrs: &[String],
+    tls: Option<&crate::tls::Tls>,
+) -> anyhow::Result<(capstan_gateway::Gateway, Option<tokio_rustls::TlsAcceptor>)> {
+    let client = tls.map(|t| t.client(false)).transpose()?;
+    let gateway = capstan_gateway::Gateway::connect_lazy(addrs, client)?;
+    let acceptor = tls.map(crate::tls::Tls::rest_server).transpose()?;
+    Ok((gateway, acceptor))
+}
+
 /// Serves the REST gateway within its limits until `stop` changes.
 async fn serve_http(
     listener: TcpListener,
     gateway: capstan_gateway::Gateway,
     limits: ListenLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let app = capstan_gateway::router_with(gateway, limits.request);
-    serve::serve(listener, app, limits.http, async move {
+    serve::serve(listener, app, limits.http, tls, async move {
         let _ = stop.changed().await;
     })
     .await
@@ -271,6 +294,7 @@ pub async fn run_gateway(
     cluster: &str,
     http: SocketAddr,
     limits: ListenLimits,
+    tls: Option<crate::tls::Tls>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let addrs: Vec<String> = cluster
@@ -282,12 +306,12 @@ pub async fn run_gateway(
     if addrs.is_empty() {
         anyhow::bail!("--cluster names no node");
     }
-    let gateway = capstan_gateway::Gateway::connect_lazy(&addrs)?;
+    let (gateway, acceptor) = gateway_tls(&addrs, tls.as_ref())?;
     let listener = serve::bind(http).with_context(|| format!("binding HTTP {http}"))?;
     println!("capstan: http={}", listener.local_addr()?);
     println!("capstan: ready gateway");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(serve_http(listener, gateway, limits, stop_rx));
+    let task = tokio::spawn(serve_http(listener, gateway, limits, acceptor, stop_rx));
     shutdown.await;
     let _ = stop_tx.send(true);
     task.await??;

@@ -50,6 +50,7 @@ async fn node_runs_in_process_and_stops_on_its_shutdown_future() {
         converge_interval: Duration::from_secs(30),
         embedded_cell: None,
         auth: capstan::auth::Authenticator::off().expect("auth off"),
+        tls: None,
     };
     let running = tokio::spawn(node::run(opts, async move {
         let _ = stop_rx.await;

@@ -45,8 +45,17 @@ fn capstan(args: &[&str], stdin: Option<&str>) -> Result<String> {
 }
 
 impl AuthFixture {
-    /// Writes `capstan.toml` with auth on; `extra` is appended (more keys or tables).
+    /// Writes `capstan.toml` with auth on and a cluster secret; `extra` goes first (flag keys).
     pub fn new(extra: &str) -> Result<Self> {
+        Self::build(extra, true)
+    }
+
+    /// The same without a cluster secret: cells and peers must come with client certificates.
+    pub fn without_secret(extra: &str) -> Result<Self> {
+        Self::build(extra, false)
+    }
+
+    fn build(extra: &str, with_secret: bool) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let p = |f: &str| dir.path().join(f);
         capstan(&["auth", "gen-key", "--out", &p("k1.pem").display().to_string()], None)?;
@@ -67,8 +76,13 @@ impl AuthFixture {
         std::fs::write(
             &config,
             format!(
-                "{extra}\n[auth]\nenabled = true\ncluster_secret_file = \"cluster-secret\"\n\
-                 [[auth.keys]]\nkid = \"k1\"\nprivate_key_file = \"k1.pem\"\n{users}"
+                "{extra}\n[auth]\nenabled = true\n{}\
+                 [[auth.keys]]\nkid = \"k1\"\nprivate_key_file = \"k1.pem\"\n{users}",
+                if with_secret {
+                    "cluster_secret_file = \"cluster-secret\"\n"
+                } else {
+                    ""
+                }
             ),
         )?;
         Ok(Self {
@@ -88,9 +102,13 @@ impl AuthFixture {
 
     /// A token by the password grant, as the cf CLI asks for it (client `cf:` in basic auth).
     pub async fn login(&self, c: &Capstan, user: &str, password: &str) -> Value {
-        let r = c
-            .client
-            .post(c.url("/oauth/token"))
+        Self::login_at(&c.client, &c.http, user, password).await
+    }
+
+    /// [`AuthFixture::login`] against the REST front at `base` (e.g. `https://…`) with `client`.
+    pub async fn login_at(client: &reqwest::Client, base: &str, user: &str, password: &str) -> Value {
+        let r = client
+            .post(format!("{base}/oauth/token"))
             .basic_auth("cf", Some(""))
             .form(&[("grant_type", "password"), ("username", user), ("password", password)])
             .send()

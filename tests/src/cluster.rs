@@ -29,6 +29,8 @@ pub struct Cluster {
     pub nodes: BTreeMap<u64, Capstan>,
     /// Extra flags every node gets (e.g. a small snapshot policy).
     pub extra_args: Vec<String>,
+    /// Extra flags of every `capstan cluster` call (e.g. TLS files and the cluster secret).
+    pub cli_args: Vec<String>,
     pub initial: String,
     _dir: tempfile::TempDir,
 }
@@ -114,6 +116,7 @@ impl Cluster {
             specs,
             nodes: BTreeMap::new(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            cli_args: Vec::new(),
             initial,
             _dir: dir,
         };
@@ -200,6 +203,7 @@ impl Cluster {
             .join(",");
         let out = Command::new(capstan_bin()?)
             .arg("cluster")
+            .args(&self.cli_args)
             .args(args)
             .args(["--json", "--cluster", &addrs])
             .output()?;

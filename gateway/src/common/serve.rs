@@ -56,12 +56,13 @@ impl Default for HttpLimits {
     }
 }
 
-/// Serves `app` on `listener` within `limits` until `shutdown` resolves, then lets open
-/// connections finish (bounded) and returns.
+/// Serves `app` on `listener` within `limits` (over TLS when `tls` is given) until `shutdown`
+/// resolves, then lets open connections finish (bounded) and returns.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.connections_max.max(1)));
@@ -92,12 +93,27 @@ pub async fn serve(
             inner: app.clone(),
             in_flight,
         });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(conn), service)
-            .into_owned();
-        let watched = graceful.watch(connection);
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
+        let handshake_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = watched.await {
+            let served = match tls {
+                None => {
+                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(conn), service);
+                    watcher.watch(connection.into_owned()).await
+                }
+                Some(acceptor) => {
+                    // A client that never finishes its handshake holds a permit no longer than a
+                    // silent plain client would.
+                    let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(conn)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => return tracing::debug!("TLS handshake timed out"),
+                    };
+                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(connection.into_owned()).await
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, "http connection ended with an error");
             }
         });
@@ -319,4 +335,26 @@ impl Stream for LimitedIncoming {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.next.as_mut().poll_next(cx)
     }
+}
+
+/// TLS for the REST listener (rustls with ring): the certificate chain and key from PEM, ALPN for
+/// HTTP/2 and HTTP/1.1.
+pub fn tls_acceptor(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(cert_chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("certificate PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("certificate PEM: no CERTIFICATE block".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("key PEM: {e}"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("certificate and key: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

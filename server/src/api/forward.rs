@@ -12,7 +12,6 @@ use std::time::Duration;
 use capstan_proto::pb::{self, ErrorKind};
 use capstan_raft::credential::{Authed, ClusterCredential};
 use capstan_raft::{RaftNode, WriteError};
-use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status};
 
 use crate::errors;
@@ -54,7 +53,9 @@ impl Peers {
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
+        let channel = self
+            .credential
+            .endpoint(addr)
             .map_err(|e| errors::status(ErrorKind::Internal, format!("node address {addr}: {e}"), 0))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)

@@ -8,9 +8,12 @@ use capstan_raft::credential::ClusterCredential;
 
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct SecretArgs {
-    /// A file holding the cluster secret (needed when the cluster runs with auth on).
+    /// A file holding the cluster secret (needed when the cluster runs with auth on, unless this
+    /// process has a client certificate the cluster's CA signed).
     #[arg(long, env = "CAPSTAN_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 /// Environment variable that may carry the cluster secret itself.
@@ -27,6 +30,10 @@ impl SecretArgs {
             ),
             None => std::env::var(CLUSTER_SECRET_ENV).ok(),
         };
-        Ok(ClusterCredential::new(secret.as_deref())?)
+        let credential = ClusterCredential::new(secret.as_deref())?;
+        Ok(match self.tls.load()? {
+            Some(tls) => credential.with_tls(tls.client(true)?),
+            None => credential,
+        })
     }
 }

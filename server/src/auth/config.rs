@@ -284,12 +284,6 @@ impl AuthConfig {
                 ));
             }
         }
-        if self.enabled && cluster_secret.is_none() {
-            return Err(bad(
-                "cluster_secret",
-                "auth is enabled: cells, peers and the admin CLI need a cluster secret (cluster_secret or cluster_secret_file)",
-            ));
-        }
         Ok(AuthSettings {
             enabled: self.enabled,
             issuer: self.issuer.clone().unwrap_or_else(|| "capstan".into()),

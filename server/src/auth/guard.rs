@@ -15,6 +15,7 @@ use capstan_proto::pb::ErrorKind;
 use futures::future::BoxFuture;
 use tonic::body::Body;
 use tonic::codegen::http::{HeaderMap, Request, Response};
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use capstan_raft::credential::ClusterCredential;
 
@@ -126,8 +127,15 @@ impl Authenticator {
             .collect()
     }
 
-    /// Decides a call: the caller when it may go on, else the refusal.
-    pub fn check(&self, path: &str, headers: &HeaderMap) -> Result<Caller, (Refusal, String)> {
+    /// Decides a call: the caller when it may go on, else the refusal. `verified_client_cert`: the
+    /// connection presented a client certificate the cluster's CA signed (mutual TLS), which
+    /// makes the caller internal as the cluster secret does.
+    pub fn check(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        verified_client_cert: bool,
+    ) -> Result<Caller, (Refusal, String)> {
         let rule = scopes::access(path);
         let everyone = Caller {
             user: None,
@@ -136,6 +144,12 @@ impl Authenticator {
         };
         if !self.enabled() || rule == Access::Public {
             return Ok(everyone);
+        }
+        if verified_client_cert {
+            return Ok(Caller {
+                internal: true,
+                ..everyone
+            });
         }
         if let Some(given) = headers.get(CLUSTER_SECRET_HEADER) {
             return if self.cluster.matches(given.as_bytes()) {
@@ -230,8 +244,8 @@ impl Authenticator {
     }
 
     /// [`Authenticator::check`], with a refusal logged, counted and turned into its status.
-    pub fn decide(&self, path: &str, headers: &HeaderMap) -> Result<Caller, tonic::Status> {
-        self.check(path, headers)
+    pub fn decide(&self, path: &str, headers: &HeaderMap, verified_client_cert: bool) -> Result<Caller, tonic::Status> {
+        self.check(path, headers, verified_client_cert)
             .map_err(|(refusal, message)| self.refused(path, refusal, message))
     }
 
@@ -300,17 +314,23 @@ where
         Box::pin(async move {
             let path = req.uri().path().to_owned();
             let headers = req.headers().clone();
+            // rustls verified a presented client certificate against the cluster's CA.
+            let cert = req
+                .extensions()
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(TlsConnectInfo::peer_certs)
+                .is_some_and(|c| !c.is_empty());
             // A basic-auth check may run argon2 (tens of ms): off the async threads.
             let basic = |h: &tonic::codegen::http::HeaderValue| {
                 h.as_bytes().get(..6).is_some_and(|p| p.eq_ignore_ascii_case(b"basic "))
             };
             let decided = if auth.enabled() && headers.get("authorization").is_some_and(basic) {
                 let (a, p) = (auth.clone(), path.clone());
-                tokio::task::spawn_blocking(move || a.decide(&p, &headers))
+                tokio::task::spawn_blocking(move || a.decide(&p, &headers, cert))
                     .await
                     .unwrap_or_else(|_| Err(auth.refused(&path, Refusal::BadBasic, "Unauthorized".into())))
             } else {
-                auth.decide(&path, &headers)
+                auth.decide(&path, &headers, cert)
             };
             match decided {
                 Ok(caller) => {

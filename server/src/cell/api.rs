@@ -44,6 +44,7 @@ pub async fn serve(
     listen: &str,
     work_dir: PathBuf,
     credential: ClusterCredential,
+    tls: Option<&crate::tls::Tls>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
     let addr: SocketAddr = listen
@@ -54,8 +55,12 @@ pub async fn serve(
         .with_context(|| format!("binding the cell API on {listen}"))?;
     let bound = listener.local_addr()?.to_string();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls.grpc_server(true)?).context("cell API TLS")?;
+    }
     let task = tokio::spawn(async move {
-        let served = tonic::transport::Server::builder()
+        let served = server
             .add_service(CellApiServer::with_interceptor(
                 CellApiImpl { work_dir },
                 credential.require(),

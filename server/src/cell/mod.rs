@@ -110,6 +110,8 @@ pub struct CellConfig {
     pub task_docker: bool,
     /// Where the CellApi listens (the bound address becomes `cell.api_addr`).
     pub api_listen: String,
+    /// TLS of the CellApi listener (the nodes then call it over TLS with their certificates).
+    pub api_tls: Option<crate::tls::Tls>,
 }
 
 impl CellConfig {
@@ -139,6 +141,7 @@ impl CellConfig {
             },
             task_docker: false,
             api_listen: "127.0.0.1:0".into(),
+            api_tls: None,
         }
     }
 }
@@ -161,6 +164,7 @@ pub async fn run_many(mut cfgs: Vec<CellConfig>, mut stop: watch::Receiver<bool>
         &first.api_listen,
         first.work_dir.clone(),
         first.cluster.credential.clone(),
+        first.api_tls.as_ref(),
         stop.clone(),
     )
     .await?;
@@ -246,6 +250,7 @@ pub async fn run_cli(args: CellArgs, shutdown: impl std::future::Future<Output =
                     mode: Mode::Simulated,
                     task_docker: false,
                     api_listen: args.api_listen.clone(),
+                    api_tls: None,
                 }
             })
             .collect(),
@@ -261,6 +266,7 @@ pub async fn run_cli(args: CellArgs, shutdown: impl std::future::Future<Output =
                 },
                 task_docker: docker && args.driver == Driver::Docker,
                 api_listen: args.api_listen.clone(),
+                api_tls: args.credential.tls.load()?,
             }]
         }
     };

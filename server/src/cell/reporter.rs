@@ -7,7 +7,6 @@ use std::time::Duration;
 use capstan_proto::pb::{self, cell_service_client::CellServiceClient};
 use capstan_raft::credential::{Authed, ClusterCredential};
 use tokio::sync::mpsc;
-use tonic::transport::Endpoint;
 
 /// Reports buffered before a batch is sent.
 pub const REPORT_BUFFER: usize = 4096;
@@ -63,7 +62,7 @@ pub struct Uplink {
 /// A client of the first cluster node that answers.
 pub async fn connect(cluster: &Uplink) -> Option<CellServiceClient<Authed>> {
     for addr in &cluster.addrs {
-        let Ok(ep) = Endpoint::from_shared(format!("http://{addr}")) else {
+        let Ok(ep) = cluster.credential.endpoint(addr) else {
             continue;
         };
         if let Ok(ch) = ep
