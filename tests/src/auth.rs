@@ -9,6 +9,23 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::{capstan_bin, Capstan};
+use capstan_proto::pb;
+
+/// A small cell as a rogue (or a test) would register it over gRPC.
+pub fn cell_record(id: &str) -> pb::Cell {
+    pb::Cell {
+        cell_id: id.into(),
+        zone: "z1".into(),
+        pool: "default".into(),
+        capacity: Some(pb::CellCapacity {
+            memory_mb: 1024,
+            disk_mb: 1024,
+            containers: 10,
+        }),
+        address: "127.0.0.1".into(),
+        ..Default::default()
+    }
+}
 
 /// The users of the fixture: (name, password, scopes).
 pub const USERS: [(&str, &str, &str); 3] = [

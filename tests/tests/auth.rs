@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use capstan_proto::pb;
-use capstan_tests::auth::{AuthFixture, USERS};
+use capstan_tests::auth::{cell_record, AuthFixture, USERS};
 use capstan_tests::Capstan;
 use serde_json::Value;
 
@@ -389,18 +389,7 @@ async fn anonymous_cells_peers_and_admins_are_refused_on_the_grpc_port() {
     let dir = tempfile::tempdir().expect("tempdir");
     let c = fx.dev(&dir.path().join("data")).expect("capstan dev with auth");
     let ch = channel(&c).await;
-    let cell = pb::Cell {
-        cell_id: "rogue".into(),
-        zone: "z1".into(),
-        pool: "default".into(),
-        capacity: Some(pb::CellCapacity {
-            memory_mb: 1024,
-            disk_mb: 1024,
-            containers: 10,
-        }),
-        address: "127.0.0.1".into(),
-        ..Default::default()
-    };
+    let cell = cell_record("rogue");
     let mut cells = pb::cell_service_client::CellServiceClient::new(ch.clone());
     for secret in [None, Some("wrong-secret-0123456789")] {
         let e = cells

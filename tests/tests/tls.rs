@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use capstan_proto::pb;
-use capstan_tests::auth::AuthFixture;
+use capstan_tests::auth::{cell_record, AuthFixture};
 use capstan_tests::cluster::Cluster;
 use capstan_tests::{wait_for, CellAgent};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
@@ -68,21 +68,6 @@ async fn tonic_channel(
         .connect()
         .await
         .map_err(|e| e.to_string())
-}
-
-fn cell(id: &str) -> pb::Cell {
-    pb::Cell {
-        cell_id: id.into(),
-        zone: "z1".into(),
-        pool: "default".into(),
-        capacity: Some(pb::CellCapacity {
-            memory_mb: 1024,
-            disk_mb: 1024,
-            containers: 10,
-        }),
-        address: "127.0.0.1".into(),
-        ..Default::default()
-    }
 }
 
 #[tokio::test]
@@ -168,7 +153,7 @@ async fn a_three_node_cluster_runs_on_mutual_tls_and_serves_rest_over_https() {
     let addr = c.specs[&leader].grpc.clone();
     if let Ok(ch) = tonic_channel(&addr, &ca, Some((&rogue_cert, &rogue_key))).await {
         let r = pb::cell_service_client::CellServiceClient::new(ch)
-            .register_cell(cell("rogue"))
+            .register_cell(cell_record("rogue"))
             .await;
         assert!(r.is_err(), "a rogue certificate registers nothing");
     }
@@ -176,7 +161,7 @@ async fn a_three_node_cluster_runs_on_mutual_tls_and_serves_rest_over_https() {
         .await
         .expect("TLS without a client certificate");
     let e = pb::cell_service_client::CellServiceClient::new(ch)
-        .register_cell(cell("anonymous"))
+        .register_cell(cell_record("anonymous"))
         .await
         .expect_err("refused");
     assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
