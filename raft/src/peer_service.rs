@@ -23,6 +23,27 @@ fn raft_status(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
 }
 
+impl PeerService {
+    /// A Raft RPC is taken only from a member of this node's membership (voter or learner) — the
+    /// sender is the node its vote names (the leader, or the candidate). A node with no membership
+    /// yet (being added) takes it from whoever its credentials let through: the leader that is
+    /// adding it. So a node removed from the cluster, still running with valid credentials, cannot
+    /// disturb it with elections.
+    fn check_sender(&self, vote: Option<&pb::Vote>) -> Result<(), Status> {
+        let sender = vote.map(|v| v.node_id).unwrap_or_default();
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        if membership.nodes().next().is_none() || membership.get_node(&sender).is_some() {
+            return Ok(());
+        }
+        tracing::info!(sender, "raft call from a node outside the membership refused");
+        Err(Status::permission_denied(format!(
+            "node {sender} is not a member of this cluster"
+        )))
+    }
+}
+
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
     async fn append_entries(
@@ -30,6 +51,7 @@ impl RaftPeer for PeerService {
         req: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
         let req = req.into_inner();
+        self.check_sender(req.vote.as_ref())?;
         let entries = req
             .entries
             .into_iter()
@@ -56,6 +78,7 @@ impl RaftPeer for PeerService {
 
     async fn vote(&self, req: Request<pb::VoteRequest>) -> Result<Response<pb::VoteResponse>, Status> {
         let req = req.into_inner();
+        self.check_sender(req.vote.as_ref())?;
         let rpc = VoteRequest {
             vote: codec::vote_from_pb(&req.vote.unwrap_or_default()),
             last_log_id: codec::opt_log_id_from_pb(req.last_log_id.as_ref()),
@@ -73,6 +96,7 @@ impl RaftPeer for PeerService {
         req: Request<pb::InstallSnapshotRequest>,
     ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
         let req = req.into_inner();
+        self.check_sender(req.vote.as_ref())?;
         let meta = req.meta.unwrap_or_default();
         let rpc = InstallSnapshotRequest {
             vote: codec::vote_from_pb(&req.vote.unwrap_or_default()),

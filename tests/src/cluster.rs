@@ -84,8 +84,11 @@ impl Cluster {
     }
 
     /// Starts one founding node on each host of `lab` (its own network namespace and address), so a
-    /// test can cut any of them off.
+    /// test can cut any of them off. The lab's addresses are not loopback and its nodes run without
+    /// auth, which `capstan server` refuses unless told `--insecure`: the lab is the test's own.
     pub fn start_in_lab(lab: &NetLab, extra_args: &[&str]) -> Result<Self> {
+        let extra_args: Vec<&str> = extra_args.iter().copied().chain(["--insecure"]).collect();
+        let extra_args = extra_args.as_slice();
         let dir = tempfile::tempdir()?;
         let specs = lab
             .hosts

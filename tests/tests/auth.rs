@@ -421,6 +421,35 @@ async fn anonymous_cells_peers_and_admins_are_refused_on_the_grpc_port() {
         .await
         .expect_err("refused");
     assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    // With the cluster secret but not a member: a Raft call is still refused (a node removed from
+    // the cluster cannot disturb it).
+    let outsider = Some(pb::Vote {
+        term: 99,
+        node_id: 66,
+        committed: false,
+    });
+    let e = peer
+        .vote(with_secret(
+            pb::VoteRequest {
+                vote: outsider,
+                ..Default::default()
+            },
+            Some(&fx.secret),
+        ))
+        .await
+        .expect_err("refused");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+    let e = peer
+        .append_entries(with_secret(
+            pb::AppendEntriesRequest {
+                vote: outsider,
+                ..Default::default()
+            },
+            Some(&fx.secret),
+        ))
+        .await
+        .expect_err("refused");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
     // The public API over gRPC takes the same bearer tokens; the admin service needs the admin scope.
     let writer = fx.login(&c, "writer", "writer-pw").await;
     let bearer = |t: &Value| -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
