@@ -63,6 +63,9 @@ impl Default for GrpcLimits {
     }
 }
 
+/// How long `capstan dev` waits for its embedded cell to register before it says it is ready.
+pub const EMBEDDED_CELL_REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A gRPC call's outer deadline on the server (the forwarding hop's own is 8 s).
 pub const GRPC_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Concurrent streams one gRPC connection may open (a gateway multiplexes its clients on few).
@@ -218,6 +221,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
             Some(task)
         }
     };
+    let embedded_cell_id = opts.embedded_cell.as_ref().map(|c| c.cell.cell_id.clone());
     let cell_task = opts.embedded_cell.map(|mut cfg| {
         cfg.cluster = crate::cell::Uplink {
             addrs: vec![grpc_addr.to_string()],
@@ -227,6 +231,21 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
         let stop = stop_rx.clone();
         tokio::spawn(async move { crate::cell::run(cfg, stop).await })
     });
+    if let Some(cell_id) = embedded_cell_id {
+        // Ready means ready to run things: a task executed at once must find the embedded cell.
+        let mut metrics = node.raft.metrics();
+        let registered = tokio::time::timeout(EMBEDDED_CELL_REGISTER_TIMEOUT, async {
+            while node.views().get_cell(&cell_id).ok().flatten().is_none() {
+                if metrics.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        if registered.is_err() {
+            tracing::warn!(cell = %cell_id, "the embedded cell has not registered yet; going on without waiting");
+        }
+    }
     println!("capstan: grpc={grpc_addr}");
     println!("capstan: ready node={} advertise={advertise}", opts.id);
     tracing::info!(node = opts.id, %grpc_addr, data_dir = %opts.data_dir.display(), "capstan node ready");
