@@ -24,6 +24,8 @@ pub struct EventsArgs {
     /// Stop after this many events (default: follow forever).
     #[arg(long)]
     count: Option<u64>,
+    #[command(flatten)]
+    user: crate::auth::client::UserArgs,
 }
 
 /// Pause before connecting again after a stream ended.
@@ -47,14 +49,23 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
     if nodes.is_empty() {
         bail!("--cluster names no node");
     }
+    let ca = args.user.ca_pem()?;
+    let authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = args
+        .user
+        .authorization()
+        .map(|a| a.parse())
+        .transpose()
+        .map_err(|_| anyhow::anyhow!("--token is not a valid header value"))?;
     let mut printed = 0u64;
     for attempt in 0usize.. {
         let addr = &nodes[attempt % nodes.len()];
-        let channel = match tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .connect()
-            .await
-        {
+        let endpoint = match &ca {
+            None => tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?,
+            Some(pem) => tonic::transport::Endpoint::from_shared(format!("https://{addr}"))?.tls_config(
+                tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+            )?,
+        };
+        let channel = match endpoint.connect_timeout(Duration::from_secs(2)).connect().await {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("capstan: {addr}: {e}");
@@ -70,9 +81,21 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
             domain: args.domain.clone().unwrap_or_default(),
             process_guid: String::new(),
         };
+        let mut req = tonic::Request::new(req);
+        if let Some(v) = &authorization {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
         let mut stream = match ControlPlaneClient::new(channel).watch(req).await {
             Ok(s) => s.into_inner(),
-            Err(s) if s.code() == tonic::Code::OutOfRange || s.code() == tonic::Code::InvalidArgument => {
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::OutOfRange
+                        | tonic::Code::InvalidArgument
+                        | tonic::Code::Unauthenticated
+                        | tonic::Code::PermissionDenied
+                ) =>
+            {
                 bail!("{}", s.message())
             }
             Err(s) => {

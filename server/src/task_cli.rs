@@ -16,6 +16,8 @@ pub struct TaskArgs {
     /// Print the API's JSON instead of a summary.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    user: crate::auth::client::UserArgs,
     #[command(subcommand)]
     command: TaskCommand,
 }
@@ -187,11 +189,27 @@ fn exit_code_of(run: &Value) -> i32 {
         .unwrap_or(1)
 }
 
+/// A REST client that sends the user's token on every call and trusts the given CA.
+fn http_client(user: &crate::auth::client::UserArgs) -> anyhow::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder().timeout(Duration::from_secs(30));
+    if let Some(auth) = user.authorization() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let mut value = reqwest::header::HeaderValue::from_str(&auth).context("--token is not a valid header value")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        b = b.default_headers(headers);
+    }
+    if let Some(pem) = user.ca_pem()? {
+        b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).context("--tls-ca-file")?);
+    }
+    Ok(b.build()?)
+}
+
 /// Runs one `capstan task` command; the process exit code (a followed run's own).
 pub async fn run(args: TaskArgs) -> anyhow::Result<i32> {
     let api = Api {
         base: args.api.clone(),
-        http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+        http: http_client(&args.user)?,
     };
     let out = |v: &Value, text: String| {
         if args.json {

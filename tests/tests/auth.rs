@@ -505,3 +505,89 @@ async fn a_dev_node_with_auth_off_is_open_and_still_issues_tokens() {
     let (status, _) = call(&c, "GET", "/v1/desired_lrps", Some("bearer whatever")).await;
     assert_eq!(status, 200);
 }
+
+/// Runs `capstan <args>` to its end (killed after 20 s: a CLI that hangs fails the test).
+fn capstan(args: &[&str]) -> (i32, String, String) {
+    let mut child = std::process::Command::new(capstan_tests::capstan_bin().expect("bin"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("capstan");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("capstan {args:?} did not end within 20 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_clis_send_a_token_and_fail_clearly_without_one() {
+    let fx = AuthFixture::new("").expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = fx.dev(&dir.path().join("data")).expect("capstan dev with auth");
+    let writer = fx.login(&c, "writer", "writer-pw").await;
+    let token = writer["access_token"].as_str().expect("token").to_owned();
+    let define = [
+        "task",
+        "--api",
+        &c.http,
+        "define",
+        "--alias",
+        "cli",
+        "--group",
+        "g",
+        "--image",
+        "x",
+        "--command",
+        "true",
+    ];
+    let (code, _, err) = capstan(&define);
+    assert_ne!(code, 0, "no token: refused");
+    assert!(err.contains("log in") || err.contains("Authorization"), "{err}");
+    let mut with_token = define.to_vec();
+    with_token.splice(1..1, ["--token", token.as_str()]);
+    let (code, out, err) = capstan(&with_token);
+    assert_eq!(code, 0, "{out} {err}");
+    // The event stream: a DesiredLRP's creation is there for a token holder, refused without.
+    let r = c
+        .client
+        .post(c.url("/v1/desired_lrps"))
+        .header("authorization", format!("bearer {token}"))
+        .body(capstan_tests::lrp_json("cli-web", "d", 1))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status().as_u16(), 201);
+    let events = ["events", "--cluster", &c.grpc, "--from", "1", "--count", "1"];
+    let (code, _, err) = capstan(&events);
+    assert_ne!(code, 0, "no token: the stream is refused, not retried forever");
+    assert!(!err.is_empty());
+    let mut with_token = events.to_vec();
+    with_token.extend(["--token", token.as_str()]);
+    let (code, out, err) = capstan(&with_token);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    // The admin CLI gets in with the cluster secret, not without.
+    let (code, _, _) = capstan(&["cluster", "--cluster", &c.grpc, "status"]);
+    assert_ne!(code, 0);
+    let secret_file = fx.dir.path().join("cluster-secret");
+    let (code, out, err) = capstan(&[
+        "cluster",
+        "--cluster",
+        &c.grpc,
+        "--cluster-secret-file",
+        secret_file.to_str().expect("utf-8"),
+        "status",
+    ]);
+    assert_eq!(code, 0, "{out} {err}");
+}

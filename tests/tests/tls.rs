@@ -128,6 +128,20 @@ async fn a_three_node_cluster_runs_on_mutual_tls_and_serves_rest_over_https() {
     })
     .await;
     assert_eq!(got["alias"], "tls-1");
+    // The task CLI over https with the user's token.
+    let out = std::process::Command::new(capstan_tests::capstan_bin().expect("bin"))
+        .args([
+            "task",
+            "--api",
+            &https(other),
+            "--tls-ca-file",
+            ca.to_str().expect("utf-8"),
+        ])
+        .args(["--token", token["access_token"].as_str().expect("token"), "list"])
+        .output()
+        .expect("capstan task");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tls-1"));
 
     // A cell with the cluster's certificate registers; no secret anywhere.
     let work = tempfile::tempdir().expect("work");

@@ -37,3 +37,29 @@ impl SecretArgs {
         })
     }
 }
+
+/// How a CLI that speaks for a user (`capstan task`, `capstan events`) reaches an API with auth or
+/// TLS on: a bearer token, and the CA that signs the server's certificate.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct UserArgs {
+    /// A bearer token (from `POST /oauth/token`), sent on every call.
+    #[arg(long, env = "CAPSTAN_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM CA that signs the server's certificate (for https:// and TLS gRPC).
+    #[arg(long = "tls-ca-file", env = "CAPSTAN_TLS_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl UserArgs {
+    /// The `Authorization` value, when a token is given.
+    pub fn authorization(&self) -> Option<String> {
+        self.token.as_ref().map(|t| format!("bearer {}", t.trim()))
+    }
+
+    pub fn ca_pem(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        self.ca_file
+            .as_ref()
+            .map(|f| std::fs::read(f).with_context(|| format!("--tls-ca-file {}", f.display())))
+            .transpose()
+    }
+}
