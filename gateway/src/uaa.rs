@@ -1,7 +1,7 @@
 //! What a CF client (or any OAuth client) reads before its first call: the root document (`GET /`)
 //! and `GET /v3` that point at this server, and UAA's token endpoints — `POST /oauth/token` (form
-//! fields, client credentials in basic auth or the form), `GET /token_keys`, `GET /token_key` and
-//! `GET /login`. Tokens are issued by a node (one `Auth` call); errors are UAA's
+//! fields, client credentials in basic auth or the form), `POST /oauth/revoke` (RFC 7009 logout),
+//! `GET /token_keys`, `GET /token_key` and `GET /login`. Tokens are issued by a node (one `Auth` call); errors are UAA's
 //! `{error, error_description}`.
 
 use axum::body::Body;
@@ -25,6 +25,7 @@ pub fn routes() -> Router<Gateway> {
         .route("/v3", get(v3_root))
         .route("/login", get(login_info))
         .route("/oauth/token", post(token))
+        .route("/oauth/revoke", post(revoke))
         .route("/token_keys", get(token_keys))
         .route("/token_key", get(token_key))
 }
@@ -109,47 +110,52 @@ fn node_error(s: tonic::Status) -> Response {
     }
 }
 
-async fn token(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
+/// An OAuth form: its fields, with the client's credentials from HTTP basic auth when given there
+/// (they win over `client_id`/`client_secret` fields).
+async fn oauth_form(headers: &HeaderMap, body: Body) -> Result<std::collections::HashMap<String, String>, Response> {
     let bytes = match body::read(body).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => {
-            return uaa_error(
+            return Err(uaa_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request",
                 "the request is too large",
-            )
+            ))
         }
-        Err(e) => return uaa_error(StatusCode::BAD_REQUEST, "invalid_request", &format!("{e:?}")),
+        Err(e) => return Err(uaa_error(StatusCode::BAD_REQUEST, "invalid_request", &format!("{e:?}"))),
     };
-    let mut req = pb::IssueTokenRequest::default();
-    for (k, v) in url::form_urlencoded::parse(&bytes) {
-        let v = v.into_owned();
-        match k.as_ref() {
-            "grant_type" => req.grant_type = v,
-            "username" => req.username = v,
-            "password" => req.password = v,
-            "client_id" => req.client_id = v,
-            "client_secret" => req.client_secret = v,
-            "refresh_token" => req.refresh_token = v,
-            "scope" => req.scope = v,
-            _ => {}
-        }
-    }
+    let mut form: std::collections::HashMap<String, String> = url::form_urlencoded::parse(&bytes)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
-        match auth.to_str().ok().and_then(decode_basic) {
-            Some((id, secret)) => {
-                req.client_id = id;
-                req.client_secret = secret;
-            }
-            None => {
-                return uaa_error(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "client credentials must be HTTP basic auth",
-                )
-            }
-        }
+        let Some((id, secret)) = auth.to_str().ok().and_then(decode_basic) else {
+            return Err(uaa_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "client credentials must be HTTP basic auth",
+            ));
+        };
+        form.insert("client_id".into(), id);
+        form.insert("client_secret".into(), secret);
     }
+    Ok(form)
+}
+
+async fn token(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
+    let mut form = match oauth_form(&headers, body).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    let mut take = |k: &str| form.remove(k).unwrap_or_default();
+    let req = pb::IssueTokenRequest {
+        grant_type: take("grant_type"),
+        username: take("username"),
+        password: take("password"),
+        client_id: take("client_id"),
+        client_secret: take("client_secret"),
+        refresh_token: take("refresh_token"),
+        scope: take("scope"),
+    };
     match gw.auth.clone().issue_token(req).await {
         Ok(r) => {
             let t = r.into_inner();
@@ -166,6 +172,31 @@ async fn token(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Res
                 .insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
             resp
         }
+        Err(s) => node_error(s),
+    }
+}
+
+/// RFC 7009 revocation (logout): 200 with an empty body, also for a token that was not valid.
+async fn revoke(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
+    let mut form = match oauth_form(&headers, body).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    let mut take = |k: &str| form.remove(k).unwrap_or_default();
+    let req = pb::RevokeTokenRequest {
+        token: take("token"),
+        client_id: take("client_id"),
+        client_secret: take("client_secret"),
+    };
+    if req.token.is_empty() {
+        return uaa_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "a token is required (token)",
+        );
+    }
+    match gw.auth.clone().revoke_token(req).await {
+        Ok(_) => StatusCode::OK.into_response(),
         Err(s) => node_error(s),
     }
 }

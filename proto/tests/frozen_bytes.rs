@@ -386,6 +386,34 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             }
             .encode_to_vec(),
         ),
+        (
+            "command (revoke tokens)",
+            pb::Command {
+                kind: Some(pb::command::Kind::RevokeTokens(pb::RevokeTokens {
+                    revocations: vec![pb::TokenRevocation {
+                        jti: "a1-r".into(),
+                        expires_at_ns: 1_700_000_000_000_000_000,
+                    }],
+                })),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "event (tokens revoked)",
+            pb::Event {
+                kind: Some(pb::event::Kind::TokensRevoked(pb::TokensRevoked {
+                    revoked: vec![pb::TokenRevocation {
+                        jti: "a1".into(),
+                        expires_at_ns: 2,
+                    }],
+                    expired: vec![pb::TokenRevocation {
+                        jti: "a0".into(),
+                        expires_at_ns: 1,
+                    }],
+                })),
+            }
+            .encode_to_vec(),
+        ),
     ]
 }
 
@@ -409,6 +437,8 @@ const FROZEN: &[(&str, &str)] = &[
     ("event (task run removed, a completed receptor task)", "7a1c0a1a0a02743150047000b201070a057465737473ba01026f6bc00101"),
     ("event (task run changed)", "721c0a060a027231500112120a027231500282010663656c6c2d31880101"),
     ("log entry (update task definition)", "0801120608031001180922400801121c088080a8b1e39fe7cb171101000000000000001902000000000000001a1e621c0a0974657374696e672d31120772656e616d656428800240014a0161"),
+    ("command (revoke tokens)", "aa01120a100a0461312d72108080a8b1e39fe7cb17"),
+    ("event (tokens revoked)", "8201100a060a026131100212060a0261301001"),
 ];
 
 #[test]

@@ -59,6 +59,7 @@ pub fn rejection(r: &pb::Rejection) -> Status {
         RejectionKind::TaskGuidAlreadyExists => ErrorKind::TaskGuidAlreadyExists,
         RejectionKind::TaskNotFound => ErrorKind::TaskNotFound,
         RejectionKind::TaskNotDeletable => ErrorKind::TaskNotDeletable,
+        RejectionKind::InvalidTokenRevocation => ErrorKind::InvalidRequest,
         RejectionKind::UnknownCommand | RejectionKind::Unspecified => ErrorKind::Internal,
     };
     status(kind, r.message.clone(), 0)

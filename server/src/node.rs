@@ -133,6 +133,11 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
     config.credential = credential.clone();
     let node = RaftNode::start(&config, &db).await.map_err(|e| anyhow::anyhow!(e))?;
 
+    // Revoked tokens are refused by every node as soon as it has applied the revocation.
+    let views = node.views().clone();
+    opts.auth.issuer().watch_revocations(Box::new(move |jti| {
+        views.get_token_revocation(jti).ok().flatten().is_some()
+    }));
     let hub = Hub::new(node.clone());
     let presence = Presence::new(opts.cell_ttl);
     let leader_tasks = [
@@ -151,11 +156,11 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
         let cp = ControlPlaneServer::new(ControlPlaneService::new(fwd.clone(), watchers));
         let admin = AdminServer::new(AdminService::new(fwd.clone()));
         let tasks = TaskServiceServer::new(TaskServiceImpl::new(fwd.clone()));
-        let cells = CellServiceServer::new(CellServiceImpl::new(fwd, hub.clone(), presence));
+        let cells = CellServiceServer::new(CellServiceImpl::new(fwd.clone(), hub.clone(), presence));
         let peer = RaftPeerServer::new(PeerService::new(node.raft.clone()))
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
-        let tokens = AuthServer::new(AuthService::new(opts.auth.clone()));
+        let tokens = AuthServer::new(AuthService::new(opts.auth.clone(), fwd.clone()));
         let grpc = opts.limits.grpc;
         let mut server = tonic::transport::Server::builder();
         if let Some(tls) = &opts.tls {

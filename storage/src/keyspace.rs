@@ -52,11 +52,15 @@ pub enum Tree {
     TaskRunsByDefinition,
     /// `str cell_id ++ str run_id` → empty: the runs on a cell now (PENDING or RUNNING).
     TaskRunsByCell,
+    /// `jti` → `TokenRevocation`: tokens revoked (logout) until they would have expired anyway.
+    RevokedTokens,
+    /// `expires_at_ns (u64 BE) ++ jti` → empty: the revocations in expiry order, for pruning.
+    RevokedTokensByExpiry,
 }
 
 impl Tree {
     /// The registry: every tree, once. Views, apply, snapshots and replay derive their lists here.
-    pub const ALL: [Tree; 16] = [
+    pub const ALL: [Tree; 18] = [
         Tree::RaftLog,
         Tree::RaftMeta,
         Tree::StateMeta,
@@ -73,6 +77,8 @@ impl Tree {
         Tree::TaskRuns,
         Tree::TaskRunsByDefinition,
         Tree::TaskRunsByCell,
+        Tree::RevokedTokens,
+        Tree::RevokedTokensByExpiry,
     ];
 
     /// The sled tree name (persisted).
@@ -94,6 +100,8 @@ impl Tree {
             Tree::TaskRuns => "task_runs",
             Tree::TaskRunsByDefinition => "task_runs_by_definition",
             Tree::TaskRunsByCell => "task_runs_by_cell",
+            Tree::RevokedTokens => "revoked_tokens",
+            Tree::RevokedTokensByExpiry => "revoked_tokens_by_expiry",
         }
     }
 
@@ -113,7 +121,9 @@ impl Tree {
             | Tree::TaskDefinitionsByAlias
             | Tree::TaskRuns
             | Tree::TaskRunsByDefinition
-            | Tree::TaskRunsByCell => Role::View,
+            | Tree::TaskRunsByCell
+            | Tree::RevokedTokens
+            | Tree::RevokedTokensByExpiry => Role::View,
         }
     }
 
@@ -264,6 +274,16 @@ pub fn actual_by_domain_key(domain: &str, process_guid: &str, index: u32) -> Vec
 /// Recovers the `actual_key` part of an `actual_by_domain_key`.
 pub fn actual_key_of_by_domain_key(key: &[u8], domain: &str) -> Option<Vec<u8>> {
     key.get(2 + domain.len()..).map(<[u8]>::to_vec)
+}
+
+/// Key of a revocation in expiry order.
+pub fn revoked_by_expiry_key(expires_at_ns: i64, jti: &str) -> Vec<u8> {
+    let mut k = u64::try_from(expires_at_ns.max(0))
+        .unwrap_or_default()
+        .to_be_bytes()
+        .to_vec();
+    k.extend_from_slice(jti.as_bytes());
+    k
 }
 
 #[cfg(test)]

@@ -136,6 +136,14 @@ impl Views {
         self.installs.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// The revocation of a token id, if it was revoked (and the revocation not yet pruned).
+    pub fn get_token_revocation(&self, jti: &str) -> Result<Option<pb::TokenRevocation>, StoreError> {
+        self.tree(Tree::RevokedTokens)
+            .get(jti.as_bytes())?
+            .map(|v| decode("token revocation", &v))
+            .transpose()
+    }
+
     pub fn get_cell(&self, cell_id: &str) -> Result<Option<pb::Cell>, StoreError> {
         self.tree(Tree::Cells)
             .get(cell_id.as_bytes())?
@@ -312,5 +320,22 @@ impl ViewRead for Views {
 
     fn task_runs_on_cell(&self, cell_id: &str) -> Result<Vec<pb::TaskRun>, StoreError> {
         Views::task_runs_on_cell(self, cell_id).collect()
+    }
+
+    fn token_revocation(&self, jti: &str) -> Result<Option<pb::TokenRevocation>, StoreError> {
+        self.get_token_revocation(jti)
+    }
+
+    fn token_revocations_expired(&self, now_ns: i64, max: usize) -> Result<Vec<pb::TokenRevocation>, StoreError> {
+        let end = ks::revoked_by_expiry_key(now_ns.saturating_add(1), "");
+        let mut out = Vec::new();
+        for kv in self.tree(Tree::RevokedTokensByExpiry).range(..end).take(max) {
+            let (k, _) = kv?;
+            let jti = String::from_utf8_lossy(k.get(8..).unwrap_or_default()).into_owned();
+            if let Some(r) = self.get_token_revocation(&jti)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 }

@@ -45,6 +45,15 @@ fn command() -> impl Strategy<Value = pb::command::Kind> {
             process_guid: g.into(),
             index: i
         })),
+        // Entries are 1 ms apart: some revocations expire within the run and are pruned.
+        (prop::sample::select(vec!["j1", "j2", "j3-r"]), 0i64..60).prop_map(|(j, ms)| Kind::RevokeTokens(
+            pb::RevokeTokens {
+                revocations: vec![pb::TokenRevocation {
+                    jti: j.into(),
+                    expires_at_ns: ms * 1_000_000,
+                }],
+            }
+        )),
         (domain, 0u32..3).prop_map(|(d, t)| Kind::BumpFreshDomain(pb::BumpFreshDomain {
             domain: d.into(),
             ttl_in_seconds: t

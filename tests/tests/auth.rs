@@ -78,6 +78,7 @@ const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/v3"),
     ("GET", "/login"),
     ("POST", "/oauth/token"),
+    ("POST", "/oauth/revoke"),
     ("GET", "/token_keys"),
     ("GET", "/token_key"),
 ];
@@ -321,6 +322,46 @@ async fn the_cf_login_flow_and_refresh_work_and_bad_logins_look_alike() {
     )
     .await;
     assert_eq!(status, 400, "a writer's refreshed token reaches validation");
+    // Logout (RFC 7009): revoking the refresh token ends it and the access token issued with it;
+    // replaying it gets 401 invalid_token.
+    let revoke = |token: String| {
+        let c = &c;
+        async move {
+            c.client
+                .post(c.url("/oauth/revoke"))
+                .basic_auth("cf", Some(""))
+                .form(&[("token", token.as_str())])
+                .send()
+                .await
+                .expect("revoke")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        revoke(t2["refresh_token"].as_str().expect("refresh").to_owned()).await,
+        200
+    );
+    let replay = c
+        .client
+        .post(c.url("/oauth/token"))
+        .basic_auth("cf", Some(""))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t2["refresh_token"].as_str().expect("refresh")),
+        ])
+        .send()
+        .await
+        .expect("refresh");
+    assert_eq!(replay.status().as_u16(), 401);
+    let body: Value = replay.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_token", "{body}");
+    let revoked_access = format!("bearer {}", t2["access_token"].as_str().expect("access"));
+    let (status, body) = call(&c, "GET", "/v1/desired_lrps", Some(&revoked_access)).await;
+    assert_eq!(status, 401, "the access token issued with it is revoked too: {body}");
+    // The first login's tokens were not touched; a garbage token revokes nothing and is 200.
+    assert_eq!(call(&c, "GET", "/v1/desired_lrps", Some(&bearer)).await.0, 200);
+    assert_eq!(revoke("garbage".into()).await, 200);
     // A wrong password and an unknown user: the same answer.
     let bad = |user: &'static str| {
         let c = &c;

@@ -56,7 +56,7 @@ pub fn access(path: &str) -> Access {
     let read = Access::Scoped(Scope::Read);
     let write = Access::Scoped(Scope::Write);
     match (service, method) {
-        ("Auth", "IssueToken" | "TokenKeys" | "Authorize") => Access::Public,
+        ("Auth", "IssueToken" | "TokenKeys" | "Authorize" | "RevokeToken") => Access::Public,
         (
             "ControlPlane",
             "GetDesiredLrp" | "ListDesiredLrps" | "GetActualLrp" | "ListActualLrps" | "ListFreshDomains" | "ListCells"

@@ -7,16 +7,28 @@ use capstan_proto::pb::{self, ErrorKind};
 use tonic::{Request, Response, Status};
 
 use super::guard::Authenticator;
-use super::tokens::TokenError;
+use super::tokens::{Claims, TokenError};
+use crate::api::forward::{is_forwarded, on_leader, Forwarder, Served};
 use crate::errors;
+use capstan_proto::pb::auth_client::AuthClient;
 
 pub struct AuthService {
     auth: Arc<Authenticator>,
+    /// Revocations go through the Raft log, so that every node refuses a revoked token.
+    fwd: Forwarder,
 }
 
 impl AuthService {
-    pub fn new(auth: Arc<Authenticator>) -> Self {
-        Self { auth }
+    pub fn new(auth: Arc<Authenticator>, fwd: Forwarder) -> Self {
+        Self { auth, fwd }
+    }
+}
+
+/// A token's id and expiry as a revocation.
+fn revocation(claims: &Claims) -> pb::TokenRevocation {
+    pb::TokenRevocation {
+        jti: claims.jti.clone(),
+        expires_at_ns: i64::try_from(claims.exp).unwrap_or(i64::MAX / 1_000_000_000) * 1_000_000_000,
     }
 }
 
@@ -64,6 +76,38 @@ impl pb::auth_server::Auth for AuthService {
             .await
             .map_err(|e| errors::status(ErrorKind::Internal, e.to_string(), 0))??;
         Ok(Response::new(pb::AuthorizeResponse {}))
+    }
+
+    async fn revoke_token(
+        &self,
+        req: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        let forwarded = is_forwarded(&req);
+        let r = req.into_inner();
+        // RFC 7009: a token that is invalid or already expired needs no revoking (200 all the same).
+        let Ok(claims) = self.auth.issuer().decode(&r.token) else {
+            return Ok(Response::new(pb::RevokeTokenResponse {}));
+        };
+        let auth = self.auth.clone();
+        let (id, secret, c) = (r.client_id.clone(), r.client_secret.clone(), claims.clone());
+        tokio::task::spawn_blocking(move || auth.issuer().check_client_of(&c, &id, &secret))
+            .await
+            .map_err(|e| errors::status(ErrorKind::Internal, e.to_string(), 0))?
+            .map_err(|e| errors::status(ErrorKind::Unauthenticated, e.to_string(), 0))?;
+        let mut revocations = vec![revocation(&claims)];
+        if claims.refresh {
+            // The access token issued with it shares its id, without the "-r".
+            if let Some(access) = claims.jti.strip_suffix("-r") {
+                let mut paired = revocation(&claims);
+                paired.jti = access.to_owned();
+                revocations.push(paired);
+            }
+        }
+        let kind = pb::command::Kind::RevokeTokens(pb::RevokeTokens { revocations });
+        match self.fwd.propose(kind, forwarded).await? {
+            Served::Here(_) => Ok(Response::new(pb::RevokeTokenResponse {})),
+            Served::Leader(addr) => on_leader!(self.fwd, addr, AuthClient, revoke_token, r),
+        }
     }
 
     async fn token_keys(&self, _req: Request<pb::TokenKeysRequest>) -> Result<Response<pb::TokenKeysResponse>, Status> {

@@ -59,8 +59,12 @@ pub enum BearerError {
     Invalid(String),
 }
 
+/// Answers whether a token id was revoked (the replicated revocations; set once the node runs).
+pub type RevocationCheck = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
 pub struct Issuer {
     settings: AuthSettings,
+    revoked: OnceLock<RevocationCheck>,
 }
 
 fn now_s() -> u64 {
@@ -96,7 +100,30 @@ pub fn verify_secret(phc: Option<&str>, secret: &str) -> bool {
 
 impl Issuer {
     pub fn new(settings: AuthSettings) -> Self {
-        Self { settings }
+        Self {
+            settings,
+            revoked: OnceLock::new(),
+        }
+    }
+
+    /// Where revocations are looked up from now on (the node's views).
+    pub fn watch_revocations(&self, check: RevocationCheck) {
+        let _ = self.revoked.set(check);
+    }
+
+    /// The client a token was issued to, checked like the token grant checks it (auth on).
+    pub fn check_client_of(&self, claims: &Claims, client_id: &str, secret: &str) -> Result<(), TokenError> {
+        if !self.settings.enabled {
+            return Ok(());
+        }
+        let id = if client_id.is_empty() { "cf" } else { client_id };
+        self.check_client(id, secret)?;
+        if claims.client_id != id {
+            return Err(TokenError::InvalidToken(
+                "the token was issued to another client".into(),
+            ));
+        }
+        Ok(())
     }
 
     pub fn settings(&self) -> &AuthSettings {
@@ -289,12 +316,16 @@ impl Issuer {
         validation.set_audience(&[AUDIENCE]);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "aud"]);
-        jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
             .map(|d| d.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => BearerError::Expired,
                 _ => BearerError::Invalid(e.to_string()),
-            })
+            })?;
+        if self.revoked.get().is_some_and(|is_revoked| is_revoked(&claims.jti)) {
+            return Err(BearerError::Invalid("the token was revoked".into()));
+        }
+        Ok(claims)
     }
 
     /// The scopes an access token grants for an API call.

@@ -518,6 +518,7 @@ impl Hub {
                     | Some(Ev::TaskDefinitionCreated(_))
                     | Some(Ev::TaskDefinitionChanged(_))
                     | Some(Ev::TaskDefinitionDeleted(_))
+                    | Some(Ev::TokensRevoked(_))
                     | None => {}
                 }
             }

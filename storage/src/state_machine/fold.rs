@@ -76,6 +76,24 @@ pub fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
         Some(Kind::CellRemoved(pb::CellRemoved { cell: Some(c), .. })) => {
             put(Tree::Cells, c.cell_id.as_bytes().to_vec(), None);
         }
+        Some(Kind::TokensRevoked(pb::TokensRevoked { revoked, expired })) => {
+            for r in expired {
+                put(Tree::RevokedTokens, r.jti.as_bytes().to_vec(), None);
+                put(
+                    Tree::RevokedTokensByExpiry,
+                    ks::revoked_by_expiry_key(r.expires_at_ns, &r.jti),
+                    None,
+                );
+            }
+            for r in revoked {
+                put(Tree::RevokedTokens, r.jti.as_bytes().to_vec(), Some(r.encode_to_vec()));
+                put(
+                    Tree::RevokedTokensByExpiry,
+                    ks::revoked_by_expiry_key(r.expires_at_ns, &r.jti),
+                    Some(Vec::new()),
+                );
+            }
+        }
         Some(Kind::FreshDomainBumped(pb::FreshDomainBumped { fresh_domain: Some(d) })) => {
             put(
                 Tree::FreshDomains,

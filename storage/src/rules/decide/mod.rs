@@ -2,7 +2,7 @@
 //! causes or a [`pb::Rejection`]. Deterministic: time and ids come from the entry's stamp.
 //!
 //! This file only dispatches, one line per command; each area keeps its transitions in its own
-//! file (`lrp.rs`, `instances.rs`, `cells.rs`, `domains.rs`, `tasks.rs`, `runs.rs`, `receptor.rs`). To add a command: a message in
+//! file (`lrp.rs`, `instances.rs`, `cells.rs`, `domains.rs`, `tasks.rs`, `runs.rs`, `receptor.rs`, `tokens.rs`). To add a command: a message in
 //! `log.proto`, one line here, one small function in the area's file, a fold arm in
 //! `state_machine/fold.rs` for any new event, and a case in the replay property test.
 
@@ -17,6 +17,7 @@ mod runs;
 mod tasks;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 use super::ids::IdGen;
 use crate::pb;
@@ -43,6 +44,9 @@ pub trait ViewRead {
     fn task_run(&self, run_id: &str) -> Result<Option<pb::TaskRun>, Self::Error>;
     /// The runs on a cell now (PENDING or RUNNING), in run_id order.
     fn task_runs_on_cell(&self, cell_id: &str) -> Result<Vec<pb::TaskRun>, Self::Error>;
+    fn token_revocation(&self, jti: &str) -> Result<Option<pb::TokenRevocation>, Self::Error>;
+    /// Up to `max` revocations that expire at or before `now_ns`, earliest first.
+    fn token_revocations_expired(&self, now_ns: i64, max: usize) -> Result<Vec<pb::TokenRevocation>, Self::Error>;
 }
 
 /// The events a command causes, or why it was refused.
@@ -94,5 +98,6 @@ pub fn decide<V: ViewRead>(view: &V, stamp: &pb::Stamp, command: &pb::Command) -
         Some(Kind::DesireTask(c)) => receptor::desire(view, c, cx),
         Some(Kind::ResolveTask(c)) => receptor::resolve(view, c),
         Some(Kind::MarkTaskResolving(c)) => receptor::mark_resolving(view, c),
+        Some(Kind::RevokeTokens(c)) => tokens::revoke(view, c, cx),
     }
 }

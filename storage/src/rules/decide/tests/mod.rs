@@ -14,10 +14,26 @@ struct Mem {
     cells: RefCell<BTreeMap<String, pb::Cell>>,
     defs: RefCell<BTreeMap<String, pb::TaskDefinition>>,
     runs: RefCell<BTreeMap<String, pb::TaskRun>>,
+    revoked: RefCell<BTreeMap<String, pb::TokenRevocation>>,
 }
 
 impl ViewRead for Mem {
     type Error = Infallible;
+    fn token_revocation(&self, jti: &str) -> Result<Option<pb::TokenRevocation>, Infallible> {
+        Ok(self.revoked.borrow().get(jti).cloned())
+    }
+    fn token_revocations_expired(&self, now_ns: i64, max: usize) -> Result<Vec<pb::TokenRevocation>, Infallible> {
+        let mut v: Vec<pb::TokenRevocation> = self
+            .revoked
+            .borrow()
+            .values()
+            .filter(|r| r.expires_at_ns <= now_ns)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| (a.expires_at_ns, &a.jti).cmp(&(b.expires_at_ns, &b.jti)));
+        v.truncate(max);
+        Ok(v)
+    }
     fn desired(&self, g: &str) -> Result<Option<pb::DesiredLrp>, Infallible> {
         Ok(self.desired.borrow().get(g).cloned())
     }
@@ -121,6 +137,14 @@ impl Mem {
                     }
                     Some(Ev::TaskRunRemoved(pb::TaskRunRemoved { run: Some(r) })) => {
                         self.runs.borrow_mut().remove(&r.run_id);
+                    }
+                    Some(Ev::TokensRevoked(t)) => {
+                        for r in t.expired {
+                            self.revoked.borrow_mut().remove(&r.jti);
+                        }
+                        for r in t.revoked {
+                            self.revoked.borrow_mut().insert(r.jti.clone(), r);
+                        }
                     }
                     _ => {}
                 }
@@ -480,3 +504,44 @@ fn task_definitions_create_update_delete_with_unique_aliases() {
 }
 
 mod runs;
+
+fn revoke(jtis: &[(&str, i64)]) -> pb::command::Kind {
+    pb::command::Kind::RevokeTokens(pb::RevokeTokens {
+        revocations: jtis
+            .iter()
+            .map(|(j, e)| pb::TokenRevocation {
+                jti: (*j).into(),
+                expires_at_ns: *e,
+            })
+            .collect(),
+    })
+}
+
+#[test]
+fn a_revocation_lasts_until_its_token_expires_then_is_pruned() {
+    let m = Mem::default();
+    // seed 1 → now = 1,000 ns.
+    let d = m.run(1, revoke(&[("a", 5_000), ("a", 5_000), ("old", 500)]));
+    assert_eq!(d.as_ref().map(Vec::len), Ok(1), "{d:?}");
+    assert!(m.revoked.borrow().contains_key("a"));
+    assert!(
+        !m.revoked.borrow().contains_key("old"),
+        "already expired: nothing to revoke"
+    );
+    assert_eq!(
+        m.run(2, revoke(&[("a", 5_000)])),
+        Ok(vec![]),
+        "revoking twice changes nothing"
+    );
+    assert!(m.run(3, revoke(&[("b", 9_000)])).is_ok());
+    // seed 6 → now = 6,000 ns: "a" has expired and goes with the next revocation.
+    let d = m.run(6, revoke(&[("c", 9_000)]));
+    let Ok(events) = d else { panic!("{d:?}") };
+    let Some(Ev::TokensRevoked(t)) = &events[0].kind else {
+        panic!("{events:?}")
+    };
+    assert_eq!(t.expired.iter().map(|r| r.jti.as_str()).collect::<Vec<_>>(), ["a"]);
+    assert_eq!(m.revoked.borrow().keys().cloned().collect::<Vec<_>>(), ["b", "c"]);
+    assert_ne!(kind(&m.run(7, revoke(&[]))), 0, "an empty revocation is refused");
+    assert_ne!(kind(&m.run(8, revoke(&[("", 9_000)]))), 0, "an empty id is refused");
+}
