@@ -12,6 +12,22 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// Metadata key of the cluster secret.
 pub const CLUSTER_SECRET_HEADER: &str = "x-capstan-cluster-secret";
+/// Metadata keys of a cell's own credential: its id and the secret derived for it.
+pub const CELL_ID_HEADER: &str = "x-capstan-cell-id";
+pub const CELL_SECRET_HEADER: &str = "x-capstan-cell-secret";
+
+/// Whether two secrets are equal, in time that does not depend on where they differ.
+pub fn same_secret(expected: &[u8], presented: &[u8]) -> bool {
+    expected.len() == presented.len() && expected.iter().zip(presented).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// The secret of one cell, derived from the cluster secret (HMAC-SHA256 of the cell id, hex): a
+/// cell given only this can act as itself and as no other cell, and never as a node.
+pub fn cell_secret(cluster_secret: &str, cell_id: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, cluster_secret.as_bytes());
+    let tag = ring::hmac::sign(&key, format!("capstan-cell:{cell_id}").as_bytes());
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// A channel whose every request carries the cluster credential (when one is configured).
 pub type Authed = InterceptedService<Channel, ClusterCredential>;
@@ -20,6 +36,8 @@ pub type Authed = InterceptedService<Channel, ClusterCredential>;
 #[derive(Clone, Default)]
 pub struct ClusterCredential {
     secret: Option<Arc<MetadataValue<Ascii>>>,
+    /// A cell's own identity and derived secret, instead of the cluster secret.
+    cell: Option<Arc<(MetadataValue<Ascii>, MetadataValue<Ascii>)>>,
     /// TLS to the nodes: the CA that signs them, and this process's own certificate when it has
     /// one (mutual TLS).
     tls: Option<ClientTlsConfig>,
@@ -48,7 +66,22 @@ impl ClusterCredential {
             None | Some("") => None,
             Some(s) => Some(Arc::new(MetadataValue::try_from(s).map_err(|_| BadSecret)?)),
         };
-        Ok(Self { secret, tls: None })
+        Ok(Self {
+            secret,
+            cell: None,
+            tls: None,
+        })
+    }
+
+    /// A cell's credential: its id and the secret derived for it ([`cell_secret`]).
+    pub fn for_cell(cell_id: &str, cell_secret: &str) -> Result<Self, BadSecret> {
+        let id = MetadataValue::try_from(cell_id).map_err(|_| BadSecret)?;
+        let secret = MetadataValue::try_from(cell_secret).map_err(|_| BadSecret)?;
+        Ok(Self {
+            secret: None,
+            cell: Some(Arc::new((id, secret))),
+            tls: None,
+        })
     }
 
     /// The same credential, reaching the nodes over TLS.
@@ -68,12 +101,9 @@ impl ClusterCredential {
     /// Whether a presented value is this secret (constant time). No secret configured: nothing
     /// matches.
     pub fn matches(&self, presented: &[u8]) -> bool {
-        self.secret.as_ref().is_some_and(|s| {
-            let expected = s.as_bytes();
-            // Constant time over the presented bytes: no early exit on the first difference.
-            expected.len() == presented.len()
-                && expected.iter().zip(presented).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-        })
+        self.secret
+            .as_ref()
+            .is_some_and(|s| same_secret(s.as_bytes(), presented))
     }
 
     pub fn is_set(&self) -> bool {
@@ -108,6 +138,10 @@ impl tonic::service::Interceptor for ClusterCredential {
         if let Some(s) = &self.secret {
             req.metadata_mut()
                 .insert(CLUSTER_SECRET_HEADER, MetadataValue::clone(s));
+        }
+        if let Some(cell) = &self.cell {
+            req.metadata_mut().insert(CELL_ID_HEADER, cell.0.clone());
+            req.metadata_mut().insert(CELL_SECRET_HEADER, cell.1.clone());
         }
         Ok(req)
     }

@@ -71,6 +71,13 @@ enum AuthCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Prints the secret of one cell, derived from the cluster secret (for its --cell-secret-file).
+    CellSecret {
+        #[arg(long)]
+        cell_id: String,
+        #[command(flatten)]
+        secret: capstan::auth::client::SecretArgs,
+    },
 }
 
 #[derive(clap::Args)]
@@ -401,6 +408,13 @@ fn main() -> anyhow::Result<()> {
                     bail!("an empty password");
                 }
                 println!("{}", hash_password(password).map_err(anyhow::Error::msg)?);
+                Ok(())
+            }
+            Command::Auth(AuthCommand::CellSecret { cell_id, secret }) => {
+                let cluster = secret
+                    .cluster_secret()?
+                    .context("the cluster secret: --cluster-secret-file or CAPSTAN_CLUSTER_SECRET")?;
+                println!("{}", capstan_raft::credential::cell_secret(&cluster, &cell_id));
                 Ok(())
             }
             Command::Auth(AuthCommand::GenKey { out }) => {

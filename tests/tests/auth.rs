@@ -632,3 +632,88 @@ async fn the_clis_send_a_token_and_fail_clearly_without_one() {
     ]);
     assert_eq!(code, 0, "{out} {err}");
 }
+
+fn with_cell<T>(msg: T, cell: &str, secret: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert("x-capstan-cell-id", cell.parse().expect("ascii"));
+    r.metadata_mut()
+        .insert("x-capstan-cell-secret", secret.parse().expect("ascii"));
+    r
+}
+
+#[tokio::test]
+async fn a_cell_with_its_own_secret_acts_as_itself_and_no_other() {
+    let fx = AuthFixture::new("").expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = fx.dev(&dir.path().join("data")).expect("capstan dev with auth");
+    let secret_file = fx.dir.path().join("cluster-secret");
+    let (code, out, err) = capstan(&[
+        "auth",
+        "cell-secret",
+        "--cell-id",
+        "cell-a",
+        "--cluster-secret-file",
+        secret_file.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let cell_secret = out.trim().to_owned();
+    assert_eq!(cell_secret.len(), 64, "hex HMAC-SHA256: {cell_secret}");
+    // A real agent with only its own secret registers and stays.
+    let cell_secret_file = fx.dir.path().join("cell-a.secret");
+    std::fs::write(&cell_secret_file, format!("{cell_secret}\n")).expect("write");
+    let work = tempfile::tempdir().expect("work");
+    let _agent = capstan_tests::CellAgent::start(
+        &c.grpc,
+        "cell-a",
+        work.path(),
+        &[
+            "--driver",
+            "process",
+            "--cell-secret-file",
+            cell_secret_file.to_str().expect("utf-8"),
+        ],
+    )
+    .expect("cell agent");
+    let admin = fx.login(&c, "admin", "admin-pw").await;
+    let bearer = format!("bearer {}", admin["access_token"].as_str().expect("token"));
+    capstan_tests::wait_for("cell-a to register", std::time::Duration::from_secs(20), || async {
+        let (status, body) = call(&c, "GET", "/v1/cells", Some(&bearer)).await;
+        (status == 200 && body.contains("\"cell-a\"")).then_some(())
+    })
+    .await;
+    // With cell-a's secret: not another cell, not the other services, not a wrong secret.
+    let ch = channel(&c).await;
+    let mut cells = pb::cell_service_client::CellServiceClient::new(ch.clone());
+    let e = cells
+        .register_cell(with_cell(cell_record("cell-b"), "cell-a", &cell_secret))
+        .await
+        .expect_err("not cell-b");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+    let e = cells
+        .watch_assignments(with_cell(
+            pb::WatchAssignmentsRequest {
+                cell_id: "cell-b".into(),
+            },
+            "cell-a",
+            &cell_secret,
+        ))
+        .await
+        .expect_err("not cell-b's assignments");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+    let e = cells
+        .register_cell(with_cell(cell_record("cell-b"), "cell-b", &cell_secret))
+        .await
+        .expect_err("cell-a's secret is not cell-b's");
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
+    let e = pb::admin_client::AdminClient::new(ch.clone())
+        .cluster_status(with_cell(pb::ClusterStatusRequest {}, "cell-a", &cell_secret))
+        .await
+        .expect_err("a cell is no admin");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+    let e = pb::raft_peer_client::RaftPeerClient::new(ch)
+        .vote(with_cell(pb::VoteRequest::default(), "cell-a", &cell_secret))
+        .await
+        .expect_err("a cell is no peer");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+}

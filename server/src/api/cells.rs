@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::forward::{is_forwarded, on_leader, Forwarder, Served};
+use crate::auth::guard::bound_cell;
 use crate::errors;
 use crate::leader::hub::Hub;
 use crate::leader::presence::Presence;
@@ -90,11 +91,55 @@ fn assignments(node: &RaftNode, cell_id: &str, index: u64) -> Result<pb::Assignm
     Ok(out)
 }
 
+/// A cell that called with its own credential may speak only for itself.
+fn speaks_for(bound: Option<&str>, cell_id: &str) -> Result<(), Status> {
+    match bound {
+        Some(b) if b != cell_id => Err(errors::status(
+            ErrorKind::Forbidden,
+            format!("this credential belongs to cell {b}, not {cell_id}"),
+            0,
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl CellServiceImpl {
+    /// The reports about instances that are on `cell` now (a cell bound to its credential cannot
+    /// report for another cell's instances; stale reports about its own are skipped by apply).
+    fn own_instance_reports(&self, cell: &str, mut req: pb::ReportActualLrps) -> Result<pb::ReportActualLrps, Status> {
+        let views = self.node.views();
+        let on_cell = |key: Option<&pb::ActualLrpKey>| -> Result<bool, Status> {
+            let Some(k) = key else { return Ok(false) };
+            Ok(views
+                .get_actual(&k.process_guid, k.index)
+                .map_err(errors::storage)?
+                .is_some_and(|a| a.cell_id == cell))
+        };
+        let mut started = Vec::with_capacity(req.started.len());
+        for r in req.started {
+            if on_cell(r.key.as_ref())? {
+                started.push(r);
+            }
+        }
+        let mut crashed = Vec::with_capacity(req.crashed.len());
+        for r in req.crashed {
+            if on_cell(r.key.as_ref())? {
+                crashed.push(r);
+            }
+        }
+        req.started = started;
+        req.crashed = crashed;
+        Ok(req)
+    }
+}
+
 #[tonic::async_trait]
 impl CellService for CellServiceImpl {
     async fn register_cell(&self, req: Request<pb::Cell>) -> Result<Response<pb::RegisterCellResponse>, Status> {
         let fwd = is_forwarded(&req);
+        let bound = bound_cell(&req);
         let cell = req.into_inner();
+        speaks_for(bound.as_deref(), &cell.cell_id)?;
         if cell.cell_id.is_empty() {
             return Err(errors::status(
                 ErrorKind::InvalidCell,
@@ -123,7 +168,11 @@ impl CellService for CellServiceImpl {
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let fwd = is_forwarded(&req);
+        let bound = bound_cell(&req);
         let req = req.into_inner();
+        for id in &req.cell_ids {
+            speaks_for(bound.as_deref(), id)?;
+        }
         // Presence is the leader's memory: heartbeats go where it is.
         if let Served::Leader(addr) = self.fwd.route(fwd)? {
             return on_leader!(self.fwd, addr, CellServiceClient, heartbeat, req);
@@ -147,7 +196,9 @@ impl CellService for CellServiceImpl {
         &self,
         req: Request<pb::WatchAssignmentsRequest>,
     ) -> Result<Response<Self::WatchAssignmentsStream>, Status> {
+        let bound = bound_cell(&req);
         let cell_id = req.into_inner().cell_id;
+        speaks_for(bound.as_deref(), &cell_id)?;
         if cell_id.is_empty() {
             return Err(errors::status(
                 ErrorKind::InvalidCell,
@@ -190,7 +241,11 @@ impl CellService for CellServiceImpl {
 
     async fn report_actual_lrps(&self, req: Request<pb::ReportActualLrps>) -> Result<Response<pb::Empty>, Status> {
         let fwd = is_forwarded(&req);
-        let req = req.into_inner();
+        let bound = bound_cell(&req);
+        let mut req = req.into_inner();
+        if let Some(cell) = &bound {
+            req = self.own_instance_reports(cell, req)?;
+        }
         if let Served::Leader(addr) = self
             .fwd
             .propose(pb::command::Kind::ReportActualLrps(req.clone()), fwd)
@@ -203,7 +258,12 @@ impl CellService for CellServiceImpl {
 
     async fn report_task_runs(&self, req: Request<pb::ReportTaskRuns>) -> Result<Response<pb::Empty>, Status> {
         let fwd = is_forwarded(&req);
-        let req = req.into_inner();
+        let bound = bound_cell(&req);
+        let mut req = req.into_inner();
+        if let Some(cell) = &bound {
+            // Apply checks each report's cell and attempt against the run; a bound cell names itself.
+            req.reports.retain(|r| &r.cell_id == cell);
+        }
         if let Served::Leader(addr) = self
             .fwd
             .propose(pb::command::Kind::ReportTaskRuns(req.clone()), fwd)

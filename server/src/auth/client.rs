@@ -12,25 +12,44 @@ pub struct SecretArgs {
     /// process has a client certificate the cluster's CA signed).
     #[arg(long, env = "CAPSTAN_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// A cell's own secret (`capstan auth cell-secret --cell-id ID`), instead of the cluster
+    /// secret: with it the cell can act as itself and as no other cell.
+    #[arg(long, env = "CAPSTAN_CELL_SECRET_FILE")]
+    pub cell_secret_file: Option<PathBuf>,
     #[command(flatten)]
     pub tls: crate::tls::TlsArgs,
+}
+
+fn read_secret(f: &std::path::Path, flag: &str) -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string(f)
+        .with_context(|| format!("{flag} {}", f.display()))?
+        .trim_end_matches(['\n', '\r'])
+        .to_owned())
 }
 
 /// Environment variable that may carry the cluster secret itself.
 pub const CLUSTER_SECRET_ENV: &str = "CAPSTAN_CLUSTER_SECRET";
 
 impl SecretArgs {
-    pub fn credential(&self) -> anyhow::Result<ClusterCredential> {
-        let secret = match &self.cluster_secret_file {
-            Some(f) => Some(
-                std::fs::read_to_string(f)
-                    .with_context(|| format!("--cluster-secret-file {}", f.display()))?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_owned(),
-            ),
+    /// The cluster secret, from its file or the environment.
+    pub fn cluster_secret(&self) -> anyhow::Result<Option<String>> {
+        Ok(match &self.cluster_secret_file {
+            Some(f) => Some(read_secret(f, "--cluster-secret-file")?),
             None => std::env::var(CLUSTER_SECRET_ENV).ok(),
+        })
+    }
+
+    pub fn credential(&self) -> anyhow::Result<ClusterCredential> {
+        self.credential_as(None)
+    }
+
+    /// The credential of `cell` when a cell secret is given (else as [`SecretArgs::credential`]).
+    pub fn credential_as(&self, cell: Option<&str>) -> anyhow::Result<ClusterCredential> {
+        let credential = match (&self.cell_secret_file, cell) {
+            (Some(f), Some(id)) => ClusterCredential::for_cell(id, &read_secret(f, "--cell-secret-file")?)?,
+            (Some(_), None) => anyhow::bail!("--cell-secret-file is for one cell (capstan cell)"),
+            (None, _) => ClusterCredential::new(self.cluster_secret()?.as_deref())?,
         };
-        let credential = ClusterCredential::new(secret.as_deref())?;
         Ok(match self.tls.load()? {
             Some(tls) => credential.with_tls(tls.client(true)?),
             None => credential,

@@ -17,7 +17,7 @@ use tonic::body::Body;
 use tonic::codegen::http::{HeaderMap, Request, Response};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
-use capstan_raft::credential::ClusterCredential;
+use capstan_raft::credential::{cell_secret, same_secret, ClusterCredential, CELL_ID_HEADER, CELL_SECRET_HEADER};
 
 use super::scopes::{self, Access, Scope};
 use super::tokens::{BearerError, Issuer};
@@ -33,11 +33,19 @@ const BASIC_AUTH_CACHE_TTL: Duration = Duration::from_secs(60);
 const BASIC_AUTH_CACHE_ENTRIES_MAX: usize = 1_024;
 
 /// Who made a call, put in the request's extensions for the services that answer by role.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Caller {
     pub user: Option<String>,
     pub scopes: Vec<Scope>,
     pub internal: bool,
+    /// A cell that presented its own credential: it may act as this cell only.
+    pub cell: Option<String>,
+}
+
+/// The cell a call is bound to, when a cell made it with its own credential (`None`: a node, the
+/// cluster secret, or auth off — any cell id goes).
+pub fn bound_cell<T>(req: &tonic::Request<T>) -> Option<String> {
+    req.extensions().get::<Caller>().and_then(|c| c.cell.clone())
 }
 
 /// The kinds of refusal, each counted.
@@ -141,6 +149,7 @@ impl Authenticator {
             user: None,
             scopes: Scope::ALL.to_vec(),
             internal: false,
+            cell: None,
         };
         if !self.enabled() || rule == Access::Public {
             return Ok(everyone);
@@ -151,11 +160,35 @@ impl Authenticator {
                 ..everyone
             });
         }
+        if let (Some(id), Some(given)) = (headers.get(CELL_ID_HEADER), headers.get(CELL_SECRET_HEADER)) {
+            let id = id
+                .to_str()
+                .map_err(|_| (Refusal::Malformed, "the cell id is not ASCII".to_owned()))?;
+            let expected = self
+                .issuer
+                .settings()
+                .cluster_secret
+                .as_deref()
+                .map(|s| cell_secret(s, id));
+            if !expected.is_some_and(|e| same_secret(e.as_bytes(), given.as_bytes())) {
+                return Err((Refusal::BadClusterSecret, "the cell secret is wrong".into()));
+            }
+            if !path.starts_with("/capstan.v1.CellService/") {
+                return Err((
+                    Refusal::Forbidden,
+                    "a cell's credential is good for the cell service only".into(),
+                ));
+            }
+            return Ok(Caller {
+                cell: Some(id.to_owned()),
+                ..Caller::default()
+            });
+        }
         if let Some(given) = headers.get(CLUSTER_SECRET_HEADER) {
             return if self.cluster.matches(given.as_bytes()) {
                 Ok(Caller {
                     internal: true,
-                    ..everyone
+                    ..everyone.clone()
                 })
             } else {
                 Err((Refusal::BadClusterSecret, "the cluster secret is wrong".into()))
@@ -187,7 +220,7 @@ impl Authenticator {
             Caller {
                 user,
                 scopes,
-                internal: false,
+                ..Caller::default()
             }
         } else if kind.eq_ignore_ascii_case("basic") && scopes::basic_auth_accepted(path) {
             self.check_basic(credential.trim())?
@@ -229,7 +262,7 @@ impl Authenticator {
         let caller = Caller {
             user: Some(user.to_owned()),
             scopes,
-            internal: false,
+            ..Caller::default()
         };
         if let Ok(mut cache) = self.basic_cache.lock() {
             if cache.len() >= BASIC_AUTH_CACHE_ENTRIES_MAX {

@@ -220,7 +220,10 @@ pub async fn run_cli(args: CellArgs, shutdown: impl std::future::Future<Output =
         .context("--port-range must be LOW-HIGH")?;
     let cluster = Uplink {
         addrs: split(&args.cluster),
-        credential: args.credential.credential()?,
+        // A cell secret binds the agent to its own id (not for --simulate's many cells).
+        credential: args
+            .credential
+            .credential_as(args.simulate.is_none().then_some(args.id.as_str()))?,
     };
     let cell = |id: String| pb::Cell {
         cell_id: id,
