@@ -54,35 +54,35 @@ pub struct CellArgs {
     #[arg(long, env = "CAPSTAN_CLUSTER", default_value = "127.0.0.1:7070")]
     cluster: String,
     /// This cell's id (with --simulate, the prefix of the simulated cells' ids).
-    #[arg(long, default_value = "cell-1")]
+    #[arg(long, env = "CAPSTAN_CELL_ID", default_value = "cell-1")]
     id: String,
-    #[arg(long, default_value = "z1")]
+    #[arg(long, env = "CAPSTAN_CELL_ZONE", default_value = "z1")]
     zone: String,
     /// The pool (Flotilla cluster) this cell belongs to.
-    #[arg(long, default_value = "default")]
+    #[arg(long, env = "CAPSTAN_CELL_POOL", default_value = "default")]
     pool: String,
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, env = "CAPSTAN_CELL_MEMORY_MB", default_value_t = 8192)]
     memory_mb: i32,
-    #[arg(long, default_value_t = 65536)]
+    #[arg(long, env = "CAPSTAN_CELL_DISK_MB", default_value_t = 65536)]
     disk_mb: i32,
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, env = "CAPSTAN_CELL_CONTAINERS", default_value_t = 256)]
     containers: i32,
-    #[arg(long, value_enum, default_value_t = Driver::Auto)]
+    #[arg(long, env = "CAPSTAN_CELL_DRIVER", value_enum, default_value_t = Driver::Auto)]
     driver: Driver,
     /// Stacks offered as `preloaded:<stack>` rootfs, comma-separated.
-    #[arg(long, default_value = "cflinuxfs4,cflinuxfs3")]
+    #[arg(long, env = "CAPSTAN_STACKS", default_value = "cflinuxfs4,cflinuxfs3")]
     stacks: String,
     /// The address instances are reachable at (CF_INSTANCE_IP).
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(long, env = "CAPSTAN_CELL_ADDRESS", default_value = "127.0.0.1")]
     address: String,
     /// Where instance directories and logs live.
-    #[arg(long, default_value = "capstan-cell")]
+    #[arg(long, env = "CAPSTAN_CELL_WORK_DIR", default_value = "capstan-cell")]
     work_dir: PathBuf,
     /// First and last host port handed to instances.
-    #[arg(long, default_value = "61000-61999")]
+    #[arg(long, env = "CAPSTAN_CELL_PORT_RANGE", default_value = "61000-61999")]
     port_range: String,
     /// Register N simulated cells that report RUNNING without running anything (scale work).
-    #[arg(long)]
+    #[arg(long, env = "CAPSTAN_CELL_SIMULATE")]
     simulate: Option<usize>,
     /// Where the cell serves its CellApi (run logs) to the cluster nodes; port 0 picks one.
     #[arg(long, env = "CAPSTAN_CELL_API", default_value = "127.0.0.1:0")]
