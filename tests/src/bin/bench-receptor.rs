@@ -1,10 +1,13 @@
 //! Benchmark (prints figures, asserts nothing): POST and GET /v1/desired_lrps against a real
 //! `capstan dev` process. Run: `cargo run --release -p capstan-tests --bin bench-receptor [LRPS] [CLIENTS]`.
+//! With `CAPSTAN_BENCH_AUTH=on` the node runs with auth on and every request carries a bearer
+//! token (the cost of checking it, side by side with a run without).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use capstan_tests::auth::AuthFixture;
 use capstan_tests::bench::report;
 use capstan_tests::{lrp_json, Capstan};
 
@@ -14,10 +17,32 @@ async fn main() -> anyhow::Result<()> {
     let lrps: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let clients: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(16);
     let dir = tempfile::tempdir()?;
-    let c = Capstan::dev(&dir.path().join("data"))?;
+    let auth = std::env::var("CAPSTAN_BENCH_AUTH").is_ok_and(|v| v == "on");
+    let fixture = if auth { Some(AuthFixture::new("")?) } else { None };
+    let mut c = match &fixture {
+        Some(fx) => fx.dev(&dir.path().join("data"))?,
+        None => Capstan::dev(&dir.path().join("data"))?,
+    };
+    if let Some(fx) = &fixture {
+        let token = fx.login(&c, "writer", "writer-pw").await;
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("bearer {}", token["access_token"].as_str().unwrap_or_default()).parse()?,
+        );
+        c.client = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .default_headers(headers)
+            .build()?;
+    }
     println!(
-        "capstan dev at {} — {lrps} LRPs (1 instance each), {clients} concurrent clients",
-        c.http
+        "capstan dev at {} — {lrps} LRPs (1 instance each), {clients} concurrent clients, auth {}",
+        c.http,
+        if auth {
+            "on (bearer token on every request)"
+        } else {
+            "off"
+        }
     );
 
     let next = Arc::new(AtomicUsize::new(0));
