@@ -57,7 +57,7 @@ impl Tls {
         let (cert, key) = self
             .identity
             .as_ref()
-            .context("a node with TLS needs --tls-cert-file and --tls-key-file")?;
+            .context("serving gRPC over TLS (a node, or a cell's own API) needs --tls-cert-file and --tls-key-file")?;
         let mut cfg = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
         if let Some(ca) = &self.ca {
             cfg = cfg

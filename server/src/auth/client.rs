@@ -50,8 +50,11 @@ impl SecretArgs {
             (Some(_), None) => anyhow::bail!("--cell-secret-file is for one cell (capstan cell)"),
             (None, _) => ClusterCredential::new(self.cluster_secret()?.as_deref())?,
         };
+        // A cell bound by its own secret does not present its certificate as a client (a CA-signed
+        // certificate would make it any cell, or a node); it still serves its CellApi with it.
+        let present_certificate = self.cell_secret_file.is_none();
         Ok(match self.tls.load()? {
-            Some(tls) => credential.with_tls(tls.client(true)?),
+            Some(tls) => credential.with_tls(tls.client(present_certificate)?),
             None => credential,
         })
     }
