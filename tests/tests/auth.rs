@@ -270,6 +270,17 @@ async fn every_route_of_every_family_answers_each_kind_of_caller_as_documented()
     }
 }
 
+/// The refresh grant as the cf CLI sends it.
+async fn refresh(c: &Capstan, refresh_token: &str) -> reqwest::Response {
+    c.client
+        .post(c.url("/oauth/token"))
+        .basic_auth("cf", Some(""))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token)])
+        .send()
+        .await
+        .expect("refresh")
+}
+
 #[tokio::test]
 async fn the_cf_login_flow_and_refresh_work_and_bad_logins_look_alike() {
     let fx = AuthFixture::new("").expect("fixture");
@@ -301,17 +312,7 @@ async fn the_cf_login_flow_and_refresh_work_and_bad_logins_look_alike() {
     let (status, _) = call(&c, "GET", "/v1/desired_lrps", Some(&bearer)).await;
     assert_eq!(status, 200);
     // Refresh: a new access token that works.
-    let r = c
-        .client
-        .post(c.url("/oauth/token"))
-        .basic_auth("cf", Some(""))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", t["refresh_token"].as_str().expect("refresh")),
-        ])
-        .send()
-        .await
-        .expect("refresh");
+    let r = refresh(&c, t["refresh_token"].as_str().expect("refresh")).await;
     assert_eq!(r.status().as_u16(), 200);
     let t2: Value = r.json().await.expect("json");
     let (status, _) = call(
@@ -342,17 +343,7 @@ async fn the_cf_login_flow_and_refresh_work_and_bad_logins_look_alike() {
         revoke(t2["refresh_token"].as_str().expect("refresh").to_owned()).await,
         200
     );
-    let replay = c
-        .client
-        .post(c.url("/oauth/token"))
-        .basic_auth("cf", Some(""))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", t2["refresh_token"].as_str().expect("refresh")),
-        ])
-        .send()
-        .await
-        .expect("refresh");
+    let replay = refresh(&c, t2["refresh_token"].as_str().expect("refresh")).await;
     assert_eq!(replay.status().as_u16(), 401);
     let body: Value = replay.json().await.expect("json");
     assert_eq!(body["error"], "invalid_token", "{body}");
