@@ -144,6 +144,14 @@ fn the_matrix_covers_every_route_the_gateway_serves() {
     assert!(stale.is_empty(), "in the auth matrix but not served: {stale:?}");
 }
 
+/// `capstan dev` with the auth fixture's config (auth on); keep the folder for the node's life.
+fn dev_with_auth() -> (AuthFixture, tempfile::TempDir, Capstan) {
+    let fx = AuthFixture::new("").expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = fx.dev(&dir.path().join("data")).expect("capstan dev with auth");
+    (fx, dir, c)
+}
+
 fn family(path: &str) -> Family {
     if path.starts_with("/v1") {
         Family::Receptor
@@ -203,9 +211,7 @@ fn assert_shape(fam: Family, status: u16, body: &str, what: &str) {
 
 #[tokio::test]
 async fn every_route_of_every_family_answers_each_kind_of_caller_as_documented() {
-    let fx = AuthFixture::new("").expect("fixture");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let c = fx.dev(&dir.path().join("data")).expect("capstan dev with auth");
+    let (fx, _dir, c) = dev_with_auth();
     let mut tokens = Vec::new();
     for (user, password, _) in USERS {
         let t = fx.login(&c, user, password).await;
@@ -283,9 +289,7 @@ async fn refresh(c: &Capstan, refresh_token: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn the_cf_login_flow_and_refresh_work_and_bad_logins_look_alike() {
-    let fx = AuthFixture::new("").expect("fixture");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let c = fx.dev(&dir.path().join("data")).expect("capstan dev with auth");
+    let (_fx, _dir, c) = dev_with_auth();
     // GET / → links.login.href → POST <login>/oauth/token as client cf: → bearer on the API.
     let root = c.get("/").await.json();
     let login = root["links"]["login"]["href"].as_str().expect("login link").to_owned();
@@ -417,9 +421,7 @@ fn with_secret<T>(msg: T, secret: Option<&str>) -> tonic::Request<T> {
 
 #[tokio::test]
 async fn anonymous_cells_peers_and_admins_are_refused_on_the_grpc_port() {
-    let fx = AuthFixture::new("").expect("fixture");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let c = fx.dev(&dir.path().join("data")).expect("capstan dev with auth");
+    let (fx, _dir, c) = dev_with_auth();
     let ch = channel(&c).await;
     let cell = cell_record("rogue");
     let mut cells = pb::cell_service_client::CellServiceClient::new(ch.clone());
@@ -564,9 +566,7 @@ fn capstan(args: &[&str]) -> (i32, String, String) {
 
 #[tokio::test]
 async fn the_clis_send_a_token_and_fail_clearly_without_one() {
-    let fx = AuthFixture::new("").expect("fixture");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let c = fx.dev(&dir.path().join("data")).expect("capstan dev with auth");
+    let (fx, _dir, c) = dev_with_auth();
     let writer = fx.login(&c, "writer", "writer-pw").await;
     let token = writer["access_token"].as_str().expect("token").to_owned();
     let define = [
@@ -635,9 +635,7 @@ fn with_cell<T>(msg: T, cell: &str, secret: &str) -> tonic::Request<T> {
 
 #[tokio::test]
 async fn a_cell_with_its_own_secret_acts_as_itself_and_no_other() {
-    let fx = AuthFixture::new("").expect("fixture");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let c = fx.dev(&dir.path().join("data")).expect("capstan dev with auth");
+    let (fx, _dir, c) = dev_with_auth();
     let secret_file = fx.dir.path().join("cluster-secret");
     let (code, out, err) = capstan(&[
         "auth",
