@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "proto/capstan/v1/cell.proto",
             "proto/capstan/v1/task.proto",
             "proto/capstan/v1/auth.proto",
+            "proto/capstan/v1/cf.proto",
         ],
         &["proto"],
     )?;

@@ -414,6 +414,127 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             }
             .encode_to_vec(),
         ),
+        (
+            "command (apply cf manifest)",
+            pb::Command {
+                kind: Some(pb::command::Kind::ApplyCfManifest(pb::ApplyCfManifest {
+                    space_guid: "s1".into(),
+                    applications: vec![pb::CfManifestApp {
+                        name: "shop".into(),
+                        docker_image: Some("busybox".into()),
+                        processes: vec![pb::CfManifestProcess {
+                            r#type: "web".into(),
+                            command: Some("httpd".into()),
+                            instances: Some(3),
+                            memory_in_mb: Some(256),
+                            health_check_type: Some("http".into()),
+                            health_check_http_endpoint: Some("/health".into()),
+                            timeout: Some(30),
+                            ..Default::default()
+                        }],
+                    }],
+                })),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "command (scale cf process, terminate cf instance)",
+            [
+                pb::Command {
+                    kind: Some(pb::command::Kind::ScaleCfProcess(pb::ScaleCfProcess {
+                        process_guid: "p1".into(),
+                        instances: Some(0),
+                        log_rate_limit_in_bytes_per_second: Some(-1),
+                        ..Default::default()
+                    })),
+                }
+                .encode_to_vec(),
+                pb::Command {
+                    kind: Some(pb::command::Kind::TerminateCfInstance(pb::TerminateCfInstance {
+                        process_guid: "p1".into(),
+                        index: 2,
+                    })),
+                }
+                .encode_to_vec(),
+            ]
+            .concat(),
+        ),
+        (
+            "event (cf process changed)",
+            pb::Event {
+                kind: Some(pb::event::Kind::CfProcessChanged(pb::CfProcessChanged {
+                    before: None,
+                    after: Some(pb::CfProcess {
+                        guid: "p1".into(),
+                        app_guid: "a1".into(),
+                        space_guid: "s1".into(),
+                        organization_guid: "o1".into(),
+                        r#type: "web".into(),
+                        command: "serve".into(),
+                        user: String::new(),
+                        instances: 1,
+                        memory_in_mb: 1024,
+                        disk_in_mb: 1024,
+                        log_rate_limit_in_bytes_per_second: -1,
+                        health_check: Some(pb::CfHealthCheck {
+                            r#type: "port".into(),
+                            timeout: Some(60),
+                            ..Default::default()
+                        }),
+                        readiness_health_check: Some(pb::CfHealthCheck {
+                            r#type: "process".into(),
+                            ..Default::default()
+                        }),
+                        version: "v1".into(),
+                        created_at: 1,
+                        updated_at: 2,
+                        metadata: Some(pb::CfMetadata {
+                            labels: [("example.com/fruit".to_string(), "strawberry".to_string())].into(),
+                            annotations: Default::default(),
+                        }),
+                    }),
+                })),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "event (cf app changed, cf job recorded)",
+            [
+                pb::Event {
+                    kind: Some(pb::event::Kind::CfAppChanged(pb::CfAppChanged {
+                        before: None,
+                        after: Some(pb::CfApp {
+                            guid: "a1".into(),
+                            name: "shop".into(),
+                            space_guid: "s1".into(),
+                            organization_guid: "o1".into(),
+                            state: pb::CfAppState::Started as i32,
+                            docker_image: "busybox".into(),
+                            created_at: 1,
+                            updated_at: 2,
+                            metadata: None,
+                        }),
+                    })),
+                }
+                .encode_to_vec(),
+                pb::Event {
+                    kind: Some(pb::event::Kind::CfJobRecorded(pb::CfJobRecorded {
+                        job: Some(pb::CfJob {
+                            guid: "j1".into(),
+                            operation: "space.apply_manifest".into(),
+                            state: "COMPLETE".into(),
+                            errors: vec![],
+                            created_at: 1,
+                            updated_at: 1,
+                            resource_guid: "s1".into(),
+                            resource_kind: "spaces".into(),
+                        }),
+                    })),
+                }
+                .encode_to_vec(),
+            ]
+            .concat(),
+        ),
     ]
 }
 
@@ -439,6 +560,10 @@ const FROZEN: &[(&str, &str)] = &[
     ("log entry (update task definition)", "0801120608031001180922400801121c088080a8b1e39fe7cb171101000000000000001902000000000000001a1e621c0a0974657374696e672d31120772656e616d656428800240014a0161"),
     ("command (revoke tokens)", "aa01120a100a0461312d72108080a8b1e39fe7cb17"),
     ("event (tokens revoked)", "8201100a060a026131100212060a0261301001"),
+    ("command (apply cf manifest)", "e201390a02733112330a0473686f70120762757379626f781a220a037765621205687474706418032080023204687474703a072f6865616c7468401e"),
+    ("command (scale cf process, terminate cf instance)", "f201110a027031100028ffffffffffffffffff01fa01060a0270311002"),
+    ("event (cf process changed)", "a2017312710a027031120261311a02733122026f312a0377656232057365727665400148800850800858ffffffffffffffffff0162080a04706f7274103c6a090a0770726f636573737202763178018001028a01210a1f0a116578616d706c652e636f6d2f6672756974120a73747261776265727279"),
+    ("event (cf app changed, cf job recorded)", "9a012312210a026131120473686f701a02733122026f312802320762757379626f7838014002aa01360a340a026a31121473706163652e6170706c795f6d616e69666573741a08434f4d504c455445280130013a0273314206737061636573"),
 ];
 
 #[test]

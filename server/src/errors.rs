@@ -12,12 +12,15 @@ pub fn status(kind: ErrorKind, message: impl Into<String>, retry_after_ms: u32) 
         | ErrorKind::InvalidRequest
         | ErrorKind::InvalidDomain
         | ErrorKind::InvalidCell
-        | ErrorKind::InvalidTask => Code::InvalidArgument,
+        | ErrorKind::InvalidTask
+        | ErrorKind::CfBadQuery => Code::InvalidArgument,
+        ErrorKind::CfUnprocessable => Code::FailedPrecondition,
         ErrorKind::DesiredLrpNotFound
         | ErrorKind::ActualLrpIndexNotFound
         | ErrorKind::DefinitionNotFound
         | ErrorKind::RunNotFound
-        | ErrorKind::TaskNotFound => Code::NotFound,
+        | ErrorKind::TaskNotFound
+        | ErrorKind::CfNotFound => Code::NotFound,
         ErrorKind::DesiredLrpAlreadyExists
         | ErrorKind::DefinitionAliasTaken
         | ErrorKind::ReservedEnv
@@ -60,6 +63,8 @@ pub fn rejection(r: &pb::Rejection) -> Status {
         RejectionKind::TaskNotFound => ErrorKind::TaskNotFound,
         RejectionKind::TaskNotDeletable => ErrorKind::TaskNotDeletable,
         RejectionKind::InvalidTokenRevocation => ErrorKind::InvalidRequest,
+        RejectionKind::CfNotFound => ErrorKind::CfNotFound,
+        RejectionKind::CfUnprocessable => ErrorKind::CfUnprocessable,
         RejectionKind::UnknownCommand | RejectionKind::Unspecified => ErrorKind::Internal,
     };
     status(kind, r.message.clone(), 0)

@@ -56,11 +56,30 @@ pub enum Tree {
     RevokedTokens,
     /// `expires_at_ns (u64 BE) ++ jti` → empty: the revocations in expiry order, for pruning.
     RevokedTokensByExpiry,
+    /// `guid` → `CfOrganization`.
+    CfOrganizations,
+    /// `guid` → `CfSpace`.
+    CfSpaces,
+    /// `guid` → `CfApp`.
+    CfApps,
+    /// `guid` → `CfProcess`.
+    CfProcesses,
+    /// `guid` → `CfJob`.
+    CfJobs,
+    /// `u8 kind ++ str parent guid ++ str name` → guid: names unique per parent (a process's
+    /// "name" is its type within its app).
+    CfNames,
+    /// `str parent guid ++ str child guid` → `u8 kind`: what a delete cascades to.
+    CfChildren,
+    /// `u8 kind ++ created_at (u64 BE) ++ str guid` → empty: lists in creation order.
+    CfByCreated,
+    /// `u8 kind ++ updated_at (u64 BE) ++ str guid` → empty: lists ordered by `updated_at`.
+    CfByUpdated,
 }
 
 impl Tree {
     /// The registry: every tree, once. Views, apply, snapshots and replay derive their lists here.
-    pub const ALL: [Tree; 18] = [
+    pub const ALL: [Tree; 27] = [
         Tree::RaftLog,
         Tree::RaftMeta,
         Tree::StateMeta,
@@ -79,6 +98,15 @@ impl Tree {
         Tree::TaskRunsByCell,
         Tree::RevokedTokens,
         Tree::RevokedTokensByExpiry,
+        Tree::CfOrganizations,
+        Tree::CfSpaces,
+        Tree::CfApps,
+        Tree::CfProcesses,
+        Tree::CfJobs,
+        Tree::CfNames,
+        Tree::CfChildren,
+        Tree::CfByCreated,
+        Tree::CfByUpdated,
     ];
 
     /// The sled tree name (persisted).
@@ -102,6 +130,15 @@ impl Tree {
             Tree::TaskRunsByCell => "task_runs_by_cell",
             Tree::RevokedTokens => "revoked_tokens",
             Tree::RevokedTokensByExpiry => "revoked_tokens_by_expiry",
+            Tree::CfOrganizations => "cf_organizations",
+            Tree::CfSpaces => "cf_spaces",
+            Tree::CfApps => "cf_apps",
+            Tree::CfProcesses => "cf_processes",
+            Tree::CfJobs => "cf_jobs",
+            Tree::CfNames => "cf_names",
+            Tree::CfChildren => "cf_children",
+            Tree::CfByCreated => "cf_by_created",
+            Tree::CfByUpdated => "cf_by_updated",
         }
     }
 
@@ -123,7 +160,16 @@ impl Tree {
             | Tree::TaskRunsByDefinition
             | Tree::TaskRunsByCell
             | Tree::RevokedTokens
-            | Tree::RevokedTokensByExpiry => Role::View,
+            | Tree::RevokedTokensByExpiry
+            | Tree::CfOrganizations
+            | Tree::CfSpaces
+            | Tree::CfApps
+            | Tree::CfProcesses
+            | Tree::CfJobs
+            | Tree::CfNames
+            | Tree::CfChildren
+            | Tree::CfByCreated
+            | Tree::CfByUpdated => Role::View,
         }
     }
 
@@ -286,6 +332,39 @@ pub fn revoked_by_expiry_key(expires_at_ns: i64, jti: &str) -> Vec<u8> {
     k
 }
 
+/// `u8 kind ++ str parent ++ str name`: a CF name within its parent.
+pub fn cf_name_key(kind: u8, parent: &str, name: &str) -> Vec<u8> {
+    let mut k = vec![kind];
+    push_str(&mut k, parent);
+    push_str(&mut k, name);
+    k
+}
+
+/// `str parent ++ str child`: a CF resource's children sort together.
+pub fn cf_child_key(parent: &str, child: &str) -> Vec<u8> {
+    run_by_definition_key(parent, child)
+}
+
+/// Recovers the child guid of a `cf_child_key` under `parent`.
+pub fn cf_child_of_key(key: &[u8], parent: &str) -> Option<String> {
+    guid_of_desired_by_domain_key(key, parent)
+}
+
+/// `u8 kind ++ time (u64 BE) ++ str guid`: CF resources of a kind in time order.
+pub fn cf_time_key(kind: u8, time_ns: i64, guid: &str) -> Vec<u8> {
+    let mut k = vec![kind];
+    k.extend_from_slice(&u64::try_from(time_ns.max(0)).unwrap_or_default().to_be_bytes());
+    push_str(&mut k, guid);
+    k
+}
+
+/// Recovers the guid of a `cf_time_key`.
+pub fn cf_guid_of_time_key(key: &[u8]) -> Option<String> {
+    let rest = key.get(9..)?;
+    let len = usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?));
+    String::from_utf8(rest.get(2..2 + len)?.to_vec()).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +394,16 @@ mod tests {
         }
         let names: std::collections::BTreeSet<_> = Tree::ALL.iter().map(|t| t.name()).collect();
         assert_eq!(names.len(), Tree::ALL.len());
+    }
+
+    #[test]
+    fn cf_keys_round_trip_and_sort_by_time() {
+        let a = cf_time_key(4, 5, "zz");
+        let b = cf_time_key(4, 256, "aa");
+        assert!(a < b);
+        assert_eq!(cf_guid_of_time_key(&b).as_deref(), Some("aa"));
+        assert_eq!(cf_child_of_key(&cf_child_key("p", "c"), "p").as_deref(), Some("c"));
+        assert_ne!(cf_name_key(1, "", "ab"), cf_name_key(1, "a", "b"));
     }
 
     #[test]

@@ -283,6 +283,74 @@ impl Views {
     }
 }
 
+/// The CF record of a kind, and its tree.
+pub trait CfRow: prost::Message + Default + crate::rules::cf::CfRecord {
+    const TREE: Tree;
+    const WHAT: &'static str;
+}
+
+macro_rules! cf_row {
+    ($t:ty, $tree:ident, $what:literal) => {
+        impl CfRow for $t {
+            const TREE: Tree = Tree::$tree;
+            const WHAT: &'static str = $what;
+        }
+    };
+}
+cf_row!(pb::CfOrganization, CfOrganizations, "cf organization");
+cf_row!(pb::CfSpace, CfSpaces, "cf space");
+cf_row!(pb::CfApp, CfApps, "cf app");
+cf_row!(pb::CfProcess, CfProcesses, "cf process");
+
+impl Views {
+    pub fn get_cf<T: CfRow>(&self, guid: &str) -> Result<Option<T>, StoreError> {
+        self.tree(T::TREE)
+            .get(guid.as_bytes())?
+            .map(|v| decode(T::WHAT, &v))
+            .transpose()
+    }
+
+    pub fn get_cf_job(&self, guid: &str) -> Result<Option<pb::CfJob>, StoreError> {
+        self.tree(Tree::CfJobs)
+            .get(guid.as_bytes())?
+            .map(|v| decode("cf job", &v))
+            .transpose()
+    }
+
+    /// The rows of a CF kind in creation or update order (each direction), lazily read.
+    pub fn cf_rows<T: CfRow + 'static>(&self, by_updated: bool, descending: bool) -> RowIter<T> {
+        let index = if by_updated {
+            Tree::CfByUpdated
+        } else {
+            Tree::CfByCreated
+        };
+        let rows = self.tree(T::TREE).clone();
+        let scan = self.tree(index).scan_prefix([T::KIND as u8]);
+        let keys: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + Send> = if descending {
+            Box::new(scan.rev())
+        } else {
+            Box::new(scan)
+        };
+        Box::new(keys.filter_map(move |kv| {
+            let key = match kv {
+                Ok((k, _)) => k,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let guid = ks::cf_guid_of_time_key(&key)?;
+            match rows.get(guid.as_bytes()) {
+                Ok(Some(v)) => Some(decode(T::WHAT, &v)),
+                Ok(None) => None,
+                Err(e) => Some(Err(e.into())),
+            }
+        }))
+    }
+
+    /// The processes of an app, in creation order.
+    pub fn cf_processes_of_app(&self, app_guid: &str) -> Result<Vec<pb::CfProcess>, StoreError> {
+        crate::rules::decide::cf_processes_of(self, app_guid)
+    }
+}
+
 impl ViewRead for Views {
     type Error = StoreError;
 
@@ -324,6 +392,44 @@ impl ViewRead for Views {
 
     fn token_revocation(&self, jti: &str) -> Result<Option<pb::TokenRevocation>, StoreError> {
         self.get_token_revocation(jti)
+    }
+
+    fn cf_organization(&self, guid: &str) -> Result<Option<pb::CfOrganization>, StoreError> {
+        self.get_cf(guid)
+    }
+
+    fn cf_space(&self, guid: &str) -> Result<Option<pb::CfSpace>, StoreError> {
+        self.get_cf(guid)
+    }
+
+    fn cf_app(&self, guid: &str) -> Result<Option<pb::CfApp>, StoreError> {
+        self.get_cf(guid)
+    }
+
+    fn cf_process(&self, guid: &str) -> Result<Option<pb::CfProcess>, StoreError> {
+        self.get_cf(guid)
+    }
+
+    fn cf_named(&self, kind: pb::CfKind, parent: &str, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tree(Tree::CfNames)
+            .get(ks::cf_name_key(kind as u8, parent, name))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn cf_children(&self, parent: &str) -> Result<Vec<(pb::CfKind, String)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree(Tree::CfChildren).scan_prefix(ks::domain_prefix(parent)) {
+            let (k, v) = kv?;
+            let kind = v
+                .first()
+                .and_then(|b| pb::CfKind::try_from(i32::from(*b)).ok())
+                .unwrap_or(pb::CfKind::Unspecified);
+            if let Some(child) = ks::cf_child_of_key(&k, parent) {
+                out.push((kind, child));
+            }
+        }
+        Ok(out)
     }
 
     fn token_revocations_expired(&self, now_ns: i64, max: usize) -> Result<Vec<pb::TokenRevocation>, StoreError> {

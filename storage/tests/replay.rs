@@ -128,7 +128,68 @@ fn command() -> impl Strategy<Value = pb::command::Kind> {
             .prop_map(|g| Kind::ResolveTask(pb::ResolveTask { task_guid: g.into() })),
         prop::sample::select(vec!["t1", "t2", "t3"])
             .prop_map(|g| Kind::MarkTaskResolving(pb::MarkTaskResolving { task_guid: g.into() })),
+        prop::sample::select(vec!["o1", "o2"]).prop_map(|n| Kind::CreateCfOrganization(pb::CreateCfOrganization {
+            name: n.into(),
+            metadata: None,
+        })),
+        Just(Kind::CreateCfSpace(pb::CreateCfSpace::default())),
+        Just(Kind::CreateCfApp(pb::CreateCfApp::default())),
+        (0i32..3, any::<bool>()).prop_map(|(n, docker)| Kind::ApplyCfManifest(pb::ApplyCfManifest {
+            space_guid: String::new(),
+            applications: vec![pb::CfManifestApp {
+                name: "shop".into(),
+                docker_image: docker.then(|| "busybox".into()),
+                processes: vec![
+                    pb::CfManifestProcess {
+                        r#type: "web".into(),
+                        command: Some("serve".into()),
+                        instances: Some(n),
+                        ..Default::default()
+                    },
+                    pb::CfManifestProcess {
+                        r#type: "worker".into(),
+                        command: Some("work".into()),
+                        instances: Some(1),
+                        memory_in_mb: Some(64 << n),
+                        ..Default::default()
+                    },
+                ],
+            }],
+        })),
+        any::<bool>().prop_map(|started| Kind::SetCfAppState(pb::SetCfAppState {
+            app_guid: String::new(),
+            started,
+        })),
+        (-1i32..4).prop_map(|n| Kind::ScaleCfProcess(pb::ScaleCfProcess {
+            process_guid: String::new(),
+            instances: Some(n),
+            ..Default::default()
+        })),
+        (0u32..3).prop_map(|index| Kind::TerminateCfInstance(pb::TerminateCfInstance {
+            process_guid: String::new(),
+            index,
+        })),
+        prop::sample::select(vec![pb::CfKind::App, pb::CfKind::Space]).prop_map(|k| Kind::DeleteCfResource(
+            pb::DeleteCfResource {
+                kind: k as i32,
+                guid: String::new(),
+            }
+        )),
     ]
+}
+
+/// The guid of the `seed`-th CF resource of a kind in `sm`, or "none".
+fn cf_guid<T: capstan_storage::views::CfRow + 'static>(sm: &StateMachine, seed: u64) -> String {
+    let guids: Vec<String> = sm
+        .views()
+        .cf_rows::<T>(false, false)
+        .filter_map(Result::ok)
+        .map(|r| r.guid().to_owned())
+        .collect();
+    guids
+        .get(usize::try_from(seed).unwrap_or(0) % guids.len().max(1))
+        .cloned()
+        .unwrap_or_else(|| "none".into())
 }
 
 /// Turns a placeholder into a command about instances that exist in `sm` right now, the way the
@@ -281,6 +342,41 @@ fn concretize(sm: &StateMachine, kind: pb::command::Kind, seed: u64) -> pb::comm
                 .get(usize::try_from(seed).unwrap_or(0) % runs.len().max(1))
                 .map(|r| r.run_id.clone())
                 .unwrap_or_else(|| "none".into()),
+        }),
+        Kind::CreateCfSpace(_) => Kind::CreateCfSpace(pb::CreateCfSpace {
+            name: format!("s{}", seed % 2),
+            organization_guid: cf_guid::<pb::CfOrganization>(sm, seed),
+            metadata: None,
+        }),
+        Kind::CreateCfApp(_) => Kind::CreateCfApp(pb::CreateCfApp {
+            name: format!("a{}", seed % 2),
+            space_guid: cf_guid::<pb::CfSpace>(sm, seed),
+            docker_image: String::new(),
+            metadata: None,
+        }),
+        Kind::ApplyCfManifest(m) => Kind::ApplyCfManifest(pb::ApplyCfManifest {
+            space_guid: cf_guid::<pb::CfSpace>(sm, seed),
+            ..m
+        }),
+        Kind::SetCfAppState(c) => Kind::SetCfAppState(pb::SetCfAppState {
+            app_guid: cf_guid::<pb::CfApp>(sm, seed),
+            ..c
+        }),
+        Kind::ScaleCfProcess(c) => Kind::ScaleCfProcess(pb::ScaleCfProcess {
+            process_guid: cf_guid::<pb::CfProcess>(sm, seed),
+            ..c
+        }),
+        Kind::TerminateCfInstance(c) => Kind::TerminateCfInstance(pb::TerminateCfInstance {
+            process_guid: cf_guid::<pb::CfProcess>(sm, seed),
+            ..c
+        }),
+        Kind::DeleteCfResource(c) => Kind::DeleteCfResource(pb::DeleteCfResource {
+            guid: if c.kind == pb::CfKind::App as i32 {
+                cf_guid::<pb::CfApp>(sm, seed)
+            } else {
+                cf_guid::<pb::CfSpace>(sm, seed)
+            },
+            ..c
         }),
         other => other,
     }

@@ -56,12 +56,15 @@ impl From<tonic::Status> for FlotillaError {
             | ErrorKind::InvalidLrp
             | ErrorKind::InvalidDomain
             | ErrorKind::InvalidCell
-            | ErrorKind::InvalidTask => StatusCode::BAD_REQUEST,
+            | ErrorKind::InvalidTask
+            | ErrorKind::CfBadQuery => StatusCode::BAD_REQUEST,
+            ErrorKind::CfUnprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorKind::DefinitionNotFound
             | ErrorKind::RunNotFound
             | ErrorKind::TaskNotFound
             | ErrorKind::DesiredLrpNotFound
-            | ErrorKind::ActualLrpIndexNotFound => StatusCode::NOT_FOUND,
+            | ErrorKind::ActualLrpIndexNotFound
+            | ErrorKind::CfNotFound => StatusCode::NOT_FOUND,
             ErrorKind::DefinitionAliasTaken
             | ErrorKind::DesiredLrpAlreadyExists
             | ErrorKind::ReservedEnv

@@ -73,7 +73,9 @@ impl From<tonic::Status> for ReceptorError {
             ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             ErrorKind::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "InsufficientStorage"),
             // Task-definition kinds never come from a Receptor route; mapped for completeness.
-            ErrorKind::InvalidDefinition => (StatusCode::BAD_REQUEST, "InvalidRequest"),
+            ErrorKind::InvalidDefinition | ErrorKind::CfBadQuery => (StatusCode::BAD_REQUEST, "InvalidRequest"),
+            ErrorKind::CfUnprocessable => (StatusCode::UNPROCESSABLE_ENTITY, "InvalidRequest"),
+            ErrorKind::CfNotFound => (StatusCode::NOT_FOUND, "ResourceNotFound"),
             ErrorKind::DefinitionNotFound | ErrorKind::RunNotFound => (StatusCode::NOT_FOUND, "ResourceNotFound"),
             ErrorKind::DefinitionAliasTaken | ErrorKind::ReservedEnv => (StatusCode::CONFLICT, "ResourceConflict"),
             ErrorKind::Internal | ErrorKind::Unspecified => (StatusCode::INTERNAL_SERVER_ERROR, "UnknownError"),

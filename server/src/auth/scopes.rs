@@ -83,6 +83,12 @@ pub fn access(path: &str) -> Access {
             "TaskService",
             "CreateTaskDefinition" | "UpdateTaskDefinition" | "DeleteTaskDefinition" | "ExecuteTask" | "StopTaskRun",
         ) => write,
+        ("CfService", "GetResource" | "List" | "GetJob" | "GetProcess" | "ProcessStats") => read,
+        (
+            "CfService",
+            "CreateOrganization" | "CreateSpace" | "CreateApp" | "UpdateResource" | "DeleteResource" | "SetAppState"
+            | "ApplyManifest" | "UpdateProcess" | "ScaleProcess" | "TerminateInstance",
+        ) => write,
         ("Admin", "NodeStatus" | "ClusterStatus" | "AddMember" | "RemoveMember") => Access::Scoped(Scope::Admin),
         ("CellService", _) | ("RaftPeer", _) | ("CellApi", _) => Access::Internal,
         _ => Access::Internal,
@@ -119,6 +125,7 @@ mod tests {
             include_str!("../../../proto/proto/capstan/v1/task.proto"),
             include_str!("../../../proto/proto/capstan/v1/admin.proto"),
             include_str!("../../../proto/proto/capstan/v1/auth.proto"),
+            include_str!("../../../proto/proto/capstan/v1/cf.proto"),
             include_str!("../../../proto/proto/capstan/v1/cell.proto"),
             include_str!("../../../proto/proto/capstan/v1/raft.proto"),
         ];

@@ -253,6 +253,7 @@ pub async fn run_agent(
     reports: mpsc::Sender<Report>,
     mut reregister: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
+    usage: super::usage::UsageBook,
 ) {
     let process = match &cfg.mode {
         Mode::Process { ports, stop_grace } => Some(DriverCtx {
@@ -261,6 +262,7 @@ pub async fn run_agent(
             work_dir: cfg.work_dir.clone(),
             ports: Arc::new(PortPool::new(ports.0..=ports.1, &cfg.cell.address)),
             stop_grace: *stop_grace,
+            usage,
         }),
         Mode::Simulated => None,
     };

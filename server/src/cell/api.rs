@@ -13,10 +13,15 @@ use tonic::{Request, Response, Status};
 
 use super::drivers::run::{is_run_id, log_path};
 use super::logs;
+use super::usage::UsageBook;
 
 struct CellApiImpl {
     work_dir: PathBuf,
+    usage: UsageBook,
 }
+
+/// Instances one usage request may name (a process's instances; Diego's limit).
+const USAGE_INSTANCES_MAX: usize = 10_000;
 
 #[tonic::async_trait]
 impl CellApi for CellApiImpl {
@@ -36,6 +41,22 @@ impl CellApi for CellApiImpl {
             dropped_bytes: chunk.dropped_bytes,
         }))
     }
+
+    async fn instance_usage(
+        &self,
+        req: Request<pb::InstanceUsageRequest>,
+    ) -> Result<Response<pb::InstanceUsageResponse>, Status> {
+        let guids = req.into_inner().instance_guids;
+        if guids.len() > USAGE_INSTANCES_MAX {
+            return Err(Status::invalid_argument("too many instances in one usage request"));
+        }
+        let book = self.usage.clone();
+        let now = capstan_raft::node::unix_now_ns();
+        let usages = tokio::task::spawn_blocking(move || book.sample(&guids, now))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::InstanceUsageResponse { usages }))
+    }
 }
 
 /// Binds `listen` and serves until `stop` changes; the bound address and the server's task. With
@@ -43,6 +64,7 @@ impl CellApi for CellApiImpl {
 pub async fn serve(
     listen: &str,
     work_dir: PathBuf,
+    usage: UsageBook,
     credential: ClusterCredential,
     tls: Option<&crate::tls::Tls>,
     mut stop: watch::Receiver<bool>,
@@ -62,7 +84,7 @@ pub async fn serve(
     let task = tokio::spawn(async move {
         let served = server
             .add_service(CellApiServer::with_interceptor(
-                CellApiImpl { work_dir },
+                CellApiImpl { work_dir, usage },
                 credential.require(),
             ))
             .serve_with_incoming_shutdown(incoming, async move {

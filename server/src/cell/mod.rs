@@ -12,6 +12,7 @@ pub mod drivers;
 mod heartbeat;
 pub mod logs;
 mod reporter;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -160,9 +161,11 @@ pub async fn run_many(mut cfgs: Vec<CellConfig>, mut stop: watch::Receiver<bool>
         return Ok(());
     };
     let cluster = first.cluster.clone();
+    let usage = usage::UsageBook::default();
     let (api_addr, api) = api::serve(
         &first.api_listen,
         first.work_dir.clone(),
+        usage.clone(),
         first.cluster.credential.clone(),
         first.api_tls.as_ref(),
         stop.clone(),
@@ -178,7 +181,7 @@ pub async fn run_many(mut cfgs: Vec<CellConfig>, mut stop: watch::Receiver<bool>
     for cfg in cfgs {
         let (tx, rx) = watch::channel(0u64);
         senders.insert(cfg.cell.cell_id.clone(), tx);
-        agents.push(tokio::spawn(run_agent(cfg, report_tx.clone(), rx, stop.clone())));
+        agents.push(tokio::spawn(run_agent(cfg, report_tx.clone(), rx, stop.clone(), usage.clone())));
     }
     drop(report_tx);
     let beats = tokio::spawn(run_heartbeats(cluster, senders, stop.clone()));

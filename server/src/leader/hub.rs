@@ -519,6 +519,11 @@ impl Hub {
                     | Some(Ev::TaskDefinitionChanged(_))
                     | Some(Ev::TaskDefinitionDeleted(_))
                     | Some(Ev::TokensRevoked(_))
+                    | Some(Ev::CfOrganizationChanged(_))
+                    | Some(Ev::CfSpaceChanged(_))
+                    | Some(Ev::CfAppChanged(_))
+                    | Some(Ev::CfProcessChanged(_))
+                    | Some(Ev::CfJobRecorded(_))
                     | None => {}
                 }
             }

@@ -3,6 +3,7 @@
 //! Plain synchronous code with no sled, tokio or tonic in it; the server re-uses the validation
 //! to refuse bad input before proposing, and apply re-runs it so the log can never smuggle it in.
 
+pub mod cf;
 pub mod convergence;
 pub mod decide;
 pub mod freshness;

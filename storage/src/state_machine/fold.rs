@@ -5,6 +5,7 @@ use prost::Message;
 
 use crate::keyspace::{self as ks, Tree};
 use crate::pb;
+use crate::views::CfRow;
 
 /// One write that folding an event produces: (tree, key, value or delete).
 pub struct Write {
@@ -147,8 +148,52 @@ pub fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
                 put(Tree::TaskRunsByCell, ks::run_by_cell_key(cell, &a.run_id), Some(vec![]));
             }
         }
+        Some(Kind::CfOrganizationChanged(c)) => cf_changed(&mut put, c.before.as_ref(), c.after.as_ref()),
+        Some(Kind::CfSpaceChanged(c)) => cf_changed(&mut put, c.before.as_ref(), c.after.as_ref()),
+        Some(Kind::CfAppChanged(c)) => cf_changed(&mut put, c.before.as_ref(), c.after.as_ref()),
+        Some(Kind::CfProcessChanged(c)) => cf_changed(&mut put, c.before.as_ref(), c.after.as_ref()),
+        Some(Kind::CfJobRecorded(pb::CfJobRecorded { job: Some(j) })) => {
+            put(Tree::CfJobs, j.guid.as_bytes().to_vec(), Some(j.encode_to_vec()));
+        }
         // An event without its payload changes nothing; decide never makes one.
         _ => {}
+    }
+}
+
+/// The writes of a CF resource's change: its row and its name, parent and time indexes (the
+/// old ones go first, so an unchanged key is simply written again).
+fn cf_changed<T: CfRow>(put: &mut impl FnMut(Tree, Vec<u8>, Option<Vec<u8>>), before: Option<&T>, after: Option<&T>) {
+    let kind = T::KIND as u8;
+    for (row, value) in [(before, None), (after, Some(()))] {
+        let Some(r) = row else { continue };
+        let set = |v: Vec<u8>| value.map(|_| v);
+        if value.is_some() {
+            put(T::TREE, r.guid().as_bytes().to_vec(), Some(r.encode_to_vec()));
+        } else if after.is_none() {
+            put(T::TREE, r.guid().as_bytes().to_vec(), None);
+        }
+        put(
+            Tree::CfNames,
+            ks::cf_name_key(kind, r.parent(), r.name()),
+            set(r.guid().as_bytes().to_vec()),
+        );
+        if !r.parent().is_empty() {
+            put(
+                Tree::CfChildren,
+                ks::cf_child_key(r.parent(), r.guid()),
+                set(vec![kind]),
+            );
+        }
+        put(
+            Tree::CfByCreated,
+            ks::cf_time_key(kind, r.created_at(), r.guid()),
+            set(vec![]),
+        );
+        put(
+            Tree::CfByUpdated,
+            ks::cf_time_key(kind, r.updated_at(), r.guid()),
+            set(vec![]),
+        );
     }
 }
 

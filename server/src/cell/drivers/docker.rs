@@ -6,7 +6,7 @@
 //! published port (or "running" when there are no ports).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::{
@@ -64,6 +64,13 @@ fn copy_output(docker: &Docker, name: &str, log: Arc<crate::cell::logs::LogFile>
             log.write(&chunk.into_bytes());
         }
     })
+}
+
+/// The host pid of a running container's first process (its processes share its group).
+async fn container_pid(docker: &Docker, name: &str) -> Option<i32> {
+    let info = docker.inspect_container(name, None).await.ok()?;
+    let pid = info.state?.pid?;
+    i32::try_from(pid).ok().filter(|p| *p > 0)
 }
 
 /// Runs one instance in a container until it exits or is cancelled.
@@ -162,6 +169,9 @@ pub async fn run(
         Err(e) => Some(format!("could not start the container: {e}")),
         Ok(()) => {
             log.line(&format!("[cell {}] started container {name} from {image}", ctx.cell_id));
+            let _measured = container_pid(&docker, &name)
+                .await
+                .map(|pid| ctx.usage.register(&actual.instance_guid, Arc::new(Mutex::new(vec![pid])), None));
             let log_task = copy_output(&docker, &name, log.clone());
             let sup = Supervised {
                 desired: &desired,

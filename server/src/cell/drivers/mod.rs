@@ -60,4 +60,6 @@ pub struct DriverCtx {
     pub work_dir: PathBuf,
     pub ports: Arc<PortPool>,
     pub stop_grace: Duration,
+    /// where the instances it runs are measured for the CellApi
+    pub usage: crate::cell::usage::UsageBook,
 }

@@ -61,6 +61,9 @@ pub async fn run(
         groups: Arc::new(Mutex::new(Vec::new())),
         default_dir: dir.clone(),
     };
+    let _measured = ctx
+        .usage
+        .register(&actual.instance_guid, exec.groups.clone(), Some(dir.clone()));
     log.line(&format!(
         "[cell {}] starting {} index {} instance {}",
         ctx.cell_id, actual.process_guid, actual.index, actual.instance_guid

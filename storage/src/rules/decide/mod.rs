@@ -2,11 +2,12 @@
 //! causes or a [`pb::Rejection`]. Deterministic: time and ids come from the entry's stamp.
 //!
 //! This file only dispatches, one line per command; each area keeps its transitions in its own
-//! file (`lrp.rs`, `instances.rs`, `cells.rs`, `domains.rs`, `tasks.rs`, `runs.rs`, `receptor.rs`, `tokens.rs`). To add a command: a message in
+//! file (`lrp.rs`, `instances.rs`, `cells.rs`, `domains.rs`, `tasks.rs`, `runs.rs`, `receptor.rs`, `tokens.rs`, `cf.rs`). To add a command: a message in
 //! `log.proto`, one line here, one small function in the area's file, a fold arm in
 //! `state_machine/fold.rs` for any new event, and a case in the replay property test.
 
 mod cells;
+mod cf;
 mod domains;
 mod events;
 mod instances;
@@ -23,6 +24,7 @@ use super::ids::IdGen;
 use crate::pb;
 use pb::RejectionKind;
 
+pub use cf::{instance_not_found as cf_instance_not_found, not_found as cf_not_found, processes_of as cf_processes_of};
 pub use events::unclaimed;
 pub use instances::index_not_found;
 pub use lrp::not_found;
@@ -47,6 +49,14 @@ pub trait ViewRead {
     fn token_revocation(&self, jti: &str) -> Result<Option<pb::TokenRevocation>, Self::Error>;
     /// Up to `max` revocations that expire at or before `now_ns`, earliest first.
     fn token_revocations_expired(&self, now_ns: i64, max: usize) -> Result<Vec<pb::TokenRevocation>, Self::Error>;
+    fn cf_organization(&self, guid: &str) -> Result<Option<pb::CfOrganization>, Self::Error>;
+    fn cf_space(&self, guid: &str) -> Result<Option<pb::CfSpace>, Self::Error>;
+    fn cf_app(&self, guid: &str) -> Result<Option<pb::CfApp>, Self::Error>;
+    fn cf_process(&self, guid: &str) -> Result<Option<pb::CfProcess>, Self::Error>;
+    /// The guid of the resource of `kind` named `name` under `parent` (a process: its type).
+    fn cf_named(&self, kind: pb::CfKind, parent: &str, name: &str) -> Result<Option<String>, Self::Error>;
+    /// The children of a CF resource (kind, guid), in guid order.
+    fn cf_children(&self, parent: &str) -> Result<Vec<(pb::CfKind, String)>, Self::Error>;
 }
 
 /// The events a command causes, or why it was refused.
@@ -99,5 +109,15 @@ pub fn decide<V: ViewRead>(view: &V, stamp: &pb::Stamp, command: &pb::Command) -
         Some(Kind::ResolveTask(c)) => receptor::resolve(view, c),
         Some(Kind::MarkTaskResolving(c)) => receptor::mark_resolving(view, c),
         Some(Kind::RevokeTokens(c)) => tokens::revoke(view, c, cx),
+        Some(Kind::CreateCfOrganization(c)) => cf::create_organization(view, c, cx),
+        Some(Kind::CreateCfSpace(c)) => cf::create_space(view, c, cx),
+        Some(Kind::CreateCfApp(c)) => cf::create_app(view, c, cx),
+        Some(Kind::UpdateCfResource(c)) => cf::update_resource(view, c, cx),
+        Some(Kind::DeleteCfResource(c)) => cf::delete_resource(view, c, cx),
+        Some(Kind::SetCfAppState(c)) => cf::set_app_state(view, c, cx),
+        Some(Kind::ApplyCfManifest(c)) => cf::apply_manifest(view, c, cx),
+        Some(Kind::UpdateCfProcess(c)) => cf::update_process(view, c, cx),
+        Some(Kind::ScaleCfProcess(c)) => cf::scale_process(view, c, cx),
+        Some(Kind::TerminateCfInstance(c)) => cf::terminate_instance(view, c, cx),
     }
 }

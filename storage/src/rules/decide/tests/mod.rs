@@ -15,10 +15,63 @@ struct Mem {
     defs: RefCell<BTreeMap<String, pb::TaskDefinition>>,
     runs: RefCell<BTreeMap<String, pb::TaskRun>>,
     revoked: RefCell<BTreeMap<String, pb::TokenRevocation>>,
+    cf: RefCell<BTreeMap<String, pb::cf_resource::Kind>>,
+}
+
+/// The (kind, parent, name) of a stored CF resource.
+fn cf_key(r: &pb::cf_resource::Kind) -> (pb::CfKind, String, String) {
+    use pb::cf_resource::Kind as R;
+    match r {
+        R::Organization(o) => (pb::CfKind::Organization, String::new(), o.name.clone()),
+        R::Space(s) => (pb::CfKind::Space, s.organization_guid.clone(), s.name.clone()),
+        R::App(a) => (pb::CfKind::App, a.space_guid.clone(), a.name.clone()),
+        R::Process(p) => (pb::CfKind::Process, p.app_guid.clone(), p.r#type.clone()),
+    }
 }
 
 impl ViewRead for Mem {
     type Error = Infallible;
+    fn cf_organization(&self, g: &str) -> Result<Option<pb::CfOrganization>, Infallible> {
+        Ok(match self.cf.borrow().get(g) {
+            Some(pb::cf_resource::Kind::Organization(o)) => Some(o.clone()),
+            _ => None,
+        })
+    }
+    fn cf_space(&self, g: &str) -> Result<Option<pb::CfSpace>, Infallible> {
+        Ok(match self.cf.borrow().get(g) {
+            Some(pb::cf_resource::Kind::Space(o)) => Some(o.clone()),
+            _ => None,
+        })
+    }
+    fn cf_app(&self, g: &str) -> Result<Option<pb::CfApp>, Infallible> {
+        Ok(match self.cf.borrow().get(g) {
+            Some(pb::cf_resource::Kind::App(o)) => Some(o.clone()),
+            _ => None,
+        })
+    }
+    fn cf_process(&self, g: &str) -> Result<Option<pb::CfProcess>, Infallible> {
+        Ok(match self.cf.borrow().get(g) {
+            Some(pb::cf_resource::Kind::Process(o)) => Some(o.clone()),
+            _ => None,
+        })
+    }
+    fn cf_named(&self, kind: pb::CfKind, parent: &str, name: &str) -> Result<Option<String>, Infallible> {
+        Ok(self
+            .cf
+            .borrow()
+            .iter()
+            .find(|(_, r)| cf_key(r) == (kind, parent.to_string(), name.to_string()))
+            .map(|(g, _)| g.clone()))
+    }
+    fn cf_children(&self, parent: &str) -> Result<Vec<(pb::CfKind, String)>, Infallible> {
+        Ok(self
+            .cf
+            .borrow()
+            .iter()
+            .filter(|(_, r)| cf_key(r).1 == parent && !parent.is_empty())
+            .map(|(g, r)| (cf_key(r).0, g.clone()))
+            .collect())
+    }
     fn token_revocation(&self, jti: &str) -> Result<Option<pb::TokenRevocation>, Infallible> {
         Ok(self.revoked.borrow().get(jti).cloned())
     }
@@ -138,6 +191,23 @@ impl Mem {
                     Some(Ev::TaskRunRemoved(pb::TaskRunRemoved { run: Some(r) })) => {
                         self.runs.borrow_mut().remove(&r.run_id);
                     }
+                    Some(Ev::CfOrganizationChanged(c)) => self.cf_fold(
+                        c.before.map(|r| r.guid),
+                        c.after
+                            .map(|r| (r.guid.clone(), pb::cf_resource::Kind::Organization(r))),
+                    ),
+                    Some(Ev::CfSpaceChanged(c)) => self.cf_fold(
+                        c.before.map(|r| r.guid),
+                        c.after.map(|r| (r.guid.clone(), pb::cf_resource::Kind::Space(r))),
+                    ),
+                    Some(Ev::CfAppChanged(c)) => self.cf_fold(
+                        c.before.map(|r| r.guid),
+                        c.after.map(|r| (r.guid.clone(), pb::cf_resource::Kind::App(r))),
+                    ),
+                    Some(Ev::CfProcessChanged(c)) => self.cf_fold(
+                        c.before.map(|r| r.guid),
+                        c.after.map(|r| (r.guid.clone(), pb::cf_resource::Kind::Process(r))),
+                    ),
                     Some(Ev::TokensRevoked(t)) => {
                         for r in t.expired {
                             self.revoked.borrow_mut().remove(&r.jti);
@@ -151,6 +221,15 @@ impl Mem {
             }
         }
         d
+    }
+    fn cf_fold(&self, before: Option<String>, after: Option<(String, pb::cf_resource::Kind)>) {
+        let mut cf = self.cf.borrow_mut();
+        if let Some(g) = before {
+            cf.remove(&g);
+        }
+        if let Some((g, r)) = after {
+            cf.insert(g, r);
+        }
     }
     fn indices(&self) -> Vec<u32> {
         self.actual.borrow().values().map(|a| a.index).collect()
@@ -503,6 +582,7 @@ fn task_definitions_create_update_delete_with_unique_aliases() {
     assert_eq!(kind(&m.run(8, invalid)), RejectionKind::InvalidDefinition as i32);
 }
 
+mod cf;
 mod runs;
 
 fn revoke(jtis: &[(&str, i64)]) -> pb::command::Kind {
