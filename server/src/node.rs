@@ -11,6 +11,7 @@ use capstan_gateway::common::layers::RequestLimits;
 use capstan_gateway::common::serve::{self, HttpLimits, LimitedIncoming, GRPC_CONNECTIONS_MAX};
 use capstan_proto::pb::admin_server::AdminServer;
 use capstan_proto::pb::cell_service_server::CellServiceServer;
+use capstan_proto::pb::cf_service_server::CfServiceServer;
 use capstan_proto::pb::control_plane_server::ControlPlaneServer;
 use capstan_proto::pb::raft_peer_server::RaftPeerServer;
 use capstan_proto::pb::task_service_server::TaskServiceServer;
@@ -156,6 +157,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
         let cp = ControlPlaneServer::new(ControlPlaneService::new(fwd.clone(), watchers));
         let admin = AdminServer::new(AdminService::new(fwd.clone()));
         let tasks = TaskServiceServer::new(TaskServiceImpl::new(fwd.clone()));
+        let cf = CfServiceServer::new(crate::api::cf::CfServiceImpl::new(fwd.clone()));
         let cells = CellServiceServer::new(CellServiceImpl::new(fwd.clone(), hub.clone(), presence));
         let peer = RaftPeerServer::new(PeerService::new(node.raft.clone()))
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
@@ -176,6 +178,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
                 .tcp_keepalive(Some(grpc.keepalive_interval))
                 .add_service(cp)
                 .add_service(tasks)
+                .add_service(cf)
                 .add_service(admin)
                 .add_service(cells)
                 .add_service(peer)

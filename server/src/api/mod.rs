@@ -1,11 +1,12 @@
 //! The gRPC services a node serves: the public `ControlPlane` (Receptor LRPs, tasks and the event
-//! stream) and `TaskService` (Flotilla tasks), the `Admin` service and the internal `CellService`.
+//! stream) and `TaskService` (Flotilla tasks), `CfService` (Cloud Foundry V3), the `Admin` service and the internal `CellService`.
 //! Each validates at the edge, then serves here or goes to the leader through `forward.rs`, the one
 //! place that decides that; `stream.rs` is the shared list streaming; `watch.rs` the event stream,
 //! which every node serves from its own journal.
 
 pub mod admin;
 pub mod cells;
+pub mod cf;
 pub mod control_plane;
 pub mod forward;
 pub mod stream;

@@ -181,7 +181,13 @@ pub async fn run_many(mut cfgs: Vec<CellConfig>, mut stop: watch::Receiver<bool>
     for cfg in cfgs {
         let (tx, rx) = watch::channel(0u64);
         senders.insert(cfg.cell.cell_id.clone(), tx);
-        agents.push(tokio::spawn(run_agent(cfg, report_tx.clone(), rx, stop.clone(), usage.clone())));
+        agents.push(tokio::spawn(run_agent(
+            cfg,
+            report_tx.clone(),
+            rx,
+            stop.clone(),
+            usage.clone(),
+        )));
     }
     drop(report_tx);
     let beats = tokio::spawn(run_heartbeats(cluster, senders, stop.clone()));

@@ -207,7 +207,10 @@ mod tests {
         assert!(u[0].mem_bytes > 0, "a running process group has resident memory");
         assert_eq!(u[0].disk_bytes, 1000);
         drop(reg);
-        assert!(book.sample(&["i1".into()], 8).is_empty(), "a stopped instance is no longer measured");
+        assert!(
+            book.sample(&["i1".into()], 8).is_empty(),
+            "a stopped instance is no longer measured"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

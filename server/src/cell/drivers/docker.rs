@@ -169,9 +169,10 @@ pub async fn run(
         Err(e) => Some(format!("could not start the container: {e}")),
         Ok(()) => {
             log.line(&format!("[cell {}] started container {name} from {image}", ctx.cell_id));
-            let _measured = container_pid(&docker, &name)
-                .await
-                .map(|pid| ctx.usage.register(&actual.instance_guid, Arc::new(Mutex::new(vec![pid])), None));
+            let _measured = container_pid(&docker, &name).await.map(|pid| {
+                ctx.usage
+                    .register(&actual.instance_guid, Arc::new(Mutex::new(vec![pid])), None)
+            });
             let log_task = copy_output(&docker, &name, log.clone());
             let sup = Supervised {
                 desired: &desired,
