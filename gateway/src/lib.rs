@@ -3,6 +3,7 @@
 //!
 //! API boundary: this crate depends on `capstan-proto` only. It cannot reach storage or raft.
 
+pub mod cf;
 pub mod common;
 pub mod flotilla;
 pub mod receptor;
@@ -12,6 +13,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Router;
 use capstan_proto::pb::auth_client::AuthClient;
+use capstan_proto::pb::cf_service_client::CfServiceClient;
 use capstan_proto::pb::control_plane_client::ControlPlaneClient;
 use capstan_proto::pb::task_service_client::TaskServiceClient;
 use tonic::service::interceptor::InterceptedService;
@@ -32,6 +34,8 @@ pub struct Gateway {
     pub tasks: TaskServiceClient<NodeChannel>,
     /// Tokens (`/oauth/token`, `/token_keys`), on the same channel.
     pub auth: AuthClient<NodeChannel>,
+    /// Cloud Foundry's V3 family, on the same channel.
+    pub cf: CfServiceClient<NodeChannel>,
 }
 
 impl Gateway {
@@ -63,6 +67,7 @@ impl Gateway {
         Ok(Self {
             client: ControlPlaneClient::new(channel.clone()),
             tasks: TaskServiceClient::new(channel.clone()),
+            cf: CfServiceClient::new(channel.clone()),
             auth: AuthClient::new(channel),
         })
     }
@@ -81,6 +86,7 @@ pub fn router_with(gateway: Gateway, limits: common::layers::RequestLimits) -> R
         .nest("/v1", receptor::routes().route_layer(vouch()))
         .nest("/api/v1", flotilla::routes().route_layer(vouch()))
         .nest("/api/v6", flotilla::routes().route_layer(vouch()))
+        .nest("/v3", cf::routes().route_layer(vouch()))
         .merge(uaa::routes())
         .fallback(not_found)
         .with_state(gateway);

@@ -1,5 +1,5 @@
 //! What a CF client (or any OAuth client) reads before its first call: the root document (`GET /`)
-//! and `GET /v3` that point at this server, and UAA's token endpoints — `POST /oauth/token` (form
+//! that points at this server (`GET /v3` is the CF family's own root), and UAA's token endpoints — `POST /oauth/token` (form
 //! fields, client credentials in basic auth or the form), `POST /oauth/revoke` (RFC 7009 logout),
 //! `GET /token_keys`, `GET /token_key` and `GET /login`. Tokens are issued by a node (one `Auth` call); errors are UAA's
 //! `{error, error_description}`.
@@ -22,7 +22,6 @@ use crate::Gateway;
 pub fn routes() -> Router<Gateway> {
     Router::new()
         .route("/", get(root))
-        .route("/v3", get(v3_root))
         .route("/login", get(login_info))
         .route("/oauth/token", post(token))
         .route("/oauth/revoke", post(revoke))
@@ -31,7 +30,7 @@ pub fn routes() -> Router<Gateway> {
 }
 
 /// This server's base URL as the caller reached it.
-fn base_url(headers: &HeaderMap) -> String {
+pub(crate) fn base_url(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -64,11 +63,6 @@ async fn root(headers: HeaderMap) -> Json<Value> {
             "app_ssh": null,
         }
     }))
-}
-
-async fn v3_root(headers: HeaderMap) -> Json<Value> {
-    let base = base_url(&headers);
-    Json(json!({ "links": { "self": { "href": format!("{base}/v3") } } }))
 }
 
 /// UAA's `/login` info: what a login prompt asks for.

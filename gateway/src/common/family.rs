@@ -11,6 +11,8 @@ pub enum Family {
     Receptor,
     /// Flotilla, under `/api/v1` and `/api/v6`: `{"error"}`.
     Flotilla,
+    /// Cloud Foundry V3, under `/v3`: `{"errors": [{"detail", "title", "code"}]}`.
+    Cf,
 }
 
 impl Family {
@@ -21,6 +23,8 @@ impl Family {
             Some(Family::Receptor)
         } else if under("/api/v1") || under("/api/v6") {
             Some(Family::Flotilla)
+        } else if under("/v3") {
+            Some(Family::Cf)
         } else {
             None
         }
@@ -31,6 +35,11 @@ impl Family {
         let body = match self {
             Family::Receptor => serde_json::json!({ "name": name, "message": message }),
             Family::Flotilla => serde_json::json!({ "error": message }),
+            Family::Cf => {
+                let mut e = crate::cf::error::CfError::for_status(status, message);
+                e.retry_after_ms = retry_after_s.unwrap_or(0).saturating_mul(1000);
+                return axum::response::IntoResponse::into_response(e);
+            }
         };
         self.challenge(json_error(
             status,
@@ -58,6 +67,8 @@ impl Family {
             (Family::Receptor, true) => "/capstan.v1.ControlPlane/DesireLrp",
             (Family::Flotilla, false) => "/capstan.v1.TaskService/ListTaskDefinitions",
             (Family::Flotilla, true) => "/capstan.v1.TaskService/CreateTaskDefinition",
+            (Family::Cf, false) => "/capstan.v1.CfService/List",
+            (Family::Cf, true) => "/capstan.v1.CfService/ScaleProcess",
         }
     }
 }

@@ -380,9 +380,58 @@ fn list(views: &Views, r: &pb::ListCfRequest) -> Result<pb::CfListPage, Status> 
             for p in &mut page.processes {
                 p.command = COMMAND_HIDDEN_IN_LISTS.into();
             }
+            if q.embed_instances {
+                let now = capstan_raft::node::unix_now_ns();
+                for p in &page.processes {
+                    let (instances, _) = instance_stats(views, p, now)?;
+                    page.process_instances.push(pb::CfProcessInstances {
+                        process_guid: p.guid.clone(),
+                        instances,
+                    });
+                }
+            }
         }
     }
     Ok(page)
+}
+
+/// A process's instances as stats report them, without usage (§3.1), and the ActualLRPs behind
+/// them.
+fn instance_stats(
+    views: &Views,
+    p: &pb::CfProcess,
+    now: i64,
+) -> Result<(Vec<pb::CfInstanceStats>, Vec<pb::ActualLrp>), Status> {
+    let lrp = rules::process_guid(p);
+    let desired = views.get_desired(&lrp).map_err(errors::storage)?;
+    let actuals: Vec<pb::ActualLrp> = views
+        .actual_lrps(None, Some(&lrp))
+        .collect::<Result<_, _>>()
+        .map_err(errors::storage)?;
+    let states = rules::instance_states(p.instances, desired.is_some(), &actuals);
+    let found: Vec<pb::ActualLrp> = states.iter().filter_map(|s| s.actual.clone()).collect();
+    let instances = states
+        .into_iter()
+        .map(|s| match s.actual {
+            Some(a) => pb::CfInstanceStats {
+                index: s.index,
+                instance_guid: a.instance_guid.clone(),
+                state: s.state.into(),
+                host: a.address.clone(),
+                ports: a.ports.clone(),
+                uptime: (now - a.since).max(0) / 1_000_000_000,
+                details: a.placement_error.clone(),
+                usage: None,
+                found: true,
+            },
+            None => pb::CfInstanceStats {
+                index: s.index,
+                state: s.state.into(),
+                ..Default::default()
+            },
+        })
+        .collect();
+    Ok((instances, found))
 }
 
 /// A process by guid, or by app and type (404 `App not found` / `Process not found`).
@@ -688,48 +737,31 @@ impl CfService for CfServiceImpl {
 
     async fn process_stats(&self, req: Request<pb::CfProcessRef>) -> Result<Response<pb::CfProcessStats>, Status> {
         let fwd = is_forwarded(&req);
+        let secrets = sees_secrets(&req);
         let r = req.into_inner();
         if let Served::Leader(addr) = self.fwd.read_barrier(r.consistency, fwd).await? {
-            return on_leader!(self.fwd, addr, CfServiceClient, process_stats, r);
+            let mut stats = on_leader!(self.fwd, addr, CfServiceClient, process_stats, r)?.into_inner();
+            if let Some(p) = stats.process.as_mut().filter(|_| !secrets) {
+                p.command = COMMAND_HIDDEN.into();
+            }
+            return Ok(Response::new(stats));
         }
         let views = self.views();
-        let p = resolve(views, &r)?;
-        let lrp = rules::process_guid(&p);
-        let desired = views.get_desired(&lrp).map_err(errors::storage)?;
-        let actuals: Vec<pb::ActualLrp> = views
-            .actual_lrps(None, Some(&lrp))
-            .collect::<Result<_, _>>()
-            .map_err(errors::storage)?;
-        let states = rules::instance_states(p.instances, desired.is_some(), &actuals);
-        let found: Vec<pb::ActualLrp> = states.iter().filter_map(|s| s.actual.clone()).collect();
-        let (usage, complete) = self.usage(&found).await;
+        let mut p = resolve(views, &r)?;
         let now = capstan_raft::node::unix_now_ns();
-        let instances = states
-            .into_iter()
-            .map(|s| match s.actual {
-                Some(a) => pb::CfInstanceStats {
-                    index: s.index,
-                    instance_guid: a.instance_guid.clone(),
-                    state: s.state.into(),
-                    host: a.address.clone(),
-                    ports: a.ports.clone(),
-                    uptime: (now - a.since).max(0) / 1_000_000_000,
-                    details: a.placement_error.clone(),
-                    usage: usage.get(&a.instance_guid).map(|u| pb::CfUsage {
-                        time_unix_ns: u.time_unix_ns,
-                        cpu: u.cpu,
-                        mem_bytes: u.mem_bytes,
-                        disk_bytes: u.disk_bytes,
-                    }),
-                    found: true,
-                },
-                None => pb::CfInstanceStats {
-                    index: s.index,
-                    state: s.state.into(),
-                    ..Default::default()
-                },
-            })
-            .collect();
+        let (mut instances, found) = instance_stats(views, &p, now)?;
+        let (usage, complete) = self.usage(&found).await;
+        for i in &mut instances {
+            i.usage = usage.get(&i.instance_guid).map(|u| pb::CfUsage {
+                time_unix_ns: u.time_unix_ns,
+                cpu: u.cpu,
+                mem_bytes: u.mem_bytes,
+                disk_bytes: u.disk_bytes,
+            });
+        }
+        if !secrets {
+            p.command = COMMAND_HIDDEN.into();
+        }
         Ok(Response::new(pb::CfProcessStats {
             process: Some(p),
             instances,

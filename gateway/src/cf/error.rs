@@ -1,0 +1,154 @@
+//! Cloud Foundry's error envelope (spec §4.3): `{"errors": [{"detail", "title", "code"}]}` with
+//! CF's titles and codes, from a node's `ErrorDetail` or the gateway's own refusals.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use capstan_proto::pb::ErrorKind;
+
+use crate::common::family::json_error;
+use crate::common::node_error::NodeError;
+
+#[derive(Debug)]
+pub struct CfError {
+    pub status: StatusCode,
+    pub title: &'static str,
+    pub code: u32,
+    pub detail: String,
+    pub retry_after_ms: u32,
+}
+
+impl CfError {
+    pub fn new(status: StatusCode, title: &'static str, code: u32, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            title,
+            code,
+            detail: detail.into(),
+            retry_after_ms: 0,
+        }
+    }
+
+    /// 404 CF-ResourceNotFound (`Process not found`, `App not found`, `Instance not found`).
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "CF-ResourceNotFound", 10010, detail)
+    }
+
+    /// 422 CF-UnprocessableEntity: body or model validation.
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "CF-UnprocessableEntity",
+            10008,
+            detail,
+        )
+    }
+
+    /// 400 CF-BadQueryParameter.
+    pub fn bad_query(message: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "CF-BadQueryParameter",
+            10005,
+            format!("The query parameter is invalid: {message}"),
+        )
+    }
+
+    /// 400 CF-MessageParseError: a body that is not what the route reads.
+    pub fn parse_error(what: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "CF-MessageParseError",
+            1001,
+            format!("Request invalid due to parse error: {what}"),
+        )
+    }
+
+    /// An answer in CF's shape for a status the shared layers or the auth check produced.
+    pub fn for_status(status: StatusCode, message: &str) -> Self {
+        match status {
+            StatusCode::UNAUTHORIZED => Self::new(status, "CF-NotAuthenticated", 10002, "Authentication error"),
+            StatusCode::FORBIDDEN => Self::new(
+                status,
+                "CF-NotAuthorized",
+                10003,
+                "You are not authorized to perform the requested action",
+            ),
+            StatusCode::NOT_FOUND => Self::not_found(message),
+            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => Self {
+                status,
+                ..Self::parse_error(message)
+            },
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT | StatusCode::REQUEST_TIMEOUT => {
+                Self::new(status, "CF-ServiceUnavailable", 10015, message)
+            }
+            _ => Self::new(status, "UnknownError", 10001, "An unknown error occurred."),
+        }
+    }
+
+    pub fn body(&self) -> String {
+        serde_json::json!({
+            "errors": [{ "detail": self.detail, "title": self.title, "code": self.code }]
+        })
+        .to_string()
+    }
+}
+
+impl From<crate::common::body::BodyError> for CfError {
+    fn from(e: crate::common::body::BodyError) -> Self {
+        use crate::common::body::BodyError as B;
+        match e {
+            B::TooLarge => Self {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                ..Self::parse_error("the request body is larger than the limit")
+            },
+            B::Timeout => Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "CF-ServiceUnavailable",
+                10015,
+                "the request body stalled",
+            ),
+            B::Read(m) | B::Json(m) => Self::parse_error(&m),
+        }
+    }
+}
+
+impl From<tonic::Status> for CfError {
+    fn from(s: tonic::Status) -> Self {
+        let e = NodeError::from(s);
+        let mut err = match e.kind {
+            ErrorKind::CfNotFound => Self::not_found(e.message),
+            ErrorKind::CfUnprocessable => Self::unprocessable(e.message),
+            ErrorKind::CfBadQuery => Self::new(StatusCode::BAD_REQUEST, "CF-BadQueryParameter", 10005, e.message),
+            ErrorKind::Unauthenticated => Self::for_status(StatusCode::UNAUTHORIZED, ""),
+            ErrorKind::InvalidToken => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "CF-InvalidAuthToken",
+                1000,
+                "Invalid Auth Token",
+            ),
+            ErrorKind::Forbidden => Self::for_status(StatusCode::FORBIDDEN, ""),
+            ErrorKind::Unavailable => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "CF-ServiceUnavailable",
+                10015,
+                e.message,
+            ),
+            ErrorKind::InsufficientStorage => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "CF-ServiceUnavailable",
+                10015,
+                e.message,
+            ),
+            // Other families' kinds never come from a CF call; anything else is CF's unknown error.
+            _ => Self::for_status(StatusCode::INTERNAL_SERVER_ERROR, ""),
+        };
+        err.retry_after_ms = e.retry_after_ms;
+        err
+    }
+}
+
+impl IntoResponse for CfError {
+    fn into_response(self) -> Response {
+        json_error(self.status, self.body(), self.retry_after_ms)
+    }
+}

@@ -1,0 +1,236 @@
+//! CF's app manifest (YAML) for `apply_manifest`: `applications[]` with `name`, `docker.image`,
+//! `processes[]` (`type`, `command`, `instances`, `memory`, `disk_quota`, `health-check-type`,
+//! `health-check-http-endpoint`, `health-check-invocation-timeout`, `timeout`), and the same keys
+//! at the top of an application as the shorthand for its `web` process. Sizes take CF's units
+//! (`256M`, `1G`, `512MB`; a bare number is megabytes). Keys Capstan does not act on (routes,
+//! buildpacks, env, services …) are ignored, as CF ignores keys it does not know.
+//!
+//! YAML is read with `serde_norway` (a maintained fork of the archived `serde_yaml`, with the same
+//! API and no unsafe code of its own), chosen over `serde_yml` for its maintenance record.
+
+use capstan_proto::pb;
+use serde::Deserialize;
+
+use super::error::CfError;
+
+#[derive(Deserialize)]
+struct Manifest {
+    #[serde(default)]
+    applications: Option<Vec<App>>,
+}
+
+#[derive(Deserialize, Default)]
+struct Docker {
+    image: Option<String>,
+}
+
+/// The per-process keys, at a process or (for web) at the top of an application.
+#[derive(Deserialize, Default, Clone)]
+struct ProcessKeys {
+    command: Option<String>,
+    instances: Option<serde_norway::Value>,
+    memory: Option<serde_norway::Value>,
+    disk_quota: Option<serde_norway::Value>,
+    #[serde(rename = "health-check-type")]
+    health_check_type: Option<String>,
+    #[serde(rename = "health-check-http-endpoint")]
+    health_check_http_endpoint: Option<String>,
+    #[serde(rename = "health-check-invocation-timeout")]
+    health_check_invocation_timeout: Option<serde_norway::Value>,
+    timeout: Option<serde_norway::Value>,
+}
+
+#[derive(Deserialize)]
+struct App {
+    name: Option<String>,
+    docker: Option<Docker>,
+    #[serde(default)]
+    processes: Vec<Process>,
+    #[serde(flatten)]
+    web: ProcessKeys,
+}
+
+#[derive(Deserialize)]
+struct Process {
+    #[serde(rename = "type")]
+    process_type: Option<String>,
+    #[serde(flatten)]
+    keys: ProcessKeys,
+}
+
+/// A size in megabytes from CF's notation.
+fn megabytes(v: &serde_norway::Value, what: &str) -> Result<i32, String> {
+    let unit_error = || format!("{what} must use a supported unit: B, K, KB, M, MB, G, GB, T, or TB");
+    let text = match v {
+        serde_norway::Value::Number(n) => return n.as_i64().and_then(|n| i32::try_from(n).ok()).ok_or_else(unit_error),
+        serde_norway::Value::String(s) => s.trim().to_ascii_uppercase(),
+        _ => return Err(unit_error()),
+    };
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: i64 = digits.parse().map_err(|_| unit_error())?;
+    let mb = match unit.trim() {
+        "" | "M" | "MB" => n,
+        "G" | "GB" => n * 1024,
+        "T" | "TB" => n * 1024 * 1024,
+        "K" | "KB" => n / 1024,
+        "B" => n / (1024 * 1024),
+        _ => return Err(unit_error()),
+    };
+    i32::try_from(mb).map_err(|_| format!("{what} is too large"))
+}
+
+fn int(v: &serde_norway::Value, what: &str) -> Result<i32, String> {
+    match v {
+        serde_norway::Value::Number(n) => n.as_i64().and_then(|n| i32::try_from(n).ok()),
+        serde_norway::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| format!("{what} must be an integer"))
+}
+
+fn process(process_type: &str, k: &ProcessKeys) -> Result<pb::CfManifestProcess, String> {
+    let opt = |v: &Option<serde_norway::Value>, f: &dyn Fn(&serde_norway::Value) -> Result<i32, String>| {
+        v.as_ref().map(f).transpose()
+    };
+    Ok(pb::CfManifestProcess {
+        r#type: process_type.to_owned(),
+        command: k.command.clone(),
+        instances: opt(&k.instances, &|v| int(v, "Instances"))?,
+        memory_in_mb: opt(&k.memory, &|v| megabytes(v, "Memory"))?,
+        disk_in_mb: opt(&k.disk_quota, &|v| megabytes(v, "Disk quota"))?,
+        health_check_type: k.health_check_type.clone(),
+        health_check_http_endpoint: k.health_check_http_endpoint.clone(),
+        timeout: opt(&k.timeout, &|v| int(v, "Timeout"))?,
+        health_check_invocation_timeout: opt(&k.health_check_invocation_timeout, &|v| {
+            int(v, "Health check invocation timeout")
+        })?,
+    })
+}
+
+/// Fills the keys `top` has and `p` lacks (a `processes` entry wins over the shorthand).
+fn merged(p: &ProcessKeys, top: &ProcessKeys) -> ProcessKeys {
+    ProcessKeys {
+        command: p.command.clone().or_else(|| top.command.clone()),
+        instances: p.instances.clone().or_else(|| top.instances.clone()),
+        memory: p.memory.clone().or_else(|| top.memory.clone()),
+        disk_quota: p.disk_quota.clone().or_else(|| top.disk_quota.clone()),
+        health_check_type: p.health_check_type.clone().or_else(|| top.health_check_type.clone()),
+        health_check_http_endpoint: p
+            .health_check_http_endpoint
+            .clone()
+            .or_else(|| top.health_check_http_endpoint.clone()),
+        health_check_invocation_timeout: p
+            .health_check_invocation_timeout
+            .clone()
+            .or_else(|| top.health_check_invocation_timeout.clone()),
+        timeout: p.timeout.clone().or_else(|| top.timeout.clone()),
+    }
+}
+
+fn has_any(k: &ProcessKeys) -> bool {
+    k.command.is_some()
+        || k.instances.is_some()
+        || k.memory.is_some()
+        || k.disk_quota.is_some()
+        || k.health_check_type.is_some()
+        || k.health_check_http_endpoint.is_some()
+        || k.health_check_invocation_timeout.is_some()
+        || k.timeout.is_some()
+}
+
+/// The manifest as the node's `ApplyCfManifest` for a space.
+pub fn parse(yaml: &[u8], space_guid: &str) -> Result<pb::ApplyCfManifest, CfError> {
+    let m: Manifest =
+        serde_norway::from_slice(yaml).map_err(|e| CfError::parse_error(&format!("invalid manifest: {e}")))?;
+    let Some(apps) = m.applications.filter(|a| !a.is_empty()) else {
+        return Err(CfError::unprocessable("Applications must have at least 1 application"));
+    };
+    let mut out = pb::ApplyCfManifest {
+        space_guid: space_guid.to_owned(),
+        applications: Vec::with_capacity(apps.len()),
+    };
+    for a in apps {
+        let name = a.name.clone().unwrap_or_default();
+        if name.is_empty() {
+            return Err(CfError::unprocessable("Name must not be empty"));
+        }
+        let fail = |e: String| CfError::unprocessable(format!("For application '{name}': {e}"));
+        let mut processes = Vec::new();
+        let mut web_listed = false;
+        for p in &a.processes {
+            let t = p.process_type.clone().unwrap_or_default();
+            let keys = if t == "web" {
+                web_listed = true;
+                merged(&p.keys, &a.web)
+            } else {
+                p.keys.clone()
+            };
+            processes.push(process(&t, &keys).map_err(|e| fail(format!("Process \"{t}\": {e}")))?);
+        }
+        if !web_listed && has_any(&a.web) {
+            processes.insert(0, process("web", &a.web).map_err(fail)?);
+        }
+        out.applications.push(pb::CfManifestApp {
+            name: name.clone(),
+            docker_image: a.docker.and_then(|d| d.image),
+            processes,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_and_the_web_shorthand() {
+        let yaml = br#"
+applications:
+- name: shop
+  memory: 256M
+  instances: 2
+  command: python3 -m http.server $PORT
+  routes: [{route: shop.example.com}]
+  processes:
+  - type: worker
+    command: ./work
+    instances: 1
+    memory: 1G
+    disk_quota: 512MB
+    health-check-type: process
+- name: img
+  docker: {image: busybox}
+  processes:
+  - type: web
+    command: httpd -f
+    health-check-type: http
+    health-check-http-endpoint: /health
+    timeout: 30
+"#;
+        let m = parse(yaml, "s1").unwrap();
+        assert_eq!(m.applications.len(), 2);
+        let shop = &m.applications[0];
+        assert_eq!(shop.processes[0].r#type, "web");
+        assert_eq!(shop.processes[0].memory_in_mb, Some(256));
+        assert_eq!(shop.processes[0].instances, Some(2));
+        assert_eq!(shop.processes[1].memory_in_mb, Some(1024));
+        assert_eq!(shop.processes[1].disk_in_mb, Some(512));
+        let img = &m.applications[1];
+        assert_eq!(img.docker_image.as_deref(), Some("busybox"));
+        assert_eq!(img.processes[0].health_check_http_endpoint.as_deref(), Some("/health"));
+        assert_eq!(img.processes[0].timeout, Some(30));
+    }
+
+    #[test]
+    fn bad_manifests_get_cf_errors() {
+        assert_eq!(parse(b"applications: [", "s").unwrap_err().code, 1001);
+        assert_eq!(parse(b"applications: []", "s").unwrap_err().status.as_u16(), 422);
+        let e = parse(b"applications:\n- name: a\n  memory: 12Q\n", "s").unwrap_err();
+        assert_eq!(
+            e.detail,
+            "For application 'a': Memory must use a supported unit: B, K, KB, M, MB, G, GB, T, or TB"
+        );
+    }
+}

@@ -1,0 +1,612 @@
+//! Cloud Foundry's V3 API (seed 001 and spec/cf_v3_processes.md), under `/v3`: the 12 process
+//! operations in their global and app-scoped forms plus `process_instances`, and the resources
+//! that own processes — organizations, spaces, apps (start, stop), `apply_manifest` and jobs.
+//! Every handler makes exactly one gRPC call (`CfService`); JSON shapes are in `present.rs`,
+//! bodies in `request.rs`, the manifest in `manifest.rs`, links in `query.rs`, errors in
+//! `error.rs` (CF's `errors[]` envelope).
+
+pub mod error;
+pub mod manifest;
+pub mod present;
+pub mod query;
+pub mod request;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use capstan_proto::pb::{self, CfKind};
+use serde_json::{json, Value};
+
+use crate::common::body;
+use crate::common::extract::FamilyPath;
+use crate::uaa::base_url;
+use crate::Gateway;
+use error::CfError;
+
+type Result<T> = std::result::Result<T, CfError>;
+
+pub fn routes() -> Router<Gateway> {
+    Router::new()
+        .route("/", get(v3_root))
+        .route("/organizations", get(list_organizations).post(create_organization))
+        .route(
+            "/organizations/{guid}",
+            get(get_organization)
+                .patch(update_organization)
+                .delete(delete_organization),
+        )
+        .route("/spaces", get(list_spaces).post(create_space))
+        .route(
+            "/spaces/{guid}",
+            get(get_space).patch(update_space).delete(delete_space),
+        )
+        .route("/spaces/{guid}/actions/apply_manifest", post(apply_manifest))
+        .route("/apps", get(list_apps).post(create_app))
+        .route("/apps/{guid}", get(get_app).patch(update_app).delete(delete_app))
+        .route("/apps/{guid}/actions/start", post(start_app))
+        .route("/apps/{guid}/actions/stop", post(stop_app))
+        .route("/apps/{guid}/processes", get(list_app_processes))
+        .route(
+            "/apps/{guid}/processes/{type}",
+            get(get_app_process).patch(update_app_process),
+        )
+        .route("/apps/{guid}/processes/{type}/stats", get(app_process_stats))
+        .route("/apps/{guid}/processes/{type}/actions/scale", post(scale_app_process))
+        .route(
+            "/apps/{guid}/processes/{type}/instances/{index}",
+            delete(terminate_app_process),
+        )
+        .route("/jobs/{guid}", get(get_job))
+        .route("/processes", get(list_processes))
+        .route("/processes/{guid}", get(get_process).patch(update_process))
+        .route("/processes/{guid}/stats", get(process_stats))
+        .route("/processes/{guid}/process_instances", get(process_instances))
+        .route("/processes/{guid}/actions/scale", post(scale_process))
+        .route("/processes/{guid}/instances/{index}", delete(terminate_process))
+        .fallback(unknown_request)
+}
+
+/// No such route under `/v3`: CF's 404 CF-NotFound.
+async fn unknown_request() -> CfError {
+    CfError::new(StatusCode::NOT_FOUND, "CF-NotFound", 10000, "Unknown request")
+}
+
+async fn v3_root(headers: HeaderMap) -> Json<Value> {
+    let base = base_url(&headers);
+    let link = |path: &str| json!({ "href": format!("{base}/v3{path}") });
+    Json(json!({
+        "links": {
+            "self": link(""),
+            "apps": link("/apps"),
+            "jobs": link("/jobs"),
+            "organizations": link("/organizations"),
+            "processes": link("/processes"),
+            "spaces": link("/spaces"),
+        }
+    }))
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// 202 with the job's `Location` (CF's asynchronous answer; Capstan's jobs are already finished).
+fn accepted(base: &str, job: &pb::CfJob) -> Response {
+    let mut resp = StatusCode::ACCEPTED.into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("{base}/v3/jobs/{}", job.guid)) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+async fn object(body: Body) -> Result<serde_json::Map<String, Value>> {
+    let bytes = body::read(body).await?;
+    request::object(&bytes)
+}
+
+// --- lists -------------------------------------------------------------------------------
+
+async fn list(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    kind: CfKind,
+    app_guid: &str,
+    raw: Option<String>,
+) -> Result<Response> {
+    let query = query::pairs(raw.as_deref());
+    let page = gw
+        .cf
+        .clone()
+        .list(pb::ListCfRequest {
+            kind: kind as i32,
+            query: query.clone(),
+            app_guid: app_guid.to_owned(),
+            consistency: 0,
+        })
+        .await?
+        .into_inner();
+    let base = base_url(headers);
+    let path = match kind {
+        CfKind::Organization => "/v3/organizations".to_owned(),
+        CfKind::Space => "/v3/spaces".to_owned(),
+        CfKind::App => "/v3/apps".to_owned(),
+        _ if app_guid.is_empty() => "/v3/processes".to_owned(),
+        _ => format!("/v3/apps/{app_guid}/processes"),
+    };
+    let now = now_ns();
+    let resources: Vec<Value> = match kind {
+        CfKind::Organization => page
+            .organizations
+            .iter()
+            .map(|o| present::organization(&base, o))
+            .collect(),
+        CfKind::Space => page.spaces.iter().map(|s| present::space(&base, s)).collect(),
+        CfKind::App => page.apps.iter().map(|a| present::app(&base, a)).collect(),
+        _ => page
+            .processes
+            .iter()
+            .map(|p| {
+                let embedded = page
+                    .process_instances
+                    .iter()
+                    .find(|e| e.process_guid == p.guid)
+                    .map(|e| e.instances.as_slice());
+                let embedded = embedded.or(if page.process_instances.is_empty() {
+                    None
+                } else {
+                    Some(&[])
+                });
+                present::process(&base, p, embedded, now)
+            })
+            .collect(),
+    };
+    let pagination = query::pagination(&base, &path, &query, &page);
+    Ok(Json(json!({ "pagination": pagination, "resources": resources })).into_response())
+}
+
+async fn list_organizations(State(gw): State<Gateway>, headers: HeaderMap, RawQuery(q): RawQuery) -> Result<Response> {
+    list(&gw, &headers, CfKind::Organization, "", q).await
+}
+
+async fn list_spaces(State(gw): State<Gateway>, headers: HeaderMap, RawQuery(q): RawQuery) -> Result<Response> {
+    list(&gw, &headers, CfKind::Space, "", q).await
+}
+
+async fn list_apps(State(gw): State<Gateway>, headers: HeaderMap, RawQuery(q): RawQuery) -> Result<Response> {
+    list(&gw, &headers, CfKind::App, "", q).await
+}
+
+async fn list_processes(State(gw): State<Gateway>, headers: HeaderMap, RawQuery(q): RawQuery) -> Result<Response> {
+    list(&gw, &headers, CfKind::Process, "", q).await
+}
+
+async fn list_app_processes(
+    State(gw): State<Gateway>,
+    headers: HeaderMap,
+    FamilyPath(guid): FamilyPath<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
+    list(&gw, &headers, CfKind::Process, &guid, q).await
+}
+
+// --- organizations, spaces, apps -----------------------------------------------------------
+
+async fn get_resource(gw: &Gateway, headers: &HeaderMap, kind: CfKind, guid: String) -> Result<Response> {
+    let r = gw
+        .cf
+        .clone()
+        .get_resource(pb::CfGetRequest {
+            kind: kind as i32,
+            guid,
+            consistency: 0,
+        })
+        .await?
+        .into_inner();
+    Ok(Json(resource(&base_url(headers), r)).into_response())
+}
+
+fn resource(base: &str, r: pb::CfResource) -> Value {
+    use pb::cf_resource::Kind as R;
+    match r.kind {
+        Some(R::Organization(o)) => present::organization(base, &o),
+        Some(R::Space(s)) => present::space(base, &s),
+        Some(R::App(a)) => present::app(base, &a),
+        Some(R::Process(p)) => present::process(base, &p, None, now_ns()),
+        None => Value::Null,
+    }
+}
+
+async fn get_organization(
+    State(gw): State<Gateway>,
+    h: HeaderMap,
+    FamilyPath(g): FamilyPath<String>,
+) -> Result<Response> {
+    get_resource(&gw, &h, CfKind::Organization, g).await
+}
+
+async fn get_space(State(gw): State<Gateway>, h: HeaderMap, FamilyPath(g): FamilyPath<String>) -> Result<Response> {
+    get_resource(&gw, &h, CfKind::Space, g).await
+}
+
+async fn get_app(State(gw): State<Gateway>, h: HeaderMap, FamilyPath(g): FamilyPath<String>) -> Result<Response> {
+    get_resource(&gw, &h, CfKind::App, g).await
+}
+
+async fn create_organization(State(gw): State<Gateway>, h: HeaderMap, b: Body) -> Result<Response> {
+    let o = object(b).await?;
+    let req = pb::CreateCfOrganization {
+        name: request::name(&o)?,
+        metadata: request::metadata(&o)?,
+    };
+    let org = gw.cf.clone().create_organization(req).await?.into_inner();
+    Ok((StatusCode::CREATED, Json(present::organization(&base_url(&h), &org))).into_response())
+}
+
+async fn create_space(State(gw): State<Gateway>, h: HeaderMap, b: Body) -> Result<Response> {
+    let o = object(b).await?;
+    let req = pb::CreateCfSpace {
+        name: request::name(&o)?,
+        organization_guid: request::relationship(&o, "organization")?,
+        metadata: request::metadata(&o)?,
+    };
+    let space = gw.cf.clone().create_space(req).await?.into_inner();
+    Ok((StatusCode::CREATED, Json(present::space(&base_url(&h), &space))).into_response())
+}
+
+async fn create_app(State(gw): State<Gateway>, h: HeaderMap, b: Body) -> Result<Response> {
+    let o = object(b).await?;
+    let req = pb::CreateCfApp {
+        name: request::name(&o)?,
+        space_guid: request::relationship(&o, "space")?,
+        docker_image: String::new(),
+        metadata: request::metadata(&o)?,
+    };
+    let app = gw.cf.clone().create_app(req).await?.into_inner();
+    Ok((StatusCode::CREATED, Json(present::app(&base_url(&h), &app))).into_response())
+}
+
+async fn update(gw: &Gateway, h: &HeaderMap, kind: CfKind, guid: String, b: Body) -> Result<Response> {
+    let o = object(b).await?;
+    let req = request::update_resource(&o, kind, &guid)?;
+    let r = gw.cf.clone().update_resource(req).await?.into_inner();
+    Ok(Json(resource(&base_url(h), r)).into_response())
+}
+
+async fn update_organization(
+    State(gw): State<Gateway>,
+    h: HeaderMap,
+    FamilyPath(g): FamilyPath<String>,
+    b: Body,
+) -> Result<Response> {
+    update(&gw, &h, CfKind::Organization, g, b).await
+}
+
+async fn update_space(
+    State(gw): State<Gateway>,
+    h: HeaderMap,
+    FamilyPath(g): FamilyPath<String>,
+    b: Body,
+) -> Result<Response> {
+    update(&gw, &h, CfKind::Space, g, b).await
+}
+
+async fn update_app(
+    State(gw): State<Gateway>,
+    h: HeaderMap,
+    FamilyPath(g): FamilyPath<String>,
+    b: Body,
+) -> Result<Response> {
+    update(&gw, &h, CfKind::App, g, b).await
+}
+
+async fn remove(gw: &Gateway, h: &HeaderMap, kind: CfKind, guid: String) -> Result<Response> {
+    let job = gw
+        .cf
+        .clone()
+        .delete_resource(pb::DeleteCfResource {
+            kind: kind as i32,
+            guid,
+        })
+        .await?
+        .into_inner();
+    Ok(accepted(&base_url(h), &job))
+}
+
+async fn delete_organization(
+    State(gw): State<Gateway>,
+    h: HeaderMap,
+    FamilyPath(g): FamilyPath<String>,
+) -> Result<Response> {
+    remove(&gw, &h, CfKind::Organization, g).await
+}
+
+async fn delete_space(State(gw): State<Gateway>, h: HeaderMap, FamilyPath(g): FamilyPath<String>) -> Result<Response> {
+    remove(&gw, &h, CfKind::Space, g).await
+}
+
+async fn delete_app(State(gw): State<Gateway>, h: HeaderMap, FamilyPath(g): FamilyPath<String>) -> Result<Response> {
+    remove(&gw, &h, CfKind::App, g).await
+}
+
+async fn set_state(gw: &Gateway, h: &HeaderMap, app_guid: String, started: bool) -> Result<Response> {
+    let app = gw
+        .cf
+        .clone()
+        .set_app_state(pb::SetCfAppState { app_guid, started })
+        .await?
+        .into_inner();
+    Ok(Json(present::app(&base_url(h), &app)).into_response())
+}
+
+async fn start_app(State(gw): State<Gateway>, h: HeaderMap, FamilyPath(g): FamilyPath<String>) -> Result<Response> {
+    set_state(&gw, &h, g, true).await
+}
+
+async fn stop_app(State(gw): State<Gateway>, h: HeaderMap, FamilyPath(g): FamilyPath<String>) -> Result<Response> {
+    set_state(&gw, &h, g, false).await
+}
+
+async fn apply_manifest(
+    State(gw): State<Gateway>,
+    h: HeaderMap,
+    FamilyPath(space): FamilyPath<String>,
+    b: Body,
+) -> Result<Response> {
+    let bytes = body::read(b).await?;
+    let req = manifest::parse(&bytes, &space)?;
+    let job = gw.cf.clone().apply_manifest(req).await?.into_inner();
+    Ok(accepted(&base_url(&h), &job))
+}
+
+async fn get_job(State(gw): State<Gateway>, h: HeaderMap, FamilyPath(guid): FamilyPath<String>) -> Result<Response> {
+    let job = gw
+        .cf
+        .clone()
+        .get_job(pb::CfJobRequest { guid, consistency: 0 })
+        .await?
+        .into_inner();
+    Ok(Json(present::job(&base_url(&h), &job)).into_response())
+}
+
+// --- processes ----------------------------------------------------------------------------
+
+fn by_guid(guid: String) -> pb::CfProcessRef {
+    pb::CfProcessRef {
+        guid,
+        ..Default::default()
+    }
+}
+
+fn by_app(app_guid: String, process_type: String) -> pb::CfProcessRef {
+    pb::CfProcessRef {
+        app_guid,
+        r#type: process_type,
+        ..Default::default()
+    }
+}
+
+/// The single-process query: only `embed=process_instances` (spec §1.4).
+fn embed_of(raw: Option<&str>) -> std::result::Result<bool, String> {
+    let mut embed = false;
+    for p in query::pairs(raw) {
+        if p.key != "embed" {
+            return Err(format!(
+                "Unknown query parameter(s): '{}'. Valid parameters are: 'embed'",
+                p.key
+            ));
+        }
+        for item in p.value.split(',').map(query::decode) {
+            if item != "process_instances" {
+                return Err(format!(
+                    "Invalid embedded resource: '{item}'. Valid embedded resources are: 'process_instances'"
+                ));
+            }
+            if embed {
+                return Err("Duplicate embedded resource: 'process_instances'".into());
+            }
+            embed = true;
+        }
+    }
+    Ok(embed)
+}
+
+async fn show(gw: &Gateway, h: &HeaderMap, r: pb::CfProcessRef, raw: Option<String>) -> Result<Response> {
+    let base = base_url(h);
+    match embed_of(raw.as_deref()) {
+        Ok(true) => {
+            let stats = gw.cf.clone().process_stats(r).await?.into_inner();
+            let p = stats.process.clone().unwrap_or_default();
+            Ok(Json(present::process(&base, &p, Some(&stats.instances), now_ns())).into_response())
+        }
+        // The lookup (404) comes before the query's validation (400), as CF's before_action does.
+        embed => {
+            let p = gw.cf.clone().get_process(r).await?.into_inner();
+            if let Err(message) = embed {
+                return Err(CfError::bad_query(&message));
+            }
+            Ok(Json(present::process(&base, &p, None, now_ns())).into_response())
+        }
+    }
+}
+
+async fn get_process(
+    State(gw): State<Gateway>,
+    h: HeaderMap,
+    FamilyPath(g): FamilyPath<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
+    show(&gw, &h, by_guid(g), q).await
+}
+
+async fn get_app_process(
+    State(gw): State<Gateway>,
+    h: HeaderMap,
+    FamilyPath((app, t)): FamilyPath<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
+    show(&gw, &h, by_app(app, t), q).await
+}
+
+async fn patch(gw: &Gateway, h: &HeaderMap, r: pb::CfProcessRef, b: Body) -> Result<Response> {
+    let o = object(b).await?;
+    let update = request::update_process(&o)?;
+    let p = gw
+        .cf
+        .clone()
+        .update_process(pb::UpdateCfProcessRequest {
+            process: Some(r),
+            update: Some(update),
+        })
+        .await?
+        .into_inner();
+    Ok(Json(present::process(&base_url(h), &p, None, now_ns())).into_response())
+}
+
+async fn update_process(
+    State(gw): State<Gateway>,
+    h: HeaderMap,
+    FamilyPath(g): FamilyPath<String>,
+    b: Body,
+) -> Result<Response> {
+    patch(&gw, &h, by_guid(g), b).await
+}
+
+async fn update_app_process(
+    State(gw): State<Gateway>,
+    h: HeaderMap,
+    FamilyPath((app, t)): FamilyPath<(String, String)>,
+    b: Body,
+) -> Result<Response> {
+    patch(&gw, &h, by_app(app, t), b).await
+}
+
+async fn scale(gw: &Gateway, h: &HeaderMap, r: pb::CfProcessRef, b: Body) -> Result<Response> {
+    let o = object(b).await?;
+    let scale = request::scale(&o)?;
+    let p = gw
+        .cf
+        .clone()
+        .scale_process(pb::ScaleCfProcessRequest {
+            process: Some(r),
+            scale: Some(scale),
+        })
+        .await?
+        .into_inner();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(present::process(&base_url(h), &p, None, now_ns())),
+    )
+        .into_response())
+}
+
+async fn scale_process(
+    State(gw): State<Gateway>,
+    h: HeaderMap,
+    FamilyPath(g): FamilyPath<String>,
+    b: Body,
+) -> Result<Response> {
+    scale(&gw, &h, by_guid(g), b).await
+}
+
+async fn scale_app_process(
+    State(gw): State<Gateway>,
+    h: HeaderMap,
+    FamilyPath((app, t)): FamilyPath<(String, String)>,
+    b: Body,
+) -> Result<Response> {
+    scale(&gw, &h, by_app(app, t), b).await
+}
+
+async fn terminate(gw: &Gateway, r: pb::CfProcessRef, index: String) -> Result<Response> {
+    gw.cf
+        .clone()
+        .terminate_instance(pb::TerminateCfInstanceRequest {
+            process: Some(r),
+            index,
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn terminate_process(
+    State(gw): State<Gateway>,
+    FamilyPath((g, i)): FamilyPath<(String, String)>,
+) -> Result<Response> {
+    terminate(&gw, by_guid(g), i).await
+}
+
+async fn terminate_app_process(
+    State(gw): State<Gateway>,
+    FamilyPath((app, t, i)): FamilyPath<(String, String, String)>,
+) -> Result<Response> {
+    terminate(&gw, by_app(app, t), i).await
+}
+
+async fn stats(gw: &Gateway, r: pb::CfProcessRef) -> Result<Response> {
+    let s = gw.cf.clone().process_stats(r).await?.into_inner();
+    let mut resp = Json(present::stats(&s, now_ns())).into_response();
+    if s.usage_unavailable {
+        resp.headers_mut().insert(
+            "x-cf-warnings",
+            HeaderValue::from_static("Stats+server+temporarily+unavailable."),
+        );
+    }
+    Ok(resp)
+}
+
+async fn process_stats(State(gw): State<Gateway>, FamilyPath(g): FamilyPath<String>) -> Result<Response> {
+    stats(&gw, by_guid(g)).await
+}
+
+async fn app_process_stats(
+    State(gw): State<Gateway>,
+    FamilyPath((app, t)): FamilyPath<(String, String)>,
+) -> Result<Response> {
+    stats(&gw, by_app(app, t)).await
+}
+
+async fn process_instances(
+    State(gw): State<Gateway>,
+    h: HeaderMap,
+    FamilyPath(g): FamilyPath<String>,
+) -> Result<Response> {
+    let s = gw.cf.clone().process_stats(by_guid(g.clone())).await?.into_inner();
+    let base = base_url(&h);
+    Ok(Json(json!({
+        "resources": present::process_instances(&s.instances, now_ns()),
+        "links": {
+            "self": { "href": format!("{base}/v3/processes/{g}/process_instances") },
+            "process": { "href": format!("{base}/v3/processes/{g}") },
+        }
+    }))
+    .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_process_queries_allow_only_embed() {
+        assert_eq!(embed_of(None), Ok(false));
+        assert_eq!(embed_of(Some("embed=process_instances")), Ok(true));
+        assert_eq!(
+            embed_of(Some("foo=1")),
+            Err("Unknown query parameter(s): 'foo'. Valid parameters are: 'embed'".into())
+        );
+        assert_eq!(
+            embed_of(Some("embed=foo")),
+            Err("Invalid embedded resource: 'foo'. Valid embedded resources are: 'process_instances'".into())
+        );
+        assert_eq!(
+            embed_of(Some("embed=process_instances,process_instances")),
+            Err("Duplicate embedded resource: 'process_instances'".into())
+        );
+    }
+}
