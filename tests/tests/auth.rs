@@ -20,6 +20,7 @@ enum Needs {
 enum Family {
     Receptor,
     Flotilla,
+    Cf,
 }
 
 /// Every REST route that reaches a node, with the scope it needs: (method, path template).
@@ -70,6 +71,43 @@ const ROUTES: &[(&str, &str, Needs)] = &[
     ("GET", "/api/v1/groups", Needs::Read),
     ("GET", "/api/v1/tags", Needs::Read),
     ("GET", "/api/v1/clusters", Needs::Read),
+    // Cloud Foundry V3 (/v3)
+    ("GET", "/v3/organizations", Needs::Read),
+    ("POST", "/v3/organizations", Needs::Write),
+    ("GET", "/v3/organizations/{guid}", Needs::Read),
+    ("PATCH", "/v3/organizations/{guid}", Needs::Write),
+    ("DELETE", "/v3/organizations/{guid}", Needs::Write),
+    ("GET", "/v3/spaces", Needs::Read),
+    ("POST", "/v3/spaces", Needs::Write),
+    ("GET", "/v3/spaces/{guid}", Needs::Read),
+    ("PATCH", "/v3/spaces/{guid}", Needs::Write),
+    ("DELETE", "/v3/spaces/{guid}", Needs::Write),
+    ("POST", "/v3/spaces/{guid}/actions/apply_manifest", Needs::Write),
+    ("GET", "/v3/apps", Needs::Read),
+    ("POST", "/v3/apps", Needs::Write),
+    ("GET", "/v3/apps/{guid}", Needs::Read),
+    ("PATCH", "/v3/apps/{guid}", Needs::Write),
+    ("DELETE", "/v3/apps/{guid}", Needs::Write),
+    ("POST", "/v3/apps/{guid}/actions/start", Needs::Write),
+    ("POST", "/v3/apps/{guid}/actions/stop", Needs::Write),
+    ("GET", "/v3/apps/{guid}/processes", Needs::Read),
+    ("GET", "/v3/apps/{guid}/processes/{type}", Needs::Read),
+    ("PATCH", "/v3/apps/{guid}/processes/{type}", Needs::Write),
+    ("GET", "/v3/apps/{guid}/processes/{type}/stats", Needs::Read),
+    ("POST", "/v3/apps/{guid}/processes/{type}/actions/scale", Needs::Write),
+    (
+        "DELETE",
+        "/v3/apps/{guid}/processes/{type}/instances/{index}",
+        Needs::Write,
+    ),
+    ("GET", "/v3/jobs/{guid}", Needs::Read),
+    ("GET", "/v3/processes", Needs::Read),
+    ("GET", "/v3/processes/{guid}", Needs::Read),
+    ("PATCH", "/v3/processes/{guid}", Needs::Write),
+    ("GET", "/v3/processes/{guid}/stats", Needs::Read),
+    ("GET", "/v3/processes/{guid}/process_instances", Needs::Read),
+    ("POST", "/v3/processes/{guid}/actions/scale", Needs::Write),
+    ("DELETE", "/v3/processes/{guid}/instances/{index}", Needs::Write),
 ];
 
 /// Routes that are open by design: what a client reads to log in.
@@ -132,6 +170,7 @@ fn the_matrix_covers_every_route_the_gateway_serves() {
     served.extend(routes_in(&read("receptor/mod.rs"), "/v1"));
     served.extend(routes_in(&read("flotilla/mod.rs"), "/api/v1"));
     served.extend(routes_in(&read("uaa.rs"), ""));
+    served.extend(routes_in(&read("cf/mod.rs"), "/v3"));
     let listed: BTreeSet<(String, String)> = ROUTES
         .iter()
         .map(|(m, p, _)| (m.to_string(), p.to_string()))
@@ -155,6 +194,8 @@ fn dev_with_auth() -> (AuthFixture, tempfile::TempDir, Capstan) {
 fn family(path: &str) -> Family {
     if path.starts_with("/v1") {
         Family::Receptor
+    } else if path.starts_with("/v3") {
+        Family::Cf
     } else {
         Family::Flotilla
     }
@@ -205,6 +246,16 @@ fn assert_shape(fam: Family, status: u16, body: &str, what: &str) {
         Family::Flotilla => {
             assert!(v["error"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {body}");
             assert_eq!(v.as_object().map(|o| o.len()), Some(1), "{what}: only 'error': {body}");
+        }
+        Family::Cf => {
+            let titles: &[&str] = if status == 401 {
+                &["CF-NotAuthenticated", "CF-InvalidAuthToken"]
+            } else {
+                &["CF-NotAuthorized"]
+            };
+            let title = v["errors"][0]["title"].as_str().unwrap_or_default();
+            assert!(titles.contains(&title), "{what}: {body}");
+            assert!(v["errors"][0]["code"].is_number(), "{what}: {body}");
         }
     }
 }
