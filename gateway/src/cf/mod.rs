@@ -391,48 +391,12 @@ fn by_app(app_guid: String, process_type: String) -> pb::CfProcessRef {
     }
 }
 
-/// The single-process query: only `embed=process_instances` (spec §1.4).
-fn embed_of(raw: Option<&str>) -> std::result::Result<bool, String> {
-    let mut embed = false;
-    for p in query::pairs(raw) {
-        if p.key != "embed" {
-            return Err(format!(
-                "Unknown query parameter(s): '{}'. Valid parameters are: 'embed'",
-                p.key
-            ));
-        }
-        for item in p.value.split(',').map(query::decode) {
-            if item != "process_instances" {
-                return Err(format!(
-                    "Invalid embedded resource: '{item}'. Valid embedded resources are: 'process_instances'"
-                ));
-            }
-            if embed {
-                return Err("Duplicate embedded resource: 'process_instances'".into());
-            }
-            embed = true;
-        }
-    }
-    Ok(embed)
-}
-
-async fn show(gw: &Gateway, h: &HeaderMap, r: pb::CfProcessRef, raw: Option<String>) -> Result<Response> {
-    let base = base_url(h);
-    match embed_of(raw.as_deref()) {
-        Ok(true) => {
-            let stats = gw.cf.clone().process_stats(r).await?.into_inner();
-            let p = stats.process.clone().unwrap_or_default();
-            Ok(Json(present::process(&base, &p, Some(&stats.instances), now_ns())).into_response())
-        }
-        // The lookup (404) comes before the query's validation (400), as CF's before_action does.
-        embed => {
-            let p = gw.cf.clone().get_process(r).await?.into_inner();
-            if let Err(message) = embed {
-                return Err(CfError::bad_query(&message));
-            }
-            Ok(Json(present::process(&base, &p, None, now_ns())).into_response())
-        }
-    }
+async fn show(gw: &Gateway, h: &HeaderMap, mut r: pb::CfProcessRef, raw: Option<String>) -> Result<Response> {
+    r.query = query::pairs(raw.as_deref());
+    let view = gw.cf.clone().get_process(r).await?.into_inner();
+    let p = view.process.unwrap_or_default();
+    let embedded = view.embedded.then_some(view.instances.as_slice());
+    Ok(Json(present::process(&base_url(h), &p, embedded, now_ns())).into_response())
 }
 
 async fn get_process(
@@ -586,27 +550,4 @@ async fn process_instances(
         }
     }))
     .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn single_process_queries_allow_only_embed() {
-        assert_eq!(embed_of(None), Ok(false));
-        assert_eq!(embed_of(Some("embed=process_instances")), Ok(true));
-        assert_eq!(
-            embed_of(Some("foo=1")),
-            Err("Unknown query parameter(s): 'foo'. Valid parameters are: 'embed'".into())
-        );
-        assert_eq!(
-            embed_of(Some("embed=foo")),
-            Err("Invalid embedded resource: 'foo'. Valid embedded resources are: 'process_instances'".into())
-        );
-        assert_eq!(
-            embed_of(Some("embed=process_instances,process_instances")),
-            Err("Duplicate embedded resource: 'process_instances'".into())
-        );
-    }
 }

@@ -658,19 +658,32 @@ impl CfService for CfServiceImpl {
             .ok_or_else(|| errors::status(ErrorKind::CfNotFound, "Job not found", 0))
     }
 
-    async fn get_process(&self, req: Request<pb::CfProcessRef>) -> Result<Response<pb::CfProcess>, Status> {
+    async fn get_process(&self, req: Request<pb::CfProcessRef>) -> Result<Response<pb::CfProcessView>, Status> {
         let fwd = is_forwarded(&req);
         let secrets = sees_secrets(&req);
         let r = req.into_inner();
-        let mut p = if let Served::Leader(addr) = self.fwd.read_barrier(r.consistency, fwd).await? {
+        let mut view = if let Served::Leader(addr) = self.fwd.read_barrier(r.consistency, fwd).await? {
             on_leader!(self.fwd, addr, CfServiceClient, get_process, r)?.into_inner()
         } else {
-            resolve(self.views(), &r)?
+            let views = self.views();
+            let p = resolve(views, &r)?;
+            // The lookup (404) comes before the query's validation (400), as CF's before_action.
+            let embedded = query::single(&r.query).map_err(bad_query)?;
+            let instances = if embedded {
+                instance_stats(views, &p, capstan_raft::node::unix_now_ns())?.0
+            } else {
+                Vec::new()
+            };
+            pb::CfProcessView {
+                process: Some(p),
+                embedded,
+                instances,
+            }
         };
-        if !secrets {
+        if let Some(p) = view.process.as_mut().filter(|_| !secrets) {
             p.command = COMMAND_HIDDEN.into();
         }
-        Ok(Response::new(p))
+        Ok(Response::new(view))
     }
 
     async fn update_process(

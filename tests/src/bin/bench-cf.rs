@@ -24,7 +24,10 @@ async fn main() -> anyhow::Result<()> {
     let scales: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(5_000);
     let dir = tempfile::tempdir()?;
     let c = Capstan::dev(&dir.path().join("data"))?;
-    println!("capstan dev at {} — {processes} CF processes, {clients} concurrent scale clients", c.http);
+    println!(
+        "capstan dev at {} — {processes} CF processes, {clients} concurrent scale clients",
+        c.http
+    );
     let rss = |c: &Capstan| c.rss_kib().map_or("?".to_owned(), |k| format!("{} MiB", k / 1024));
     println!("RSS at start: {}", rss(&c));
 
@@ -42,7 +45,11 @@ async fn main() -> anyhow::Result<()> {
         for a in first..(first + APPS_PER_MANIFEST).min(apps) {
             yaml.push_str(&format!("- name: app-{a:05}\n  processes:\n"));
             for p in 0..PROCESSES_PER_APP {
-                let t = if p == 0 { "web".to_owned() } else { format!("worker-{p}") };
+                let t = if p == 0 {
+                    "web".to_owned()
+                } else {
+                    format!("worker-{p}")
+                };
                 yaml.push_str(&format!("  - {{type: {t}, command: run-{p}, instances: 1}}\n"));
             }
         }
@@ -70,7 +77,11 @@ async fn main() -> anyhow::Result<()> {
 
     let last_page = (apps * PROCESSES_PER_APP).div_ceil(5000);
     for (label, path, rounds) in [
-        ("GET /v3/processes?per_page=5000 (page 1)", "/v3/processes?per_page=5000".to_owned(), 10),
+        (
+            "GET /v3/processes?per_page=5000 (page 1)",
+            "/v3/processes?per_page=5000".to_owned(),
+            10,
+        ),
         (
             "GET /v3/processes?per_page=5000 (last page)",
             format!("/v3/processes?per_page=5000&page={last_page}"),

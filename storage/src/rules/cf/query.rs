@@ -312,6 +312,21 @@ pub fn parse(kind: ListKind, pairs: &[pb::CfQueryPair]) -> Result<ListQuery, Str
     Ok(q)
 }
 
+/// The query of one process's GET: only `embed` (spec §1.4); whether it embeds the instances.
+pub fn single(pairs: &[pb::CfQueryPair]) -> Result<bool, String> {
+    let mut embedded = false;
+    for p in pairs {
+        if p.key != "embed" {
+            return Err(format!(
+                "Unknown query parameter(s): '{}'. Valid parameters are: 'embed'",
+                p.key
+            ));
+        }
+        embedded = embed(&p.value)?;
+    }
+    Ok(embedded)
+}
+
 /// `embed`: only `process_instances`, once.
 pub fn embed(raw: &str) -> Result<bool, String> {
     let items = list_value(raw);
@@ -473,6 +488,16 @@ mod tests {
         assert!(!f("gt").matches(at) && f("gte").matches(at));
         assert!(TimeFilter::AnyOf(vec![t]).matches(at));
         assert!(!TimeFilter::AnyOf(vec![t]).matches((t + 1) * s));
+    }
+
+    #[test]
+    fn a_single_get_allows_only_embed() {
+        assert_eq!(single(&[]), Ok(false));
+        assert_eq!(single(&pairs(&[("embed", "process_instances")])), Ok(true));
+        assert_eq!(
+            single(&pairs(&[("foo", "1")])),
+            Err("Unknown query parameter(s): 'foo'. Valid parameters are: 'embed'".into())
+        );
     }
 
     #[test]
