@@ -157,7 +157,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
         let cp = ControlPlaneServer::new(ControlPlaneService::new(fwd.clone(), watchers));
         let admin = AdminServer::new(AdminService::new(fwd.clone()));
         let tasks = TaskServiceServer::new(TaskServiceImpl::new(fwd.clone()));
-        let cf = CfServiceServer::new(crate::api::cf::CfServiceImpl::new(fwd.clone()));
+        let cf = CfServiceServer::new(crate::api::cf::CfServiceImpl::new(fwd.clone(), opts.auth.clone()));
         let cells = CellServiceServer::new(CellServiceImpl::new(fwd.clone(), hub.clone(), presence));
         let peer = RaftPeerServer::new(PeerService::new(node.raft.clone()))
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)

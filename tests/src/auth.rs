@@ -111,6 +111,23 @@ impl AuthFixture {
         })
     }
 
+    /// Adds a user to the config (before a node starts with it), with CF roles such as
+    /// `space_developer:ORG/SPACE`.
+    pub fn add_user(&self, name: &str, password: &str, scope: &str, cf_roles: &[&str]) -> Result<()> {
+        let hash = capstan(&["auth", "hash-password"], Some(&format!("{password}\n")))?;
+        let roles = cf_roles
+            .iter()
+            .map(|r| format!("\"{r}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut config = std::fs::read_to_string(&self.config)?;
+        config.push_str(&format!(
+            "[[auth.users]]\nname = \"{name}\"\npassword_hash = \"{hash}\"\nscopes = [\"{scope}\"]\ncf_roles = [{roles}]\n"
+        ));
+        std::fs::write(&self.config, config)?;
+        Ok(())
+    }
+
     /// `capstan dev --no-cell --config <fixture>` (the API alone).
     pub fn dev(&self, data_dir: &Path) -> Result<Capstan> {
         let cfg = self.config.display().to_string();

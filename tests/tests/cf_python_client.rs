@@ -126,3 +126,149 @@ async fn cf_users_log_in_list_and_see_what_their_scope_allows() {
         assert_eq!(v["web"], command, "{user}");
     }
 }
+
+/// GET with a bearer token; (status, body).
+async fn get(c: &Capstan, path: &str, token: &str) -> (u16, Value) {
+    send(c, reqwest::Method::GET, path, token, Value::Null).await
+}
+
+fn names(list: &Value) -> Vec<String> {
+    list["resources"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|x| x["name"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn space_roles_from_config_decide_what_a_user_sees_and_changes() {
+    let fx = AuthFixture::new("").expect("fixture");
+    fx.add_user("alice", "alice-pw", "capstan.write", &["space_developer:acme/dev"])
+        .expect("alice");
+    fx.add_user("bob", "bob-pw", "capstan.write", &["space_auditor:acme/dev"])
+        .expect("bob");
+    fx.add_user("carol", "carol-pw", "capstan.write", &["org_manager:acme"])
+        .expect("carol");
+    fx.add_user("olga", "olga-pw", "capstan.write", &["space_developer:other/x"])
+        .expect("olga");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = fx.dev(&dir.path().join("data")).expect("capstan dev with auth");
+    let token = |t: Value| t["access_token"].as_str().unwrap_or_default().to_owned();
+    let admin = token(fx.login(&c, "admin", "admin-pw").await);
+    let (s, org) = send(
+        &c,
+        reqwest::Method::POST,
+        "/v3/organizations",
+        &admin,
+        json!({"name": "acme"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{org}");
+    let mut web = Vec::new();
+    for (space, app) in [("dev", "a"), ("prod", "b")] {
+        let body = json!({"name": space, "relationships": {"organization": {"data": {"guid": org["guid"]}}}});
+        let (_, sp) = send(&c, reqwest::Method::POST, "/v3/spaces", &admin, body).await;
+        let body = json!({"name": app, "relationships": {"space": {"data": {"guid": sp["guid"]}}}});
+        let (s, a) = send(&c, reqwest::Method::POST, "/v3/apps", &admin, body).await;
+        assert_eq!(s, 201, "{a}");
+        let path = format!("/v3/apps/{}/processes/web", a["guid"].as_str().unwrap_or_default());
+        let (s, p) = send(
+            &c,
+            reqwest::Method::PATCH,
+            &path,
+            &admin,
+            json!({"command": "sleep 100"}),
+        )
+        .await;
+        assert_eq!(s, 200, "{p}");
+        web.push(p["guid"].as_str().unwrap_or_default().to_owned());
+    }
+    let (dev_web, prod_web) = (&web[0], &web[1]);
+    let scale = |g: &str| format!("/v3/processes/{g}/actions/scale");
+
+    // A space developer: their space only; commands visible; writes there.
+    let alice = token(fx.login(&c, "alice", "alice-pw").await);
+    assert_eq!(names(&get(&c, "/v3/apps", &alice).await.1), ["a"]);
+    assert_eq!(
+        get(&c, "/v3/processes", &alice).await.1["pagination"]["total_results"],
+        1
+    );
+    assert_eq!(get(&c, "/v3/spaces", &alice).await.1["pagination"]["total_results"], 1);
+    let (s, p) = get(&c, &format!("/v3/processes/{dev_web}"), &alice).await;
+    assert_eq!((s, p["command"].clone()), (200, json!("sleep 100")));
+    assert_eq!(get(&c, &format!("/v3/processes/{prod_web}"), &alice).await.0, 404);
+    let (s, e) = send(
+        &c,
+        reqwest::Method::POST,
+        &scale(dev_web),
+        &alice,
+        json!({"instances": 2}),
+    )
+    .await;
+    assert_eq!(s, 202, "{e}");
+    let (s, e) = send(
+        &c,
+        reqwest::Method::POST,
+        &scale(prod_web),
+        &alice,
+        json!({"instances": 2}),
+    )
+    .await;
+    assert_eq!((s, e["errors"][0]["detail"].clone()), (404, json!("Process not found")));
+
+    // A space auditor: sees the space, not the commands; no writes (403 after the lookup).
+    let bob = token(fx.login(&c, "bob", "bob-pw").await);
+    assert_eq!(names(&get(&c, "/v3/apps", &bob).await.1), ["a"]);
+    let (s, p) = get(&c, &format!("/v3/processes/{dev_web}"), &bob).await;
+    assert_eq!((s, p["command"].clone()), (200, json!("[PRIVATE DATA HIDDEN]")));
+    let (s, e) = send(
+        &c,
+        reqwest::Method::POST,
+        &scale(dev_web),
+        &bob,
+        json!({"instances": 3}),
+    )
+    .await;
+    assert_eq!((s, e["errors"][0]["title"].clone()), (403, json!("CF-NotAuthorized")));
+
+    // An org manager: every space of the org, no commands, no process writes; may add spaces.
+    let carol = token(fx.login(&c, "carol", "carol-pw").await);
+    let mut apps = names(&get(&c, "/v3/apps", &carol).await.1);
+    apps.sort();
+    assert_eq!(apps, ["a", "b"]);
+    let (_, p) = get(&c, &format!("/v3/processes/{prod_web}"), &carol).await;
+    assert_eq!(p["command"], "[PRIVATE DATA HIDDEN]");
+    let (s, _) = send(
+        &c,
+        reqwest::Method::POST,
+        &scale(prod_web),
+        &carol,
+        json!({"instances": 3}),
+    )
+    .await;
+    assert_eq!(s, 403);
+    let body = json!({"name": "qa", "relationships": {"organization": {"data": {"guid": org["guid"]}}}});
+    let (s, e) = send(&c, reqwest::Method::POST, "/v3/spaces", &carol, body).await;
+    assert_eq!(s, 201, "{e}");
+
+    // A user whose roles name nothing that exists: empty lists, 404 for the rest.
+    let olga = token(fx.login(&c, "olga", "olga-pw").await);
+    let (s, l) = get(&c, "/v3/processes", &olga).await;
+    assert_eq!((s, l["pagination"]["total_results"].clone()), (200, json!(0)));
+    assert_eq!(get(&c, &format!("/v3/processes/{dev_web}/stats"), &olga).await.0, 404);
+    assert_eq!(
+        get(
+            &c,
+            &format!("/v3/organizations/{}", org["guid"].as_str().unwrap_or_default()),
+            &olga
+        )
+        .await
+        .0,
+        404
+    );
+
+    // Nothing a refused call asked for happened.
+    let (_, p) = get(&c, &format!("/v3/processes/{prod_web}"), &admin).await;
+    assert_eq!(p["instances"], 1);
+    let (_, p) = get(&c, &format!("/v3/processes/{dev_web}"), &admin).await;
+    assert_eq!(p["instances"], 2);
+}

@@ -55,6 +55,11 @@ pub struct UserConfig {
     pub password_hash: Option<String>,
     pub password_hash_file: Option<PathBuf>,
     pub scopes: Vec<String>,
+    /// Cloud Foundry roles: `space_developer:ORG/SPACE`, `space_supporter:…`, `space_manager:…`,
+    /// `space_auditor:…`, `org_manager:ORG`. A user with roles sees only those spaces in the CF
+    /// family; a user without any is a CF user of every space within its scopes.
+    #[serde(default)]
+    pub cf_roles: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +84,58 @@ pub struct Principal {
     pub hash: Option<String>,
     pub scopes: Vec<Scope>,
     pub grants: Vec<Grant>,
+    /// A user's CF roles (empty for clients and for users of every space).
+    pub cf_roles: Vec<CfRole>,
+}
+
+/// The CF roles Capstan distinguishes (spec §6): who sees a space, who sees commands, who writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CfRoleKind {
+    SpaceDeveloper,
+    SpaceSupporter,
+    SpaceManager,
+    SpaceAuditor,
+    OrgManager,
+}
+
+/// One CF role of a user, on a space (`org/space`) or, for an org manager, an org.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CfRole {
+    pub kind: CfRoleKind,
+    pub org: String,
+    pub space: Option<String>,
+}
+
+impl CfRole {
+    /// `role:ORG/SPACE` (`org_manager:ORG`).
+    pub fn parse(s: &str) -> Result<CfRole, String> {
+        let (role, target) = s.split_once(':').ok_or("expected role:ORG/SPACE or org_manager:ORG")?;
+        let kind = match role {
+            "space_developer" => CfRoleKind::SpaceDeveloper,
+            "space_supporter" => CfRoleKind::SpaceSupporter,
+            "space_manager" => CfRoleKind::SpaceManager,
+            "space_auditor" => CfRoleKind::SpaceAuditor,
+            "org_manager" => CfRoleKind::OrgManager,
+            other => {
+                return Err(format!(
+                "unknown CF role '{other}' (space_developer|space_supporter|space_manager|space_auditor|org_manager)"
+            ))
+            }
+        };
+        let (org, space) = match target.split_once('/') {
+            Some((o, sp)) => (o, Some(sp)),
+            None => (target, None),
+        };
+        let needs_space = kind != CfRoleKind::OrgManager;
+        if org.is_empty() || space.is_some_and(str::is_empty) || needs_space != space.is_some() {
+            return Err(format!("'{s}': a space role names ORG/SPACE, org_manager names ORG"));
+        }
+        Ok(CfRole {
+            kind,
+            org: org.to_owned(),
+            space: space.map(str::to_owned),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,11 +271,17 @@ impl AuthConfig {
             )?
             .ok_or_else(|| bad(format!("{key}.password_hash"), "missing"))?;
             check_hash(&format!("{key}.password_hash"), &hash)?;
+            let cf_roles = u
+                .cf_roles
+                .iter()
+                .map(|r| CfRole::parse(r).map_err(|e| bad(format!("{key}.cf_roles"), e)))
+                .collect::<Result<Vec<_>, _>>()?;
             users.push(Principal {
                 name: u.name.clone(),
                 hash: Some(hash),
                 scopes: scopes(&format!("{key}.scopes"), &u.scopes)?,
                 grants: vec![Grant::Password],
+                cf_roles,
             });
         }
         let mut clients = Vec::with_capacity(self.clients.len().max(1));
@@ -259,6 +322,7 @@ impl AuthConfig {
                 hash,
                 scopes: scopes(&format!("{key}.scopes"), &c.scopes)?,
                 grants,
+                cf_roles: vec![],
             });
         }
         if !clients.iter().any(|c| c.name == "cf") {
@@ -268,6 +332,7 @@ impl AuthConfig {
                 hash: None,
                 scopes: Scope::ALL.to_vec(),
                 grants: vec![Grant::Password, Grant::RefreshToken],
+                cf_roles: vec![],
             });
         }
         let cluster_secret = secret(

@@ -122,6 +122,20 @@ impl Authenticator {
         &self.issuer
     }
 
+    /// A user's CF roles; `None` when auth is off, or the user has none (a user of every space).
+    pub fn cf_roles(&self, user: &str) -> Option<&[super::config::CfRole]> {
+        if !self.enabled() {
+            return None;
+        }
+        self.issuer
+            .settings()
+            .users
+            .iter()
+            .find(|u| u.name == user)
+            .map(|u| u.cf_roles.as_slice())
+            .filter(|r| !r.is_empty())
+    }
+
     pub fn enabled(&self) -> bool {
         self.issuer.settings().enabled
     }

@@ -369,6 +369,7 @@ mod tests {
             hash: Some(hash_password("s3cret").expect("hash")),
             scopes: vec![Scope::Read],
             grants: vec![Grant::Password],
+            cf_roles: vec![],
         });
         Issuer::new(settings)
     }
