@@ -2,12 +2,15 @@
 //! library (PyPI, pinned in `tests/cf-client/requirements.txt`, installed by
 //! `tests/cf-client/setup.sh`) reads the root document, logs in with the password grant and lists
 //! organizations, spaces, apps and processes; a read-only user sees commands redacted and is
-//! refused every write before any lookup (403 even for an unknown guid).
+//! refused every write before any lookup (403 even for an unknown guid); CF roles from config
+//! decide which spaces a user sees and changes, also through a follower of a 3-node cluster.
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use capstan_tests::auth::AuthFixture;
+use capstan_tests::cluster::Cluster;
 use capstan_tests::Capstan;
 use serde_json::{json, Value};
 
@@ -271,4 +274,63 @@ async fn space_roles_from_config_decide_what_a_user_sees_and_changes() {
     assert_eq!(p["instances"], 1);
     let (_, p) = get(&c, &format!("/v3/processes/{dev_web}"), &admin).await;
     assert_eq!(p["instances"], 2);
+}
+
+/// Through a follower of a 3-node cluster with auth on, a CF call is served by the leader for the
+/// caller who made it: the roles of the user apply there, not the forwarding node's credential.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forwarded_cf_call_keeps_its_callers_roles() {
+    let fx = AuthFixture::new("").expect("fixture");
+    fx.add_user("bob", "bob-pw", "capstan.write", &["space_auditor:acme/dev"])
+        .expect("bob");
+    let config = fx.config.display().to_string();
+    let mut cluster = Cluster::start(3, &["--config", &config]).expect("cluster");
+    let secret_file = fx.dir.path().join("cluster-secret").display().to_string();
+    cluster.cli_args = vec!["--cluster-secret-file".into(), secret_file];
+    let leader = cluster.leader(Duration::from_secs(30)).await;
+    let follower = *cluster.nodes.keys().find(|id| **id != leader).expect("a follower");
+    let c = cluster.node(follower);
+    let token = |t: Value| t["access_token"].as_str().unwrap_or_default().to_owned();
+    let admin = token(fx.login(c, "admin", "admin-pw").await);
+    let (s, org) = send(
+        c,
+        reqwest::Method::POST,
+        "/v3/organizations",
+        &admin,
+        json!({"name": "acme"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{org}");
+    for space in ["dev", "prod"] {
+        let body = json!({"name": space, "relationships": {"organization": {"data": {"guid": org["guid"]}}}});
+        let (s, sp) = send(c, reqwest::Method::POST, "/v3/spaces", &admin, body).await;
+        assert_eq!(s, 201, "{sp}");
+        let body = json!({"name": format!("app-{space}"), "relationships": {"space": {"data": {"guid": sp["guid"]}}}});
+        let (s, a) = send(c, reqwest::Method::POST, "/v3/apps", &admin, body).await;
+        assert_eq!(s, 201, "{a}");
+    }
+    let bob = token(fx.login(c, "bob", "bob-pw").await);
+    let (s, apps) = send(c, reqwest::Method::GET, "/v3/apps", &bob, Value::Null).await;
+    assert_eq!(s, 200, "{apps}");
+    assert_eq!(
+        names(&apps),
+        ["app-dev"],
+        "the follower forwarded the read with bob's identity"
+    );
+    let web = send(c, reqwest::Method::GET, "/v3/processes", &bob, Value::Null)
+        .await
+        .1;
+    let g = web["resources"][0]["guid"].as_str().unwrap_or_default().to_owned();
+    let path = format!("/v3/processes/{g}/actions/scale");
+    let (s, e) = send(c, reqwest::Method::POST, &path, &bob, json!({"instances": 2})).await;
+    assert_eq!((s, e["errors"][0]["title"].clone()), (403, json!("CF-NotAuthorized")));
+    let (s, p) = send(
+        c,
+        reqwest::Method::GET,
+        &format!("/v3/processes/{g}"),
+        &bob,
+        Value::Null,
+    )
+    .await;
+    assert_eq!((s, p["command"].clone()), (200, json!("[PRIVATE DATA HIDDEN]")));
 }
