@@ -130,6 +130,19 @@ async fn cf_users_log_in_list_and_see_what_their_scope_allows() {
     }
 }
 
+/// `POST /v3/processes/:guid/actions/scale` to `instances` as the holder of `token`.
+async fn scale_as(c: &Capstan, guid: &str, token: &str, instances: i32) -> (u16, Value) {
+    let path = format!("/v3/processes/{guid}/actions/scale");
+    send(
+        c,
+        reqwest::Method::POST,
+        &path,
+        token,
+        json!({ "instances": instances }),
+    )
+    .await
+}
+
 /// GET with a bearer token; (status, body).
 async fn get(c: &Capstan, path: &str, token: &str) -> (u16, Value) {
     send(c, reqwest::Method::GET, path, token, Value::Null).await
@@ -186,7 +199,6 @@ async fn space_roles_from_config_decide_what_a_user_sees_and_changes() {
         web.push(p["guid"].as_str().unwrap_or_default().to_owned());
     }
     let (dev_web, prod_web) = (&web[0], &web[1]);
-    let scale = |g: &str| format!("/v3/processes/{g}/actions/scale");
 
     // A space developer: their space only; commands visible; writes there.
     let alice = token(fx.login(&c, "alice", "alice-pw").await);
@@ -199,23 +211,9 @@ async fn space_roles_from_config_decide_what_a_user_sees_and_changes() {
     let (s, p) = get(&c, &format!("/v3/processes/{dev_web}"), &alice).await;
     assert_eq!((s, p["command"].clone()), (200, json!("sleep 100")));
     assert_eq!(get(&c, &format!("/v3/processes/{prod_web}"), &alice).await.0, 404);
-    let (s, e) = send(
-        &c,
-        reqwest::Method::POST,
-        &scale(dev_web),
-        &alice,
-        json!({"instances": 2}),
-    )
-    .await;
+    let (s, e) = scale_as(&c, dev_web, &alice, 2).await;
     assert_eq!(s, 202, "{e}");
-    let (s, e) = send(
-        &c,
-        reqwest::Method::POST,
-        &scale(prod_web),
-        &alice,
-        json!({"instances": 2}),
-    )
-    .await;
+    let (s, e) = scale_as(&c, prod_web, &alice, 2).await;
     assert_eq!((s, e["errors"][0]["detail"].clone()), (404, json!("Process not found")));
 
     // A space auditor: sees the space, not the commands; no writes (403 after the lookup).
@@ -223,14 +221,7 @@ async fn space_roles_from_config_decide_what_a_user_sees_and_changes() {
     assert_eq!(names(&get(&c, "/v3/apps", &bob).await.1), ["a"]);
     let (s, p) = get(&c, &format!("/v3/processes/{dev_web}"), &bob).await;
     assert_eq!((s, p["command"].clone()), (200, json!("[PRIVATE DATA HIDDEN]")));
-    let (s, e) = send(
-        &c,
-        reqwest::Method::POST,
-        &scale(dev_web),
-        &bob,
-        json!({"instances": 3}),
-    )
-    .await;
+    let (s, e) = scale_as(&c, dev_web, &bob, 3).await;
     assert_eq!((s, e["errors"][0]["title"].clone()), (403, json!("CF-NotAuthorized")));
 
     // An org manager: every space of the org, no commands, no process writes; may add spaces.
@@ -240,14 +231,7 @@ async fn space_roles_from_config_decide_what_a_user_sees_and_changes() {
     assert_eq!(apps, ["a", "b"]);
     let (_, p) = get(&c, &format!("/v3/processes/{prod_web}"), &carol).await;
     assert_eq!(p["command"], "[PRIVATE DATA HIDDEN]");
-    let (s, _) = send(
-        &c,
-        reqwest::Method::POST,
-        &scale(prod_web),
-        &carol,
-        json!({"instances": 3}),
-    )
-    .await;
+    let (s, _) = scale_as(&c, prod_web, &carol, 3).await;
     assert_eq!(s, 403);
     let body = json!({"name": "qa", "relationships": {"organization": {"data": {"guid": org["guid"]}}}});
     let (s, e) = send(&c, reqwest::Method::POST, "/v3/spaces", &carol, body).await;
