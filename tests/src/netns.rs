@@ -39,7 +39,8 @@ impl NetLab {
         {
             return Err("needs root for network namespaces".into());
         }
-        let token = std::process::id() % 10_000;
+        sweep_stale_labs();
+        let token = std::process::id();
         let mut lab = NetLab {
             bridge: format!("cpbr{token}"),
             subnet: format!("169.254.{}", 10 + token % 200),
@@ -100,6 +101,58 @@ impl NetLab {
         run(&["ip", "netns", "exec", &h.ns, "iptables", "-F", "INPUT"])?;
         run(&["ip", "netns", "exec", &h.ns, "iptables", "-F", "OUTPUT"])?;
         Ok(())
+    }
+}
+
+/// Removes the labs of test processes that died without dropping theirs (a test run killed
+/// hard): their `capstan` processes, namespaces, forward rule and bridge. A lab is named for the
+/// pid of the process that built it (`cpbr<pid>`, `cp<pid>n<i>`); one whose process is gone is stale.
+fn sweep_stale_labs() {
+    let Ok(out) = Command::new("ip")
+        .args(["-o", "link", "show", "type", "bridge"])
+        .output()
+    else {
+        return;
+    };
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    let namespaces = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for line in listing.lines() {
+        let Some(name) = line.split(": ").nth(1).map(|n| n.split('@').next().unwrap_or(n)) else {
+            continue;
+        };
+        let Some(pid) = name
+            .strip_prefix("cpbr")
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let prefix = format!("cp{pid}n");
+        for ns in namespaces.lines().filter_map(|l| l.split_whitespace().next()) {
+            if !ns
+                .strip_prefix(&prefix)
+                .is_some_and(|i| i.bytes().all(|b| b.is_ascii_digit()))
+            {
+                continue;
+            }
+            let pids = Command::new("ip")
+                .args(["netns", "pids", ns])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            for p in pids.split_whitespace() {
+                let _ = run(&["kill", "-9", p]);
+            }
+            let _ = run(&["ip", "netns", "del", ns]);
+        }
+        let _ = run(&["iptables", "-D", "FORWARD", "-i", name, "-o", name, "-j", "ACCEPT"]);
+        let _ = run(&["ip", "link", "del", name]);
     }
 }
 
