@@ -6,12 +6,14 @@
 pub mod cf;
 pub mod common;
 pub mod flotilla;
+pub mod health;
 pub mod receptor;
 pub mod uaa;
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Router;
+use capstan_proto::pb::admin_client::AdminClient;
 use capstan_proto::pb::auth_client::AuthClient;
 use capstan_proto::pb::cf_service_client::CfServiceClient;
 use capstan_proto::pb::control_plane_client::ControlPlaneClient;
@@ -36,6 +38,8 @@ pub struct Gateway {
     pub auth: AuthClient<NodeChannel>,
     /// Cloud Foundry's V3 family, on the same channel.
     pub cf: CfServiceClient<NodeChannel>,
+    /// The node's readiness (`/readyz`), on the same channel.
+    pub admin: AdminClient<NodeChannel>,
 }
 
 impl Gateway {
@@ -68,6 +72,7 @@ impl Gateway {
             client: ControlPlaneClient::new(channel.clone()),
             tasks: TaskServiceClient::new(channel.clone()),
             cf: CfServiceClient::new(channel.clone()),
+            admin: AdminClient::new(channel.clone()),
             auth: AuthClient::new(channel),
         })
     }
@@ -88,6 +93,7 @@ pub fn router_with(gateway: Gateway, limits: common::layers::RequestLimits) -> R
         .nest("/api/v6", flotilla::routes().route_layer(vouch()))
         .nest("/v3", cf::routes().route_layer(vouch()))
         .merge(uaa::routes())
+        .merge(health::routes())
         .fallback(not_found)
         .with_state(gateway);
     common::layers::apply(app, limits)

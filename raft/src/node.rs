@@ -120,6 +120,22 @@ pub struct RaftNode {
     disk_free_floor_bytes: u64,
     /// Longest silence from a quorum a leader tolerates before refusing writes and reads.
     quorum_contact_max_ms: u64,
+    /// Unix ms of the last AppendEntries this node took from a leader (the peer service sets it).
+    leader_contact: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+/// Entries a ready node may have in its log beyond what it applied: more means it is catching up.
+pub const READY_APPLY_LAG_MAX: u64 = 1_000;
+
+/// Whether a node can serve: a leader it heard from lately, and its state machine caught up.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness {
+    pub ready: bool,
+    /// why not, when not
+    pub reasons: Vec<String>,
+    pub leader_id: Option<u64>,
+    pub last_applied: u64,
+    pub last_log_index: u64,
 }
 
 impl RaftNode {
@@ -149,6 +165,7 @@ impl RaftNode {
             disk: disk.clone(),
             disk_free_floor_bytes: config.disk_free_floor_bytes,
             quorum_contact_max_ms: 2 * config.election_timeout_max_ms,
+            leader_contact: Default::default(),
         })
     }
 
@@ -171,6 +188,47 @@ impl RaftNode {
 
     pub fn views(&self) -> &Views {
         &self.views
+    }
+
+    /// What the peer service records a leader's contact in.
+    pub fn leader_contact(&self) -> std::sync::Arc<std::sync::atomic::AtomicI64> {
+        self.leader_contact.clone()
+    }
+
+    /// Whether this node can serve now: it knows a leader and has heard from it (or, leading, from
+    /// a quorum) within twice the longest election timeout, and it has applied all but
+    /// [`READY_APPLY_LAG_MAX`] of its log.
+    pub fn readiness(&self) -> Readiness {
+        let m = self.raft.metrics().borrow().clone();
+        let last_applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+        let last_log_index = m.last_log_index.unwrap_or(0);
+        let mut reasons = Vec::new();
+        match m.current_leader {
+            None => reasons.push("no leader is known".to_owned()),
+            Some(l) if l == m.id => {
+                if let Err(e) = self.check_quorum_contact() {
+                    reasons.push(e.to_string());
+                }
+            }
+            Some(l) => {
+                let heard_ms = self.leader_contact.load(std::sync::atomic::Ordering::Relaxed);
+                let silent_ms = unix_now_ns() / 1_000_000 - heard_ms;
+                if heard_ms == 0 || silent_ms > i64::try_from(self.quorum_contact_max_ms).unwrap_or(i64::MAX) {
+                    reasons.push(format!("no word from the leader (node {l}) for {silent_ms} ms"));
+                }
+            }
+        }
+        let lag = last_log_index.saturating_sub(last_applied);
+        if lag > READY_APPLY_LAG_MAX {
+            reasons.push(format!("applied index {last_applied} is {lag} entries behind the log"));
+        }
+        Readiness {
+            ready: reasons.is_empty(),
+            reasons,
+            leader_id: m.current_leader,
+            last_applied,
+            last_log_index,
+        }
     }
 
     pub fn is_leader(&self) -> bool {

@@ -11,11 +11,13 @@ use crate::Raft;
 
 pub struct PeerService {
     raft: Raft,
+    /// When a leader's AppendEntries was last taken (Unix ms): a follower's "heard from the leader".
+    leader_contact: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl PeerService {
-    pub fn new(raft: Raft) -> Self {
-        Self { raft }
+    pub fn new(raft: Raft, leader_contact: std::sync::Arc<std::sync::atomic::AtomicI64>) -> Self {
+        Self { raft, leader_contact }
     }
 }
 
@@ -65,6 +67,10 @@ impl RaftPeer for PeerService {
             leader_commit: codec::opt_log_id_from_pb(req.leader_commit.as_ref()),
         };
         let resp = self.raft.append_entries(rpc).await.map_err(raft_status)?;
+        if !matches!(resp, AppendEntriesResponse::HigherVote(_)) {
+            let now_ms = crate::node::unix_now_ns() / 1_000_000;
+            self.leader_contact.store(now_ms, std::sync::atomic::Ordering::Relaxed);
+        }
         use pb::append_entries_response::Result as R;
         let result = match resp {
             AppendEntriesResponse::Success => R::Success(true),

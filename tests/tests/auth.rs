@@ -119,6 +119,8 @@ const PUBLIC: &[(&str, &str)] = &[
     ("POST", "/oauth/revoke"),
     ("GET", "/token_keys"),
     ("GET", "/token_key"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
 ];
 
 /// (method, path) of every `.route(...)` in a gateway source file, under `prefix`.
@@ -171,6 +173,7 @@ fn the_matrix_covers_every_route_the_gateway_serves() {
     served.extend(routes_in(&read("flotilla/mod.rs"), "/api/v1"));
     served.extend(routes_in(&read("uaa.rs"), ""));
     served.extend(routes_in(&read("cf/mod.rs"), "/v3"));
+    served.extend(routes_in(&read("health.rs"), ""));
     let listed: BTreeSet<(String, String)> = ROUTES
         .iter()
         .map(|(m, p, _)| (m.to_string(), p.to_string()))

@@ -121,6 +121,19 @@ impl Admin for AdminService {
         Ok(Response::new(self.local_status()))
     }
 
+    async fn readiness(&self, _req: Request<pb::ReadinessRequest>) -> Result<Response<pb::Readiness>, Status> {
+        let node = self.fwd.node();
+        let r = node.readiness();
+        Ok(Response::new(pb::Readiness {
+            ready: r.ready,
+            reasons: r.reasons,
+            node_id: node.id,
+            leader_id: r.leader_id.unwrap_or(0),
+            last_applied: r.last_applied,
+            last_log_index: r.last_log_index,
+        }))
+    }
+
     async fn cluster_status(
         &self,
         req: Request<pb::ClusterStatusRequest>,

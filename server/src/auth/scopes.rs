@@ -89,6 +89,7 @@ pub fn access(path: &str) -> Access {
             "CreateOrganization" | "CreateSpace" | "CreateApp" | "UpdateResource" | "DeleteResource" | "SetAppState"
             | "ApplyManifest" | "UpdateProcess" | "ScaleProcess" | "TerminateInstance",
         ) => write,
+        ("Admin", "Readiness") => Access::Public,
         ("Admin", "NodeStatus" | "ClusterStatus" | "AddMember" | "RemoveMember") => Access::Scoped(Scope::Admin),
         ("CellService", _) | ("RaftPeer", _) | ("CellApi", _) => Access::Internal,
         _ => Access::Internal,
