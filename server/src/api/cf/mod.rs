@@ -2,9 +2,10 @@
 //! are validated at the edge with `storage::rules::cf` and proposed as the log's CF commands;
 //! lists parse CF's query parameters and stream from the views' time indexes, counting every
 //! match and keeping only the page; stats read the process's ActualLRPs and ask each cell that
-//! runs one of its instances what it measured (`CellApi.InstanceUsage`).
+//! runs one of its instances what it measured (`CellApi.InstanceUsage`). `access.rs` decides who
+//! sees and changes what, `checks.rs` holds the edge checks of writes, `list.rs` the reads.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,18 +13,19 @@ use capstan_proto::pb::{
     self, cell_api_client::CellApiClient, cf_service_client::CfServiceClient, cf_service_server::CfService, CfKind,
     ErrorKind,
 };
-use capstan_storage::rules::cf::{
-    self as rules, labels,
-    query::{self, ListKind, ListQuery, OrderBy, Row},
-};
-use capstan_storage::views::CfRow;
+use capstan_storage::rules::cf::{self as rules, labels, query};
 use capstan_storage::Views;
 use tonic::{Request, Response, Status};
 
+mod access;
+mod checks;
+mod list;
+
+use access::{forbidden, identity, Access, Identity};
+use checks::{check_manifest, check_metadata, check_update};
+use list::{instance_stats, list, resolve_seen};
+
 use super::forward::{forwarded, is_forwarded, Forwarder, Served};
-use crate::auth::config::CfRoleKind;
-use crate::auth::guard::Caller;
-use crate::auth::scopes::{self, Scope};
 use crate::auth::Authenticator;
 use crate::errors;
 
@@ -49,7 +51,7 @@ impl CfServiceImpl {
     }
 }
 
-fn not_found(kind: CfKind) -> Status {
+pub(super) fn not_found(kind: CfKind) -> Status {
     errors::status(
         ErrorKind::CfNotFound,
         format!("{} not found", rules::kind_title(kind)),
@@ -57,11 +59,11 @@ fn not_found(kind: CfKind) -> Status {
     )
 }
 
-fn unprocessable(message: impl Into<String>) -> Status {
+pub(super) fn unprocessable(message: impl Into<String>) -> Status {
     errors::status(ErrorKind::CfUnprocessable, message, 0)
 }
 
-fn bad_query(message: String) -> Status {
+pub(super) fn bad_query(message: String) -> Status {
     errors::status(
         ErrorKind::CfBadQuery,
         format!("The query parameter is invalid: {message}"),
@@ -73,161 +75,7 @@ fn internal(what: &str) -> Status {
     errors::status(ErrorKind::Internal, format!("the entry applied without {what}"), 0)
 }
 
-/// Who a forwarded CF call is for: the first node's caller, since the leader sees only the
-/// cluster credential of the hop. Trusted only from internal callers.
-const ON_BEHALF_USER: &str = "x-capstan-cf-user";
-const ON_BEHALF_SCOPE: &str = "x-capstan-cf-scope";
-
-/// The CF caller: a user (with roles, maybe) and its scopes.
-#[derive(Clone, Debug)]
-struct Identity {
-    user: Option<String>,
-    scopes: Vec<Scope>,
-}
-
-fn identity<T>(req: &Request<T>) -> Identity {
-    let everything = Identity {
-        user: None,
-        scopes: Scope::ALL.to_vec(),
-    };
-    match req.extensions().get::<Caller>() {
-        None => everything,
-        Some(c) if c.internal => {
-            let header = |k: &str| req.metadata().get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            match header(ON_BEHALF_SCOPE) {
-                Some(scope) => Identity {
-                    user: header(ON_BEHALF_USER),
-                    scopes: Scope::parse(&scope).into_iter().collect(),
-                },
-                None => everything,
-            }
-        }
-        Some(c) => Identity {
-            user: c.user.clone(),
-            scopes: c.scopes.clone(),
-        },
-    }
-}
-
-impl Identity {
-    /// Marks a forwarded request with this identity.
-    fn stamp<T>(&self, req: &mut Request<T>) {
-        let top = self.scopes.iter().max().copied();
-        if let Some(v) = top.and_then(|s| s.name().parse().ok()) {
-            req.metadata_mut().insert(ON_BEHALF_SCOPE, v);
-        }
-        if let Some(v) = self.user.as_deref().and_then(|u| u.parse().ok()) {
-            req.metadata_mut().insert(ON_BEHALF_USER, v);
-        }
-    }
-}
-
-/// What one space is to a caller with CF roles.
-struct SpaceAccess {
-    org: String,
-    write: bool,
-    secrets: bool,
-}
-
-/// Which CF resources a caller sees and may change (spec §6): everything within its scopes for a
-/// user without CF roles (and an admin); the spaces of its roles otherwise.
-struct Access {
-    write_scope: bool,
-    all: bool,
-    write_all: bool,
-    secrets_all: bool,
-    spaces: BTreeMap<String, SpaceAccess>,
-    /// orgs the caller manages (org_manager)
-    orgs: BTreeSet<String>,
-}
-
-impl Access {
-    fn of(id: &Identity, auth: &Authenticator, views: &Views) -> Result<Access, Status> {
-        use capstan_storage::rules::decide::ViewRead;
-        let write = scopes::allows(&id.scopes, Scope::Write);
-        let mut a = Access {
-            write_scope: write,
-            all: true,
-            write_all: write,
-            secrets_all: write,
-            spaces: BTreeMap::new(),
-            orgs: BTreeSet::new(),
-        };
-        let roles = id.user.as_deref().and_then(|u| auth.cf_roles(u));
-        let (Some(roles), false) = (roles, scopes::allows(&id.scopes, Scope::Admin)) else {
-            return Ok(a);
-        };
-        (a.all, a.write_all, a.secrets_all) = (false, false, false);
-        for role in roles {
-            let Some(org) = views
-                .cf_named(CfKind::Organization, "", &role.org)
-                .map_err(errors::storage)?
-            else {
-                continue;
-            };
-            let spaces: Vec<String> = match &role.space {
-                Some(name) => views
-                    .cf_named(CfKind::Space, &org, name)
-                    .map_err(errors::storage)?
-                    .into_iter()
-                    .collect(),
-                None => {
-                    a.orgs.insert(org.clone());
-                    views
-                        .cf_children(&org)
-                        .map_err(errors::storage)?
-                        .into_iter()
-                        .filter(|(k, _)| *k == CfKind::Space)
-                        .map(|(_, g)| g)
-                        .collect()
-                }
-            };
-            let developer = role.kind == CfRoleKind::SpaceDeveloper;
-            let writes = write && matches!(role.kind, CfRoleKind::SpaceDeveloper | CfRoleKind::SpaceSupporter);
-            for space in spaces {
-                let e = a.spaces.entry(space).or_insert(SpaceAccess {
-                    org: org.clone(),
-                    write: false,
-                    secrets: false,
-                });
-                e.write |= writes;
-                e.secrets |= developer;
-            }
-        }
-        Ok(a)
-    }
-
-    fn sees_space(&self, space: &str) -> bool {
-        self.all || self.spaces.contains_key(space)
-    }
-
-    fn sees_org(&self, org: &str) -> bool {
-        self.all || self.orgs.contains(org) || self.spaces.values().any(|s| s.org == org)
-    }
-
-    fn writes_in(&self, space: &str) -> bool {
-        self.write_all || self.spaces.get(space).is_some_and(|s| s.write)
-    }
-
-    fn secrets_in(&self, space: &str) -> bool {
-        self.secrets_all || self.spaces.get(space).is_some_and(|s| s.secrets)
-    }
-
-    /// Creating spaces in an org, renaming or deleting it and its spaces: an org manager's.
-    fn manages_org(&self, org: &str) -> bool {
-        self.write_all || (self.write_scope && self.orgs.contains(org))
-    }
-}
-
-fn forbidden() -> Status {
-    errors::status(
-        ErrorKind::Forbidden,
-        "You are not authorized to perform the requested action",
-        0,
-    )
-}
-
-fn kind_of(k: i32) -> CfKind {
+pub(super) fn kind_of(k: i32) -> CfKind {
     CfKind::try_from(k).unwrap_or(CfKind::Unspecified)
 }
 
@@ -258,382 +106,6 @@ fn job_of(events: &[pb::Event]) -> Result<pb::CfJob, Status> {
             _ => None,
         })
         .ok_or_else(|| internal("a job"))
-}
-
-fn check_metadata(m: Option<&pb::CfMetadata>) -> Result<(), Status> {
-    let Some(m) = m else { return Ok(()) };
-    labels::patch(&pb::CfMetadataPatch {
-        labels: m.labels.clone(),
-        annotations: m.annotations.clone(),
-        ..Default::default()
-    })
-    .map_err(unprocessable)
-}
-
-fn check_manifest(m: &pb::ApplyCfManifest) -> Result<(), Status> {
-    if m.applications.is_empty() {
-        return Err(unprocessable("Applications must have at least 1 application"));
-    }
-    if m.applications.len() > rules::MANIFEST_APPS_MAX {
-        return Err(unprocessable(format!(
-            "a manifest may hold at most {} applications",
-            rules::MANIFEST_APPS_MAX
-        )));
-    }
-    let mut names = std::collections::BTreeSet::new();
-    for a in &m.applications {
-        rules::name(&a.name).map_err(|e| unprocessable(format!("For application '{}': {e}", a.name)))?;
-        if !names.insert(a.name.as_str()) {
-            return Err(unprocessable(format!(
-                "Application '{}' appears more than once",
-                a.name
-            )));
-        }
-        if a.processes.len() > rules::MANIFEST_PROCESSES_MAX {
-            return Err(unprocessable(format!(
-                "For application '{}': too many processes",
-                a.name
-            )));
-        }
-        let mut types = std::collections::BTreeSet::new();
-        for p in &a.processes {
-            let fail =
-                |e: String| unprocessable(format!("For application '{}': Process \"{}\": {e}", a.name, p.r#type));
-            if p.r#type.is_empty() {
-                return Err(unprocessable(format!(
-                    "For application '{}': Type must not be empty",
-                    a.name
-                )));
-            }
-            if !types.insert(p.r#type.as_str()) {
-                return Err(fail("appears more than once".into()));
-            }
-            if let Some(c) = &p.command {
-                if c.chars().count() > rules::COMMAND_CHARS_MAX {
-                    return Err(fail("Command must be between 1 and 4096 characters".into()));
-                }
-            }
-            if p.instances.is_some_and(|n| n < 0) {
-                return Err(fail("Instances must be greater than or equal to 0".into()));
-            }
-            if p.memory_in_mb.is_some_and(|n| n < 1) || p.disk_in_mb.is_some_and(|n| n < 1) {
-                return Err(fail("Memory and disk must be greater than 0".into()));
-            }
-            if let Some(t) = &p.health_check_type {
-                if t != "none" {
-                    rules::health_check_type(t, false).map_err(fail)?;
-                }
-            }
-            if let Some(e) = &p.health_check_http_endpoint {
-                rules::endpoint(e).map_err(fail)?;
-            }
-            if p.timeout.is_some_and(|t| t < 1) {
-                return Err(fail("Timeout must be greater than or equal to 1".into()));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn check_check_patch(p: Option<&pb::CfHealthCheckPatch>, readiness: bool) -> Result<(), Status> {
-    let Some(p) = p else { return Ok(()) };
-    if let Some(t) = &p.r#type {
-        rules::health_check_type(t, readiness).map_err(unprocessable)?;
-    }
-    for (has, v, name) in [
-        (p.has_timeout, p.timeout, "Timeout"),
-        (p.has_invocation_timeout, p.invocation_timeout, "Invocation timeout"),
-        (p.has_interval, p.interval, "Interval"),
-    ] {
-        if has && v.is_some_and(|n| n < 1) {
-            return Err(unprocessable(format!("{name} must be greater than or equal to 1")));
-        }
-    }
-    if let Some(e) = &p.endpoint {
-        rules::endpoint(e).map_err(unprocessable)?;
-    }
-    Ok(())
-}
-
-fn check_update(u: &pb::UpdateCfProcess) -> Result<(), Status> {
-    if let Some(c) = &u.command {
-        if c.is_empty() || c.chars().count() > rules::COMMAND_CHARS_MAX {
-            return Err(unprocessable("Command must be between 1 and 4096 characters"));
-        }
-    }
-    if let Some(user) = &u.user {
-        if user.is_empty() || user.chars().count() > 255 {
-            return Err(unprocessable("User must be between 1 and 255 characters"));
-        }
-    }
-    check_check_patch(u.health_check.as_ref(), false)?;
-    check_check_patch(u.readiness_health_check.as_ref(), true)?;
-    if let Some(m) = &u.metadata {
-        labels::patch(m).map_err(unprocessable)?;
-    }
-    Ok(())
-}
-
-/// One page of rows of a kind: every match is counted, only the page is kept.
-fn page_of<T: CfRow + Clone + 'static>(
-    views: &Views,
-    q: &ListQuery,
-    rows: Option<Vec<T>>,
-    row: impl Fn(&T) -> Row<'_>,
-    visible: impl Fn(&T) -> bool,
-) -> Result<(u64, Vec<T>), Status> {
-    let (offset, per_page) = (q.offset(), usize::try_from(q.per_page).unwrap_or(usize::MAX));
-    let iter: Box<dyn Iterator<Item = Result<T, capstan_storage::StoreError>>> = match rows {
-        Some(mut v) => {
-            v.sort_by(|a, b| {
-                let key = |r: &T| match q.order_by {
-                    OrderBy::Updated => (r.updated_at(), r.guid().to_owned()),
-                    _ => (r.created_at(), r.guid().to_owned()),
-                };
-                key(a).cmp(&key(b))
-            });
-            if q.descending {
-                v.reverse();
-            }
-            Box::new(v.into_iter().map(Ok))
-        }
-        None => views.cf_rows::<T>(
-            q.order_by == OrderBy::Updated,
-            q.descending && q.order_by != OrderBy::Name,
-        ),
-    };
-    if q.order_by == OrderBy::Name {
-        // By name: only the (name, guid) of the matches are held; the page is read again.
-        let mut keys = Vec::new();
-        for r in iter {
-            let r = r.map_err(errors::storage)?;
-            if visible(&r) && q.matches(&row(&r)) {
-                keys.push((r.name().to_owned(), r.guid().to_owned()));
-            }
-        }
-        keys.sort();
-        if q.descending {
-            keys.reverse();
-        }
-        let mut page = Vec::new();
-        for (_, guid) in keys
-            .iter()
-            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-            .take(per_page)
-        {
-            if let Some(r) = views.get_cf::<T>(guid).map_err(errors::storage)? {
-                page.push(r);
-            }
-        }
-        return Ok((keys.len() as u64, page));
-    }
-    let (mut total, mut page) = (0u64, Vec::new());
-    for r in iter {
-        let r = r.map_err(errors::storage)?;
-        if visible(&r) && q.matches(&row(&r)) {
-            if total >= offset && page.len() < per_page {
-                page.push(r);
-            }
-            total += 1;
-        }
-    }
-    Ok((total, page))
-}
-
-fn labels_of(m: &Option<pb::CfMetadata>) -> Option<&BTreeMap<String, String>> {
-    m.as_ref().map(|m| &m.labels)
-}
-
-fn list(views: &Views, r: &pb::ListCfRequest, access: &Access) -> Result<pb::CfListPage, Status> {
-    let kind = kind_of(r.kind);
-    let list_kind = match kind {
-        CfKind::Organization => ListKind::Organizations,
-        CfKind::Space => ListKind::Spaces,
-        CfKind::App => ListKind::Apps,
-        CfKind::Process if r.app_guid.is_empty() => ListKind::Processes,
-        CfKind::Process => ListKind::AppProcesses,
-        CfKind::Unspecified => return Err(unprocessable("a list names the kind of resource")),
-    };
-    let q = query::parse(list_kind, &r.query).map_err(bad_query)?;
-    let mut page = pb::CfListPage {
-        page: q.page,
-        per_page: q.per_page,
-        ..Default::default()
-    };
-    let row = Row {
-        guid: "",
-        name: "",
-        kind_type: "",
-        app_guid: "",
-        space_guid: "",
-        organization_guid: "",
-        created_at: 0,
-        updated_at: 0,
-        labels: None,
-    };
-    match kind {
-        CfKind::Organization => {
-            (page.total_results, page.organizations) = page_of(
-                views,
-                &q,
-                None,
-                |o: &pb::CfOrganization| Row {
-                    guid: &o.guid,
-                    name: &o.name,
-                    created_at: o.created_at,
-                    updated_at: o.updated_at,
-                    labels: labels_of(&o.metadata),
-                    ..row
-                },
-                |o| access.sees_org(&o.guid),
-            )?
-        }
-        CfKind::Space => {
-            (page.total_results, page.spaces) = page_of(
-                views,
-                &q,
-                None,
-                |s: &pb::CfSpace| Row {
-                    guid: &s.guid,
-                    name: &s.name,
-                    organization_guid: &s.organization_guid,
-                    created_at: s.created_at,
-                    updated_at: s.updated_at,
-                    labels: labels_of(&s.metadata),
-                    ..row
-                },
-                |s| access.sees_space(&s.guid),
-            )?
-        }
-        CfKind::App => {
-            (page.total_results, page.apps) = page_of(
-                views,
-                &q,
-                None,
-                |a: &pb::CfApp| Row {
-                    guid: &a.guid,
-                    name: &a.name,
-                    space_guid: &a.space_guid,
-                    organization_guid: &a.organization_guid,
-                    created_at: a.created_at,
-                    updated_at: a.updated_at,
-                    labels: labels_of(&a.metadata),
-                    ..row
-                },
-                |a| access.sees_space(&a.space_guid),
-            )?
-        }
-        _ => {
-            let of_app = if r.app_guid.is_empty() {
-                None
-            } else {
-                if views
-                    .get_cf::<pb::CfApp>(&r.app_guid)
-                    .map_err(errors::storage)?
-                    .is_none()
-                {
-                    return Err(not_found(CfKind::App));
-                }
-                Some(views.cf_processes_of_app(&r.app_guid).map_err(errors::storage)?)
-            };
-            (page.total_results, page.processes) = page_of(
-                views,
-                &q,
-                of_app,
-                |p: &pb::CfProcess| Row {
-                    guid: &p.guid,
-                    kind_type: &p.r#type,
-                    app_guid: &p.app_guid,
-                    space_guid: &p.space_guid,
-                    organization_guid: &p.organization_guid,
-                    created_at: p.created_at,
-                    updated_at: p.updated_at,
-                    labels: labels_of(&p.metadata),
-                    ..row
-                },
-                |p| access.sees_space(&p.space_guid),
-            )?;
-            for p in &mut page.processes {
-                p.command = COMMAND_HIDDEN_IN_LISTS.into();
-            }
-            if q.embed_instances {
-                let now = capstan_raft::node::unix_now_ns();
-                for p in &page.processes {
-                    let (instances, _) = instance_stats(views, p, now)?;
-                    page.process_instances.push(pb::CfProcessInstances {
-                        process_guid: p.guid.clone(),
-                        instances,
-                    });
-                }
-            }
-        }
-    }
-    Ok(page)
-}
-
-/// A process's instances as stats report them, without usage (§3.1), and the ActualLRPs behind
-/// them.
-fn instance_stats(
-    views: &Views,
-    p: &pb::CfProcess,
-    now: i64,
-) -> Result<(Vec<pb::CfInstanceStats>, Vec<pb::ActualLrp>), Status> {
-    let lrp = rules::process_guid(p);
-    let desired = views.get_desired(&lrp).map_err(errors::storage)?;
-    let actuals: Vec<pb::ActualLrp> = views
-        .actual_lrps(None, Some(&lrp))
-        .collect::<Result<_, _>>()
-        .map_err(errors::storage)?;
-    let states = rules::instance_states(p.instances, desired.is_some(), &actuals);
-    let found: Vec<pb::ActualLrp> = states.iter().filter_map(|s| s.actual.clone()).collect();
-    let instances = states
-        .into_iter()
-        .map(|s| match s.actual {
-            Some(a) => pb::CfInstanceStats {
-                index: s.index,
-                instance_guid: a.instance_guid.clone(),
-                state: s.state.into(),
-                host: a.address.clone(),
-                ports: a.ports.clone(),
-                uptime: (now - a.since).max(0) / 1_000_000_000,
-                details: a.placement_error.clone(),
-                usage: None,
-                found: true,
-            },
-            None => pb::CfInstanceStats {
-                index: s.index,
-                state: s.state.into(),
-                ..Default::default()
-            },
-        })
-        .collect();
-    Ok((instances, found))
-}
-
-/// A process by guid, or by app and type (404 `App not found` / `Process not found`).
-fn resolve(views: &Views, r: &pb::CfProcessRef) -> Result<pb::CfProcess, Status> {
-    if !r.guid.is_empty() || r.app_guid.is_empty() {
-        return views
-            .get_cf::<pb::CfProcess>(&r.guid)
-            .map_err(errors::storage)?
-            .ok_or_else(|| not_found(CfKind::Process));
-    }
-    if views
-        .get_cf::<pb::CfApp>(&r.app_guid)
-        .map_err(errors::storage)?
-        .is_none()
-    {
-        return Err(not_found(CfKind::App));
-    }
-    use capstan_storage::rules::decide::ViewRead;
-    let guid = views
-        .cf_named(CfKind::Process, &r.app_guid, &r.r#type)
-        .map_err(errors::storage)?
-        .ok_or_else(|| not_found(CfKind::Process))?;
-    views
-        .get_cf::<pb::CfProcess>(&guid)
-        .map_err(errors::storage)?
-        .ok_or_else(|| not_found(CfKind::Process))
 }
 
 impl CfServiceImpl {
@@ -686,18 +158,6 @@ macro_rules! cf_leader {
             })
             .await
     }};
-}
-
-/// A process the caller sees (404 as CF answers for one it does not).
-fn resolve_seen(views: &Views, r: &pb::CfProcessRef, access: &Access) -> Result<pb::CfProcess, Status> {
-    let p = resolve(views, r)?;
-    if access.sees_space(&p.space_guid) {
-        Ok(p)
-    } else if r.guid.is_empty() && !r.app_guid.is_empty() {
-        Err(not_found(CfKind::App))
-    } else {
-        Err(not_found(CfKind::Process))
-    }
 }
 
 impl CfServiceImpl {
