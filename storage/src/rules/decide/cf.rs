@@ -14,7 +14,7 @@ pub fn not_found(kind: CfKind) -> pb::Rejection {
     reject(RejectionKind::CfNotFound, format!("{} not found", cf::kind_title(kind)))
 }
 
-fn unprocessable(message: impl Into<String>) -> pb::Rejection {
+pub(super) fn unprocessable(message: impl Into<String>) -> pb::Rejection {
     reject(RejectionKind::CfUnprocessable, message)
 }
 
@@ -36,14 +36,14 @@ fn org_event(before: Option<pb::CfOrganization>, after: Option<pb::CfOrganizatio
 fn space_event(before: Option<pb::CfSpace>, after: Option<pb::CfSpace>) -> pb::Event {
     ev(Ev::CfSpaceChanged(pb::CfSpaceChanged { before, after }))
 }
-fn app_event(before: Option<pb::CfApp>, after: Option<pb::CfApp>) -> pb::Event {
+pub(super) fn app_event(before: Option<pb::CfApp>, after: Option<pb::CfApp>) -> pb::Event {
     ev(Ev::CfAppChanged(pb::CfAppChanged { before, after }))
 }
-fn process_event(before: Option<pb::CfProcess>, after: Option<pb::CfProcess>) -> pb::Event {
+pub(super) fn process_event(before: Option<pb::CfProcess>, after: Option<pb::CfProcess>) -> pb::Event {
     ev(Ev::CfProcessChanged(pb::CfProcessChanged { before, after }))
 }
 
-fn job(cx: &mut Ctx, operation: &str, kind: &str, resource_guid: &str) -> pb::Event {
+pub(super) fn job(cx: &mut Ctx, operation: &str, kind: &str, resource_guid: &str) -> pb::Event {
     ev(Ev::CfJobRecorded(pb::CfJobRecorded {
         job: Some(pb::CfJob {
             guid: cx.ids.next_uuid(),
@@ -79,6 +79,7 @@ fn name_free<V: ViewRead>(
     })
 }
 
+/// `check!(result)`: the rejection of a business refusal ends the decision.
 macro_rules! check {
     ($e:expr) => {
         match $e {
@@ -87,6 +88,7 @@ macro_rules! check {
         }
     };
 }
+pub(super) use check;
 
 pub fn create_organization<V: ViewRead>(
     view: &V,
@@ -125,7 +127,7 @@ pub fn create_space<V: ViewRead>(view: &V, c: &pb::CreateCfSpace, cx: &mut Ctx) 
 }
 
 /// A new process of an app with CF's defaults for its type (web: one instance, port check).
-fn new_process(app: &pb::CfApp, process_type: &str, cx: &mut Ctx) -> pb::CfProcess {
+pub(super) fn new_process(app: &pb::CfApp, process_type: &str, cx: &mut Ctx) -> pb::CfProcess {
     pb::CfProcess {
         guid: cx.ids.next_uuid(),
         app_guid: app.guid.clone(),
@@ -147,7 +149,7 @@ fn new_process(app: &pb::CfApp, process_type: &str, cx: &mut Ctx) -> pb::CfProce
 }
 
 /// A new app of a space, STOPPED, with its `web` process.
-fn new_app<V: ViewRead>(
+pub(super) fn new_app<V: ViewRead>(
     view: &V,
     space_guid: &str,
     name: &str,
@@ -229,7 +231,11 @@ fn remove_process<V: ViewRead>(view: &V, p: pb::CfProcess, events: &mut Vec<pb::
 }
 
 /// Removes a process's DesiredLRP and its instances, if it has one.
-fn stop_process<V: ViewRead>(view: &V, p: &pb::CfProcess, events: &mut Vec<pb::Event>) -> Result<(), V::Error> {
+pub(super) fn stop_process<V: ViewRead>(
+    view: &V,
+    p: &pb::CfProcess,
+    events: &mut Vec<pb::Event>,
+) -> Result<(), V::Error> {
     let guid = cf::process_guid(p);
     if let Ok(mut e) = lrp::remove(view, &pb::RemoveDesiredLrp { process_guid: guid })? {
         events.append(&mut e);
@@ -324,7 +330,7 @@ fn runnable(app: &pb::CfApp, p: &pb::CfProcess) -> Result<(), pb::Rejection> {
 }
 
 /// Desires the DesiredLRP of a started process (instances may be 0).
-fn desire_process<V: ViewRead>(
+pub(super) fn desire_process<V: ViewRead>(
     view: &V,
     app: &pb::CfApp,
     p: &pb::CfProcess,
@@ -388,114 +394,8 @@ pub fn set_app_state<V: ViewRead>(view: &V, c: &pb::SetCfAppState, cx: &mut Ctx)
     Ok(Ok(events))
 }
 
-/// The process after a manifest's fields: whether its containers must be replaced (a new version).
-fn manifest_process(p: &pb::CfProcess, m: &pb::CfManifestProcess, now: i64) -> (pb::CfProcess, bool) {
-    let mut q = p.clone();
-    if let Some(c) = &m.command {
-        q.command = c.clone();
-    }
-    if let Some(n) = m.instances {
-        q.instances = n;
-    }
-    if let Some(n) = m.memory_in_mb {
-        q.memory_in_mb = n;
-    }
-    if let Some(n) = m.disk_in_mb {
-        q.disk_in_mb = n;
-    }
-    let hc = q
-        .health_check
-        .get_or_insert_with(|| cf::default_health_check(&p.r#type));
-    if let Some(t) = &m.health_check_type {
-        hc.r#type = if t == "none" { "process".into() } else { t.clone() };
-        if hc.r#type != "http" {
-            hc.endpoint.clear();
-        }
-    }
-    if let Some(e) = &m.health_check_http_endpoint {
-        hc.endpoint = e.clone();
-    }
-    if m.timeout.is_some() {
-        hc.timeout = m.timeout;
-    }
-    if m.health_check_invocation_timeout.is_some() {
-        hc.invocation_timeout = m.health_check_invocation_timeout;
-    }
-    let container_changed = q.command != p.command
-        || q.memory_in_mb != p.memory_in_mb
-        || q.disk_in_mb != p.disk_in_mb
-        || q.health_check != p.health_check;
-    if q != *p {
-        q.updated_at = now;
-    }
-    (q, container_changed)
-}
-
-pub fn apply_manifest<V: ViewRead>(view: &V, c: &pb::ApplyCfManifest, cx: &mut Ctx) -> Result<Decision, V::Error> {
-    if view.cf_space(&c.space_guid)?.is_none() {
-        return Ok(Err(not_found(CfKind::Space)));
-    }
-    let mut events = Vec::new();
-    for m in &c.applications {
-        let image = m.docker_image.clone().unwrap_or_default();
-        let (app, mut processes, created) = match view.cf_named(CfKind::App, &c.space_guid, &m.name)? {
-            Some(guid) => match view.cf_app(&guid)? {
-                Some(app) => {
-                    let processes = processes_of(view, &app.guid)?;
-                    (app, processes, false)
-                }
-                None => return Ok(Err(not_found(CfKind::App))),
-            },
-            None => {
-                let (app, web) = check!(new_app(view, &c.space_guid, &m.name, &image, None, cx)?);
-                (app, vec![web], true)
-            }
-        };
-        let mut after = app.clone();
-        if m.docker_image.is_some() && after.docker_image != image {
-            after.docker_image = image;
-            after.updated_at = cx.now;
-        }
-        let started = after.state == pb::CfAppState::Started as i32;
-        let image_changed = after.docker_image != app.docker_image;
-        for mp in &m.processes {
-            if !processes.iter().any(|p| p.r#type == mp.r#type) {
-                let p = new_process(&after, &mp.r#type, cx);
-                processes.push(p);
-            }
-        }
-        events.push(app_event((!created).then(|| app.clone()), Some(after.clone())));
-        let known = if created {
-            Vec::new()
-        } else {
-            processes_of(view, &app.guid)?
-        };
-        for p in processes {
-            let before = known.iter().find(|k| k.guid == p.guid).cloned();
-            let (mut q, container_changed) = match m.processes.iter().find(|mp| mp.r#type == p.r#type) {
-                Some(mp) => manifest_process(&p, mp, cx.now),
-                None => (p.clone(), false),
-            };
-            check!(cf::process_model(&q).map_err(unprocessable));
-            if started && (container_changed || image_changed) {
-                // New containers: the old DesiredLRP goes, the new version's is desired.
-                stop_process(view, &p, &mut events)?;
-                q.version = cx.ids.next_uuid();
-                check!(desire_process(view, &after, &q, cx, &mut events)?);
-            } else if started && q.instances != p.instances {
-                check!(scale_lrp(view, &after, &q, cx, &mut events)?);
-            }
-            if before.as_ref() != Some(&q) {
-                events.push(process_event(before, Some(q)));
-            }
-        }
-    }
-    events.push(job(cx, "space.apply_manifest", "spaces", &c.space_guid));
-    Ok(Ok(events))
-}
-
 /// A started process's instance count reaches its DesiredLRP (desired now if it had none).
-fn scale_lrp<V: ViewRead>(
+pub(super) fn scale_lrp<V: ViewRead>(
     view: &V,
     app: &pb::CfApp,
     p: &pb::CfProcess,

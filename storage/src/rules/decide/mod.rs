@@ -2,12 +2,13 @@
 //! causes or a [`pb::Rejection`]. Deterministic: time and ids come from the entry's stamp.
 //!
 //! This file only dispatches, one line per command; each area keeps its transitions in its own
-//! file (`lrp.rs`, `instances.rs`, `cells.rs`, `domains.rs`, `tasks.rs`, `runs.rs`, `receptor.rs`, `tokens.rs`, `cf.rs`). To add a command: a message in
+//! file (`lrp.rs`, `instances.rs`, `cells.rs`, `domains.rs`, `tasks.rs`, `runs.rs`, `receptor.rs`, `tokens.rs`, `cf.rs`, `cf_manifest.rs`). To add a command: a message in
 //! `log.proto`, one line here, one small function in the area's file, a fold arm in
 //! `state_machine/fold.rs` for any new event, and a case in the replay property test.
 
 mod cells;
 mod cf;
+mod cf_manifest;
 mod domains;
 mod events;
 mod instances;
@@ -115,7 +116,7 @@ pub fn decide<V: ViewRead>(view: &V, stamp: &pb::Stamp, command: &pb::Command) -
         Some(Kind::UpdateCfResource(c)) => cf::update_resource(view, c, cx),
         Some(Kind::DeleteCfResource(c)) => cf::delete_resource(view, c, cx),
         Some(Kind::SetCfAppState(c)) => cf::set_app_state(view, c, cx),
-        Some(Kind::ApplyCfManifest(c)) => cf::apply_manifest(view, c, cx),
+        Some(Kind::ApplyCfManifest(c)) => cf_manifest::apply(view, c, cx),
         Some(Kind::UpdateCfProcess(c)) => cf::update_process(view, c, cx),
         Some(Kind::ScaleCfProcess(c)) => cf::scale_process(view, c, cx),
         Some(Kind::TerminateCfInstance(c)) => cf::terminate_instance(view, c, cx),
