@@ -7,6 +7,7 @@ pub mod cf;
 pub mod common;
 pub mod flotilla;
 pub mod health;
+pub mod metrics;
 pub mod receptor;
 pub mod uaa;
 
@@ -86,6 +87,7 @@ pub fn router(gateway: Gateway) -> Router {
 /// The whole REST surface: each family nested under its prefix with its own fallback, the shared
 /// layers around them all.
 pub fn router_with(gateway: Gateway, limits: common::layers::RequestLimits) -> Router {
+    metrics::install();
     let vouch = || axum::middleware::from_fn_with_state(gateway.clone(), common::credentials::vouch);
     let app = Router::new()
         .nest("/v1", receptor::routes().route_layer(vouch()))
@@ -94,6 +96,7 @@ pub fn router_with(gateway: Gateway, limits: common::layers::RequestLimits) -> R
         .nest("/v3", cf::routes().route_layer(vouch()))
         .merge(uaa::routes())
         .merge(health::routes())
+        .merge(metrics::routes())
         .fallback(not_found)
         .with_state(gateway);
     common::layers::apply(app, limits)

@@ -107,6 +107,8 @@ pub struct NodeOptions {
 /// Runs a node until `shutdown` resolves, then stops it in order (cell, REST, leader loops, gRPC,
 /// Raft) and flushes its storage.
 pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    capstan_gateway::metrics::install();
+    crate::metrics::describe();
     std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating {}", opts.data_dir.display()))?;
     let db = capstan_storage::open_db(&opts.data_dir.join("db")).context("opening sled")?;
 
@@ -141,7 +143,9 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
     }));
     let hub = Hub::new(node.clone());
     let presence = Presence::new(opts.cell_ttl);
+    let _state_metrics = crate::metrics::collect_state(node.clone(), hub.clone(), presence.clone());
     let leader_tasks = [
+        tokio::spawn(crate::metrics::publish_raft(node.clone())),
         tokio::spawn(hub.clone().run()),
         tokio::spawn(scheduler::run(node.clone(), hub.clone())),
         tokio::spawn(callbacks::run(node.clone(), hub.clone())),
@@ -170,6 +174,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
         }
         tokio::spawn(
             server
+                .layer(crate::metrics::GrpcMetricsLayer)
                 .layer(GuardLayer::new(opts.auth.clone()))
                 .timeout(grpc.request_timeout)
                 .max_concurrent_streams(grpc.streams_per_connection_max)
@@ -333,6 +338,7 @@ pub async fn run_gateway(
     if addrs.is_empty() {
         anyhow::bail!("--cluster names no node");
     }
+    capstan_gateway::metrics::install();
     let (gateway, acceptor) = gateway_tls(&addrs, tls.as_ref())?;
     let listener = serve::bind(http).with_context(|| format!("binding HTTP {http}"))?;
     println!("capstan: http={}", listener.local_addr()?);

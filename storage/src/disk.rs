@@ -83,6 +83,7 @@ impl Disk {
     /// sled's own `flush_async` is not used: with many concurrent callers it was seen to never
     /// complete (sled 0.34.7); the blocking `flush` on the blocking pool has no such problem.
     pub async fn make_durable(&self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.flush())
             .await
@@ -107,6 +108,7 @@ impl Disk {
         state.done = target;
         state.blobs_synced = synced;
         s.passes.fetch_add(1, Ordering::SeqCst);
+        metrics::histogram!(crate::metrics::FLUSH_DURATION).record(started.elapsed().as_secs_f64());
         Ok(())
     }
 

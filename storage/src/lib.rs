@@ -8,6 +8,7 @@ pub mod codec;
 pub mod disk;
 pub mod keyspace;
 pub mod log_store;
+pub mod metrics;
 pub mod rules;
 pub mod state_machine;
 pub mod views;

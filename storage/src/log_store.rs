@@ -83,12 +83,18 @@ impl LogStore {
     /// Appends entries and returns once they are durable — what openraft's `append` does before
     /// it reports the I/O complete (the leader counts this node's ack on it).
     pub async fn append_durably(&self, entries: impl IntoIterator<Item = Entry>) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
         let mut batch = sled::Batch::default();
+        let mut n = 0u32;
         for e in entries {
             batch.insert(&ks::log_key(e.log_id.index), codec::entry_to_pb(&e).encode_to_vec());
+            n += 1;
         }
         self.log.apply_batch(batch)?;
-        self.disk.make_durable().await
+        self.disk.make_durable().await?;
+        metrics::histogram!(crate::metrics::APPEND_ENTRIES).record(f64::from(n));
+        metrics::histogram!(crate::metrics::APPEND_DURATION).record(started.elapsed().as_secs_f64());
+        Ok(())
     }
 }
 
@@ -159,7 +165,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // it answer a linearizable read from before writes it had acknowledged.
         self.write_log_id(ks::KEY_COMMITTED, committed.as_ref())
             .map_err(write_err)?;
-        self.disk.make_durable().await.map_err(write_err)
+        self.disk.make_durable().await.map_err(write_err)?;
+        if let Some(c) = committed {
+            metrics::gauge!(crate::metrics::COMMITTED_INDEX).set(c.index as f64);
+        }
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {

@@ -110,7 +110,7 @@ const ROUTES: &[(&str, &str, Needs)] = &[
     ("DELETE", "/v3/processes/{guid}/instances/{index}", Needs::Write),
 ];
 
-/// Routes that are open by design: what a client reads to log in.
+/// Routes that are open by design: what a client reads to log in, and what probes and scrapers read.
 const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/"),
     ("GET", "/v3"),
@@ -121,6 +121,7 @@ const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/token_key"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/metrics"),
 ];
 
 /// (method, path) of every `.route(...)` in a gateway source file, under `prefix`.
@@ -174,6 +175,7 @@ fn the_matrix_covers_every_route_the_gateway_serves() {
     served.extend(routes_in(&read("uaa.rs"), ""));
     served.extend(routes_in(&read("cf/mod.rs"), "/v3"));
     served.extend(routes_in(&read("health.rs"), ""));
+    served.extend(routes_in(&read("metrics.rs"), ""));
     let listed: BTreeSet<(String, String)> = ROUTES
         .iter()
         .map(|(m, p, _)| (m.to_string(), p.to_string()))

@@ -64,6 +64,9 @@ pub fn apply(router: Router, limits: RequestLimits) -> Router {
                 .concurrency_limit(limits.in_flight_max.max(1))
                 .timeout(timeout),
         )
+        // Outermost, so refusals of the layers above are counted too; a layer of the whole
+        // router still runs per route, after routing, so it sees the route template.
+        .layer(axum::middleware::from_fn(crate::metrics::track))
 }
 
 /// 413 at once for a `Content-Length` over the limit: the answer does not wait for the body.

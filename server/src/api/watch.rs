@@ -47,9 +47,17 @@ impl Watchers {
 /// Counts a stream while it lives.
 struct Slot(Arc<AtomicUsize>);
 
+impl Slot {
+    fn take(count: &Arc<AtomicUsize>) -> Self {
+        metrics::gauge!(crate::metrics::EVENT_SUBSCRIBERS).increment(1.0);
+        Slot(count.clone())
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+        metrics::gauge!(crate::metrics::EVENT_SUBSCRIBERS).decrement(1.0);
     }
 }
 
@@ -144,7 +152,7 @@ pub async fn watch(
             1000,
         ));
     }
-    let slot = Slot(watchers.count.clone());
+    let slot = Slot::take(&watchers.count);
     // A client resuming from a position this node has not applied yet waits for it.
     if req.resume && applied(&node) < req.after_index {
         let mut m = node.raft.metrics();
@@ -201,6 +209,7 @@ pub async fn watch(
                     }
                     // One slot is kept for the message that says why the stream ends.
                     if tx.capacity() <= 1 {
+                        metrics::counter!(crate::metrics::EVENT_SUBSCRIBERS_DROPPED).increment(1);
                         let _ = tx.try_send(Err(Status::resource_exhausted(format!(
                             "slow consumer: more than {SUBSCRIBER_BUFFER_EVENTS} events unread; resume from the last id"
                         ))));

@@ -5,7 +5,6 @@
 //! family's shape; it is logged once, without the credential, and counted by kind.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -61,16 +60,6 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    const ALL: [Refusal; 7] = [
-        Refusal::Missing,
-        Refusal::Malformed,
-        Refusal::BadBasic,
-        Refusal::Expired,
-        Refusal::InvalidToken,
-        Refusal::BadClusterSecret,
-        Refusal::Forbidden,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Refusal::Missing => "missing",
@@ -85,12 +74,11 @@ impl Refusal {
 }
 
 /// The node's authenticator: the token issuer (keys, users), the cluster secret, the basic-auth
-/// cache and the refusal counters.
+/// cache. Refusals are counted in the metrics ([`crate::metrics::AUTH_REFUSALS`], by kind).
 pub struct Authenticator {
     issuer: Issuer,
     cluster: ClusterCredential,
     basic_cache: Mutex<HashMap<[u8; 32], (Instant, Caller)>>,
-    refusals: [AtomicU64; Refusal::ALL.len()],
 }
 
 impl Authenticator {
@@ -100,7 +88,6 @@ impl Authenticator {
             issuer,
             cluster,
             basic_cache: Mutex::new(HashMap::new()),
-            refusals: Default::default(),
         }))
     }
 
@@ -138,15 +125,6 @@ impl Authenticator {
 
     pub fn enabled(&self) -> bool {
         self.issuer.settings().enabled
-    }
-
-    /// Refusals so far, by kind (for the metrics endpoint).
-    pub fn refusal_counts(&self) -> Vec<(&'static str, u64)> {
-        Refusal::ALL
-            .iter()
-            .zip(&self.refusals)
-            .map(|(r, n)| (r.name(), n.load(Ordering::Relaxed)))
-            .collect()
     }
 
     /// Decides a call: the caller when it may go on, else the refusal. `verified_client_cert`: the
@@ -297,9 +275,7 @@ impl Authenticator {
     }
 
     fn refused(&self, path: &str, refusal: Refusal, message: String) -> tonic::Status {
-        if let Some(n) = Refusal::ALL.iter().position(|r| *r == refusal) {
-            self.refusals[n].fetch_add(1, Ordering::Relaxed);
-        }
+        metrics::counter!(crate::metrics::AUTH_REFUSALS, "kind" => refusal.name()).increment(1);
         tracing::info!(method = path, refusal = refusal.name(), "call refused");
         let kind = match refusal {
             Refusal::Forbidden => ErrorKind::Forbidden,

@@ -24,6 +24,15 @@ impl Presence {
         })
     }
 
+    /// Cells heard from within the TTL (meaningful on the leader, which receives heartbeats).
+    pub fn heard_within_ttl(&self) -> usize {
+        let now = Instant::now();
+        self.seen
+            .lock()
+            .map(|s| s.values().filter(|t| now.duration_since(**t) <= self.ttl).count())
+            .unwrap_or(0)
+    }
+
     pub fn touch(&self, cell_id: &str) {
         if let Ok(mut s) = self.seen.lock() {
             s.insert(cell_id.to_owned(), Instant::now());

@@ -158,6 +158,7 @@ async fn propose(node: &RaftNode, kind: pb::command::Kind) -> bool {
 }
 
 pub async fn run(node: RaftNode, hub: Arc<Hub>) {
+    use crate::metrics as M;
     loop {
         tokio::select! {
             _ = hub.schedule.notified() => {}
@@ -176,11 +177,21 @@ pub async fn run(node: RaftNode, hub: Arc<Hub>) {
             }
             let mut progressed = false;
             if let Some(cmd) = instances {
-                let placed = !cmd.placements.is_empty();
-                progressed |= propose(&node, pb::command::Kind::PlaceActualLrps(cmd)).await && placed;
+                let (placed, failed) = (cmd.placements.len() as u64, cmd.failures.len() as u64);
+                let applied = propose(&node, pb::command::Kind::PlaceActualLrps(cmd)).await;
+                if applied {
+                    metrics::counter!(M::SCHEDULER_PLACEMENTS, "kind" => "instance").increment(placed);
+                    metrics::counter!(M::SCHEDULER_PLACEMENT_FAILURES, "kind" => "instance").increment(failed);
+                }
+                progressed |= applied && placed > 0;
             }
             if let Some(cmd) = runs {
-                progressed |= propose(&node, pb::command::Kind::PlaceTaskRuns(cmd)).await;
+                let placed = cmd.placements.len() as u64;
+                let applied = propose(&node, pb::command::Kind::PlaceTaskRuns(cmd)).await;
+                if applied {
+                    metrics::counter!(M::SCHEDULER_PLACEMENTS, "kind" => "task_run").increment(placed);
+                }
+                progressed |= applied;
             }
             if !progressed {
                 break;

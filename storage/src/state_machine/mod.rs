@@ -282,6 +282,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?;
             out.push(outcome);
         }
+        metrics::histogram!(crate::metrics::APPLY_ENTRIES).record(out.len() as f64);
         Ok(out)
     }
 
@@ -309,6 +310,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data = snapshot.into_inner();
         Self::persist_snapshot(&self.dir, &data).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         self.replace_trees(&data).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        metrics::counter!(crate::metrics::SNAPSHOTS_INSTALLED).increment(1);
+        metrics::gauge!(crate::metrics::SNAPSHOT_SIZE).set(data.len() as f64);
         tracing::info!(snapshot_id = %meta.snapshot_id, "snapshot installed");
         Ok(())
     }

@@ -185,6 +185,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .await
             .map_err(|e| snap_err(ErrorVerb::Write, e))?
             .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        metrics::counter!(crate::metrics::SNAPSHOTS_BUILT).increment(1);
+        metrics::gauge!(crate::metrics::SNAPSHOT_SIZE).set(data.len() as f64);
         tracing::info!(snapshot_id = %meta.snapshot_id, bytes = data.len(), "snapshot built");
         Ok(Snapshot {
             meta,
