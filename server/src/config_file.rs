@@ -39,7 +39,13 @@ impl ConfigFile {
                         .try_into()
                         .map_err(|e: toml::de::Error| anyhow::anyhow!("{}: [auth]: {}", path.display(), e.message()))?;
                 }
-                (_, toml::Value::Table(_)) => bail!("{}: unknown table [{key}] (known: [auth])", path.display()),
+                // `[log] format = "json"` is the flag `log-format`.
+                ("log", toml::Value::Table(t)) => {
+                    flags.extend(t.into_iter().map(|(k, v)| (format!("log-{}", k.replace('_', "-")), v)));
+                }
+                (_, toml::Value::Table(_)) => {
+                    bail!("{}: unknown table [{key}] (known: [auth], [log])", path.display())
+                }
                 (_, v) => flags.push((key.replace('_', "-"), v)),
             }
         }
@@ -178,6 +184,7 @@ mod tests {
                 .arg(Arg::new("config").long("config"))
                 .arg(Arg::new("http").long("http").default_value("a"))
                 .arg(Arg::new("journal-records-max").long("journal-records-max"))
+                .arg(Arg::new("log-format").long("log-format"))
                 .arg(Arg::new("insecure").long("insecure").action(ArgAction::SetTrue))
                 .arg(Arg::new("grpc").long("grpc").env("CAPSTAN_TEST_CONFIG_GRPC")),
         )
@@ -211,6 +218,22 @@ mod tests {
         let m = cmd().get_matches_from(args);
         let s = m.subcommand_matches("server").expect("server");
         assert_eq!(s.get_one::<String>("http").map(String::as_str), Some("from-file"));
+    }
+
+    #[test]
+    fn the_log_table_is_the_log_flags() {
+        let (_d, path) = file("[log]\nformat = \"json\"\n");
+        let args = ConfigFile::read(&path)
+            .expect("read")
+            .args_for(&cmd(), "server")
+            .expect("args");
+        assert_eq!(args, vec![OsString::from("--log-format=json")]);
+        let (_d, path) = file("[log]\nlevel = \"debug\"\n");
+        let e = ConfigFile::read(&path)
+            .expect("read")
+            .args_for(&cmd(), "server")
+            .expect_err("unknown");
+        assert!(e.to_string().contains("unknown key 'log-level'"), "{e}");
     }
 
     #[test]
@@ -260,4 +283,8 @@ pub struct ConfigArg {
     /// A TOML file with any of this mode's flags as keys, and an [auth] table.
     #[arg(long, env = "CAPSTAN_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Log lines on stderr as text or as JSON objects (`[log] format` in the config file);
+    /// RUST_LOG filters them.
+    #[arg(long, env = "CAPSTAN_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: crate::logging::LogFormat,
 }

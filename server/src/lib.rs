@@ -15,6 +15,7 @@ pub mod config_file;
 pub mod errors;
 pub mod events_cli;
 pub mod leader;
+pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod shutdown;

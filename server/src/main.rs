@@ -284,19 +284,23 @@ fn parse_members(spec: &str) -> anyhow::Result<BTreeMap<u64, String>> {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let mut command = Cli::command().args_override_self(true);
     for mode in config_file::MODES {
         command = command.mut_subcommand(mode, |s| s.args_override_self(true));
     }
     let (argv, file) = config_file::expand(std::env::args_os().collect(), &command)?;
-    let cli = match Cli::from_arg_matches(&command.get_matches_from(argv)) {
+    let matches = command.get_matches_from(argv);
+    let log_format = matches
+        .subcommand()
+        .and_then(|(_, m)| {
+            m.try_get_one::<capstan::logging::LogFormat>("log_format")
+                .ok()
+                .flatten()
+        })
+        .copied()
+        .unwrap_or_default();
+    capstan::logging::init(log_format);
+    let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };

@@ -168,7 +168,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
         let tokens = AuthServer::new(AuthService::new(opts.auth.clone(), fwd.clone()));
         let grpc = opts.limits.grpc;
-        let mut server = tonic::transport::Server::builder();
+        let mut server = tonic::transport::Server::builder().trace_fn(crate::logging::grpc_span);
         if let Some(tls) = &opts.tls {
             server = server.tls_config(tls.grpc_server(false)?).context("gRPC TLS")?;
         }

@@ -2,7 +2,7 @@
 //! gateway checks nothing itself: the node's guard does, for every family alike. A middleware puts
 //! the request's `Authorization` header (or, under `/v1`, Receptor's `receptor_authorization`
 //! cookie, which browsers' EventSource needs) in a task-local; the gRPC clients' interceptor
-//! copies it into the call's metadata.
+//! copies it into the call's metadata, with the request's `X-Request-Id`.
 
 use std::cell::Cell;
 
@@ -19,6 +19,8 @@ use crate::Gateway;
 
 tokio::task_local! {
     static AUTHORIZATION: Option<HeaderValue>;
+    /// The request's `X-Request-Id`, passed on to the node so its logs name the same request.
+    static REQUEST_ID: Option<HeaderValue>;
     /// Whether serving this request has called a node (which checked the credential).
     static CONSULTED: Cell<bool>;
 }
@@ -34,7 +36,10 @@ pub async fn carry(req: Request, next: Next) -> Response {
             credential = Some(c);
         }
     }
-    AUTHORIZATION.scope(credential, next.run(req)).await
+    let request_id = req.headers().get(super::layers::REQUEST_ID).cloned();
+    REQUEST_ID
+        .scope(request_id, AUTHORIZATION.scope(credential, next.run(req)))
+        .await
 }
 
 fn receptor_cookie(req: &Request) -> Option<HeaderValue> {
@@ -58,6 +63,10 @@ impl tonic::service::Interceptor for PassCredentials {
         let credential = AUTHORIZATION.try_with(Clone::clone).ok().flatten();
         if let Some(v) = credential.and_then(|v| MetadataValue::try_from(v.as_bytes()).ok()) {
             req.metadata_mut().insert("authorization", v);
+        }
+        let request_id = REQUEST_ID.try_with(Clone::clone).ok().flatten();
+        if let Some(v) = request_id.and_then(|v| MetadataValue::try_from(v.as_bytes()).ok()) {
+            req.metadata_mut().insert(super::layers::REQUEST_ID, v);
         }
         Ok(req)
     }

@@ -1,5 +1,6 @@
 //! The tower layers every family's routes run under: a tracing span per request, a request
-//! timeout, a cap on requests in flight that sheds load (503 + `Retry-After`) instead of queueing
+//! timeout, an `X-Request-Id` (the caller's, or a new one) on the request, its span and its answer, a cap
+//! on requests in flight that sheds load (503 + `Retry-After`) instead of queueing
 //! without bound, an inactivity timeout on request bodies, and an early 413 for a body declared
 //! (by `Content-Length`) larger than any route accepts — before a byte of it is read. Refusals
 //! answer in the family's shape ([`Family`]).
@@ -7,17 +8,23 @@
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
+use axum::extract::MatchedPath;
 use axum::extract::Request;
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, HeaderName, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower::{BoxError, ServiceBuilder};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use super::family::Family;
 use crate::REQUEST_BODY_BYTES_MAX;
+
+/// The request id header: taken from the caller when sent, else generated; answered back, and
+/// passed to the node in the gRPC call's metadata.
+pub const REQUEST_ID: &str = "x-request-id";
 
 /// Longest a request may take end to end (the node's own forwarding deadline is 8 s and the
 /// gateway's gRPC deadline 15 s; this is the outer bound).
@@ -55,8 +62,15 @@ pub fn apply(router: Router, limits: RequestLimits) -> Router {
         .layer(RequestBodyTimeoutLayer::new(limits.body_idle_timeout))
         .layer(
             ServiceBuilder::new()
-                // A 503 during an election is ordinary: failures are logged at debug, not as errors.
-                .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)))
+                // One span per request; a 503 during an election is ordinary: failures are
+                // logged at debug, not as errors.
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_request(())
+                        .on_response(answered)
+                        .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+                )
                 .layer(HandleErrorLayer::new(move |uri: Uri, err: BoxError| {
                     refusal(uri, err, timeout)
                 }))
@@ -67,6 +81,41 @@ pub fn apply(router: Router, limits: RequestLimits) -> Router {
         // Outermost, so refusals of the layers above are counted too; a layer of the whole
         // router still runs per route, after routing, so it sees the route template.
         .layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(PropagateRequestIdLayer::new(HeaderName::from_static(REQUEST_ID)))
+        .layer(SetRequestIdLayer::new(
+            HeaderName::from_static(REQUEST_ID),
+            MakeRequestUuid,
+        ))
+}
+
+/// The span of one request: family, route template, method and request id; status and latency
+/// are recorded when it is answered.
+fn request_span(req: &Request) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        family = crate::metrics::family_label(req.uri().path()),
+        route,
+        method = %req.method(),
+        request_id,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    )
+}
+
+/// The access log line, one per request (target `capstan::access`: filter it like any other).
+fn answered(resp: &Response, latency: Duration, span: &tracing::Span) {
+    span.record("status", resp.status().as_u16());
+    span.record("latency_ms", latency.as_secs_f64() * 1000.0);
+    tracing::info!(target: "capstan::access", "answered");
 }
 
 /// 413 at once for a `Content-Length` over the limit: the answer does not wait for the body.
