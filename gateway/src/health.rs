@@ -18,11 +18,20 @@ pub fn routes() -> Router<Gateway> {
         .route("/readyz", get(readyz))
 }
 
-async fn healthz() -> Json<serde_json::Value> {
+#[utoipa::path(
+    get, path = "/healthz", tag = "Operations", description = "The process answers.",
+    responses((status = 200, body = Object, example = json!({"status": "ok"})))
+)]
+pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-async fn readyz(State(gw): State<Gateway>) -> Response {
+#[utoipa::path(
+    get, path = "/readyz", tag = "Operations",
+    description = "The node behind this listener can serve: it heard from its leader (a leader: from a quorum) within twice the election timeout, and has applied its log to within 1,000 entries.",
+    responses((status = 200, description = "Ready", body = Object), (status = 503, description = "Not ready; `reasons` says why", body = Object))
+)]
+pub(crate) async fn readyz(State(gw): State<Gateway>) -> Response {
     match gw.admin.clone().readiness(pb::ReadinessRequest {}).await {
         Ok(r) => {
             let r = r.into_inner();

@@ -8,6 +8,7 @@ pub mod common;
 pub mod flotilla;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod receptor;
 pub mod uaa;
 
@@ -97,6 +98,7 @@ pub fn router_with(gateway: Gateway, limits: common::layers::RequestLimits) -> R
         .merge(uaa::routes())
         .merge(health::routes())
         .merge(metrics::routes())
+        .merge(openapi::routes())
         .fallback(not_found)
         .with_state(gateway);
     common::layers::apply(app, limits)

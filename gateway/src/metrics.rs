@@ -140,7 +140,11 @@ pub fn routes() -> Router<Gateway> {
     Router::new().route("/metrics", get(scrape))
 }
 
-async fn scrape() -> Response {
+#[utoipa::path(
+    get, path = "/metrics", tag = "Operations", description = "Prometheus metrics, text exposition format.",
+    responses((status = 200, content_type = "text/plain", body = String))
+)]
+pub(crate) async fn scrape() -> Response {
     // Collectors walk the state: off the async threads.
     let text = tokio::task::spawn_blocking(render).await.unwrap_or_default();
     (

@@ -43,7 +43,11 @@ pub(crate) fn base_url(headers: &HeaderMap) -> String {
     format!("{scheme}://{host}")
 }
 
-async fn root(headers: HeaderMap) -> Json<Value> {
+#[utoipa::path(
+    get, path = "/", tag = "Tokens (UAA)", description = "The CF root document: where the V3 API, login and UAA are.",
+    responses((status = 200, body = Object))
+)]
+pub(crate) async fn root(headers: HeaderMap) -> Json<Value> {
     let base = base_url(&headers);
     let link = |href: String| json!({ "href": href });
     Json(json!({
@@ -66,7 +70,11 @@ async fn root(headers: HeaderMap) -> Json<Value> {
 }
 
 /// UAA's `/login` info: what a login prompt asks for.
-async fn login_info() -> Json<Value> {
+#[utoipa::path(
+    get, path = "/login", tag = "Tokens (UAA)", description = "UAA's login info (what the cf CLI reads before it asks for a token).",
+    responses((status = 200, body = Object))
+)]
+pub(crate) async fn login_info() -> Json<Value> {
     Json(json!({
         "app": { "version": env!("CARGO_PKG_VERSION") },
         "commit_id": "capstan",
@@ -135,7 +143,13 @@ async fn oauth_form(headers: &HeaderMap, body: Body) -> Result<std::collections:
     Ok(form)
 }
 
-async fn token(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
+#[utoipa::path(
+    post, path = "/oauth/token", tag = "Tokens (UAA)",
+    description = "UAA's token endpoint: `grant_type=password` (username, password) or `refresh_token`, form-encoded; the client (`cf:`) in basic auth.",
+    request_body(content_type = "application/x-www-form-urlencoded", content = Object),
+    responses((status = 200, description = "access_token, refresh_token, token_type, expires_in, scope, jti", body = Object), (status = 400, description = "Bad request (`invalid_request`, `unsupported_grant_type`, `invalid_scope`)", body = Object), (status = 401, description = "Bad credentials", body = Object), (status = 413, body = Object), (status = 503, body = Object))
+)]
+pub(crate) async fn token(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
     let mut form = match oauth_form(&headers, body).await {
         Ok(f) => f,
         Err(resp) => return resp,
@@ -171,7 +185,12 @@ async fn token(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Res
 }
 
 /// RFC 7009 revocation (logout): 200 with an empty body, also for a token that was not valid.
-async fn revoke(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
+#[utoipa::path(
+    post, path = "/oauth/revoke", tag = "Tokens (UAA)", description = "Revokes a token (form field `token`); every node refuses it once applied.",
+    request_body(content_type = "application/x-www-form-urlencoded", content = Object),
+    responses((status = 200, description = "Revoked"), (status = 400, description = "Bad request (`invalid_request`, `unsupported_grant_type`, `invalid_scope`)", body = Object), (status = 401, description = "Bad credentials", body = Object), (status = 413, body = Object), (status = 503, body = Object))
+)]
+pub(crate) async fn revoke(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
     let mut form = match oauth_form(&headers, body).await {
         Ok(f) => f,
         Err(resp) => return resp,
@@ -202,7 +221,11 @@ fn jwk(k: &pb::TokenKey) -> Value {
     })
 }
 
-async fn token_keys(State(gw): State<Gateway>) -> Response {
+#[utoipa::path(
+    get, path = "/token_keys", tag = "Tokens (UAA)", description = "The keys that verify tokens, as JWKs.",
+    responses((status = 200, body = Object), (status = 503, body = Object))
+)]
+pub(crate) async fn token_keys(State(gw): State<Gateway>) -> Response {
     match gw.auth.clone().token_keys(pb::TokenKeysRequest {}).await {
         Ok(r) => Json(json!({ "keys": r.into_inner().keys.iter().map(jwk).collect::<Vec<_>>() })).into_response(),
         Err(s) => node_error(s),
@@ -210,7 +233,11 @@ async fn token_keys(State(gw): State<Gateway>) -> Response {
 }
 
 /// The key new tokens are signed with.
-async fn token_key(State(gw): State<Gateway>) -> Response {
+#[utoipa::path(
+    get, path = "/token_key", tag = "Tokens (UAA)", description = "The signing key, as a JWK.",
+    responses((status = 200, body = Object), (status = 404, body = Object), (status = 503, body = Object))
+)]
+pub(crate) async fn token_key(State(gw): State<Gateway>) -> Response {
     match gw.auth.clone().token_keys(pb::TokenKeysRequest {}).await {
         Ok(r) => match r.into_inner().keys.first() {
             Some(k) => Json(jwk(k)).into_response(),

@@ -16,6 +16,7 @@ pub mod linearizability;
 pub mod load;
 pub mod nemesis;
 pub mod netns;
+pub mod routes;
 pub mod sse;
 
 /// How long a process may take to print its ready line.

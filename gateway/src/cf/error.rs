@@ -86,11 +86,64 @@ impl CfError {
     }
 
     pub fn body(&self) -> String {
-        serde_json::json!({
-            "errors": [{ "detail": self.detail, "title": self.title, "code": self.code }]
-        })
-        .to_string()
+        let body = Errors {
+            errors: vec![ErrorItem {
+                detail: self.detail.clone(),
+                title: self.title,
+                code: self.code,
+            }],
+        };
+        serde_json::to_string(&body).unwrap_or_default()
     }
+}
+
+/// CF's error envelope.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = CfErrors)]
+pub struct Errors {
+    pub errors: Vec<ErrorItem>,
+}
+
+/// One error: `{"detail": "Process not found", "title": "CF-ResourceNotFound", "code": 10010}`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = CfError)]
+pub struct ErrorItem {
+    pub detail: String,
+    pub title: &'static str,
+    pub code: u32,
+}
+
+/// The error answers of CF's routes, for the API document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum Answers {
+    /// CF-MessageParseError, CF-BadQueryParameter.
+    #[response(status = 400)]
+    BadRequest(Errors),
+    /// CF-InvalidAuthToken, CF-NotAuthenticated.
+    #[response(status = 401)]
+    Unauthorized(Errors),
+    /// CF-NotAuthorized.
+    #[response(status = 403)]
+    Forbidden(Errors),
+    /// CF-ResourceNotFound.
+    #[response(status = 404)]
+    NotFound(Errors),
+    /// The body stopped arriving.
+    #[response(status = 408)]
+    Timeout(Errors),
+    /// The body is larger than 1 MiB.
+    #[response(status = 413)]
+    TooLarge(Errors),
+    /// CF-UnprocessableEntity.
+    #[response(status = 422)]
+    Unprocessable(Errors),
+    /// CF-ServiceUnavailable: retry after `Retry-After`.
+    #[response(status = 503)]
+    Unavailable(Errors),
+    /// The node's disk is below its free-space floor: writes are refused.
+    #[response(status = 507)]
+    InsufficientStorage(Errors),
 }
 
 impl From<crate::common::body::BodyError> for CfError {

@@ -24,9 +24,48 @@ use crate::common::body;
 use crate::common::extract::FamilyPath;
 use crate::uaa::base_url;
 use crate::Gateway;
-use error::CfError;
+use error::{Answers, CfError};
 
 type Result<T> = std::result::Result<T, CfError>;
+
+/// The family's part of the API document (nested under `/v3`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    v3_root,
+    list_organizations,
+    create_organization,
+    get_organization,
+    update_organization,
+    delete_organization,
+    list_spaces,
+    create_space,
+    get_space,
+    update_space,
+    delete_space,
+    apply_manifest,
+    list_apps,
+    create_app,
+    get_app,
+    update_app,
+    delete_app,
+    start_app,
+    stop_app,
+    list_app_processes,
+    get_app_process,
+    update_app_process,
+    app_process_stats,
+    scale_app_process,
+    terminate_app_process,
+    get_job,
+    list_processes,
+    get_process,
+    update_process,
+    process_stats,
+    process_instances,
+    scale_process,
+    terminate_process,
+))]
+pub struct Api;
 
 pub fn routes() -> Router<Gateway> {
     Router::new()
@@ -74,6 +113,9 @@ async fn unknown_request() -> CfError {
     CfError::new(StatusCode::NOT_FOUND, "CF-NotFound", 10000, "Unknown request")
 }
 
+#[utoipa::path(
+    get, path = "/", tag = "CF: root", responses((status = 200, description = "Links to the resources", body = Object))
+)]
 async fn v3_root(headers: HeaderMap) -> Json<Value> {
     let base = base_url(&headers);
     let link = |path: &str| json!({ "href": format!("{base}/v3{path}") });
@@ -170,22 +212,42 @@ async fn list(
     Ok(Json(json!({ "pagination": pagination, "resources": resources })).into_response())
 }
 
+#[utoipa::path(
+    get, path = "/organizations", tag = "CF: organizations", params(("page" = Option<u32>, Query), ("per_page" = Option<u32>, Query, description = "1 to 5000"), ("order_by" = Option<String>, Query, description = "`created_at`, `updated_at` (or `-` first for descending); `name` where the resource has one"), ("label_selector" = Option<String>, Query), ("created_ats" = Option<String>, Query), ("updated_ats" = Option<String>, Query), ("guids" = Option<String>, Query, description = "Comma-separated"), ("names" = Option<String>, Query, description = "Comma-separated")),
+    responses((status = 200, description = "`{pagination, resources}`", body = Object), Answers)
+)]
 async fn list_organizations(State(gw): State<Gateway>, headers: HeaderMap, RawQuery(q): RawQuery) -> Result<Response> {
     list(&gw, &headers, CfKind::Organization, "", q).await
 }
 
+#[utoipa::path(
+    get, path = "/spaces", tag = "CF: spaces", params(("page" = Option<u32>, Query), ("per_page" = Option<u32>, Query, description = "1 to 5000"), ("order_by" = Option<String>, Query, description = "`created_at`, `updated_at` (or `-` first for descending); `name` where the resource has one"), ("label_selector" = Option<String>, Query), ("created_ats" = Option<String>, Query), ("updated_ats" = Option<String>, Query), ("guids" = Option<String>, Query, description = "Comma-separated"), ("names" = Option<String>, Query, description = "Comma-separated"), ("organization_guids" = Option<String>, Query)),
+    responses((status = 200, description = "`{pagination, resources}`", body = Object), Answers)
+)]
 async fn list_spaces(State(gw): State<Gateway>, headers: HeaderMap, RawQuery(q): RawQuery) -> Result<Response> {
     list(&gw, &headers, CfKind::Space, "", q).await
 }
 
+#[utoipa::path(
+    get, path = "/apps", tag = "CF: apps", params(("page" = Option<u32>, Query), ("per_page" = Option<u32>, Query, description = "1 to 5000"), ("order_by" = Option<String>, Query, description = "`created_at`, `updated_at` (or `-` first for descending); `name` where the resource has one"), ("label_selector" = Option<String>, Query), ("created_ats" = Option<String>, Query), ("updated_ats" = Option<String>, Query), ("guids" = Option<String>, Query, description = "Comma-separated"), ("names" = Option<String>, Query, description = "Comma-separated"), ("space_guids" = Option<String>, Query), ("organization_guids" = Option<String>, Query)),
+    responses((status = 200, description = "`{pagination, resources}`", body = Object), Answers)
+)]
 async fn list_apps(State(gw): State<Gateway>, headers: HeaderMap, RawQuery(q): RawQuery) -> Result<Response> {
     list(&gw, &headers, CfKind::App, "", q).await
 }
 
+#[utoipa::path(
+    get, path = "/processes", tag = "CF: processes", params(("page" = Option<u32>, Query), ("per_page" = Option<u32>, Query, description = "1 to 5000"), ("order_by" = Option<String>, Query, description = "`created_at`, `updated_at` (or `-` first for descending); `name` where the resource has one"), ("label_selector" = Option<String>, Query), ("created_ats" = Option<String>, Query), ("updated_ats" = Option<String>, Query), ("guids" = Option<String>, Query, description = "Comma-separated"), ("types" = Option<String>, Query), ("app_guids" = Option<String>, Query), ("space_guids" = Option<String>, Query), ("organization_guids" = Option<String>, Query), ("embed" = Option<String>, Query, description = "`process_instances`")),
+    responses((status = 200, description = "`{pagination, resources}`", body = Object), Answers)
+)]
 async fn list_processes(State(gw): State<Gateway>, headers: HeaderMap, RawQuery(q): RawQuery) -> Result<Response> {
     list(&gw, &headers, CfKind::Process, "", q).await
 }
 
+#[utoipa::path(
+    get, path = "/apps/{guid}/processes", tag = "CF: processes", params(("page" = Option<u32>, Query), ("per_page" = Option<u32>, Query, description = "1 to 5000"), ("order_by" = Option<String>, Query, description = "`created_at`, `updated_at` (or `-` first for descending); `name` where the resource has one"), ("label_selector" = Option<String>, Query), ("created_ats" = Option<String>, Query), ("updated_ats" = Option<String>, Query), ("guids" = Option<String>, Query, description = "Comma-separated"), ("guid" = String, Path), ("types" = Option<String>, Query), ("embed" = Option<String>, Query, description = "`process_instances`")),
+    responses((status = 200, description = "`{pagination, resources}`", body = Object), Answers)
+)]
 async fn list_app_processes(
     State(gw): State<Gateway>,
     headers: HeaderMap,
@@ -222,6 +284,9 @@ fn resource(base: &str, r: pb::CfResource) -> Value {
     }
 }
 
+#[utoipa::path(
+    get, path = "/organizations/{guid}", tag = "CF: organizations", params(("guid" = String, Path)), responses((status = 200, body = Object), Answers)
+)]
 async fn get_organization(
     State(gw): State<Gateway>,
     h: HeaderMap,
@@ -230,14 +295,24 @@ async fn get_organization(
     get_resource(&gw, &h, CfKind::Organization, g).await
 }
 
+#[utoipa::path(
+    get, path = "/spaces/{guid}", tag = "CF: spaces", params(("guid" = String, Path)), responses((status = 200, body = Object), Answers)
+)]
 async fn get_space(State(gw): State<Gateway>, h: HeaderMap, FamilyPath(g): FamilyPath<String>) -> Result<Response> {
     get_resource(&gw, &h, CfKind::Space, g).await
 }
 
+#[utoipa::path(
+    get, path = "/apps/{guid}", tag = "CF: apps", params(("guid" = String, Path)), responses((status = 200, body = Object), Answers)
+)]
 async fn get_app(State(gw): State<Gateway>, h: HeaderMap, FamilyPath(g): FamilyPath<String>) -> Result<Response> {
     get_resource(&gw, &h, CfKind::App, g).await
 }
 
+#[utoipa::path(
+    post, path = "/organizations", tag = "CF: organizations", request_body(content = Object, description = "`{name, metadata?}`"),
+    responses((status = 201, body = Object), Answers)
+)]
 async fn create_organization(State(gw): State<Gateway>, h: HeaderMap, b: Body) -> Result<Response> {
     let o = object(b).await?;
     let req = pb::CreateCfOrganization {
@@ -248,6 +323,10 @@ async fn create_organization(State(gw): State<Gateway>, h: HeaderMap, b: Body) -
     Ok((StatusCode::CREATED, Json(present::organization(&base_url(&h), &org))).into_response())
 }
 
+#[utoipa::path(
+    post, path = "/spaces", tag = "CF: spaces", request_body(content = Object, description = "`{name, relationships: {organization: {data: {guid}}}, metadata?}`"),
+    responses((status = 201, body = Object), Answers)
+)]
 async fn create_space(State(gw): State<Gateway>, h: HeaderMap, b: Body) -> Result<Response> {
     let o = object(b).await?;
     let req = pb::CreateCfSpace {
@@ -259,6 +338,10 @@ async fn create_space(State(gw): State<Gateway>, h: HeaderMap, b: Body) -> Resul
     Ok((StatusCode::CREATED, Json(present::space(&base_url(&h), &space))).into_response())
 }
 
+#[utoipa::path(
+    post, path = "/apps", tag = "CF: apps", request_body(content = Object, description = "`{name, relationships: {space: {data: {guid}}}, metadata?}`"),
+    responses((status = 201, body = Object), Answers)
+)]
 async fn create_app(State(gw): State<Gateway>, h: HeaderMap, b: Body) -> Result<Response> {
     let o = object(b).await?;
     let req = pb::CreateCfApp {
@@ -278,6 +361,10 @@ async fn update(gw: &Gateway, h: &HeaderMap, kind: CfKind, guid: String, b: Body
     Ok(Json(resource(&base_url(h), r)).into_response())
 }
 
+#[utoipa::path(
+    patch, path = "/organizations/{guid}", tag = "CF: organizations", params(("guid" = String, Path)), request_body(content = Object, description = "`{name?, metadata?}`"),
+    responses((status = 200, body = Object), Answers)
+)]
 async fn update_organization(
     State(gw): State<Gateway>,
     h: HeaderMap,
@@ -287,6 +374,10 @@ async fn update_organization(
     update(&gw, &h, CfKind::Organization, g, b).await
 }
 
+#[utoipa::path(
+    patch, path = "/spaces/{guid}", tag = "CF: spaces", params(("guid" = String, Path)), request_body(content = Object, description = "`{name?, metadata?}`"),
+    responses((status = 200, body = Object), Answers)
+)]
 async fn update_space(
     State(gw): State<Gateway>,
     h: HeaderMap,
@@ -296,6 +387,10 @@ async fn update_space(
     update(&gw, &h, CfKind::Space, g, b).await
 }
 
+#[utoipa::path(
+    patch, path = "/apps/{guid}", tag = "CF: apps", params(("guid" = String, Path)), request_body(content = Object, description = "`{name?, metadata?}`"),
+    responses((status = 200, body = Object), Answers)
+)]
 async fn update_app(
     State(gw): State<Gateway>,
     h: HeaderMap,
@@ -318,6 +413,9 @@ async fn remove(gw: &Gateway, h: &HeaderMap, kind: CfKind, guid: String) -> Resu
     Ok(accepted(&base_url(h), &job))
 }
 
+#[utoipa::path(
+    delete, path = "/organizations/{guid}", tag = "CF: organizations", params(("guid" = String, Path)), responses((status = 202, description = "Accepted: `Location` names the job (already COMPLETE)", headers(("Location" = String))), Answers)
+)]
 async fn delete_organization(
     State(gw): State<Gateway>,
     h: HeaderMap,
@@ -326,10 +424,16 @@ async fn delete_organization(
     remove(&gw, &h, CfKind::Organization, g).await
 }
 
+#[utoipa::path(
+    delete, path = "/spaces/{guid}", tag = "CF: spaces", params(("guid" = String, Path)), responses((status = 202, description = "Accepted: `Location` names the job (already COMPLETE)", headers(("Location" = String))), Answers)
+)]
 async fn delete_space(State(gw): State<Gateway>, h: HeaderMap, FamilyPath(g): FamilyPath<String>) -> Result<Response> {
     remove(&gw, &h, CfKind::Space, g).await
 }
 
+#[utoipa::path(
+    delete, path = "/apps/{guid}", tag = "CF: apps", params(("guid" = String, Path)), responses((status = 202, description = "Accepted: `Location` names the job (already COMPLETE)", headers(("Location" = String))), Answers)
+)]
 async fn delete_app(State(gw): State<Gateway>, h: HeaderMap, FamilyPath(g): FamilyPath<String>) -> Result<Response> {
     remove(&gw, &h, CfKind::App, g).await
 }
@@ -344,14 +448,25 @@ async fn set_state(gw: &Gateway, h: &HeaderMap, app_guid: String, started: bool)
     Ok(Json(present::app(&base_url(h), &app)).into_response())
 }
 
+#[utoipa::path(
+    post, path = "/apps/{guid}/actions/start", tag = "CF: apps", params(("guid" = String, Path)), responses((status = 200, body = Object), Answers)
+)]
 async fn start_app(State(gw): State<Gateway>, h: HeaderMap, FamilyPath(g): FamilyPath<String>) -> Result<Response> {
     set_state(&gw, &h, g, true).await
 }
 
+#[utoipa::path(
+    post, path = "/apps/{guid}/actions/stop", tag = "CF: apps", params(("guid" = String, Path)), responses((status = 200, body = Object), Answers)
+)]
 async fn stop_app(State(gw): State<Gateway>, h: HeaderMap, FamilyPath(g): FamilyPath<String>) -> Result<Response> {
     set_state(&gw, &h, g, false).await
 }
 
+#[utoipa::path(
+    post, path = "/spaces/{guid}/actions/apply_manifest", tag = "CF: spaces", params(("guid" = String, Path)),
+    request_body(content_type = "application/x-yaml", content = String, description = "A CF app manifest (`applications:` with processes, instances, memory, disk, command, health checks)"),
+    responses((status = 202, description = "Accepted: `Location` names the job (already COMPLETE)", headers(("Location" = String))), Answers)
+)]
 async fn apply_manifest(
     State(gw): State<Gateway>,
     h: HeaderMap,
@@ -364,6 +479,9 @@ async fn apply_manifest(
     Ok(accepted(&base_url(&h), &job))
 }
 
+#[utoipa::path(
+    get, path = "/jobs/{guid}", tag = "CF: jobs", params(("guid" = String, Path)), responses((status = 200, body = Object), Answers)
+)]
 async fn get_job(State(gw): State<Gateway>, h: HeaderMap, FamilyPath(guid): FamilyPath<String>) -> Result<Response> {
     let job = gw
         .cf
@@ -399,6 +517,9 @@ async fn show(gw: &Gateway, h: &HeaderMap, mut r: pb::CfProcessRef, raw: Option<
     Ok(Json(present::process(&base_url(h), &p, embedded, now_ns())).into_response())
 }
 
+#[utoipa::path(
+    get, path = "/processes/{guid}", tag = "CF: processes", params(("guid" = String, Path), ("embed" = Option<String>, Query, description = "`process_instances`")), responses((status = 200, body = Object), Answers)
+)]
 async fn get_process(
     State(gw): State<Gateway>,
     h: HeaderMap,
@@ -408,6 +529,9 @@ async fn get_process(
     show(&gw, &h, by_guid(g), q).await
 }
 
+#[utoipa::path(
+    get, path = "/apps/{guid}/processes/{type}", tag = "CF: processes", params(("guid" = String, Path), ("type" = String, Path, description = "Process type, e.g. `web`"), ("embed" = Option<String>, Query, description = "`process_instances`")), responses((status = 200, body = Object), Answers)
+)]
 async fn get_app_process(
     State(gw): State<Gateway>,
     h: HeaderMap,
@@ -432,6 +556,10 @@ async fn patch(gw: &Gateway, h: &HeaderMap, r: pb::CfProcessRef, b: Body) -> Res
     Ok(Json(present::process(&base_url(h), &p, None, now_ns())).into_response())
 }
 
+#[utoipa::path(
+    patch, path = "/processes/{guid}", tag = "CF: processes", params(("guid" = String, Path)), request_body(content = Object, description = "`{command?, health_check?, readiness_health_check?, metadata?}`"),
+    responses((status = 200, body = Object), Answers)
+)]
 async fn update_process(
     State(gw): State<Gateway>,
     h: HeaderMap,
@@ -441,6 +569,10 @@ async fn update_process(
     patch(&gw, &h, by_guid(g), b).await
 }
 
+#[utoipa::path(
+    patch, path = "/apps/{guid}/processes/{type}", tag = "CF: processes", params(("guid" = String, Path), ("type" = String, Path, description = "Process type, e.g. `web`")), request_body(content = Object, description = "`{command?, health_check?, readiness_health_check?, metadata?}`"),
+    responses((status = 200, body = Object), Answers)
+)]
 async fn update_app_process(
     State(gw): State<Gateway>,
     h: HeaderMap,
@@ -469,6 +601,10 @@ async fn scale(gw: &Gateway, h: &HeaderMap, r: pb::CfProcessRef, b: Body) -> Res
         .into_response())
 }
 
+#[utoipa::path(
+    post, path = "/processes/{guid}/actions/scale", tag = "CF: processes", params(("guid" = String, Path)), request_body(content = Object, description = "`{instances?, memory_in_mb?, disk_in_mb?, log_rate_limit_in_bytes_per_second?}`"),
+    responses((status = 202, body = Object), Answers)
+)]
 async fn scale_process(
     State(gw): State<Gateway>,
     h: HeaderMap,
@@ -478,6 +614,10 @@ async fn scale_process(
     scale(&gw, &h, by_guid(g), b).await
 }
 
+#[utoipa::path(
+    post, path = "/apps/{guid}/processes/{type}/actions/scale", tag = "CF: processes", params(("guid" = String, Path), ("type" = String, Path, description = "Process type, e.g. `web`")), request_body(content = Object, description = "`{instances?, memory_in_mb?, disk_in_mb?, log_rate_limit_in_bytes_per_second?}`"),
+    responses((status = 202, body = Object), Answers)
+)]
 async fn scale_app_process(
     State(gw): State<Gateway>,
     h: HeaderMap,
@@ -498,6 +638,9 @@ async fn terminate(gw: &Gateway, r: pb::CfProcessRef, index: String) -> Result<R
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(
+    delete, path = "/processes/{guid}/instances/{index}", tag = "CF: processes", params(("guid" = String, Path), ("index" = String, Path, description = "Instance index")), responses((status = 204, description = "Terminated; it comes back as a new instance"), Answers)
+)]
 async fn terminate_process(
     State(gw): State<Gateway>,
     FamilyPath((g, i)): FamilyPath<(String, String)>,
@@ -505,6 +648,9 @@ async fn terminate_process(
     terminate(&gw, by_guid(g), i).await
 }
 
+#[utoipa::path(
+    delete, path = "/apps/{guid}/processes/{type}/instances/{index}", tag = "CF: processes", params(("guid" = String, Path), ("type" = String, Path, description = "Process type, e.g. `web`"), ("index" = String, Path, description = "Instance index")), responses((status = 204, description = "Terminated; it comes back as a new instance"), Answers)
+)]
 async fn terminate_app_process(
     State(gw): State<Gateway>,
     FamilyPath((app, t, i)): FamilyPath<(String, String, String)>,
@@ -524,10 +670,16 @@ async fn stats(gw: &Gateway, r: pb::CfProcessRef) -> Result<Response> {
     Ok(resp)
 }
 
+#[utoipa::path(
+    get, path = "/processes/{guid}/stats", tag = "CF: processes", params(("guid" = String, Path)), responses((status = 200, description = "`{resources: [instance stats]}`", body = Object), Answers)
+)]
 async fn process_stats(State(gw): State<Gateway>, FamilyPath(g): FamilyPath<String>) -> Result<Response> {
     stats(&gw, by_guid(g)).await
 }
 
+#[utoipa::path(
+    get, path = "/apps/{guid}/processes/{type}/stats", tag = "CF: processes", params(("guid" = String, Path), ("type" = String, Path, description = "Process type, e.g. `web`")), responses((status = 200, description = "`{resources: [instance stats]}`", body = Object), Answers)
+)]
 async fn app_process_stats(
     State(gw): State<Gateway>,
     FamilyPath((app, t)): FamilyPath<(String, String)>,
@@ -535,6 +687,9 @@ async fn app_process_stats(
     stats(&gw, by_app(app, t)).await
 }
 
+#[utoipa::path(
+    get, path = "/processes/{guid}/process_instances", tag = "CF: processes", params(("guid" = String, Path)), responses((status = 200, body = Object), Answers)
+)]
 async fn process_instances(
     State(gw): State<Gateway>,
     h: HeaderMap,

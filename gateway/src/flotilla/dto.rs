@@ -15,7 +15,7 @@ pub fn fold_keys(v: Value) -> Value {
     }
 }
 
-#[derive(Debug, Default, Deserialize, Serialize, Clone)]
+#[derive(Debug, Default, Deserialize, Serialize, Clone, utoipa::ToSchema)]
 pub struct EnvVar {
     #[serde(default)]
     pub name: String,
@@ -24,7 +24,7 @@ pub struct EnvVar {
 }
 
 /// A create or update body (`definition_id` in a body is ignored, as Flotilla does).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct DefinitionRequest {
     #[serde(default)]
     pub alias: Option<String>,
@@ -99,7 +99,7 @@ impl DefinitionRequest {
 }
 
 /// A definition as Flotilla writes it (CLASSIC field order, `env` first and always present).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Definition {
     pub env: Vec<EnvVar>,
     pub definition_id: String,
@@ -143,7 +143,7 @@ pub fn time(unix_ns: i64) -> Option<String> {
 }
 
 /// An execute body: `cluster` and `env` overrides (v6/v4 `run_tags` are accepted and ignored).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct ExecuteRequest {
     #[serde(default)]
     pub cluster: Option<String>,
@@ -162,7 +162,7 @@ impl ExecuteRequest {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Instance {
     pub instance_id: String,
     pub dns_name: String,
@@ -170,7 +170,7 @@ pub struct Instance {
 
 /// A run as Flotilla writes it (CLASSIC field order; times and the exit code omitted until known;
 /// `command`, `memory` and `tags` as the seed shows them).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Run {
     pub instance: Instance,
     pub run_id: String,

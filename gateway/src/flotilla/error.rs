@@ -85,9 +85,49 @@ impl From<tonic::Status> for FlotillaError {
     }
 }
 
+/// Flotilla's error body: `{"error": "..."}`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = FlotillaError)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
 impl IntoResponse for FlotillaError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.message }).to_string();
+        let body = serde_json::to_vec(&ErrorBody { error: self.message }).unwrap_or_default();
         json_error(self.status, body, self.retry_after_ms)
     }
+}
+
+/// The error answers of Flotilla's routes, for the API document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum Errors {
+    /// Bad input: a malformed body, an unknown filter, a bad number.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No credentials, or bad ones (auth on).
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The credentials do not allow this call.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// No such definition, alias or run.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The body stopped arriving.
+    #[response(status = 408)]
+    Timeout(ErrorBody),
+    /// The alias is taken; a reserved variable; not stoppable.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// The body is larger than 1 MiB.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// No leader, or overloaded: retry after `Retry-After`.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+    /// The node's disk is below its free-space floor: writes are refused.
+    #[response(status = 507)]
+    InsufficientStorage(ErrorBody),
 }

@@ -21,7 +21,7 @@ use crate::common::body;
 use crate::common::extract::FamilyPath;
 use crate::Gateway;
 use dto::{fold_keys, Definition, DefinitionRequest, ExecuteRequest, Run};
-use error::FlotillaError;
+use error::{Errors, FlotillaError};
 
 type Result<T> = std::result::Result<T, FlotillaError>;
 
@@ -31,6 +31,30 @@ const DEFINITION_FILTERS: [&str; 4] = ["image", "group_name", "alias", "tag"];
 const RUN_FILTERS: [&str; 4] = ["status", "cluster_name", "group_name", "alias"];
 /// Paging and sorting keys every list accepts.
 const LIST_KEYS: [&str; 4] = ["limit", "offset", "sort_by", "order"];
+
+/// The family's part of the API document (nested under `/api/v1` and `/api/v6`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_definitions,
+    create_definition,
+    get_definition,
+    update_definition,
+    delete_definition,
+    get_definition_by_alias,
+    execute,
+    execute_by_alias,
+    list_definition_runs,
+    get_run_of_definition,
+    stop_run,
+    get_run,
+    list_runs,
+    get_run_in_history,
+    get_logs,
+    list_groups,
+    list_tags,
+    list_clusters,
+))]
+pub struct Api;
 
 pub fn routes() -> Router<Gateway> {
     Router::new()
@@ -49,7 +73,7 @@ pub fn routes() -> Router<Gateway> {
         )
         .route("/task/history/{run_id}", get(get_run))
         .route("/history", get(list_runs))
-        .route("/history/{run_id}", get(get_run))
+        .route("/history/{run_id}", get(get_run_in_history))
         .route("/{run_id}/logs", get(get_logs))
         .route("/groups", get(list_groups))
         .route("/tags", get(list_tags))
@@ -82,7 +106,7 @@ fn definition(d: pb::TaskDefinition) -> Response {
 }
 
 /// Flotilla's list envelope; every column filter given is echoed back as an array.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct DefinitionList {
     total: u64,
     definitions: Vec<Definition>,
@@ -91,7 +115,9 @@ struct DefinitionList {
     sort_by: String,
     order: String,
     env_filters: BTreeMap<String, String>,
+    /// Each column filter given, echoed back as an array under its own key.
     #[serde(flatten)]
+    #[schema(ignore)]
     filters: BTreeMap<String, Vec<String>>,
 }
 
@@ -142,6 +168,11 @@ fn echo(limit: u32, offset: u32, sort_by: &str, order: &str) -> (u32, u32, Strin
     )
 }
 
+#[utoipa::path(
+    get, path = "/task", tag = "Flotilla: definitions",
+    params(("limit" = Option<u32>, Query, description = "Page size (default 1024)"), ("offset" = Option<u32>, Query), ("sort_by" = Option<String>, Query), ("order" = Option<String>, Query, description = "`asc` or `desc`"), ("image" = Option<String>, Query), ("group_name" = Option<String>, Query), ("alias" = Option<String>, Query), ("tag" = Option<String>, Query)),
+    responses((status = 200, body = DefinitionList), Errors)
+)]
 async fn list_definitions(State(gw): State<Gateway>, RawQuery(raw): RawQuery) -> Result<Response> {
     let params = query_params(raw);
     known_keys(&params, &DEFINITION_FILTERS)?;
@@ -176,12 +207,20 @@ async fn list_definitions(State(gw): State<Gateway>, RawQuery(raw): RawQuery) ->
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 
+#[utoipa::path(
+    post, path = "/task", tag = "Flotilla: definitions", request_body = DefinitionRequest,
+    responses((status = 200, description = "Created", body = Definition), Errors)
+)]
 async fn create_definition(State(gw): State<Gateway>, req: Body) -> Result<Response> {
     let request: DefinitionRequest = folded(req).await?;
     let created = gw.tasks.clone().create_task_definition(request.into_create()).await?;
     Ok(definition(created.into_inner()))
 }
 
+#[utoipa::path(
+    get, path = "/task/{definition_id}", tag = "Flotilla: definitions", params(("definition_id" = String, Path)),
+    responses((status = 200, body = Definition), Errors)
+)]
 async fn get_definition(State(gw): State<Gateway>, FamilyPath(definition_id): FamilyPath<String>) -> Result<Response> {
     let d = gw
         .tasks
@@ -194,6 +233,10 @@ async fn get_definition(State(gw): State<Gateway>, FamilyPath(definition_id): Fa
     Ok(definition(d.into_inner()))
 }
 
+#[utoipa::path(
+    get, path = "/task/alias/{alias}", tag = "Flotilla: definitions", params(("alias" = String, Path)),
+    responses((status = 200, body = Definition), Errors)
+)]
 async fn get_definition_by_alias(State(gw): State<Gateway>, FamilyPath(alias): FamilyPath<String>) -> Result<Response> {
     let d = gw
         .tasks
@@ -206,6 +249,10 @@ async fn get_definition_by_alias(State(gw): State<Gateway>, FamilyPath(alias): F
     Ok(definition(d.into_inner()))
 }
 
+#[utoipa::path(
+    put, path = "/task/{definition_id}", tag = "Flotilla: definitions", params(("definition_id" = String, Path)), request_body = DefinitionRequest,
+    responses((status = 200, body = Definition), Errors)
+)]
 async fn update_definition(
     State(gw): State<Gateway>,
     FamilyPath(definition_id): FamilyPath<String>,
@@ -220,6 +267,10 @@ async fn update_definition(
     Ok(definition(updated.into_inner()))
 }
 
+#[utoipa::path(
+    delete, path = "/task/{definition_id}", tag = "Flotilla: definitions", params(("definition_id" = String, Path)),
+    responses((status = 200, description = "`{\"definition_id\", \"deleted\": true}`", body = Object), Errors)
+)]
 async fn delete_definition(
     State(gw): State<Gateway>,
     FamilyPath(definition_id): FamilyPath<String>,
@@ -263,16 +314,28 @@ fn names_request() -> pb::ListNamesRequest {
     }
 }
 
+#[utoipa::path(
+    get, path = "/groups", tag = "Flotilla: definitions", params(("name" = Option<String>, Query, description = "Substring filter"), ("limit" = Option<u32>, Query), ("offset" = Option<u32>, Query)),
+    responses((status = 200, body = Object), Errors)
+)]
 async fn list_groups(State(gw): State<Gateway>, RawQuery(raw): RawQuery) -> Result<Response> {
     let names = gw.tasks.clone().list_groups(names_request()).await?.into_inner().names;
     name_page("groups", names, raw)
 }
 
+#[utoipa::path(
+    get, path = "/tags", tag = "Flotilla: definitions", params(("name" = Option<String>, Query, description = "Substring filter"), ("limit" = Option<u32>, Query), ("offset" = Option<u32>, Query)),
+    responses((status = 200, body = Object), Errors)
+)]
 async fn list_tags(State(gw): State<Gateway>, RawQuery(raw): RawQuery) -> Result<Response> {
     let names = gw.tasks.clone().list_tags(names_request()).await?.into_inner().names;
     name_page("tags", names, raw)
 }
 
+#[utoipa::path(
+    get, path = "/clusters", tag = "Flotilla: definitions",
+    responses((status = 200, body = Object), Errors)
+)]
 async fn list_clusters(State(gw): State<Gateway>) -> Result<Response> {
     let names = gw
         .tasks
@@ -303,6 +366,10 @@ async fn execute_run(gw: Gateway, definition_id: String, alias: String, req: Bod
     Ok(run(queued.into_inner()))
 }
 
+#[utoipa::path(
+    put, path = "/task/{definition_id}/execute", tag = "Flotilla: runs", params(("definition_id" = String, Path)), request_body = ExecuteRequest,
+    responses((status = 200, description = "Queued", body = Run), Errors)
+)]
 async fn execute(
     State(gw): State<Gateway>,
     FamilyPath(definition_id): FamilyPath<String>,
@@ -311,6 +378,10 @@ async fn execute(
     execute_run(gw, definition_id, String::new(), req).await
 }
 
+#[utoipa::path(
+    put, path = "/task/alias/{alias}/execute", tag = "Flotilla: runs", params(("alias" = String, Path)), request_body = ExecuteRequest,
+    responses((status = 200, description = "Queued", body = Run), Errors)
+)]
 async fn execute_by_alias(
     State(gw): State<Gateway>,
     FamilyPath(alias): FamilyPath<String>,
@@ -319,6 +390,10 @@ async fn execute_by_alias(
     execute_run(gw, String::new(), alias, req).await
 }
 
+#[utoipa::path(
+    get, path = "/task/history/{run_id}", tag = "Flotilla: runs", params(("run_id" = String, Path)),
+    responses((status = 200, body = Run), Errors)
+)]
 async fn get_run(State(gw): State<Gateway>, FamilyPath(run_id): FamilyPath<String>) -> Result<Response> {
     let found = gw
         .tasks
@@ -331,8 +406,20 @@ async fn get_run(State(gw): State<Gateway>, FamilyPath(run_id): FamilyPath<Strin
     Ok(run(found.into_inner()))
 }
 
+#[utoipa::path(
+    get, path = "/history/{run_id}", tag = "Flotilla: runs", params(("run_id" = String, Path)),
+    responses((status = 200, body = Run), Errors)
+)]
+async fn get_run_in_history(gw: State<Gateway>, run_id: FamilyPath<String>) -> Result<Response> {
+    get_run(gw, run_id).await
+}
+
 /// `GET /task/{definition_id}/history/{run_id}`: the run (the definition id is not checked, as
 /// in Flotilla).
+#[utoipa::path(
+    get, path = "/task/{definition_id}/history/{run_id}", tag = "Flotilla: runs", params(("definition_id" = String, Path), ("run_id" = String, Path)),
+    responses((status = 200, body = Run), Errors)
+)]
 async fn get_run_of_definition(
     State(gw): State<Gateway>,
     FamilyPath((_definition_id, run_id)): FamilyPath<(String, String)>,
@@ -340,6 +427,10 @@ async fn get_run_of_definition(
     get_run(State(gw), FamilyPath(run_id)).await
 }
 
+#[utoipa::path(
+    delete, path = "/task/{definition_id}/history/{run_id}", tag = "Flotilla: runs", params(("definition_id" = String, Path), ("run_id" = String, Path)),
+    responses((status = 200, description = "`{\"definition_id\", \"stopped\": true}`", body = Object), Errors)
+)]
 async fn stop_run(
     State(gw): State<Gateway>,
     FamilyPath((_definition_id, run_id)): FamilyPath<(String, String)>,
@@ -357,7 +448,7 @@ async fn stop_run(
 }
 
 /// Flotilla's run list envelope (`history`), with every filter given echoed back.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct RunList {
     #[serde(skip_serializing_if = "Option::is_none")]
     definition_id: Option<String>,
@@ -368,7 +459,9 @@ struct RunList {
     sort_by: String,
     order: String,
     env_filters: BTreeMap<String, String>,
+    /// Each column filter given, echoed back as an array under its own key.
     #[serde(flatten)]
+    #[schema(ignore)]
     filters: BTreeMap<String, Vec<String>>,
 }
 
@@ -407,10 +500,20 @@ async fn runs_page(gw: Gateway, definition_id: Option<String>, raw: Option<Strin
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 
+#[utoipa::path(
+    get, path = "/history", tag = "Flotilla: runs",
+    params(("limit" = Option<u32>, Query, description = "Page size (default 1024)"), ("offset" = Option<u32>, Query), ("sort_by" = Option<String>, Query), ("order" = Option<String>, Query, description = "`asc` or `desc`"), ("status" = Option<String>, Query), ("cluster_name" = Option<String>, Query), ("group_name" = Option<String>, Query), ("alias" = Option<String>, Query)),
+    responses((status = 200, body = RunList), Errors)
+)]
 async fn list_runs(State(gw): State<Gateway>, RawQuery(raw): RawQuery) -> Result<Response> {
     runs_page(gw, None, raw).await
 }
 
+#[utoipa::path(
+    get, path = "/task/{definition_id}/history", tag = "Flotilla: runs",
+    params(("definition_id" = String, Path), ("limit" = Option<u32>, Query, description = "Page size (default 1024)"), ("offset" = Option<u32>, Query), ("sort_by" = Option<String>, Query), ("order" = Option<String>, Query, description = "`asc` or `desc`"), ("status" = Option<String>, Query), ("cluster_name" = Option<String>, Query), ("group_name" = Option<String>, Query), ("alias" = Option<String>, Query)),
+    responses((status = 200, body = RunList), Errors)
+)]
 async fn list_definition_runs(
     State(gw): State<Gateway>,
     FamilyPath(definition_id): FamilyPath<String>,
@@ -419,6 +522,10 @@ async fn list_definition_runs(
     runs_page(gw, Some(definition_id), raw).await
 }
 
+#[utoipa::path(
+    get, path = "/{run_id}/logs", tag = "Flotilla: runs", params(("run_id" = String, Path), ("last_seen" = Option<String>, Query, description = "The token of the last read: only newer lines")),
+    responses((status = 200, description = "`{\"last_seen\", \"log\"}`", body = Object), Errors)
+)]
 async fn get_logs(
     State(gw): State<Gateway>,
     FamilyPath(run_id): FamilyPath<String>,

@@ -9,7 +9,8 @@ use crate::common::body::BodyError;
 use crate::common::family::json_error;
 use crate::common::node_error::NodeError;
 
-#[derive(Debug, Serialize)]
+/// Receptor's error body: `{"name": "DesiredLRPNotFound", "message": "..."}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReceptorError {
     #[serde(skip)]
     pub status: StatusCode,
@@ -94,4 +95,37 @@ impl IntoResponse for ReceptorError {
         let body = serde_json::to_vec(&self).unwrap_or_default();
         crate::common::family::Family::Receptor.challenge(json_error(self.status, body, self.retry_after_ms))
     }
+}
+
+/// The error answers of Receptor's routes, for the API document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum Errors {
+    /// Invalid request, LRP, task or domain; malformed JSON.
+    #[response(status = 400)]
+    BadRequest(ReceptorError),
+    /// No credentials, or bad ones (auth on).
+    #[response(status = 401)]
+    Unauthorized(ReceptorError),
+    /// The credentials do not allow this call.
+    #[response(status = 403)]
+    Forbidden(ReceptorError),
+    /// No such DesiredLRP, ActualLRP index, task or route.
+    #[response(status = 404)]
+    NotFound(ReceptorError),
+    /// The body stopped arriving.
+    #[response(status = 408)]
+    Timeout(ReceptorError),
+    /// Already exists, or not deletable yet.
+    #[response(status = 409)]
+    Conflict(ReceptorError),
+    /// The body is larger than 1 MiB.
+    #[response(status = 413)]
+    TooLarge(ReceptorError),
+    /// No leader, or overloaded: retry after `Retry-After`.
+    #[response(status = 503)]
+    Unavailable(ReceptorError),
+    /// The node's disk is below its free-space floor: writes are refused.
+    #[response(status = 507)]
+    InsufficientStorage(ReceptorError),
 }

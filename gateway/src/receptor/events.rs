@@ -46,6 +46,20 @@ pub fn event_id(e: &pb::WatchEvent) -> String {
 /// `GET /v1/events`: Server-Sent Events with Receptor's names and payloads; `Last-Event-ID` (or
 /// `?last_event_id=`) resumes right after that event; `?kinds=a,b` asks for other kinds (task
 /// events); `?domain=` and `?process_guid=` filter.
+#[utoipa::path(
+    get, path = "/events", tag = "Receptor: events",
+    params(
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume right after this event id (`N` or `N.k`)"),
+        ("last_event_id" = Option<String>, Query, description = "The same, for clients that cannot set the header"),
+        ("kinds" = Option<String>, Query, description = "Event names, comma-separated (default: the LRP events)"),
+        ("domain" = Option<String>, Query),
+        ("process_guid" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events, one per state change, without end", content_type = "text/event-stream", body = String),
+        super::error::Errors,
+    )
+)]
 pub(super) async fn events(
     State(gw): State<Gateway>,
     FamilyQuery(q): FamilyQuery<HashMap<String, String>>,

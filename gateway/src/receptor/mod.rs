@@ -19,12 +19,43 @@ use crate::common::extract::{FamilyPath, FamilyQuery};
 use crate::common::{body, list};
 use crate::Gateway;
 use dto::*;
-use error::ReceptorError;
+use error::{Errors, ReceptorError};
 
 type Result<T> = std::result::Result<T, ReceptorError>;
 
 /// Header a caller sets to `stale` to read this node's view without a leader round trip.
 pub const CONSISTENCY_HEADER: &str = "x-capstan-consistency";
+
+/// The family's part of the API document (nested under `/v1`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create_desired,
+    list_desired,
+    get_desired,
+    update_desired,
+    delete_desired,
+    list_desired_in_domain,
+    list_desired_in_domain_singular,
+    list_actual,
+    list_actual_in_domain,
+    list_actual_of_desired,
+    kill_by_query,
+    list_actual_of_process,
+    get_actual_at_index,
+    kill_by_path,
+    bump_fresh_domain,
+    list_fresh_domains,
+    upsert_domain,
+    list_domains,
+    list_cells,
+    create_task,
+    list_tasks,
+    get_task,
+    delete_task,
+    cancel_task,
+    events::events,
+))]
+pub struct Api;
 
 pub fn routes() -> Router<Gateway> {
     Router::new()
@@ -33,7 +64,7 @@ pub fn routes() -> Router<Gateway> {
             "/desired_lrps/{process_guid}",
             get(get_desired).put(update_desired).delete(delete_desired),
         )
-        .route("/domain/{domain}/desired_lrps", get(list_desired_in_domain))
+        .route("/domain/{domain}/desired_lrps", get(list_desired_in_domain_singular))
         .route("/domains/{domain}/desired_lrps", get(list_desired_in_domain))
         .route("/actual_lrps", get(list_actual))
         .route("/domains/{domain}/actual_lrps", get(list_actual_in_domain))
@@ -97,6 +128,10 @@ fn no_content() -> Response {
 
 // ---------- desired ----------
 
+#[utoipa::path(
+    post, path = "/desired_lrps", tag = "Receptor: LRPs", request_body = DesiredLrpCreate,
+    responses((status = 201, description = "Desired"), (status = 200, description = "Already desired exactly so"), Errors)
+)]
 async fn create_desired(State(gw): State<Gateway>, req: Body) -> Result<Response> {
     let create: DesiredLrpCreate = body::json(req).await?;
     create
@@ -117,6 +152,10 @@ async fn create_desired(State(gw): State<Gateway>, req: Body) -> Result<Response
     })
 }
 
+#[utoipa::path(
+    put, path = "/desired_lrps/{process_guid}", tag = "Receptor: LRPs", params(("process_guid" = String, Path, description = "The DesiredLRP's process guid")), request_body = DesiredLrpUpdate,
+    responses((status = 204, description = "Updated"), Errors)
+)]
 async fn update_desired(
     State(gw): State<Gateway>,
     FamilyPath(process_guid): FamilyPath<String>,
@@ -134,6 +173,10 @@ async fn update_desired(
     Ok(no_content())
 }
 
+#[utoipa::path(
+    delete, path = "/desired_lrps/{process_guid}", tag = "Receptor: LRPs", params(("process_guid" = String, Path, description = "The DesiredLRP's process guid")),
+    responses((status = 204, description = "Removed, with its instances"), Errors)
+)]
 async fn delete_desired(State(gw): State<Gateway>, FamilyPath(process_guid): FamilyPath<String>) -> Result<Response> {
     require("process_guid", &process_guid)?;
     gw.client
@@ -143,6 +186,10 @@ async fn delete_desired(State(gw): State<Gateway>, FamilyPath(process_guid): Fam
     Ok(no_content())
 }
 
+#[utoipa::path(
+    get, path = "/desired_lrps/{process_guid}", tag = "Receptor: LRPs", params(("process_guid" = String, Path, description = "The DesiredLRP's process guid"), ("X-Capstan-Consistency" = Option<String>, Header, description = "`stale`: read this node's view without a leader round trip")),
+    responses((status = 200, body = DesiredLrpResponse), Errors)
+)]
 async fn get_desired(
     State(gw): State<Gateway>,
     FamilyPath(process_guid): FamilyPath<String>,
@@ -174,6 +221,11 @@ async fn desired_list(gw: Gateway, domain: String, headers: &HeaderMap) -> Resul
     Ok(list::array(stream, DesiredLrpResponse::from))
 }
 
+#[utoipa::path(
+    get, path = "/desired_lrps", tag = "Receptor: LRPs",
+    params(("domain" = Option<String>, Query), ("X-Capstan-Consistency" = Option<String>, Header, description = "`stale`: read this node's view without a leader round trip")),
+    responses((status = 200, body = Vec<DesiredLrpResponse>), Errors)
+)]
 async fn list_desired(
     State(gw): State<Gateway>,
     FamilyQuery(q): FamilyQuery<HashMap<String, String>>,
@@ -182,6 +234,10 @@ async fn list_desired(
     desired_list(gw, q.get("domain").cloned().unwrap_or_default(), &headers).await
 }
 
+#[utoipa::path(
+    get, path = "/domains/{domain}/desired_lrps", tag = "Receptor: LRPs", params(("domain" = String, Path), ("X-Capstan-Consistency" = Option<String>, Header, description = "`stale`: read this node's view without a leader round trip")),
+    responses((status = 200, body = Vec<DesiredLrpResponse>), Errors)
+)]
 async fn list_desired_in_domain(
     State(gw): State<Gateway>,
     FamilyPath(domain): FamilyPath<String>,
@@ -191,6 +247,18 @@ async fn list_desired_in_domain(
     desired_list(gw, domain, &headers).await
 }
 
+#[utoipa::path(
+    get, path = "/domain/{domain}/desired_lrps", tag = "Receptor: LRPs", params(("domain" = String, Path), ("X-Capstan-Consistency" = Option<String>, Header, description = "`stale`: read this node's view without a leader round trip")), description = "The seed's spelling of `/domains/{domain}/desired_lrps`.",
+    responses((status = 200, body = Vec<DesiredLrpResponse>), Errors)
+)]
+async fn list_desired_in_domain_singular(
+    gw: State<Gateway>,
+    domain: FamilyPath<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    list_desired_in_domain(gw, domain, headers).await
+}
+
 // ---------- actual ----------
 
 async fn actual_list(gw: Gateway, req: pb::ListActualLrpsRequest) -> Result<Response> {
@@ -198,6 +266,10 @@ async fn actual_list(gw: Gateway, req: pb::ListActualLrpsRequest) -> Result<Resp
     Ok(list::array(stream, ActualLrpResponse::from))
 }
 
+#[utoipa::path(
+    get, path = "/actual_lrps", tag = "Receptor: LRPs", params(("domain" = Option<String>, Query), ("X-Capstan-Consistency" = Option<String>, Header, description = "`stale`: read this node's view without a leader round trip")),
+    responses((status = 200, body = Vec<ActualLrpResponse>), Errors)
+)]
 async fn list_actual(
     State(gw): State<Gateway>,
     FamilyQuery(q): FamilyQuery<HashMap<String, String>>,
@@ -211,6 +283,10 @@ async fn list_actual(
     actual_list(gw, req).await
 }
 
+#[utoipa::path(
+    get, path = "/domains/{domain}/actual_lrps", tag = "Receptor: LRPs", params(("domain" = String, Path), ("X-Capstan-Consistency" = Option<String>, Header, description = "`stale`: read this node's view without a leader round trip")),
+    responses((status = 200, body = Vec<ActualLrpResponse>), Errors)
+)]
 async fn list_actual_in_domain(
     State(gw): State<Gateway>,
     FamilyPath(domain): FamilyPath<String>,
@@ -225,6 +301,11 @@ async fn list_actual_in_domain(
     actual_list(gw, req).await
 }
 
+#[utoipa::path(
+    get, path = "/desired_lrps/{process_guid}/actual_lrps", tag = "Receptor: LRPs",
+    params(("process_guid" = String, Path, description = "The DesiredLRP's process guid"), ("index" = Option<u32>, Query), ("X-Capstan-Consistency" = Option<String>, Header, description = "`stale`: read this node's view without a leader round trip")),
+    responses((status = 200, body = Vec<ActualLrpResponse>), Errors)
+)]
 async fn list_actual_of_desired(
     State(gw): State<Gateway>,
     FamilyPath(process_guid): FamilyPath<String>,
@@ -245,6 +326,10 @@ async fn list_actual_of_desired(
     actual_list(gw, req).await
 }
 
+#[utoipa::path(
+    get, path = "/actual_lrps/{process_guid}", tag = "Receptor: LRPs", params(("process_guid" = String, Path, description = "The DesiredLRP's process guid"), ("X-Capstan-Consistency" = Option<String>, Header, description = "`stale`: read this node's view without a leader round trip")),
+    responses((status = 200, body = Vec<ActualLrpResponse>), Errors)
+)]
 async fn list_actual_of_process(
     State(gw): State<Gateway>,
     FamilyPath(process_guid): FamilyPath<String>,
@@ -259,6 +344,10 @@ async fn list_actual_of_process(
     actual_list(gw, req).await
 }
 
+#[utoipa::path(
+    get, path = "/actual_lrps/{process_guid}/index/{index}", tag = "Receptor: LRPs", params(("process_guid" = String, Path, description = "The DesiredLRP's process guid"), ("index" = u32, Path, description = "Instance index"), ("X-Capstan-Consistency" = Option<String>, Header, description = "`stale`: read this node's view without a leader round trip")),
+    responses((status = 200, body = ActualLrpResponse), Errors)
+)]
 async fn get_actual_at_index(
     State(gw): State<Gateway>,
     FamilyPath((process_guid, index)): FamilyPath<(String, String)>,
@@ -288,6 +377,10 @@ async fn kill(gw: Gateway, process_guid: String, index: u32) -> Result<Response>
     Ok(no_content())
 }
 
+#[utoipa::path(
+    delete, path = "/desired_lrps/{process_guid}/actual_lrps", tag = "Receptor: LRPs", params(("process_guid" = String, Path, description = "The DesiredLRP's process guid"), ("index" = u32, Query)),
+    responses((status = 204, description = "The instance is stopped and replaced"), Errors)
+)]
 async fn kill_by_query(
     State(gw): State<Gateway>,
     FamilyPath(process_guid): FamilyPath<String>,
@@ -297,6 +390,10 @@ async fn kill_by_query(
     kill(gw, process_guid, index).await
 }
 
+#[utoipa::path(
+    delete, path = "/actual_lrps/{process_guid}/index/{index}", tag = "Receptor: LRPs", params(("process_guid" = String, Path, description = "The DesiredLRP's process guid"), ("index" = u32, Path, description = "Instance index")),
+    responses((status = 204, description = "The instance is stopped and replaced"), Errors)
+)]
 async fn kill_by_path(
     State(gw): State<Gateway>,
     FamilyPath((process_guid, index)): FamilyPath<(String, String)>,
@@ -323,6 +420,10 @@ async fn bump(gw: Gateway, domain: String, ttl_in_seconds: i64) -> Result<Respon
     Ok(no_content())
 }
 
+#[utoipa::path(
+    post, path = "/fresh_domains", tag = "Receptor: domains", request_body = FreshDomain,
+    responses((status = 204, description = "Fresh for ttl_in_seconds (0: for ever)"), Errors)
+)]
 async fn bump_fresh_domain(State(gw): State<Gateway>, req: Body) -> Result<Response> {
     let fd: FreshDomain = body::json(req).await?;
     if fd.domain.is_empty() {
@@ -336,6 +437,11 @@ async fn bump_fresh_domain(State(gw): State<Gateway>, req: Body) -> Result<Respo
 }
 
 /// `PUT /v1/domains/:domain` with `Cache-Control: max-age=N` (absent = never expires).
+#[utoipa::path(
+    put, path = "/domains/{domain}", tag = "Receptor: domains",
+    params(("domain" = String, Path), ("Cache-Control" = Option<String>, Header, description = "`max-age=N`: fresh for N seconds; absent: for ever")),
+    responses((status = 204, description = "Fresh"), Errors)
+)]
 async fn upsert_domain(
     State(gw): State<Gateway>,
     FamilyPath(domain): FamilyPath<String>,
@@ -372,6 +478,10 @@ async fn fresh_domains(gw: &Gateway, headers: &HeaderMap) -> Result<Vec<pb::Fres
         .domains)
 }
 
+#[utoipa::path(
+    get, path = "/fresh_domains", tag = "Receptor: domains", params(("X-Capstan-Consistency" = Option<String>, Header, description = "`stale`: read this node's view without a leader round trip")),
+    responses((status = 200, body = Vec<FreshDomain>), Errors)
+)]
 async fn list_fresh_domains(State(gw): State<Gateway>, headers: HeaderMap) -> Result<Response> {
     let out: Vec<FreshDomain> = fresh_domains(&gw, &headers)
         .await?
@@ -384,6 +494,10 @@ async fn list_fresh_domains(State(gw): State<Gateway>, headers: HeaderMap) -> Re
     Ok(Json(out).into_response())
 }
 
+#[utoipa::path(
+    get, path = "/domains", tag = "Receptor: domains", params(("X-Capstan-Consistency" = Option<String>, Header, description = "`stale`: read this node's view without a leader round trip")),
+    responses((status = 200, body = Vec<String>), Errors)
+)]
 async fn list_domains(State(gw): State<Gateway>, headers: HeaderMap) -> Result<Response> {
     let out: Vec<String> = fresh_domains(&gw, &headers)
         .await?
@@ -395,6 +509,10 @@ async fn list_domains(State(gw): State<Gateway>, headers: HeaderMap) -> Result<R
 
 // ---------- cells ----------
 
+#[utoipa::path(
+    get, path = "/cells", tag = "Receptor: cells", params(("X-Capstan-Consistency" = Option<String>, Header, description = "`stale`: read this node's view without a leader round trip")),
+    responses((status = 200, body = Vec<CellResponse>), Errors)
+)]
 async fn list_cells(State(gw): State<Gateway>, headers: HeaderMap) -> Result<Response> {
     let cells = gw
         .client
@@ -411,6 +529,10 @@ async fn list_cells(State(gw): State<Gateway>, headers: HeaderMap) -> Result<Res
 
 // ---------- tasks ----------
 
+#[utoipa::path(
+    post, path = "/tasks", tag = "Receptor: tasks", request_body = TaskCreate,
+    responses((status = 201, description = "Queued"), Errors)
+)]
 async fn create_task(State(gw): State<Gateway>, req: Body) -> Result<Response> {
     let create: TaskCreate = body::json(req).await?;
     create
@@ -423,6 +545,10 @@ async fn create_task(State(gw): State<Gateway>, req: Body) -> Result<Response> {
     Ok(StatusCode::CREATED.into_response())
 }
 
+#[utoipa::path(
+    get, path = "/tasks", tag = "Receptor: tasks", params(("domain" = Option<String>, Query), ("X-Capstan-Consistency" = Option<String>, Header, description = "`stale`: read this node's view without a leader round trip")),
+    responses((status = 200, body = Vec<TaskResponse>), Errors)
+)]
 async fn list_tasks(
     State(gw): State<Gateway>,
     FamilyQuery(q): FamilyQuery<HashMap<String, String>>,
@@ -444,6 +570,10 @@ fn task_guid(task_guid: String, headers: &HeaderMap) -> Result<pb::TaskGuid> {
     })
 }
 
+#[utoipa::path(
+    get, path = "/tasks/{task_guid}", tag = "Receptor: tasks", params(("task_guid" = String, Path), ("X-Capstan-Consistency" = Option<String>, Header, description = "`stale`: read this node's view without a leader round trip")),
+    responses((status = 200, body = TaskResponse), Errors)
+)]
 async fn get_task(
     State(gw): State<Gateway>,
     FamilyPath(guid): FamilyPath<String>,
@@ -459,6 +589,10 @@ async fn get_task(
 }
 
 /// Delete resolves a COMPLETED task: 200 with no body.
+#[utoipa::path(
+    delete, path = "/tasks/{task_guid}", tag = "Receptor: tasks", params(("task_guid" = String, Path)),
+    responses((status = 200, description = "A COMPLETED task resolved"), Errors)
+)]
 async fn delete_task(
     State(gw): State<Gateway>,
     FamilyPath(guid): FamilyPath<String>,
@@ -468,6 +602,10 @@ async fn delete_task(
     Ok(StatusCode::OK.into_response())
 }
 
+#[utoipa::path(
+    post, path = "/tasks/{task_guid}/cancel", tag = "Receptor: tasks", params(("task_guid" = String, Path)),
+    responses((status = 200, description = "Cancelled"), Errors)
+)]
 async fn cancel_task(
     State(gw): State<Gateway>,
     FamilyPath(guid): FamilyPath<String>,

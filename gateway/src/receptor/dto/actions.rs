@@ -7,13 +7,13 @@ use serde::{Deserialize, Serialize};
 use super::*;
 use crate::common::body::null_default;
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct ResourceLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nofile: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct DownloadAction {
     #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_empty_str")]
     pub artifact: String,
@@ -29,7 +29,7 @@ pub struct DownloadAction {
     pub user: String,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct UploadAction {
     #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_empty_str")]
     pub artifact: String,
@@ -43,7 +43,7 @@ pub struct UploadAction {
     pub user: String,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct RunAction {
     #[serde(default, deserialize_with = "null_default")]
     pub path: String,
@@ -61,8 +61,9 @@ pub struct RunAction {
     pub log_source: String,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct TimeoutAction {
+    #[schema(no_recursion)]
     pub action: Option<Box<Action>>,
     /// nanoseconds
     #[serde(default, deserialize_with = "null_default")]
@@ -71,8 +72,9 @@ pub struct TimeoutAction {
     pub log_source: String,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct EmitProgressAction {
+    #[schema(no_recursion)]
     pub action: Option<Box<Action>>,
     #[serde(default, deserialize_with = "null_default")]
     pub start_message: String,
@@ -84,24 +86,26 @@ pub struct EmitProgressAction {
     pub log_source: String,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct TryAction {
+    #[schema(no_recursion)]
     pub action: Option<Box<Action>>,
     #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_empty_str")]
     pub log_source: String,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct ActionList {
     /// `null` elements are kept so that validation can name their index.
     #[serde(default, deserialize_with = "null_default")]
+    #[schema(no_recursion)]
     pub actions: Vec<Option<Action>>,
     #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_empty_str")]
     pub log_source: String,
 }
 
 /// An action: an object with exactly one of these keys (the first present one wins).
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Action {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub download: Option<DownloadAction>,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::body::null_default;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CellCapacity {
     pub memory_mb: i32,
     pub disk_mb: i32,
@@ -15,7 +15,7 @@ pub struct CellCapacity {
 }
 
 /// CellResponse (spec/receptor.md §3.8).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CellResponse {
     pub cell_id: String,
     pub zone: String,
@@ -48,7 +48,7 @@ impl From<pb::Cell> for CellResponse {
 
 /// FreshDomainBumpRequest / FreshDomainResponse. `ttl_in_seconds` is signed here so a
 /// negative value is refused with InvalidDomain rather than as undecodable JSON.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct FreshDomain {
     #[serde(default, deserialize_with = "null_default")]
     pub domain: String,

@@ -10,7 +10,7 @@ use super::*;
 use crate::common::body::null_default;
 
 /// DesiredLRPCreateRequest.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct DesiredLrpCreate {
     #[serde(default, deserialize_with = "null_default")]
     pub process_guid: String,
@@ -41,6 +41,7 @@ pub struct DesiredLrpCreate {
     #[serde(default, deserialize_with = "null_default")]
     pub ports: Vec<u16>,
     #[serde(default, deserialize_with = "null_default")]
+    #[schema(value_type = Object)]
     pub routes: BTreeMap<String, Box<RawValue>>,
     #[serde(default, deserialize_with = "null_default")]
     pub log_guid: String,
@@ -110,11 +111,12 @@ impl From<DesiredLrpCreate> for pb::DesiredLrp {
 }
 
 /// DesiredLRPUpdateRequest: each key applies only when present and non-null.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct DesiredLrpUpdate {
     #[serde(default)]
     pub instances: Option<i32>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub routes: Option<BTreeMap<String, Box<RawValue>>>,
     #[serde(default)]
     pub annotation: Option<String>,
@@ -131,7 +133,7 @@ impl From<DesiredLrpUpdate> for pb::DesiredLrpUpdate {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ModificationTag {
     pub epoch: String,
     pub index: u32,
@@ -148,7 +150,7 @@ impl From<Option<&pb::ModificationTag>> for ModificationTag {
 }
 
 /// DesiredLRPResponse, in Go's field order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DesiredLrpResponse {
     pub process_guid: String,
     pub domain: String,
@@ -166,6 +168,7 @@ pub struct DesiredLrpResponse {
     pub privileged: bool,
     pub ports: Vec<u32>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
     pub routes: BTreeMap<String, Box<RawValue>>,
     pub log_guid: String,
     pub log_source: String,
@@ -212,7 +215,7 @@ impl From<pb::DesiredLrp> for DesiredLrpResponse {
 
 // ---------- ActualLRP ----------
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PortMapping {
     pub container_port: u32,
     #[serde(skip_serializing_if = "is_zero")]
@@ -224,7 +227,7 @@ fn is_zero(n: &u32) -> bool {
 }
 
 /// ActualLRPResponse, in Go's field order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ActualLrpResponse {
     pub process_guid: String,
     pub instance_guid: String,

@@ -22,7 +22,7 @@ pub(super) fn is_empty_str(s: &str) -> bool {
 
 // ---------- nested types ----------
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct EnvVar {
     #[serde(default, deserialize_with = "null_default")]
     pub name: String,
@@ -48,7 +48,7 @@ impl From<&pb::EnvironmentVariable> for EnvVar {
     }
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct PortRange {
     #[serde(default, deserialize_with = "null_default")]
     pub start: u32,
@@ -56,7 +56,7 @@ pub struct PortRange {
     pub end: u32,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct IcmpInfo {
     #[serde(default, deserialize_with = "null_default", rename = "type")]
     pub kind: i32,
@@ -64,7 +64,7 @@ pub struct IcmpInfo {
     pub code: i32,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct SecurityGroupRule {
     #[serde(default, deserialize_with = "null_default", skip_serializing_if = "is_empty_str")]
     pub protocol: String,

@@ -7,7 +7,7 @@ use super::*;
 use crate::common::body::null_default;
 
 /// TaskCreateRequest.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct TaskCreate {
     #[serde(default, deserialize_with = "null_default")]
     pub task_guid: String,
@@ -81,7 +81,7 @@ impl From<TaskCreate> for pb::CreateTaskRequest {
 }
 
 /// TaskResponse, in Go's field order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TaskResponse {
     pub task_guid: String,
     pub domain: String,
