@@ -25,6 +25,17 @@ if [ -n "$interp" ] && [ ! -f "$ctx/rootfs$interp" ]; then
   mkdir -p "$ctx/rootfs$(dirname "$interp")"
   cp -L "$interp" "$ctx/rootfs$interp"
 fi
+# A shell and the usual tools for the cells' process driver (instances and task runs are commands
+# like `sh -c ...`): Debian's busybox-static when the host has it (apt-get install busybox-static).
+if [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; then
+  mkdir -p "$ctx/rootfs/bin"
+  cp /bin/busybox "$ctx/rootfs/bin/busybox"
+  for applet in $(/bin/busybox --list); do
+    [ -e "$ctx/rootfs/bin/$applet" ] || ln -s busybox "$ctx/rootfs/bin/$applet"
+  done
+else
+  echo "note: no static /bin/busybox on this host: the image has no shell, so its cells can run only what is in it" >&2
+fi
 mkdir -p "$ctx/rootfs/etc"
 printf 'hosts: files dns\n' > "$ctx/rootfs/etc/nsswitch.conf"
 cp "$here/Dockerfile" "$ctx/Dockerfile"

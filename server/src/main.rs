@@ -43,6 +43,17 @@ enum Command {
     Task(task_cli::TaskArgs),
     /// Follow the event stream: one JSON line per event, resuming on reconnect.
     Events(events_cli::EventsArgs),
+    /// A health check for images without curl: GET URL (e.g. http://127.0.0.1:8080/readyz); exit 0
+    /// on a 2xx answer, 1 otherwise (with the status and body on stderr).
+    Probe {
+        url: String,
+        /// Give up on one request after this many milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+        /// Ask again until a 2xx answer or this many milliseconds have passed (0: ask once).
+        #[arg(long, default_value_t = 0)]
+        wait_ms: u64,
+    },
     /// Config files: `capstan config check FILE`.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -397,6 +408,28 @@ fn main() -> anyhow::Result<()> {
             Command::Cluster(args) => cli::run(args).await,
             Command::Cell(args) => cell::run_cli(args, shutdown_signal()).await,
             Command::Events(args) => events_cli::run(args).await,
+            Command::Probe {
+                url,
+                timeout_ms,
+                wait_ms,
+            } => {
+                let client = reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_millis(timeout_ms))
+                    .build()?;
+                let deadline = std::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
+                loop {
+                    let answer = match client.get(&url).send().await {
+                        Ok(r) if r.status().is_success() => return Ok(()),
+                        Ok(r) => format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
+                        Err(e) => e.to_string(),
+                    };
+                    if std::time::Instant::now() >= deadline {
+                        eprintln!("GET {url}: {answer}");
+                        std::process::exit(1)
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+            }
             Command::Config(ConfigCommand::Check { file, mode }) => {
                 let fits = ConfigFile::read(&file)?.check(&Cli::command(), mode.as_deref())?;
                 println!("{}: ok (keys fit: {})", file.display(), fits.join(", "));

@@ -5,14 +5,4 @@
 set -euo pipefail
 venv="$1"
 here="$(cd "$(dirname "$0")" && pwd)"
-if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import cloudfoundry_client' 2>/dev/null; then
-  exit 0
-fi
-python3 -m venv "$venv"
-if ! "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"; then
-  if ! python3 -c 'import urllib.request; urllib.request.urlopen("https://pypi.org/simple/", timeout=10)' 2>/dev/null; then
-    echo "PyPI is unreachable: cannot install cloudfoundry-client" >&2
-    exit 3
-  fi
-  exit 1
-fi
+exec bash "$here/../pyvenv.sh" "$venv" "$here/requirements.txt"

@@ -22,19 +22,7 @@ if [ "${1:-}" = "--deep" ]; then
 fi
 bin="${1:-$root/target/debug/capstan}"
 venv="$root/target/fuzz-venv"
-want="$(cat "$here/requirements.txt")"
-
-if ! "$venv/bin/pip" freeze 2>/dev/null | grep -qx "$want"; then
-  python3 -m venv "$venv"
-  if ! "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"; then
-    if ! python3 -c 'import urllib.request; urllib.request.urlopen("https://pypi.org/simple/", timeout=10)' 2>/dev/null; then
-      echo "FUZZ SKIPPED: PyPI is unreachable, schemathesis could not be installed" >&2
-      exit 3
-    fi
-    echo "FUZZ FAILED: installing $want failed" >&2
-    exit 1
-  fi
-fi
+bash "$root/tests/pyvenv.sh" "$venv" "$here/requirements.txt" || exit $?
 
 work="$(mktemp -d)"
 "$bin" dev --no-cell --http 127.0.0.1:0 --grpc 127.0.0.1:0 --data-dir "$work/data" >"$work/stdout" 2>"$work/stderr" &

@@ -1,6 +1,8 @@
-//! The docker-compose cluster (3 servers + a gateway) comes up on the local docker engine from an
-//! image built FROM scratch, and serves the Receptor API. Skips with a message where no docker
-//! engine is reachable.
+//! The docker-compose cluster (3 servers, a cell agent, a gateway) comes up on the local docker
+//! engine from an image built FROM scratch: every service turns healthy on its /readyz probe, an LRP
+//! asked through the gateway runs (RUNNING on the compose cell) and a Flotilla task run ends
+//! STOPPED with its exit code. Skips with a message where no docker engine is reachable, or where
+//! the host has no static busybox to give the image a shell for the cell's process driver.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -58,6 +60,10 @@ async fn compose_cluster_serves_the_receptor_api() {
         eprintln!("SKIPPED docker-compose test: docker-compose is not installed");
         return;
     }
+    if !std::path::Path::new("/bin/busybox").exists() {
+        eprintln!("SKIPPED docker-compose test: no /bin/busybox (busybox-static) to give the image a shell");
+        return;
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let project = format!("capstantest{}", std::process::id());
     let bin = capstan_bin().expect("capstan binary");
@@ -71,6 +77,20 @@ async fn compose_cluster_serves_the_receptor_api() {
         file: root.join("deploy/docker-compose.yml"),
     };
     sh(compose.cmd().args(["up", "-d"])).expect("compose up");
+    // The health checks are the services' own /readyz probes.
+    for service in ["capstan1", "capstan2", "capstan3", "gateway"] {
+        let id = sh(compose.cmd().args(["ps", "-q", service])).expect("container id");
+        let id = id.trim().to_owned();
+        wait_for(&format!("{service} healthy"), Duration::from_secs(90), || {
+            let id = id.clone();
+            async move {
+                let out =
+                    sh(Command::new("docker").args(["inspect", "--format", "{{.State.Health.Status}}", &id])).ok()?;
+                (out.trim() == "healthy").then_some(())
+            }
+        })
+        .await;
+    }
     let port = sh(compose.cmd().args(["port", "gateway", "8080"])).expect("gateway port");
     let base = format!("http://{}", port.trim());
     let client = reqwest::Client::builder()
@@ -78,6 +98,10 @@ async fn compose_cluster_serves_the_receptor_api() {
         .build()
         .expect("client");
 
+    // A web process: busybox's httpd on the port the cell gives it (RUNNING once the port answers).
+    let mut web: serde_json::Value = serde_json::from_str(&lrp_json("compose-web", "cf-apps", 2)).expect("lrp");
+    web["action"]["run"]["args"] = serde_json::json!(["-c", "exec httpd -f -p $PORT"]);
+    let web = web.to_string();
     // The cluster elects a leader and the gateway serves writes through it.
     wait_for(
         "the compose cluster to accept a write",
@@ -86,7 +110,7 @@ async fn compose_cluster_serves_the_receptor_api() {
             let r = client
                 .post(format!("{base}/v1/desired_lrps"))
                 .header("content-type", "application/json")
-                .body(lrp_json("compose-web", "cf-apps", 2))
+                .body(web.clone())
                 .send()
                 .await
                 .ok()?;
@@ -115,8 +139,50 @@ async fn compose_cluster_serves_the_receptor_api() {
     };
     let d = read("/v1/desired_lrps/compose-web".into()).await;
     assert_eq!(d["instances"], 2);
-    let a = read("/v1/actual_lrps/compose-web".into()).await;
-    assert_eq!(a.as_array().map(Vec::len), Some(2));
+    // The compose cell runs both instances.
+    let running = wait_for(
+        "both instances RUNNING on the compose cell",
+        Duration::from_secs(90),
+        || {
+            async move {
+                let a = read("/v1/actual_lrps/compose-web".into()).await;
+                let all = a.as_array()?.clone();
+                (all.len() == 2 && all.iter().all(|i| i["state"] == "RUNNING")).then_some(all)
+            }
+        },
+    )
+    .await;
+    assert!(running.iter().all(|i| i["cell_id"] == "compose-cell-1"), "{running:?}");
+
+    // A Flotilla task run goes to STOPPED with its exit code.
+    let definition = client
+        .post(format!("{base}/api/v1/task"))
+        .header("content-type", "application/json")
+        .body(r#"{"alias": "compose-hello", "group_name": "compose", "image": "busybox", "command": "echo hello; exit 3", "memory": 64}"#)
+        .send()
+        .await
+        .expect("define");
+    assert_eq!(definition.status().as_u16(), 200);
+    let definition: serde_json::Value = definition.json().await.expect("definition json");
+    let id = definition["definition_id"].as_str().expect("definition id").to_owned();
+    let run = client
+        .put(format!("{base}/api/v1/task/{id}/execute"))
+        .body("{}")
+        .send()
+        .await
+        .expect("execute");
+    assert_eq!(run.status().as_u16(), 200);
+    let run: serde_json::Value = run.json().await.expect("run json");
+    let run_id = run["run_id"].as_str().expect("run id").to_owned();
+    let done = wait_for("the task run STOPPED", Duration::from_secs(60), || {
+        let path = format!("/api/v1/history/{run_id}");
+        async move {
+            let r = read(path).await;
+            (r["status"] == "STOPPED").then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(done["exit_code"], 3, "{done}");
     // A node that has not yet heard who leads answers the documented 503: retry it, as for reads.
     let url = format!("{base}/v1/desired_lrps/missing");
     let status = wait_for("GET of a missing LRP to be answered", Duration::from_secs(30), || {

@@ -22,6 +22,18 @@ async fn a_dev_node_is_healthy_and_ready() {
     .await;
     assert_eq!(r.json()["ready"], true, "{}", r.body);
     assert_eq!(r.json()["leader_id"], 1);
+
+    // `capstan probe`, the health check of images without curl: 0 on a 2xx, 1 otherwise.
+    let probe = |path: &str| {
+        std::process::Command::new(capstan_tests::capstan_bin().expect("bin"))
+            .args(["probe", "--timeout-ms", "3000", &c.url(path)])
+            .output()
+            .expect("probe runs")
+    };
+    assert!(probe("/readyz").status.success());
+    let refused = probe("/no/such/probe");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("404"), "{refused:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

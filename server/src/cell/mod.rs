@@ -155,6 +155,16 @@ fn split(list: &str) -> Vec<String> {
         .collect()
 }
 
+/// The CellApi address the nodes dial: the bound one, or — bound on every interface (`0.0.0.0`,
+/// `[::]`: a container, a host with several networks) — the cell's own `--address` with its port.
+fn advertised(bound: &str, address: &str) -> String {
+    match bound.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() && address.contains(':') => format!("[{address}]:{}", a.port()),
+        Ok(a) if a.ip().is_unspecified() => format!("{address}:{}", a.port()),
+        _ => bound.to_owned(),
+    }
+}
+
 /// Runs the agents for `cfgs` (one, or many simulated ones) until `stop` changes.
 pub async fn run_many(mut cfgs: Vec<CellConfig>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     let Some(first) = cfgs.first() else {
@@ -171,6 +181,7 @@ pub async fn run_many(mut cfgs: Vec<CellConfig>, mut stop: watch::Receiver<bool>
         stop.clone(),
     )
     .await?;
+    let api_addr = advertised(&api_addr, &first.cell.address);
     for c in &mut cfgs {
         c.cell.api_addr = api_addr.clone();
     }
@@ -290,4 +301,14 @@ pub async fn run_cli(args: CellArgs, shutdown: impl std::future::Future<Output =
     let _ = stop_tx.send(true);
     run.await??;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cellapi_bound_on_every_interface_is_advertised_at_the_cells_address() {
+        assert_eq!(super::advertised("127.0.0.1:7071", "10.0.0.5"), "127.0.0.1:7071");
+        assert_eq!(super::advertised("0.0.0.0:7071", "cell1"), "cell1:7071");
+        assert_eq!(super::advertised("[::]:7071", "fd00::5"), "[fd00::5]:7071");
+    }
 }
