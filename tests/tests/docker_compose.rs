@@ -143,12 +143,10 @@ async fn compose_cluster_serves_the_receptor_api() {
     let running = wait_for(
         "both instances RUNNING on the compose cell",
         Duration::from_secs(90),
-        || {
-            async move {
-                let a = read("/v1/actual_lrps/compose-web".into()).await;
-                let all = a.as_array()?.clone();
-                (all.len() == 2 && all.iter().all(|i| i["state"] == "RUNNING")).then_some(all)
-            }
+        || async move {
+            let a = read("/v1/actual_lrps/compose-web".into()).await;
+            let all = a.as_array()?.clone();
+            (all.len() == 2 && all.iter().all(|i| i["state"] == "RUNNING")).then_some(all)
         },
     )
     .await;

@@ -4,6 +4,7 @@
 pub mod dto;
 pub mod error;
 pub mod events;
+pub mod tasks;
 
 use std::collections::HashMap;
 
@@ -48,11 +49,11 @@ pub const CONSISTENCY_HEADER: &str = "x-capstan-consistency";
     upsert_domain,
     list_domains,
     list_cells,
-    create_task,
-    list_tasks,
-    get_task,
-    delete_task,
-    cancel_task,
+    tasks::create_task,
+    tasks::list_tasks,
+    tasks::get_task,
+    tasks::delete_task,
+    tasks::cancel_task,
     events::events,
 ))]
 pub struct Api;
@@ -81,9 +82,9 @@ pub fn routes() -> Router<Gateway> {
         .route("/domains", get(list_domains))
         .route("/domains/{domain}", axum::routing::put(upsert_domain))
         .route("/cells", get(list_cells))
-        .route("/tasks", get(list_tasks).post(create_task))
-        .route("/tasks/{task_guid}", get(get_task).delete(delete_task))
-        .route("/tasks/{task_guid}/cancel", axum::routing::post(cancel_task))
+        .route("/tasks", get(tasks::list_tasks).post(tasks::create_task))
+        .route("/tasks/{task_guid}", get(tasks::get_task).delete(tasks::delete_task))
+        .route("/tasks/{task_guid}/cancel", axum::routing::post(tasks::cancel_task))
         .route("/events", get(events::events))
         // Unknown paths under /v1 (a trailing slash included): 404 in Receptor's shape.
         .fallback(no_such_route)
@@ -525,92 +526,4 @@ async fn list_cells(State(gw): State<Gateway>, headers: HeaderMap) -> Result<Res
         .cells;
     let out: Vec<CellResponse> = cells.into_iter().map(CellResponse::from).collect();
     Ok(Json(out).into_response())
-}
-
-// ---------- tasks ----------
-
-#[utoipa::path(
-    post, path = "/tasks", tag = "Receptor: tasks", request_body = TaskCreate,
-    responses((status = 201, description = "Queued"), Errors)
-)]
-async fn create_task(State(gw): State<Gateway>, req: Body) -> Result<Response> {
-    let create: TaskCreate = body::json(req).await?;
-    create
-        .check_action_depth()
-        .map_err(|m| ReceptorError::new(StatusCode::BAD_REQUEST, "InvalidTask", m))?;
-    gw.client
-        .clone()
-        .create_task(pb::CreateTaskRequest::from(create))
-        .await?;
-    Ok(StatusCode::CREATED.into_response())
-}
-
-#[utoipa::path(
-    get, path = "/tasks", tag = "Receptor: tasks", params(("domain" = Option<String>, Query), ("X-Capstan-Consistency" = Option<String>, Header, description = "`stale`: read this node's view without a leader round trip")),
-    responses((status = 200, body = Vec<TaskResponse>), Errors)
-)]
-async fn list_tasks(
-    State(gw): State<Gateway>,
-    FamilyQuery(q): FamilyQuery<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let req = pb::ListTasksRequest {
-        domain: q.get("domain").cloned().unwrap_or_default(),
-        consistency: consistency(&headers),
-    };
-    let stream = gw.client.clone().list_tasks(req).await?.into_inner();
-    Ok(list::array(stream, TaskResponse::from))
-}
-
-fn task_guid(task_guid: String, headers: &HeaderMap) -> Result<pb::TaskGuid> {
-    require("task_guid", &task_guid)?;
-    Ok(pb::TaskGuid {
-        task_guid,
-        consistency: consistency(headers),
-    })
-}
-
-#[utoipa::path(
-    get, path = "/tasks/{task_guid}", tag = "Receptor: tasks", params(("task_guid" = String, Path), ("X-Capstan-Consistency" = Option<String>, Header, description = "`stale`: read this node's view without a leader round trip")),
-    responses((status = 200, body = TaskResponse), Errors)
-)]
-async fn get_task(
-    State(gw): State<Gateway>,
-    FamilyPath(guid): FamilyPath<String>,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let task = gw
-        .client
-        .clone()
-        .get_task(task_guid(guid, &headers)?)
-        .await?
-        .into_inner();
-    Ok(Json(TaskResponse::from(task)).into_response())
-}
-
-/// Delete resolves a COMPLETED task: 200 with no body.
-#[utoipa::path(
-    delete, path = "/tasks/{task_guid}", tag = "Receptor: tasks", params(("task_guid" = String, Path)),
-    responses((status = 200, description = "A COMPLETED task resolved"), Errors)
-)]
-async fn delete_task(
-    State(gw): State<Gateway>,
-    FamilyPath(guid): FamilyPath<String>,
-    headers: HeaderMap,
-) -> Result<Response> {
-    gw.client.clone().delete_task(task_guid(guid, &headers)?).await?;
-    Ok(StatusCode::OK.into_response())
-}
-
-#[utoipa::path(
-    post, path = "/tasks/{task_guid}/cancel", tag = "Receptor: tasks", params(("task_guid" = String, Path)),
-    responses((status = 200, description = "Cancelled"), Errors)
-)]
-async fn cancel_task(
-    State(gw): State<Gateway>,
-    FamilyPath(guid): FamilyPath<String>,
-    headers: HeaderMap,
-) -> Result<Response> {
-    gw.client.clone().cancel_task(task_guid(guid, &headers)?).await?;
-    Ok(StatusCode::OK.into_response())
 }
