@@ -214,7 +214,7 @@ async fn list(
                 } else {
                     Some(&[])
                 });
-                present::process(&base, p, embedded, now)
+                json!(present::process(&base, p, embedded, now))
             })
             .collect(),
     };
@@ -248,7 +248,7 @@ async fn list_apps(State(gw): State<Gateway>, headers: HeaderMap, RawQuery(q): R
 
 #[utoipa::path(
     get, path = "/processes", tag = "CF: processes", params(("page" = Option<u32>, Query), ("per_page" = Option<u32>, Query, description = "1 to 5000"), ("order_by" = Option<String>, Query, description = "`created_at`, `updated_at` (or `-` first for descending); `name` where the resource has one"), ("label_selector" = Option<String>, Query), ("created_ats" = Option<String>, Query), ("updated_ats" = Option<String>, Query), ("guids" = Option<String>, Query, description = "Comma-separated"), ("types" = Option<String>, Query), ("app_guids" = Option<String>, Query), ("space_guids" = Option<String>, Query), ("organization_guids" = Option<String>, Query), ("embed" = Option<String>, Query, description = "`process_instances`")),
-    responses((status = 200, description = "`{pagination, resources}`", body = Object), Answers)
+    responses((status = 200, description = "`{pagination, resources}`", body = present::ProcessPage), Answers)
 )]
 async fn list_processes(State(gw): State<Gateway>, headers: HeaderMap, RawQuery(q): RawQuery) -> Result<Response> {
     list(&gw, &headers, CfKind::Process, "", q).await
@@ -256,7 +256,7 @@ async fn list_processes(State(gw): State<Gateway>, headers: HeaderMap, RawQuery(
 
 #[utoipa::path(
     get, path = "/apps/{guid}/processes", tag = "CF: processes", params(("page" = Option<u32>, Query), ("per_page" = Option<u32>, Query, description = "1 to 5000"), ("order_by" = Option<String>, Query, description = "`created_at`, `updated_at` (or `-` first for descending); `name` where the resource has one"), ("label_selector" = Option<String>, Query), ("created_ats" = Option<String>, Query), ("updated_ats" = Option<String>, Query), ("guids" = Option<String>, Query, description = "Comma-separated"), ("guid" = String, Path), ("types" = Option<String>, Query), ("embed" = Option<String>, Query, description = "`process_instances`")),
-    responses((status = 200, description = "`{pagination, resources}`", body = Object), Answers)
+    responses((status = 200, description = "`{pagination, resources}`", body = present::ProcessPage), Answers)
 )]
 async fn list_app_processes(
     State(gw): State<Gateway>,
@@ -289,7 +289,7 @@ fn resource(base: &str, r: pb::CfResource) -> Value {
         Some(R::Organization(o)) => present::organization(base, &o),
         Some(R::Space(s)) => present::space(base, &s),
         Some(R::App(a)) => present::app(base, &a),
-        Some(R::Process(p)) => present::process(base, &p, None, now_ns()),
+        Some(R::Process(p)) => json!(present::process(base, &p, None, now_ns())),
         None => Value::Null,
     }
 }

@@ -2,7 +2,9 @@
 //! processes, stats, process instances, jobs, and paginated lists with links that resolve.
 
 use capstan_proto::pb;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
 
 /// `YYYY-MM-DDThh:mm:ssZ` (whole seconds, UTC).
 pub fn timestamp(ns: i64) -> String {
@@ -99,137 +101,348 @@ pub fn app(base: &str, a: &pb::CfApp) -> Value {
     })
 }
 
-fn optional_int(v: Option<i32>) -> Value {
-    v.map_or(Value::Null, Value::from)
+/// A link: `{"href"}`, or `{"href", "method": "POST"}` for an action.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Link {
+    pub href: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<&'static str>,
 }
 
-fn health_check(hc: &Option<pb::CfHealthCheck>, readiness: bool) -> Value {
+impl Link {
+    fn get(base: &str, path: &str) -> Self {
+        Link {
+            href: format!("{base}{path}"),
+            method: None,
+        }
+    }
+
+    fn post(base: &str, path: &str) -> Self {
+        Link {
+            method: Some("POST"),
+            ..Link::get(base, path)
+        }
+    }
+}
+
+/// `{"guid"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Guid {
+    pub guid: String,
+}
+
+/// A to-one relationship: `{"data": {"guid"}}`, or `{"data": null}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ToOne {
+    pub data: Option<Guid>,
+}
+
+/// Labels and annotations, keys as written (`prefix/name`, or `name`).
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Metadata {
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+fn typed_metadata(m: &Option<pb::CfMetadata>) -> Metadata {
+    let m = m.clone().unwrap_or_default();
+    Metadata {
+        labels: m.labels.into_iter().collect(),
+        annotations: m.annotations.into_iter().collect(),
+    }
+}
+
+/// A health check's `data`: `timeout` on the liveness check only, `endpoint` for `http` only.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthCheckData {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Option<i32>>,
+    pub invocation_timeout: Option<i32>,
+    pub interval: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+/// `{"type": "port" | "process" | "http", "data"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthCheck {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub data: HealthCheckData,
+}
+
+fn health_check(hc: &Option<pb::CfHealthCheck>, readiness: bool) -> HealthCheck {
     let hc = hc.clone().unwrap_or_default();
-    let mut data = Map::new();
-    if !readiness {
-        data.insert("timeout".into(), optional_int(hc.timeout));
+    HealthCheck {
+        data: HealthCheckData {
+            timeout: (!readiness).then_some(hc.timeout),
+            invocation_timeout: hc.invocation_timeout,
+            interval: hc.interval,
+            endpoint: (hc.r#type == "http").then_some(hc.endpoint),
+        },
+        kind: hc.r#type,
     }
-    data.insert("invocation_timeout".into(), optional_int(hc.invocation_timeout));
-    data.insert("interval".into(), optional_int(hc.interval));
-    if hc.r#type == "http" {
-        data.insert("endpoint".into(), Value::from(hc.endpoint));
-    }
-    json!({ "type": hc.r#type, "data": data })
 }
 
-/// The process object; `instances` is its `process_instances` array when embedded.
-pub fn process(base: &str, p: &pb::CfProcess, embedded: Option<&[pb::CfInstanceStats]>, now_ns: i64) -> Value {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProcessRelationships {
+    pub app: ToOne,
+    /// Always `{"data": null}`: Capstan has no revisions.
+    pub revision: Option<ToOne>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProcessLinks {
+    #[serde(rename = "self")]
+    pub this: Link,
+    pub scale: Link,
+    pub app: Link,
+    pub space: Link,
+    pub stats: Link,
+    pub process_instances: Link,
+}
+
+/// CF's process object (spec §2).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Process {
+    pub guid: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub version: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub command: String,
+    pub user: String,
+    pub instances: i32,
+    pub memory_in_mb: i32,
+    pub disk_in_mb: i32,
+    pub log_rate_limit_in_bytes_per_second: i64,
+    pub health_check: HealthCheck,
+    pub readiness_health_check: HealthCheck,
+    /// With `embed=process_instances`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_instances: Option<Vec<InstanceState>>,
+    pub relationships: ProcessRelationships,
+    pub metadata: Metadata,
+    pub links: ProcessLinks,
+}
+
+/// The process object; `embedded` is its `process_instances` when asked for.
+pub fn process(base: &str, p: &pb::CfProcess, embedded: Option<&[pb::CfInstanceStats]>, now_ns: i64) -> Process {
     let path = format!("/v3/processes/{}", p.guid);
-    let mut o = Map::new();
-    o.insert("guid".into(), json!(p.guid));
-    o.insert("created_at".into(), json!(timestamp(p.created_at)));
-    o.insert("updated_at".into(), json!(timestamp(p.updated_at)));
-    o.insert("version".into(), json!(p.version));
-    o.insert("type".into(), json!(p.r#type));
-    o.insert("command".into(), json!(p.command));
-    o.insert(
-        "user".into(),
-        json!(if p.user.is_empty() { "vcap" } else { p.user.as_str() }),
-    );
-    o.insert("instances".into(), json!(p.instances));
-    o.insert("memory_in_mb".into(), json!(p.memory_in_mb));
-    o.insert("disk_in_mb".into(), json!(p.disk_in_mb));
-    o.insert(
-        "log_rate_limit_in_bytes_per_second".into(),
-        json!(p.log_rate_limit_in_bytes_per_second),
-    );
-    o.insert("health_check".into(), health_check(&p.health_check, false));
-    o.insert(
-        "readiness_health_check".into(),
-        health_check(&p.readiness_health_check, true),
-    );
-    if let Some(instances) = embedded {
-        o.insert("process_instances".into(), process_instances(instances, now_ns));
+    Process {
+        guid: p.guid.clone(),
+        created_at: timestamp(p.created_at),
+        updated_at: timestamp(p.updated_at),
+        version: p.version.clone(),
+        kind: p.r#type.clone(),
+        command: p.command.clone(),
+        user: if p.user.is_empty() {
+            "vcap".into()
+        } else {
+            p.user.clone()
+        },
+        instances: p.instances,
+        memory_in_mb: p.memory_in_mb,
+        disk_in_mb: p.disk_in_mb,
+        log_rate_limit_in_bytes_per_second: p.log_rate_limit_in_bytes_per_second,
+        health_check: health_check(&p.health_check, false),
+        readiness_health_check: health_check(&p.readiness_health_check, true),
+        process_instances: embedded.map(|i| process_instances(i, now_ns)),
+        relationships: ProcessRelationships {
+            app: ToOne {
+                data: Some(Guid {
+                    guid: p.app_guid.clone(),
+                }),
+            },
+            revision: None,
+        },
+        metadata: typed_metadata(&p.metadata),
+        links: ProcessLinks {
+            this: Link::get(base, &path),
+            scale: Link::post(base, &format!("{path}/actions/scale")),
+            app: Link::get(base, &format!("/v3/apps/{}", p.app_guid)),
+            space: Link::get(base, &format!("/v3/spaces/{}", p.space_guid)),
+            stats: Link::get(base, &format!("{path}/stats")),
+            process_instances: Link::get(base, &format!("{path}/process_instances")),
+        },
     }
-    o.insert(
-        "relationships".into(),
-        json!({ "app": { "data": { "guid": p.app_guid } }, "revision": null }),
-    );
-    o.insert("metadata".into(), metadata(&p.metadata));
-    o.insert(
-        "links".into(),
-        json!({
-            "self": href(base, &path),
-            "scale": post(base, &format!("{path}/actions/scale")),
-            "app": href(base, &format!("/v3/apps/{}", p.app_guid)),
-            "space": href(base, &format!("/v3/spaces/{}", p.space_guid)),
-            "stats": href(base, &format!("{path}/stats")),
-            "process_instances": href(base, &format!("{path}/process_instances")),
-        }),
-    );
-    Value::Object(o)
 }
 
-/// `[{index, state, since}]` (§3.3): `since` null for an index with nothing behind it.
-pub fn process_instances(instances: &[pb::CfInstanceStats], _now_ns: i64) -> Value {
-    Value::Array(
-        instances
-            .iter()
-            .map(|i| json!({ "index": i.index, "state": i.state, "since": if i.found { json!(i.uptime) } else { Value::Null } }))
-            .collect(),
-    )
+/// One entry of `process_instances` (§3.3): `since` null for an index with nothing behind it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceState {
+    pub index: u32,
+    pub state: String,
+    pub since: Option<i64>,
 }
 
-/// One stats object per instance index (§3.1); `unavailable` when a cell could not be asked.
-pub fn stats(s: &pb::CfProcessStats, now_ns: i64) -> Value {
+pub fn process_instances(instances: &[pb::CfInstanceStats], _now_ns: i64) -> Vec<InstanceState> {
+    instances
+        .iter()
+        .map(|i| InstanceState {
+            index: i.index,
+            state: i.state.clone(),
+            since: i.found.then_some(i.uptime),
+        })
+        .collect()
+}
+
+/// `usage` of an instance: all of it, or `{}` when its cell could not be asked.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Usage {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+    /// Always null when present (no CPU entitlement).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_entitlement: Option<Option<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mem: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_rate: Option<u64>,
+}
+
+/// `{"external", "internal", ...}`: the host port and the port inside.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstancePort {
+    pub external: u32,
+    pub internal: u32,
+    pub external_tls_proxy_port: Option<u32>,
+    pub internal_tls_proxy_port: Option<u32>,
+}
+
+/// One instance's stats (§3.1). An index with no instance behind it has the first fields only.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceStats {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_guid: Option<String>,
+    pub state: String,
+    pub routable: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_internal_ip: Option<String>,
+    pub uptime: i64,
+    /// Null when the cell could not be asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mem_quota: Option<Option<i64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_quota: Option<Option<i64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_rate_limit: Option<Option<i64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fds_quota: Option<u32>,
+    pub isolation_segment: Option<String>,
+    pub details: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_ports: Option<Vec<InstancePort>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// A page of processes (`GET /v3/processes`, `/v3/apps/{guid}/processes`): the keys every CF list
+/// writes (`cf::list`), with processes as the resources.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProcessPage {
+    /// `{total_results, total_pages, first, last, next, previous}`, links by CF's recipe.
+    #[schema(value_type = Object)]
+    pub pagination: Value,
+    pub resources: Vec<Process>,
+}
+
+/// `process_instances`: the instances' states, with links.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProcessInstances {
+    pub resources: Vec<InstanceState>,
+    #[schema(value_type = Object)]
+    pub links: Value,
+}
+
+/// `{"resources": [one per instance index]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Stats {
+    pub resources: Vec<InstanceStats>,
+}
+
+/// Open file descriptors an instance may have (CF's default).
+const FDS_QUOTA: u32 = 16384;
+
+/// One stats object per instance index (§3.1); `usage` is `{}` when a cell could not be asked.
+pub fn stats(s: &pb::CfProcessStats, now_ns: i64) -> Stats {
     let p = s.process.clone().unwrap_or_default();
     const MIB: i64 = 1024 * 1024;
-    let resources: Vec<Value> = s
+    let resources = s
         .instances
         .iter()
         .map(|i| {
+            let mut out = InstanceStats {
+                kind: p.r#type.clone(),
+                index: i.index,
+                instance_guid: None,
+                state: i.state.clone(),
+                routable: None,
+                host: None,
+                instance_internal_ip: None,
+                uptime: 0,
+                mem_quota: None,
+                disk_quota: None,
+                log_rate_limit: None,
+                fds_quota: None,
+                isolation_segment: None,
+                details: None,
+                instance_ports: None,
+                usage: None,
+            };
             if !i.found {
-                return json!({
-                    "type": p.r#type, "index": i.index, "state": i.state, "routable": null,
-                    "uptime": 0, "isolation_segment": null, "details": null,
-                });
+                return out;
             }
+            let measured = |time_ns: i64, cpu: f64, mem: u64, disk: u64| Usage {
+                time: Some(usage_time(time_ns)),
+                cpu: Some(cpu),
+                cpu_entitlement: Some(None),
+                mem: Some(mem),
+                disk: Some(disk),
+                log_rate: Some(0),
+            };
             let usage = match (&i.usage, s.usage_unavailable) {
-                (Some(u), _) => json!({
-                    "time": usage_time(u.time_unix_ns), "cpu": u.cpu, "cpu_entitlement": null,
-                    "mem": u.mem_bytes, "disk": u.disk_bytes, "log_rate": 0,
-                }),
-                (None, true) => json!({}),
-                (None, false) => json!({
-                    "time": usage_time(now_ns), "cpu": 0, "cpu_entitlement": null, "mem": 0, "disk": 0, "log_rate": 0,
-                }),
+                (Some(u), _) => measured(u.time_unix_ns, u.cpu, u.mem_bytes, u.disk_bytes),
+                (None, true) => Usage::default(),
+                (None, false) => measured(now_ns, 0.0, 0, 0),
             };
-            let quota = |v: i64| {
-                if s.usage_unavailable && i.usage.is_none() {
-                    Value::Null
-                } else {
-                    json!(v)
-                }
-            };
-            json!({
-                "type": p.r#type,
-                "index": i.index,
-                "instance_guid": i.instance_guid,
-                "state": i.state,
-                "routable": null,
-                "host": i.host,
-                "instance_internal_ip": i.host,
-                "uptime": i.uptime,
-                "mem_quota": quota(i64::from(p.memory_in_mb) * MIB),
-                "disk_quota": quota(i64::from(p.disk_in_mb) * MIB),
-                "log_rate_limit": quota(p.log_rate_limit_in_bytes_per_second),
-                "fds_quota": 16384,
-                "isolation_segment": null,
-                "details": if i.details.is_empty() { Value::Null } else { json!(i.details) },
-                "instance_ports": i.ports.iter().map(|m| json!({
-                    "external": m.host_port, "internal": m.container_port,
-                    "external_tls_proxy_port": null, "internal_tls_proxy_port": null,
-                })).collect::<Vec<_>>(),
-                "usage": usage,
-            })
+            let known = !(s.usage_unavailable && i.usage.is_none());
+            let quota = |v: i64| Some(known.then_some(v));
+            out.instance_guid = Some(i.instance_guid.clone());
+            out.host = Some(i.host.clone());
+            out.instance_internal_ip = Some(i.host.clone());
+            out.uptime = i.uptime;
+            out.mem_quota = quota(i64::from(p.memory_in_mb) * MIB);
+            out.disk_quota = quota(i64::from(p.disk_in_mb) * MIB);
+            out.log_rate_limit = quota(p.log_rate_limit_in_bytes_per_second);
+            out.fds_quota = Some(FDS_QUOTA);
+            out.details = (!i.details.is_empty()).then(|| i.details.clone());
+            out.instance_ports = Some(
+                i.ports
+                    .iter()
+                    .map(|m| InstancePort {
+                        external: m.host_port,
+                        internal: m.container_port,
+                        external_tls_proxy_port: None,
+                        internal_tls_proxy_port: None,
+                    })
+                    .collect(),
+            );
+            out.usage = Some(usage);
+            out
         })
         .collect();
-    json!({ "resources": resources })
+    Stats { resources }
 }
 
 pub fn job(base: &str, j: &pb::CfJob) -> Value {
@@ -282,7 +495,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let v = process("http://h", &p, None, 0);
+        let v = serde_json::to_value(process("http://h", &p, None, 0)).expect("json");
         assert_eq!(
             v["health_check"]["data"],
             json!({"timeout": null, "invocation_timeout": null, "interval": null})

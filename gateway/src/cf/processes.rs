@@ -45,7 +45,7 @@ pub(super) async fn show(
 }
 
 #[utoipa::path(
-    get, path = "/processes/{guid}", tag = "CF: processes", params(("guid" = String, Path), ("embed" = Option<String>, Query, description = "`process_instances`")), responses((status = 200, body = Object), Answers)
+    get, path = "/processes/{guid}", tag = "CF: processes", params(("guid" = String, Path), ("embed" = Option<String>, Query, description = "`process_instances`")), responses((status = 200, body = present::Process), Answers)
 )]
 pub(super) async fn get_process(
     State(gw): State<Gateway>,
@@ -57,7 +57,7 @@ pub(super) async fn get_process(
 }
 
 #[utoipa::path(
-    get, path = "/apps/{guid}/processes/{type}", tag = "CF: processes", params(("guid" = String, Path), ("type" = String, Path, description = "Process type, e.g. `web`"), ("embed" = Option<String>, Query, description = "`process_instances`")), responses((status = 200, body = Object), Answers)
+    get, path = "/apps/{guid}/processes/{type}", tag = "CF: processes", params(("guid" = String, Path), ("type" = String, Path, description = "Process type, e.g. `web`"), ("embed" = Option<String>, Query, description = "`process_instances`")), responses((status = 200, body = present::Process), Answers)
 )]
 pub(super) async fn get_app_process(
     State(gw): State<Gateway>,
@@ -85,7 +85,7 @@ pub(super) async fn patch(gw: &Gateway, h: &HeaderMap, r: pb::CfProcessRef, b: B
 
 #[utoipa::path(
     patch, path = "/processes/{guid}", tag = "CF: processes", params(("guid" = String, Path)), request_body(content = Object, description = "`{command?, health_check?, readiness_health_check?, metadata?}`"),
-    responses((status = 200, body = Object), Answers)
+    responses((status = 200, body = present::Process), Answers)
 )]
 pub(super) async fn update_process(
     State(gw): State<Gateway>,
@@ -98,7 +98,7 @@ pub(super) async fn update_process(
 
 #[utoipa::path(
     patch, path = "/apps/{guid}/processes/{type}", tag = "CF: processes", params(("guid" = String, Path), ("type" = String, Path, description = "Process type, e.g. `web`")), request_body(content = Object, description = "`{command?, health_check?, readiness_health_check?, metadata?}`"),
-    responses((status = 200, body = Object), Answers)
+    responses((status = 200, body = present::Process), Answers)
 )]
 pub(super) async fn update_app_process(
     State(gw): State<Gateway>,
@@ -130,7 +130,7 @@ pub(super) async fn scale(gw: &Gateway, h: &HeaderMap, r: pb::CfProcessRef, b: B
 
 #[utoipa::path(
     post, path = "/processes/{guid}/actions/scale", tag = "CF: processes", params(("guid" = String, Path)), request_body(content = Object, description = "`{instances?, memory_in_mb?, disk_in_mb?, log_rate_limit_in_bytes_per_second?}`"),
-    responses((status = 202, body = Object), Answers)
+    responses((status = 202, body = present::Process), Answers)
 )]
 pub(super) async fn scale_process(
     State(gw): State<Gateway>,
@@ -143,7 +143,7 @@ pub(super) async fn scale_process(
 
 #[utoipa::path(
     post, path = "/apps/{guid}/processes/{type}/actions/scale", tag = "CF: processes", params(("guid" = String, Path), ("type" = String, Path, description = "Process type, e.g. `web`")), request_body(content = Object, description = "`{instances?, memory_in_mb?, disk_in_mb?, log_rate_limit_in_bytes_per_second?}`"),
-    responses((status = 202, body = Object), Answers)
+    responses((status = 202, body = present::Process), Answers)
 )]
 pub(super) async fn scale_app_process(
     State(gw): State<Gateway>,
@@ -198,14 +198,14 @@ pub(super) async fn stats(gw: &Gateway, r: pb::CfProcessRef) -> Result<Response>
 }
 
 #[utoipa::path(
-    get, path = "/processes/{guid}/stats", tag = "CF: processes", params(("guid" = String, Path)), responses((status = 200, description = "`{resources: [instance stats]}`", body = Object), Answers)
+    get, path = "/processes/{guid}/stats", tag = "CF: processes", params(("guid" = String, Path)), responses((status = 200, description = "`{resources: [instance stats]}`", body = present::Stats), Answers)
 )]
 pub(super) async fn process_stats(State(gw): State<Gateway>, FamilyPath(g): FamilyPath<String>) -> Result<Response> {
     stats(&gw, by_guid(g)).await
 }
 
 #[utoipa::path(
-    get, path = "/apps/{guid}/processes/{type}/stats", tag = "CF: processes", params(("guid" = String, Path), ("type" = String, Path, description = "Process type, e.g. `web`")), responses((status = 200, description = "`{resources: [instance stats]}`", body = Object), Answers)
+    get, path = "/apps/{guid}/processes/{type}/stats", tag = "CF: processes", params(("guid" = String, Path), ("type" = String, Path, description = "Process type, e.g. `web`")), responses((status = 200, description = "`{resources: [instance stats]}`", body = present::Stats), Answers)
 )]
 pub(super) async fn app_process_stats(
     State(gw): State<Gateway>,
@@ -215,7 +215,7 @@ pub(super) async fn app_process_stats(
 }
 
 #[utoipa::path(
-    get, path = "/processes/{guid}/process_instances", tag = "CF: processes", params(("guid" = String, Path)), responses((status = 200, body = Object), Answers)
+    get, path = "/processes/{guid}/process_instances", tag = "CF: processes", params(("guid" = String, Path)), responses((status = 200, body = present::ProcessInstances), Answers)
 )]
 pub(super) async fn process_instances(
     State(gw): State<Gateway>,
@@ -224,12 +224,12 @@ pub(super) async fn process_instances(
 ) -> Result<Response> {
     let s = gw.cf.clone().process_stats(by_guid(g.clone())).await?.into_inner();
     let base = base_url(&h);
-    Ok(Json(json!({
-        "resources": present::process_instances(&s.instances, now_ns()),
-        "links": {
+    Ok(Json(present::ProcessInstances {
+        resources: present::process_instances(&s.instances, now_ns()),
+        links: json!({
             "self": { "href": format!("{base}/v3/processes/{g}/process_instances") },
             "process": { "href": format!("{base}/v3/processes/{g}") },
-        }
-    }))
+        }),
+    })
     .into_response())
 }
