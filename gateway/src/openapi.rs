@@ -256,6 +256,50 @@ mod tests {
         let instances = [instance(true, Some(usage)), instance(false, None)];
         check("Process", present::process("http://h", &process, None, 0));
         check("Process", present::process("http://h", &process, Some(&instances), 0));
+        let metadata = process.metadata.clone();
+        check(
+            "Organization",
+            present::organization(
+                "http://h",
+                &pb::CfOrganization {
+                    guid: "o".into(),
+                    name: "org".into(),
+                    metadata: metadata.clone(),
+                    ..Default::default()
+                },
+            ),
+        );
+        check(
+            "Space",
+            present::space(
+                "http://h",
+                &pb::CfSpace {
+                    guid: "s".into(),
+                    organization_guid: "o".into(),
+                    ..Default::default()
+                },
+            ),
+        );
+        for docker_image in ["", "busybox"] {
+            let app = pb::CfApp {
+                guid: "a".into(),
+                docker_image: docker_image.into(),
+                ..Default::default()
+            };
+            check("App", present::app("http://h", &app));
+        }
+        let failed = pb::CfJob {
+            guid: "j".into(),
+            operation: "space.apply_manifest".into(),
+            state: "FAILED".into(),
+            errors: vec![pb::CfJobError {
+                code: 10008,
+                title: "CF-UnprocessableEntity".into(),
+                detail: "no".into(),
+            }],
+            ..Default::default()
+        };
+        check("Job", present::job("http://h", &failed));
         for unavailable in [false, true] {
             let stats = pb::CfProcessStats {
                 process: Some(process.clone()),

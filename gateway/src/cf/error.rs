@@ -89,7 +89,7 @@ impl CfError {
         let body = Errors {
             errors: vec![ErrorItem {
                 detail: self.detail.clone(),
-                title: self.title,
+                title: self.title.to_owned(),
                 code: self.code,
             }],
         };
@@ -105,12 +105,22 @@ pub struct Errors {
 }
 
 /// One error: `{"detail": "Process not found", "title": "CF-ResourceNotFound", "code": 10010}`.
-#[derive(serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 #[schema(as = CfError)]
 pub struct ErrorItem {
     pub detail: String,
-    pub title: &'static str,
+    pub title: String,
     pub code: u32,
+}
+
+impl From<&capstan_proto::pb::CfJobError> for ErrorItem {
+    fn from(e: &capstan_proto::pb::CfJobError) -> Self {
+        ErrorItem {
+            detail: e.detail.clone(),
+            title: e.title.clone(),
+            code: u32::try_from(e.code).unwrap_or_default(),
+        }
+    }
 }
 
 /// The error answers of CF's routes, for the API document.

@@ -196,10 +196,10 @@ async fn list(
         CfKind::Organization => page
             .organizations
             .iter()
-            .map(|o| present::organization(&base, o))
+            .map(|o| json!(present::organization(&base, o)))
             .collect(),
-        CfKind::Space => page.spaces.iter().map(|s| present::space(&base, s)).collect(),
-        CfKind::App => page.apps.iter().map(|a| present::app(&base, a)).collect(),
+        CfKind::Space => page.spaces.iter().map(|s| json!(present::space(&base, s))).collect(),
+        CfKind::App => page.apps.iter().map(|a| json!(present::app(&base, a))).collect(),
         _ => page
             .processes
             .iter()
@@ -224,7 +224,7 @@ async fn list(
 
 #[utoipa::path(
     get, path = "/organizations", tag = "CF: organizations", params(("page" = Option<u32>, Query), ("per_page" = Option<u32>, Query, description = "1 to 5000"), ("order_by" = Option<String>, Query, description = "`created_at`, `updated_at` (or `-` first for descending); `name` where the resource has one"), ("label_selector" = Option<String>, Query), ("created_ats" = Option<String>, Query), ("updated_ats" = Option<String>, Query), ("guids" = Option<String>, Query, description = "Comma-separated"), ("names" = Option<String>, Query, description = "Comma-separated")),
-    responses((status = 200, description = "`{pagination, resources}`", body = Object), Answers)
+    responses((status = 200, description = "`{pagination, resources}`", body = present::Page<present::Organization>), Answers)
 )]
 async fn list_organizations(State(gw): State<Gateway>, headers: HeaderMap, RawQuery(q): RawQuery) -> Result<Response> {
     list(&gw, &headers, CfKind::Organization, "", q).await
@@ -232,7 +232,7 @@ async fn list_organizations(State(gw): State<Gateway>, headers: HeaderMap, RawQu
 
 #[utoipa::path(
     get, path = "/spaces", tag = "CF: spaces", params(("page" = Option<u32>, Query), ("per_page" = Option<u32>, Query, description = "1 to 5000"), ("order_by" = Option<String>, Query, description = "`created_at`, `updated_at` (or `-` first for descending); `name` where the resource has one"), ("label_selector" = Option<String>, Query), ("created_ats" = Option<String>, Query), ("updated_ats" = Option<String>, Query), ("guids" = Option<String>, Query, description = "Comma-separated"), ("names" = Option<String>, Query, description = "Comma-separated"), ("organization_guids" = Option<String>, Query)),
-    responses((status = 200, description = "`{pagination, resources}`", body = Object), Answers)
+    responses((status = 200, description = "`{pagination, resources}`", body = present::Page<present::Space>), Answers)
 )]
 async fn list_spaces(State(gw): State<Gateway>, headers: HeaderMap, RawQuery(q): RawQuery) -> Result<Response> {
     list(&gw, &headers, CfKind::Space, "", q).await
@@ -240,7 +240,7 @@ async fn list_spaces(State(gw): State<Gateway>, headers: HeaderMap, RawQuery(q):
 
 #[utoipa::path(
     get, path = "/apps", tag = "CF: apps", params(("page" = Option<u32>, Query), ("per_page" = Option<u32>, Query, description = "1 to 5000"), ("order_by" = Option<String>, Query, description = "`created_at`, `updated_at` (or `-` first for descending); `name` where the resource has one"), ("label_selector" = Option<String>, Query), ("created_ats" = Option<String>, Query), ("updated_ats" = Option<String>, Query), ("guids" = Option<String>, Query, description = "Comma-separated"), ("names" = Option<String>, Query, description = "Comma-separated"), ("space_guids" = Option<String>, Query), ("organization_guids" = Option<String>, Query)),
-    responses((status = 200, description = "`{pagination, resources}`", body = Object), Answers)
+    responses((status = 200, description = "`{pagination, resources}`", body = present::Page<present::App>), Answers)
 )]
 async fn list_apps(State(gw): State<Gateway>, headers: HeaderMap, RawQuery(q): RawQuery) -> Result<Response> {
     list(&gw, &headers, CfKind::App, "", q).await
@@ -248,7 +248,7 @@ async fn list_apps(State(gw): State<Gateway>, headers: HeaderMap, RawQuery(q): R
 
 #[utoipa::path(
     get, path = "/processes", tag = "CF: processes", params(("page" = Option<u32>, Query), ("per_page" = Option<u32>, Query, description = "1 to 5000"), ("order_by" = Option<String>, Query, description = "`created_at`, `updated_at` (or `-` first for descending); `name` where the resource has one"), ("label_selector" = Option<String>, Query), ("created_ats" = Option<String>, Query), ("updated_ats" = Option<String>, Query), ("guids" = Option<String>, Query, description = "Comma-separated"), ("types" = Option<String>, Query), ("app_guids" = Option<String>, Query), ("space_guids" = Option<String>, Query), ("organization_guids" = Option<String>, Query), ("embed" = Option<String>, Query, description = "`process_instances`")),
-    responses((status = 200, description = "`{pagination, resources}`", body = present::ProcessPage), Answers)
+    responses((status = 200, description = "`{pagination, resources}`", body = present::Page<present::Process>), Answers)
 )]
 async fn list_processes(State(gw): State<Gateway>, headers: HeaderMap, RawQuery(q): RawQuery) -> Result<Response> {
     list(&gw, &headers, CfKind::Process, "", q).await
@@ -256,7 +256,7 @@ async fn list_processes(State(gw): State<Gateway>, headers: HeaderMap, RawQuery(
 
 #[utoipa::path(
     get, path = "/apps/{guid}/processes", tag = "CF: processes", params(("page" = Option<u32>, Query), ("per_page" = Option<u32>, Query, description = "1 to 5000"), ("order_by" = Option<String>, Query, description = "`created_at`, `updated_at` (or `-` first for descending); `name` where the resource has one"), ("label_selector" = Option<String>, Query), ("created_ats" = Option<String>, Query), ("updated_ats" = Option<String>, Query), ("guids" = Option<String>, Query, description = "Comma-separated"), ("guid" = String, Path), ("types" = Option<String>, Query), ("embed" = Option<String>, Query, description = "`process_instances`")),
-    responses((status = 200, description = "`{pagination, resources}`", body = present::ProcessPage), Answers)
+    responses((status = 200, description = "`{pagination, resources}`", body = present::Page<present::Process>), Answers)
 )]
 async fn list_app_processes(
     State(gw): State<Gateway>,
@@ -286,16 +286,16 @@ async fn get_resource(gw: &Gateway, headers: &HeaderMap, kind: CfKind, guid: Str
 fn resource(base: &str, r: pb::CfResource) -> Value {
     use pb::cf_resource::Kind as R;
     match r.kind {
-        Some(R::Organization(o)) => present::organization(base, &o),
-        Some(R::Space(s)) => present::space(base, &s),
-        Some(R::App(a)) => present::app(base, &a),
+        Some(R::Organization(o)) => json!(present::organization(base, &o)),
+        Some(R::Space(s)) => json!(present::space(base, &s)),
+        Some(R::App(a)) => json!(present::app(base, &a)),
         Some(R::Process(p)) => json!(present::process(base, &p, None, now_ns())),
         None => Value::Null,
     }
 }
 
 #[utoipa::path(
-    get, path = "/organizations/{guid}", tag = "CF: organizations", params(("guid" = String, Path)), responses((status = 200, body = Object), Answers)
+    get, path = "/organizations/{guid}", tag = "CF: organizations", params(("guid" = String, Path)), responses((status = 200, body = present::Organization), Answers)
 )]
 async fn get_organization(
     State(gw): State<Gateway>,
@@ -306,14 +306,14 @@ async fn get_organization(
 }
 
 #[utoipa::path(
-    get, path = "/spaces/{guid}", tag = "CF: spaces", params(("guid" = String, Path)), responses((status = 200, body = Object), Answers)
+    get, path = "/spaces/{guid}", tag = "CF: spaces", params(("guid" = String, Path)), responses((status = 200, body = present::Space), Answers)
 )]
 async fn get_space(State(gw): State<Gateway>, h: HeaderMap, FamilyPath(g): FamilyPath<String>) -> Result<Response> {
     get_resource(&gw, &h, CfKind::Space, g).await
 }
 
 #[utoipa::path(
-    get, path = "/apps/{guid}", tag = "CF: apps", params(("guid" = String, Path)), responses((status = 200, body = Object), Answers)
+    get, path = "/apps/{guid}", tag = "CF: apps", params(("guid" = String, Path)), responses((status = 200, body = present::App), Answers)
 )]
 async fn get_app(State(gw): State<Gateway>, h: HeaderMap, FamilyPath(g): FamilyPath<String>) -> Result<Response> {
     get_resource(&gw, &h, CfKind::App, g).await
@@ -321,7 +321,7 @@ async fn get_app(State(gw): State<Gateway>, h: HeaderMap, FamilyPath(g): FamilyP
 
 #[utoipa::path(
     post, path = "/organizations", tag = "CF: organizations", request_body(content = Object, description = "`{name, metadata?}`"),
-    responses((status = 201, body = Object), Answers)
+    responses((status = 201, body = present::Organization), Answers)
 )]
 async fn create_organization(State(gw): State<Gateway>, h: HeaderMap, b: Body) -> Result<Response> {
     let o = object(b).await?;
@@ -335,7 +335,7 @@ async fn create_organization(State(gw): State<Gateway>, h: HeaderMap, b: Body) -
 
 #[utoipa::path(
     post, path = "/spaces", tag = "CF: spaces", request_body(content = Object, description = "`{name, relationships: {organization: {data: {guid}}}, metadata?}`"),
-    responses((status = 201, body = Object), Answers)
+    responses((status = 201, body = present::Space), Answers)
 )]
 async fn create_space(State(gw): State<Gateway>, h: HeaderMap, b: Body) -> Result<Response> {
     let o = object(b).await?;
@@ -350,7 +350,7 @@ async fn create_space(State(gw): State<Gateway>, h: HeaderMap, b: Body) -> Resul
 
 #[utoipa::path(
     post, path = "/apps", tag = "CF: apps", request_body(content = Object, description = "`{name, relationships: {space: {data: {guid}}}, metadata?}`"),
-    responses((status = 201, body = Object), Answers)
+    responses((status = 201, body = present::App), Answers)
 )]
 async fn create_app(State(gw): State<Gateway>, h: HeaderMap, b: Body) -> Result<Response> {
     let o = object(b).await?;
@@ -373,7 +373,7 @@ async fn update(gw: &Gateway, h: &HeaderMap, kind: CfKind, guid: String, b: Body
 
 #[utoipa::path(
     patch, path = "/organizations/{guid}", tag = "CF: organizations", params(("guid" = String, Path)), request_body(content = Object, description = "`{name?, metadata?}`"),
-    responses((status = 200, body = Object), Answers)
+    responses((status = 200, body = present::Organization), Answers)
 )]
 async fn update_organization(
     State(gw): State<Gateway>,
@@ -386,7 +386,7 @@ async fn update_organization(
 
 #[utoipa::path(
     patch, path = "/spaces/{guid}", tag = "CF: spaces", params(("guid" = String, Path)), request_body(content = Object, description = "`{name?, metadata?}`"),
-    responses((status = 200, body = Object), Answers)
+    responses((status = 200, body = present::Space), Answers)
 )]
 async fn update_space(
     State(gw): State<Gateway>,
@@ -399,7 +399,7 @@ async fn update_space(
 
 #[utoipa::path(
     patch, path = "/apps/{guid}", tag = "CF: apps", params(("guid" = String, Path)), request_body(content = Object, description = "`{name?, metadata?}`"),
-    responses((status = 200, body = Object), Answers)
+    responses((status = 200, body = present::App), Answers)
 )]
 async fn update_app(
     State(gw): State<Gateway>,
@@ -459,14 +459,14 @@ async fn set_state(gw: &Gateway, h: &HeaderMap, app_guid: String, started: bool)
 }
 
 #[utoipa::path(
-    post, path = "/apps/{guid}/actions/start", tag = "CF: apps", params(("guid" = String, Path)), responses((status = 200, body = Object), Answers)
+    post, path = "/apps/{guid}/actions/start", tag = "CF: apps", params(("guid" = String, Path)), responses((status = 200, body = present::App), Answers)
 )]
 async fn start_app(State(gw): State<Gateway>, h: HeaderMap, FamilyPath(g): FamilyPath<String>) -> Result<Response> {
     set_state(&gw, &h, g, true).await
 }
 
 #[utoipa::path(
-    post, path = "/apps/{guid}/actions/stop", tag = "CF: apps", params(("guid" = String, Path)), responses((status = 200, body = Object), Answers)
+    post, path = "/apps/{guid}/actions/stop", tag = "CF: apps", params(("guid" = String, Path)), responses((status = 200, body = present::App), Answers)
 )]
 async fn stop_app(State(gw): State<Gateway>, h: HeaderMap, FamilyPath(g): FamilyPath<String>) -> Result<Response> {
     set_state(&gw, &h, g, false).await
@@ -490,7 +490,7 @@ async fn apply_manifest(
 }
 
 #[utoipa::path(
-    get, path = "/jobs/{guid}", tag = "CF: jobs", params(("guid" = String, Path)), responses((status = 200, body = Object), Answers)
+    get, path = "/jobs/{guid}", tag = "CF: jobs", params(("guid" = String, Path)), responses((status = 200, body = present::Job), Answers)
 )]
 async fn get_job(State(gw): State<Gateway>, h: HeaderMap, FamilyPath(guid): FamilyPath<String>) -> Result<Response> {
     let job = gw

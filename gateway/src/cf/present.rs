@@ -3,7 +3,7 @@
 
 use capstan_proto::pb;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 /// `YYYY-MM-DDThh:mm:ssZ` (whole seconds, UTC).
@@ -18,87 +18,6 @@ fn usage_time(ns: i64) -> String {
     chrono::DateTime::from_timestamp(ns.div_euclid(1_000_000_000), 0)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string())
         .unwrap_or_default()
-}
-
-fn href(base: &str, path: &str) -> Value {
-    json!({ "href": format!("{base}{path}") })
-}
-
-fn post(base: &str, path: &str) -> Value {
-    json!({ "href": format!("{base}{path}"), "method": "POST" })
-}
-
-/// Keys as written (`prefix/name`, or `name` without a prefix).
-pub fn metadata(m: &Option<pb::CfMetadata>) -> Value {
-    let m = m.clone().unwrap_or_default();
-    json!({ "labels": m.labels, "annotations": m.annotations })
-}
-
-pub fn organization(base: &str, o: &pb::CfOrganization) -> Value {
-    json!({
-        "guid": o.guid,
-        "created_at": timestamp(o.created_at),
-        "updated_at": timestamp(o.updated_at),
-        "name": o.name,
-        "suspended": false,
-        "relationships": { "quota": { "data": null } },
-        "metadata": metadata(&o.metadata),
-        "links": {
-            "self": href(base, &format!("/v3/organizations/{}", o.guid)),
-            "spaces": href(base, &format!("/v3/spaces?organization_guids={}", o.guid)),
-        },
-    })
-}
-
-pub fn space(base: &str, s: &pb::CfSpace) -> Value {
-    json!({
-        "guid": s.guid,
-        "created_at": timestamp(s.created_at),
-        "updated_at": timestamp(s.updated_at),
-        "name": s.name,
-        "relationships": {
-            "organization": { "data": { "guid": s.organization_guid } },
-            "quota": { "data": null },
-        },
-        "metadata": metadata(&s.metadata),
-        "links": {
-            "self": href(base, &format!("/v3/spaces/{}", s.guid)),
-            "organization": href(base, &format!("/v3/organizations/{}", s.organization_guid)),
-            "apps": href(base, &format!("/v3/apps?space_guids={}", s.guid)),
-            "apply_manifest": post(base, &format!("/v3/spaces/{}/actions/apply_manifest", s.guid)),
-        },
-    })
-}
-
-pub fn app(base: &str, a: &pb::CfApp) -> Value {
-    let state = if a.state == pb::CfAppState::Started as i32 {
-        "STARTED"
-    } else {
-        "STOPPED"
-    };
-    let lifecycle = if a.docker_image.is_empty() {
-        json!({ "type": "buildpack", "data": { "buildpacks": [], "stack": "cflinuxfs4" } })
-    } else {
-        json!({ "type": "docker", "data": {} })
-    };
-    let path = format!("/v3/apps/{}", a.guid);
-    json!({
-        "guid": a.guid,
-        "name": a.name,
-        "state": state,
-        "created_at": timestamp(a.created_at),
-        "updated_at": timestamp(a.updated_at),
-        "lifecycle": lifecycle,
-        "relationships": { "space": { "data": { "guid": a.space_guid } } },
-        "metadata": metadata(&a.metadata),
-        "links": {
-            "self": href(base, &path),
-            "space": href(base, &format!("/v3/spaces/{}", a.space_guid)),
-            "processes": href(base, &format!("{path}/processes")),
-            "start": post(base, &format!("{path}/actions/start")),
-            "stop": post(base, &format!("{path}/actions/stop")),
-        },
-    })
 }
 
 /// A link: `{"href"}`, or `{"href", "method": "POST"}` for an action.
@@ -137,6 +56,14 @@ pub struct ToOne {
     pub data: Option<Guid>,
 }
 
+impl ToOne {
+    fn of(guid: &str) -> Self {
+        ToOne {
+            data: Some(Guid { guid: guid.to_owned() }),
+        }
+    }
+}
+
 /// Labels and annotations, keys as written (`prefix/name`, or `name`).
 #[derive(Debug, Default, Serialize, ToSchema)]
 pub struct Metadata {
@@ -149,6 +76,159 @@ fn typed_metadata(m: &Option<pb::CfMetadata>) -> Metadata {
     Metadata {
         labels: m.labels.into_iter().collect(),
         annotations: m.annotations.into_iter().collect(),
+    }
+}
+
+/// An organization (no quotas: `relationships.quota.data` is null; never suspended).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Organization {
+    pub guid: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub name: String,
+    pub suspended: bool,
+    pub relationships: OrganizationRelationships,
+    pub metadata: Metadata,
+    pub links: OrganizationLinks,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrganizationRelationships {
+    pub quota: ToOne,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrganizationLinks {
+    #[serde(rename = "self")]
+    pub this: Link,
+    pub spaces: Link,
+}
+
+pub fn organization(base: &str, o: &pb::CfOrganization) -> Organization {
+    Organization {
+        guid: o.guid.clone(),
+        created_at: timestamp(o.created_at),
+        updated_at: timestamp(o.updated_at),
+        name: o.name.clone(),
+        suspended: false,
+        relationships: OrganizationRelationships {
+            quota: ToOne { data: None },
+        },
+        metadata: typed_metadata(&o.metadata),
+        links: OrganizationLinks {
+            this: Link::get(base, &format!("/v3/organizations/{}", o.guid)),
+            spaces: Link::get(base, &format!("/v3/spaces?organization_guids={}", o.guid)),
+        },
+    }
+}
+
+/// A space of an organization.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Space {
+    pub guid: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub name: String,
+    pub relationships: SpaceRelationships,
+    pub metadata: Metadata,
+    pub links: SpaceLinks,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SpaceRelationships {
+    pub organization: ToOne,
+    pub quota: ToOne,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SpaceLinks {
+    #[serde(rename = "self")]
+    pub this: Link,
+    pub organization: Link,
+    pub apps: Link,
+    pub apply_manifest: Link,
+}
+
+pub fn space(base: &str, s: &pb::CfSpace) -> Space {
+    Space {
+        guid: s.guid.clone(),
+        created_at: timestamp(s.created_at),
+        updated_at: timestamp(s.updated_at),
+        name: s.name.clone(),
+        relationships: SpaceRelationships {
+            organization: ToOne::of(&s.organization_guid),
+            quota: ToOne { data: None },
+        },
+        metadata: typed_metadata(&s.metadata),
+        links: SpaceLinks {
+            this: Link::get(base, &format!("/v3/spaces/{}", s.guid)),
+            organization: Link::get(base, &format!("/v3/organizations/{}", s.organization_guid)),
+            apps: Link::get(base, &format!("/v3/apps?space_guids={}", s.guid)),
+            apply_manifest: Link::post(base, &format!("/v3/spaces/{}/actions/apply_manifest", s.guid)),
+        },
+    }
+}
+
+/// An app: `STARTED` or `STOPPED`; buildpack lifecycle (`cflinuxfs4`) unless it runs a docker image.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct App {
+    pub guid: String,
+    pub name: String,
+    pub state: &'static str,
+    pub created_at: String,
+    pub updated_at: String,
+    #[schema(value_type = Object)]
+    pub lifecycle: Value,
+    pub relationships: AppRelationships,
+    pub metadata: Metadata,
+    pub links: AppLinks,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppRelationships {
+    pub space: ToOne,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppLinks {
+    #[serde(rename = "self")]
+    pub this: Link,
+    pub space: Link,
+    pub processes: Link,
+    pub start: Link,
+    pub stop: Link,
+}
+
+pub fn app(base: &str, a: &pb::CfApp) -> App {
+    let state = if a.state == pb::CfAppState::Started as i32 {
+        "STARTED"
+    } else {
+        "STOPPED"
+    };
+    let lifecycle = if a.docker_image.is_empty() {
+        json!({ "type": "buildpack", "data": { "buildpacks": [], "stack": "cflinuxfs4" } })
+    } else {
+        json!({ "type": "docker", "data": {} })
+    };
+    let path = format!("/v3/apps/{}", a.guid);
+    App {
+        guid: a.guid.clone(),
+        name: a.name.clone(),
+        state,
+        created_at: timestamp(a.created_at),
+        updated_at: timestamp(a.updated_at),
+        lifecycle,
+        relationships: AppRelationships {
+            space: ToOne::of(&a.space_guid),
+        },
+        metadata: typed_metadata(&a.metadata),
+        links: AppLinks {
+            this: Link::get(base, &path),
+            space: Link::get(base, &format!("/v3/spaces/{}", a.space_guid)),
+            processes: Link::get(base, &format!("{path}/processes")),
+            start: Link::post(base, &format!("{path}/actions/start")),
+            stop: Link::post(base, &format!("{path}/actions/stop")),
+        },
     }
 }
 
@@ -250,11 +330,7 @@ pub fn process(base: &str, p: &pb::CfProcess, embedded: Option<&[pb::CfInstanceS
         readiness_health_check: health_check(&p.readiness_health_check, true),
         process_instances: embedded.map(|i| process_instances(i, now_ns)),
         relationships: ProcessRelationships {
-            app: ToOne {
-                data: Some(Guid {
-                    guid: p.app_guid.clone(),
-                }),
-            },
+            app: ToOne::of(&p.app_guid),
             revision: None,
         },
         metadata: typed_metadata(&p.metadata),
@@ -347,14 +423,14 @@ pub struct InstanceStats {
     pub usage: Option<Usage>,
 }
 
-/// A page of processes (`GET /v3/processes`, `/v3/apps/{guid}/processes`): the keys every CF list
-/// writes (`cf::list`), with processes as the resources.
+/// A page of a list (`GET /v3/processes`, `/v3/apps`, ...): the keys every CF list writes
+/// (`cf::list`).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ProcessPage {
+pub struct Page<T> {
     /// `{total_results, total_pages, first, last, next, previous}`, links by CF's recipe.
     #[schema(value_type = Object)]
     pub pagination: Value,
-    pub resources: Vec<Process>,
+    pub resources: Vec<T>,
 }
 
 /// `process_instances`: the instances' states, with links.
@@ -445,27 +521,45 @@ pub fn stats(s: &pb::CfProcessStats, now_ns: i64) -> Stats {
     Stats { resources }
 }
 
-pub fn job(base: &str, j: &pb::CfJob) -> Value {
-    let errors: Vec<Value> = j
-        .errors
-        .iter()
-        .map(|e| json!({ "code": e.code, "title": e.title, "detail": e.detail }))
-        .collect();
-    let mut links = Map::new();
-    links.insert("self".into(), href(base, &format!("/v3/jobs/{}", j.guid)));
-    if j.operation.ends_with("apply_manifest") {
-        links.insert("space".into(), href(base, &format!("/v3/spaces/{}", j.resource_guid)));
+/// A job (Capstan's are finished when they are answered: COMPLETE, or FAILED with `errors`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Job {
+    pub guid: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub operation: String,
+    pub state: String,
+    pub errors: Vec<super::error::ErrorItem>,
+    pub warnings: Vec<String>,
+    pub links: JobLinks,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobLinks {
+    #[serde(rename = "self")]
+    pub this: Link,
+    /// For `space.apply_manifest`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub space: Option<Link>,
+}
+
+pub fn job(base: &str, j: &pb::CfJob) -> Job {
+    Job {
+        guid: j.guid.clone(),
+        created_at: timestamp(j.created_at),
+        updated_at: timestamp(j.updated_at),
+        operation: j.operation.clone(),
+        state: j.state.clone(),
+        errors: j.errors.iter().map(super::error::ErrorItem::from).collect(),
+        warnings: Vec::new(),
+        links: JobLinks {
+            this: Link::get(base, &format!("/v3/jobs/{}", j.guid)),
+            space: j
+                .operation
+                .ends_with("apply_manifest")
+                .then(|| Link::get(base, &format!("/v3/spaces/{}", j.resource_guid))),
+        },
     }
-    json!({
-        "guid": j.guid,
-        "created_at": timestamp(j.created_at),
-        "updated_at": timestamp(j.updated_at),
-        "operation": j.operation,
-        "state": j.state,
-        "errors": errors,
-        "warnings": [],
-        "links": links,
-    })
 }
 
 #[cfg(test)]
