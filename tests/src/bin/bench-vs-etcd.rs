@@ -1,0 +1,239 @@
+//! Benchmark (prints figures, asserts nothing): replicated writes of a 3-node Capstan cluster
+//! against a 3-member etcd on the same box, side by side in one run. Both are driven by this same
+//! load generator over HTTP/1.1 keep-alive with ~1 KiB bodies, requests spread round-robin over
+//! the three members: Capstan creates DesiredLRPs (`POST /v1/desired_lrps`), etcd puts keys through
+//! its JSON gateway (`POST /v3/kv/put`). Each level runs etcd then Capstan for the same time;
+//! every line gives throughput, p50, p99, and the last the ratios (Capstan / etcd).
+//! Run: `tests/bench/vs-etcd.sh [SECONDS_PER_RUN] [LEVELS]` (installs Debian's etcd-server),
+//! or `cargo run --release -p capstan-tests --bin bench-vs-etcd -- [SECONDS] [1,16,64,256]`.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use base64::Engine as _;
+use capstan_tests::bench::percentile;
+use capstan_tests::cluster::{free_port, Cluster};
+use capstan_tests::{lrp_json, wait_for};
+
+/// A 3-member etcd on loopback, killed when dropped.
+struct Etcd {
+    members: Vec<Child>,
+    clients: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    fn start() -> anyhow::Result<Self> {
+        let bin = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".into());
+        let dir = tempfile::tempdir()?;
+        let ports: Vec<(u16, u16)> = (0..3)
+            .map(|_| Ok((free_port()?, free_port()?)))
+            .collect::<anyhow::Result<_>>()?;
+        let cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("e{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let log = std::fs::File::create(dir.path().join(format!("e{i}.log")))?;
+            let child = Command::new(&bin)
+                .args(["--name", &format!("e{i}")])
+                .arg("--data-dir")
+                .arg(dir.path().join(format!("e{i}")))
+                .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
+                .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
+                .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+                .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+                .args(["--initial-cluster", &cluster, "--initial-cluster-state", "new"])
+                .args(["--initial-cluster-token", "capstan-bench"])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("starting {bin} (install Debian's etcd-server, or set ETCD_BIN)"))?;
+            members.push(child);
+        }
+        let clients = ports.iter().map(|(c, _)| format!("http://127.0.0.1:{c}")).collect();
+        Ok(Etcd {
+            members,
+            clients,
+            _dir: dir,
+        })
+    }
+
+    fn version() -> String {
+        let bin = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".into());
+        Command::new(bin)
+            .arg("--version")
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            let _ = m.kill();
+            let _ = m.wait();
+        }
+    }
+}
+
+/// What one system is asked to do.
+struct Target {
+    urls: Vec<String>,
+    body: fn(&str) -> String,
+    accepted: fn(u16) -> bool,
+}
+
+/// ~1 KiB: a DesiredLRP whose annotation pads it.
+fn capstan_body(key: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(&lrp_json(key, "bench", 1)).unwrap_or_default();
+    v["annotation"] = serde_json::Value::String("x".repeat(560));
+    v.to_string()
+}
+
+/// ~1 KiB: a put of a 700-byte value (base64 in etcd's JSON gateway).
+fn etcd_body(key: &str) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    serde_json::json!({ "key": b64.encode(key), "value": b64.encode("v".repeat(700)) }).to_string()
+}
+
+/// One measurement: `clients` concurrent clients for `secs`; (successes/s, p50, p99, errors).
+async fn run(target: &Target, clients: usize, secs: u64, tag: &str) -> (f64, Duration, Duration, usize) {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients.max(1))
+        .timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .build()
+        .unwrap_or_default();
+    let urls = Arc::new(target.urls.clone());
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let until = started + Duration::from_secs(secs);
+    let (body, accepted) = (target.body, target.accepted);
+    let tasks: Vec<_> = (0..clients)
+        .map(|w| {
+            let (http, urls, next, tag) = (http.clone(), urls.clone(), next.clone(), tag.to_owned());
+            tokio::spawn(async move {
+                let (mut lat, mut errors) = (Vec::new(), 0usize);
+                while Instant::now() < until {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let key = format!("{tag}-{i}");
+                    let t = Instant::now();
+                    let r = http
+                        .post(&urls[(w + i) % urls.len()])
+                        .header("content-type", "application/json")
+                        .body(body(&key))
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if accepted(r.status().as_u16()) => {
+                            let _ = r.bytes().await;
+                            lat.push(t.elapsed());
+                        }
+                        _ => errors += 1,
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let (mut lat, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await.unwrap_or_default();
+        lat.extend(l);
+        errors += e;
+    }
+    let wall = started.elapsed();
+    lat.sort();
+    (
+        lat.len() as f64 / wall.as_secs_f64(),
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        errors,
+    )
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let levels: Vec<usize> = args
+        .get(2)
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 16, 64, 256]);
+
+    let etcd = Etcd::start()?;
+    let health = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    for url in &etcd.clients {
+        let url = format!("{url}/health");
+        wait_for(&format!("etcd {url}"), Duration::from_secs(30), || {
+            let (health, url) = (health.clone(), url.clone());
+            async move {
+                let r = health.get(&url).send().await.ok()?;
+                let v: serde_json::Value = r.json().await.ok()?;
+                (v["health"] == "true").then_some(())
+            }
+        })
+        .await;
+    }
+    let capstan = Cluster::start(3, &[])?;
+    capstan.leader(Duration::from_secs(30)).await;
+    let targets = [
+        Target {
+            urls: etcd.clients.iter().map(|u| format!("{u}/v3/kv/put")).collect(),
+            body: etcd_body,
+            accepted: |s| s == 200,
+        },
+        Target {
+            urls: capstan
+                .alive()
+                .map(|(_, n)| format!("{}/v1/desired_lrps", n.http))
+                .collect(),
+            body: capstan_body,
+            accepted: |s| s == 201,
+        },
+    ];
+    if targets[1].urls.len() != 3 {
+        bail!("the Capstan cluster has {} nodes up, not 3", targets[1].urls.len());
+    }
+    println!(
+        "# {} vs capstan (3 members each, loopback), {secs} s per run, ~1 KiB bodies",
+        Etcd::version()
+    );
+    println!(
+        "{:>5}  {:>9} {:>9} {:>9} {:>6}  {:>9} {:>9} {:>9} {:>6}  {:>7} {:>7}",
+        "conns", "etcd/s", "p50", "p99", "errs", "capstan/s", "p50", "p99", "errs", "x thr", "x p99"
+    );
+    for (round, &clients) in levels.iter().enumerate() {
+        let e = run(&targets[0], clients, secs, &format!("e{round}")).await;
+        let c = run(&targets[1], clients, secs, &format!("c{round}")).await;
+        let ms = |d: Duration| format!("{:.2}ms", d.as_secs_f64() * 1000.0);
+        println!(
+            "{clients:>5}  {:>9.0} {:>9} {:>9} {:>6}  {:>9.0} {:>9} {:>9} {:>6}  {:>7.2} {:>7.2}",
+            e.0,
+            ms(e.1),
+            ms(e.2),
+            e.3,
+            c.0,
+            ms(c.1),
+            ms(c.2),
+            c.3,
+            c.0 / e.0.max(f64::MIN_POSITIVE),
+            c.2.as_secs_f64() / e.2.as_secs_f64().max(f64::MIN_POSITIVE),
+        );
+    }
+    Ok(())
+}
