@@ -3,6 +3,8 @@
 //! A peer that cannot be reached answers `Unreachable`, so openraft backs off instead of
 //! retrying at once; every call carries openraft's per-RPC deadline.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use capstan_proto::pb;
@@ -15,6 +17,7 @@ use openraft::raft::{
     VoteResponse,
 };
 use openraft::BasicNode;
+use tonic::transport::Channel;
 
 use crate::credential::{Authed, ClusterCredential};
 use crate::TypeConfig;
@@ -24,10 +27,41 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Largest peer message; a snapshot chunk and a full AppendEntries batch fit well inside.
 pub const PEER_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// Opens peer clients; each carries the cluster credential on every RPC.
+/// Opens peer clients; each carries the cluster credential on every RPC. Clients share one lazily
+/// connected channel per peer address: openraft asks for a client per replication stream and per
+/// vote round, and for every follower on each linearizable read (`ensure_linearizable`), so a new
+/// client must not cost a new TCP connection and HTTP/2 handshake. A channel reconnects by itself
+/// when its connection breaks.
 #[derive(Clone, Default)]
 pub struct Network {
-    pub credential: ClusterCredential,
+    credential: ClusterCredential,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Network {
+    pub fn new(credential: ClusterCredential) -> Self {
+        Self {
+            credential,
+            channels: Arc::default(),
+        }
+    }
+
+    /// The shared channel to `addr`, made on first use; `None` for an address that is no endpoint.
+    fn channel(&self, addr: &str) -> Option<Channel> {
+        let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = channels.get(addr) {
+            return Some(c.clone());
+        }
+        let channel = self
+            .credential
+            .endpoint(addr)
+            .ok()?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        channels.insert(addr.to_owned(), channel.clone());
+        Some(channel)
+    }
 }
 
 pub struct PeerClient {
@@ -39,8 +73,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
-        let client = self.credential.endpoint(&node.addr).ok().map(|e| {
-            let channel = e.connect_timeout(CONNECT_TIMEOUT).connect_lazy();
+        let client = self.channel(&node.addr).map(|channel| {
             RaftPeerClient::new(self.credential.wrap(channel))
                 .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)

@@ -147,17 +147,9 @@ impl RaftNode {
         sm.set_journal_bytes_max(config.journal_bytes_max);
         let views = sm.views().clone();
         let raft_config = Arc::new(config.raft_config().map_err(anyhow_like::msg)?);
-        let raft = Raft::new(
-            config.id,
-            raft_config,
-            Network {
-                credential: config.credential.clone(),
-            },
-            log,
-            sm,
-        )
-        .await
-        .map_err(anyhow_like::msg)?;
+        let raft = Raft::new(config.id, raft_config, Network::new(config.credential.clone()), log, sm)
+            .await
+            .map_err(anyhow_like::msg)?;
         Ok(Self {
             id: config.id,
             raft,

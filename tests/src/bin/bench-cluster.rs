@@ -1,6 +1,7 @@
 //! Benchmark (prints figures, asserts nothing): a 3-node cluster of real `capstan server`
 //! processes on loopback. Write throughput and latency over REST and over gRPC at 1, 16 and 64
-//! concurrent clients (spread over all nodes, so 2/3 of requests are forwarded one hop), then
+//! concurrent clients (spread over all nodes, so 2/3 of requests are forwarded one hop), REST
+//! linearizable reads at the same levels, then
 //! the time from a leader `kill -9` to the first acknowledged write, over 10 runs.
 //! Run: `cargo run --release -p capstan-tests --bin bench-cluster [OPS_PER_LEVEL] [FAILOVER_RUNS]`.
 
@@ -69,6 +70,47 @@ async fn rest_level(c: &Cluster, clients: usize, ops: usize, tag: &str) {
         lat.extend(t.await.unwrap_or_default());
     }
     report(&format!("REST create, {clients} clients"), lat, started.elapsed());
+}
+
+/// Linearizable REST reads of the DesiredLRPs `tag-0..ops` (created before), spread over all nodes.
+async fn read_level(c: &Cluster, clients: usize, ops: usize, tag: &str) {
+    let bases: Arc<Vec<String>> = Arc::new(c.alive().map(|(_, n)| format!("{}/v1/desired_lrps", n.http)).collect());
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(128)
+        .build()
+        .unwrap_or_default();
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|w| {
+            let (bases, http, next, tag) = (bases.clone(), http.clone(), next.clone(), tag.to_owned());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= ops {
+                        break;
+                    }
+                    let t = Instant::now();
+                    let url = format!("{}/{tag}-{i}", bases[(w + i) % bases.len()]);
+                    let r = http.get(&url).send().await;
+                    if r.is_ok_and(|r| r.status().as_u16() == 200) {
+                        lat.push(t.elapsed());
+                    }
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap_or_default());
+    }
+    report(
+        &format!("REST linearizable GET, {clients} clients"),
+        lat,
+        started.elapsed(),
+    );
 }
 
 async fn grpc_level(c: &Cluster, clients: usize, ops: usize, tag: &str) -> anyhow::Result<()> {
@@ -161,6 +203,9 @@ async fn main() -> anyhow::Result<()> {
     println!("3-node cluster on loopback; {ops} creates per level, requests spread over all nodes");
     for clients in [1, 16, 64] {
         rest_level(&c, clients, ops, &format!("rest{clients}")).await;
+    }
+    for clients in [1, 16, 64] {
+        read_level(&c, clients, ops, "rest1").await;
     }
     for clients in [1, 16, 64] {
         grpc_level(&c, clients, ops, &format!("grpc{clients}")).await?;
