@@ -306,7 +306,7 @@ mod tests {
                 instances: vec![instance(true, Some(usage)), instance(true, None), instance(false, None)],
                 usage_unavailable: unavailable,
             };
-            check("Stats", present::stats(&stats, 0));
+            check("Stats", crate::cf::stats::stats(&stats, 0));
         }
     }
 

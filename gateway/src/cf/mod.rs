@@ -11,6 +11,7 @@ pub mod present;
 pub mod processes;
 pub mod query;
 pub mod request;
+pub mod stats;
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};

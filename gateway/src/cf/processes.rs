@@ -187,7 +187,7 @@ pub(super) async fn terminate_app_process(
 
 pub(super) async fn stats(gw: &Gateway, r: pb::CfProcessRef) -> Result<Response> {
     let s = gw.cf.clone().process_stats(r).await?.into_inner();
-    let mut resp = Json(present::stats(&s, now_ns())).into_response();
+    let mut resp = Json(super::stats::stats(&s, now_ns())).into_response();
     if s.usage_unavailable {
         resp.headers_mut().insert(
             "x-cf-warnings",
@@ -198,14 +198,14 @@ pub(super) async fn stats(gw: &Gateway, r: pb::CfProcessRef) -> Result<Response>
 }
 
 #[utoipa::path(
-    get, path = "/processes/{guid}/stats", tag = "CF: processes", params(("guid" = String, Path)), responses((status = 200, description = "`{resources: [instance stats]}`", body = present::Stats), Answers)
+    get, path = "/processes/{guid}/stats", tag = "CF: processes", params(("guid" = String, Path)), responses((status = 200, description = "`{resources: [instance stats]}`", body = super::stats::Stats), Answers)
 )]
 pub(super) async fn process_stats(State(gw): State<Gateway>, FamilyPath(g): FamilyPath<String>) -> Result<Response> {
     stats(&gw, by_guid(g)).await
 }
 
 #[utoipa::path(
-    get, path = "/apps/{guid}/processes/{type}/stats", tag = "CF: processes", params(("guid" = String, Path), ("type" = String, Path, description = "Process type, e.g. `web`")), responses((status = 200, description = "`{resources: [instance stats]}`", body = present::Stats), Answers)
+    get, path = "/apps/{guid}/processes/{type}/stats", tag = "CF: processes", params(("guid" = String, Path), ("type" = String, Path, description = "Process type, e.g. `web`")), responses((status = 200, description = "`{resources: [instance stats]}`", body = super::stats::Stats), Answers)
 )]
 pub(super) async fn app_process_stats(
     State(gw): State<Gateway>,
