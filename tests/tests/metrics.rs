@@ -66,10 +66,16 @@ async fn requests_move_the_counters_and_histograms_they_should() {
     }
     assert_eq!(c.get("/no/such/path").await.status, 404);
 
-    let after = wait_for("the six instances counted", DEADLINE, || async {
-        let s = Scrape::of(&c).await;
-        (s.value("capstan_instances", &[("state", "unclaimed")]) == 6.0).then_some(s)
-    })
+    // The scheduler counts its placement failures once its entry is applied: wait for both.
+    let after = wait_for(
+        "the six instances counted and their placements failed",
+        DEADLINE,
+        || async {
+            let s = Scrape::of(&c).await;
+            let failed = s.value("capstan_scheduler_placement_failures_total", &[("kind", "instance")]);
+            (s.value("capstan_instances", &[("state", "unclaimed")]) == 6.0 && failed >= 6.0).then_some(s)
+        },
+    )
     .await;
     let delta = |name: &str, labels: &[(&str, &str)]| after.value(name, labels) - before.value(name, labels);
 
