@@ -23,6 +23,12 @@ pub const ROUTE_JSON_DEPTH_MAX: usize = 16;
 /// A reader refuses a version it does not know rather than guessing.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The version of the `Proposal` this build writes. Version 2 carries a batch of commands
+/// (`commands`); version 1, written by earlier builds, one (`command`). Apply reads both.
+pub const PROPOSAL_VERSION: u32 = 2;
+/// The oldest `Proposal` version apply still reads.
+pub const PROPOSAL_VERSION_MIN: u32 = 1;
+
 /// Flotilla's name of a task run status, as its API and its filters spell it.
 pub fn task_run_status_name(status: i32) -> &'static str {
     match pb::TaskRunStatus::try_from(status).unwrap_or(pb::TaskRunStatus::Unspecified) {

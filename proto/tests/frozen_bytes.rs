@@ -106,6 +106,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         payload: Some(pb::log_entry::Payload::Proposal(pb::Proposal {
             version: 1,
             stamp: Some(stamp),
+            commands: vec![],
             command: Some(pb::Command {
                 kind: Some(pb::command::Kind::DesireLrp(pb::DesireLrp {
                     desired_lrp: Some(desired()),
@@ -248,6 +249,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 payload: Some(pb::log_entry::Payload::Proposal(pb::Proposal {
                     version: 1,
                     stamp: Some(stamp),
+                    commands: vec![],
                     command: Some(pb::Command {
                         kind: Some(pb::command::Kind::ReportTaskRuns(pb::ReportTaskRuns {
                             reports: vec![pb::TaskRunReport {
@@ -372,6 +374,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 payload: Some(pb::log_entry::Payload::Proposal(pb::Proposal {
                     version: 1,
                     stamp: Some(stamp),
+                    commands: vec![],
                     command: Some(pb::Command {
                         kind: Some(pb::command::Kind::UpdateTaskDefinition(pb::UpdateTaskDefinition {
                             definition_id: "testing-1".into(),
@@ -535,6 +538,33 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             ]
             .concat(),
         ),
+        (
+            "log entry (a batch: proposal version 2, two commands)",
+            pb::LogEntry {
+                version: 1,
+                log_id: Some(pb::LogId {
+                    term: 4,
+                    node_id: 2,
+                    index: 11,
+                }),
+                payload: Some(pb::log_entry::Payload::Proposal(pb::Proposal {
+                    version: 2,
+                    stamp: Some(stamp),
+                    command: None,
+                    commands: vec![
+                        pb::Command {
+                            kind: Some(pb::command::Kind::RemoveDesiredLrp(pb::RemoveDesiredLrp {
+                                process_guid: "web".into(),
+                            })),
+                        },
+                        pb::Command {
+                            kind: Some(pb::command::Kind::StopTaskRun(pb::StopTaskRun { run_id: "r1".into() })),
+                        },
+                    ],
+                })),
+            }
+            .encode_to_vec(),
+        ),
     ]
 }
 
@@ -564,6 +594,7 @@ const FROZEN: &[(&str, &str)] = &[
     ("command (scale cf process, terminate cf instance)", "f201110a027031100028ffffffffffffffffff01fa01060a0270311002"),
     ("event (cf process changed)", "a2017312710a027031120261311a02733122026f312a0377656232057365727665400148800850800858ffffffffffffffffff0162080a04706f7274103c6a090a0770726f636573737202763178018001028a01210a1f0a116578616d706c652e636f6d2f6672756974120a73747261776265727279"),
     ("event (cf app changed, cf job recorded)", "9a012312210a026131120473686f701a02733122026f312802320762757379626f7838014002aa01360a340a026a31121473706163652e6170706c795f6d616e69666573741a08434f4d504c455445280130013a0273314206737061636573"),
+    ("log entry (a batch: proposal version 2, two commands)", "0801120608041002180b22320802121c088080a8b1e39fe7cb1711010000000000000019020000000000000022071a050a0377656222078a01040a027231"),
 ];
 
 #[test]

@@ -1,6 +1,7 @@
 //! Capstan's consensus glue: the openraft type config, the tonic Raft network and peer service,
 //! and the node handle through which the server writes commands and makes reads linearizable.
 
+pub mod batcher;
 pub mod credential;
 pub mod network;
 pub mod node;

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use capstan_proto::pb;
 use capstan_storage::{LogStore, StateMachine, Views};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::error::{CheckIsLeaderError, ForwardToLeader, RaftError};
 use openraft::{BasicNode, Config, SnapshotPolicy};
 
+use crate::batcher::{BatchLimits, Batcher};
 use crate::network::Network;
 use crate::Raft;
 
@@ -40,6 +41,8 @@ pub struct NodeConfig {
     pub journal_bytes_max: u64,
     /// What this node presents to its peers on every Raft RPC.
     pub credential: crate::credential::ClusterCredential,
+    /// How the leader batches concurrent writes into entries.
+    pub write_batch: BatchLimits,
 }
 
 /// Default free-space floor: room for sled to finish what it has begun and for a snapshot.
@@ -61,6 +64,7 @@ impl NodeConfig {
             journal_records_max: capstan_storage::keyspace::JOURNAL_RECORDS_MAX,
             journal_bytes_max: capstan_storage::keyspace::JOURNAL_BYTES_MAX,
             credential: crate::credential::ClusterCredential::none(),
+            write_batch: BatchLimits::default(),
         }
     }
 
@@ -82,7 +86,7 @@ impl NodeConfig {
 }
 
 /// Why a write or a linearizable read could not be served here.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
     /// This node is not the leader; the leader is named when known.
     #[error("not the leader (leader: {leader_id:?} at {leader_addr:?})")]
@@ -116,6 +120,7 @@ pub struct RaftNode {
     pub id: u64,
     pub raft: Raft,
     views: Views,
+    batcher: Batcher,
     disk: capstan_storage::Disk,
     disk_free_floor_bytes: u64,
     /// Longest silence from a quorum a leader tolerates before refusing writes and reads.
@@ -150,10 +155,12 @@ impl RaftNode {
         let raft = Raft::new(config.id, raft_config, Network::new(config.credential.clone()), log, sm)
             .await
             .map_err(anyhow_like::msg)?;
+        let batcher = Batcher::start(raft.clone(), config.write_batch, QUORUM_WAIT);
         Ok(Self {
             id: config.id,
             raft,
             views,
+            batcher,
             disk: disk.clone(),
             disk_free_floor_bytes: config.disk_free_floor_bytes,
             quorum_contact_max_ms: 2 * config.election_timeout_max_ms,
@@ -283,26 +290,17 @@ impl RaftNode {
         }
     }
 
-    /// Proposes a command. This node stamps it (time, id entropy) and must be the leader.
+    /// Proposes a command through the write batcher: it shares an entry with the commands
+    /// queued beside it, stamped once by this node, which must be the leader.
     pub async fn write(&self, command: pb::Command) -> Result<pb::Outcome, WriteError> {
         self.check_quorum_contact()?;
         self.check_disk_floor()?;
-        let proposal = pb::Proposal {
-            version: capstan_proto::FORMAT_VERSION,
-            stamp: Some(stamp_now()),
-            command: Some(command),
-        };
-        match tokio::time::timeout(QUORUM_WAIT, self.raft.client_write(proposal)).await {
+        match tokio::time::timeout(QUORUM_WAIT, self.batcher.submit(command)).await {
+            Ok(answer) => answer,
             Err(_) => Err(WriteError::Unavailable(format!(
                 "no quorum acknowledged the write within {} ms",
                 QUORUM_WAIT.as_millis()
             ))),
-            Ok(Ok(resp)) => Ok(resp.data),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(f.into()),
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                Err(WriteError::Unavailable(e.to_string()))
-            }
-            Ok(Err(RaftError::Fatal(f))) => Err(WriteError::Fatal(f.to_string())),
         }
     }
 
@@ -341,7 +339,7 @@ pub fn unix_now_ns() -> i64 {
 }
 
 /// The leader's stamp: wall-clock time and fresh id entropy. Only the proposer reads these.
-fn stamp_now() -> pb::Stamp {
+pub(crate) fn stamp_now() -> pb::Stamp {
     pb::Stamp {
         time_unix_ns: unix_now_ns(),
         id_seed_hi: rand::random(),

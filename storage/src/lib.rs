@@ -11,6 +11,7 @@ pub mod log_store;
 pub mod metrics;
 pub mod rules;
 pub mod state_machine;
+pub mod view_read;
 pub mod views;
 
 pub use capstan_proto::pb;
@@ -23,7 +24,7 @@ openraft::declare_raft_types!(
     /// Capstan's openraft type configuration: protobuf proposals in, protobuf outcomes out.
     pub TypeConfig:
         D = pb::Proposal,
-        R = pb::Outcome,
+        R = pb::Outcomes,
         NodeId = u64,
         Node = openraft::BasicNode,
         SnapshotData = std::io::Cursor<Vec<u8>>,

@@ -8,8 +8,12 @@ pub const APPEND_ENTRIES: &str = "capstan_raft_append_batch_entries";
 pub const APPEND_DURATION: &str = "capstan_raft_append_duration_seconds";
 /// Time of one durability pass of the database (sled flush, then fdatasync).
 pub const FLUSH_DURATION: &str = "capstan_storage_flush_duration_seconds";
-/// Entries per `apply` call.
+/// Entries per apply transaction.
 pub const APPLY_ENTRIES: &str = "capstan_raft_apply_batch_entries";
+/// Commands per proposed entry (the leader's write batcher).
+pub const WRITE_BATCH_COMMANDS: &str = "capstan_raft_write_batch_commands";
+/// Keys written per apply transaction.
+pub const APPLY_WRITES: &str = "capstan_storage_apply_batch_writes";
 /// The highest log index this node knows committed.
 pub const COMMITTED_INDEX: &str = "capstan_raft_committed_index";
 /// Snapshots built and installed by this node.
@@ -32,7 +36,21 @@ pub fn describe() {
         Unit::Seconds,
         "One durability pass of the database (flush, fdatasync)"
     );
-    metrics::describe_histogram!(APPLY_ENTRIES, Unit::Count, "Committed entries per apply call");
+    metrics::describe_histogram!(
+        APPLY_ENTRIES,
+        Unit::Count,
+        "Committed entries applied per sled transaction"
+    );
+    metrics::describe_histogram!(
+        WRITE_BATCH_COMMANDS,
+        Unit::Count,
+        "Commands the leader proposed in one entry"
+    );
+    metrics::describe_histogram!(
+        APPLY_WRITES,
+        Unit::Count,
+        "View, journal and meta keys written per apply transaction"
+    );
     metrics::describe_gauge!(COMMITTED_INDEX, "Highest log index this node knows committed");
     metrics::describe_counter!(SNAPSHOTS_BUILT, "Snapshots this node built");
     metrics::describe_counter!(SNAPSHOTS_INSTALLED, "Snapshots this node installed from its leader");

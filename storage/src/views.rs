@@ -1,8 +1,8 @@
 //! The materialised views on sled: what GETs read and what decide reads. Written only by apply.
 
 use crate::keyspace::{self as ks, Tree, Trees};
-use crate::rules::decide::ViewRead;
 use crate::rules::freshness;
+use crate::view_read::TreeRead;
 use crate::{decode, pb, StoreError};
 
 /// Handles to the view trees of the one `sled::Db`. Cheap to clone.
@@ -32,10 +32,7 @@ impl Views {
     }
 
     pub fn get_desired(&self, process_guid: &str) -> Result<Option<pb::DesiredLrp>, StoreError> {
-        self.tree(Tree::Desired)
-            .get(process_guid.as_bytes())?
-            .map(|v| decode("desired lrp", &v))
-            .transpose()
+        self.row(Tree::Desired, process_guid.as_bytes(), "desired lrp")
     }
 
     /// Every DesiredLRP, or those of one domain, in process_guid order.
@@ -69,10 +66,7 @@ impl Views {
     }
 
     pub fn get_actual(&self, process_guid: &str, index: u32) -> Result<Option<pb::ActualLrp>, StoreError> {
-        self.tree(Tree::Actual)
-            .get(ks::actual_key(process_guid, index))?
-            .map(|v| decode("actual lrp", &v))
-            .transpose()
+        self.row(Tree::Actual, &ks::actual_key(process_guid, index), "actual lrp")
     }
 
     /// ActualLRPs: of one process (index order), of one domain, or all.
@@ -138,17 +132,11 @@ impl Views {
 
     /// The revocation of a token id, if it was revoked (and the revocation not yet pruned).
     pub fn get_token_revocation(&self, jti: &str) -> Result<Option<pb::TokenRevocation>, StoreError> {
-        self.tree(Tree::RevokedTokens)
-            .get(jti.as_bytes())?
-            .map(|v| decode("token revocation", &v))
-            .transpose()
+        self.row(Tree::RevokedTokens, jti.as_bytes(), "token revocation")
     }
 
     pub fn get_cell(&self, cell_id: &str) -> Result<Option<pb::Cell>, StoreError> {
-        self.tree(Tree::Cells)
-            .get(cell_id.as_bytes())?
-            .map(|v| decode("cell", &v))
-            .transpose()
+        self.row(Tree::Cells, cell_id.as_bytes(), "cell")
     }
 
     /// Every registered cell, in id order.
@@ -213,10 +201,7 @@ impl Views {
 
 impl Views {
     pub fn get_task_definition(&self, definition_id: &str) -> Result<Option<pb::TaskDefinition>, StoreError> {
-        self.tree(Tree::TaskDefinitions)
-            .get(definition_id.as_bytes())?
-            .map(|v| decode("task definition", &v))
-            .transpose()
+        self.row(Tree::TaskDefinitions, definition_id.as_bytes(), "task definition")
     }
 
     pub fn task_definition_id_by_alias(&self, alias: &str) -> Result<Option<String>, StoreError> {
@@ -227,10 +212,7 @@ impl Views {
     }
 
     pub fn get_task_run(&self, run_id: &str) -> Result<Option<pb::TaskRun>, StoreError> {
-        self.tree(Tree::TaskRuns)
-            .get(run_id.as_bytes())?
-            .map(|v| decode("task run", &v))
-            .transpose()
+        self.row(Tree::TaskRuns, run_id.as_bytes(), "task run")
     }
 
     /// Every task run, in run_id order (lazily read).
@@ -304,17 +286,11 @@ cf_row!(pb::CfProcess, CfProcesses, "cf process");
 
 impl Views {
     pub fn get_cf<T: CfRow>(&self, guid: &str) -> Result<Option<T>, StoreError> {
-        self.tree(T::TREE)
-            .get(guid.as_bytes())?
-            .map(|v| decode(T::WHAT, &v))
-            .transpose()
+        self.row(T::TREE, guid.as_bytes(), T::WHAT)
     }
 
     pub fn get_cf_job(&self, guid: &str) -> Result<Option<pb::CfJob>, StoreError> {
-        self.tree(Tree::CfJobs)
-            .get(guid.as_bytes())?
-            .map(|v| decode("cf job", &v))
-            .transpose()
+        self.row(Tree::CfJobs, guid.as_bytes(), "cf job")
     }
 
     /// The rows of a CF kind in creation or update order (each direction), lazily read.
@@ -348,100 +324,5 @@ impl Views {
     /// The processes of an app, in creation order.
     pub fn cf_processes_of_app(&self, app_guid: &str) -> Result<Vec<pb::CfProcess>, StoreError> {
         crate::rules::decide::cf_processes_of(self, app_guid)
-    }
-}
-
-impl ViewRead for Views {
-    type Error = StoreError;
-
-    fn desired(&self, process_guid: &str) -> Result<Option<pb::DesiredLrp>, StoreError> {
-        self.get_desired(process_guid)
-    }
-
-    fn actuals(&self, process_guid: &str) -> Result<Vec<pb::ActualLrp>, StoreError> {
-        self.actual_lrps(None, Some(process_guid)).collect()
-    }
-
-    fn actual(&self, process_guid: &str, index: u32) -> Result<Option<pb::ActualLrp>, StoreError> {
-        self.get_actual(process_guid, index)
-    }
-
-    fn cell(&self, cell_id: &str) -> Result<Option<pb::Cell>, StoreError> {
-        self.get_cell(cell_id)
-    }
-
-    fn task_definition(&self, definition_id: &str) -> Result<Option<pb::TaskDefinition>, StoreError> {
-        self.get_task_definition(definition_id)
-    }
-
-    fn task_definition_by_alias(&self, alias: &str) -> Result<Option<String>, StoreError> {
-        self.task_definition_id_by_alias(alias)
-    }
-
-    fn cells(&self) -> Result<Vec<pb::Cell>, StoreError> {
-        Views::cells(self)
-    }
-
-    fn task_run(&self, run_id: &str) -> Result<Option<pb::TaskRun>, StoreError> {
-        self.get_task_run(run_id)
-    }
-
-    fn task_runs_on_cell(&self, cell_id: &str) -> Result<Vec<pb::TaskRun>, StoreError> {
-        Views::task_runs_on_cell(self, cell_id).collect()
-    }
-
-    fn token_revocation(&self, jti: &str) -> Result<Option<pb::TokenRevocation>, StoreError> {
-        self.get_token_revocation(jti)
-    }
-
-    fn cf_organization(&self, guid: &str) -> Result<Option<pb::CfOrganization>, StoreError> {
-        self.get_cf(guid)
-    }
-
-    fn cf_space(&self, guid: &str) -> Result<Option<pb::CfSpace>, StoreError> {
-        self.get_cf(guid)
-    }
-
-    fn cf_app(&self, guid: &str) -> Result<Option<pb::CfApp>, StoreError> {
-        self.get_cf(guid)
-    }
-
-    fn cf_process(&self, guid: &str) -> Result<Option<pb::CfProcess>, StoreError> {
-        self.get_cf(guid)
-    }
-
-    fn cf_named(&self, kind: pb::CfKind, parent: &str, name: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .tree(Tree::CfNames)
-            .get(ks::cf_name_key(kind as u8, parent, name))?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
-    }
-
-    fn cf_children(&self, parent: &str) -> Result<Vec<(pb::CfKind, String)>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.tree(Tree::CfChildren).scan_prefix(ks::domain_prefix(parent)) {
-            let (k, v) = kv?;
-            let kind = v
-                .first()
-                .and_then(|b| pb::CfKind::try_from(i32::from(*b)).ok())
-                .unwrap_or(pb::CfKind::Unspecified);
-            if let Some(child) = ks::cf_child_of_key(&k, parent) {
-                out.push((kind, child));
-            }
-        }
-        Ok(out)
-    }
-
-    fn token_revocations_expired(&self, now_ns: i64, max: usize) -> Result<Vec<pb::TokenRevocation>, StoreError> {
-        let end = ks::revoked_by_expiry_key(now_ns.saturating_add(1), "");
-        let mut out = Vec::new();
-        for kv in self.tree(Tree::RevokedTokensByExpiry).range(..end).take(max) {
-            let (k, _) = kv?;
-            let jti = String::from_utf8_lossy(k.get(8..).unwrap_or_default()).into_owned();
-            if let Some(r) = self.get_token_revocation(&jti)? {
-                out.push(r);
-            }
-        }
-        Ok(out)
     }
 }

@@ -1,5 +1,6 @@
-//! Property: replaying the log into an empty state machine gives byte-identical views, and a
-//! snapshot installed into an empty node gives the same views as the node it came from.
+//! Properties: replaying the log into an empty state machine gives byte-identical views; a
+//! snapshot installed into an empty node gives the same views as the node it came from; and
+//! commands batched into entries (proposal version 2) decide exactly as one per entry.
 
 use capstan_storage::codec::Entry;
 use capstan_storage::{open_db, pb, StateMachine};
@@ -417,6 +418,7 @@ fn entries(cmds: Vec<(pb::command::Kind, u64)>) -> Vec<Entry> {
                         id_seed_lo: seed.rotate_left(7),
                     }),
                     command: Some(pb::Command { kind: Some(kind) }),
+                    commands: vec![],
                 }),
             }
         })
@@ -469,6 +471,68 @@ proptest! {
     }
 }
 
+/// A version 2 entry carrying `commands`, all under one stamp.
+fn batch_entry(index: u64, stamp: pb::Stamp, commands: Vec<pb::command::Kind>) -> Entry {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(pb::Proposal {
+            version: capstan_proto::PROPOSAL_VERSION,
+            stamp: Some(stamp),
+            command: None,
+            commands: commands.into_iter().map(|k| pb::Command { kind: Some(k) }).collect(),
+        }),
+    }
+}
+
+/// The events of the journal, in order, whatever entries they were recorded under.
+fn journal_events(sm: &StateMachine) -> Vec<pb::Event> {
+    sm.views()
+        .journal_from(0)
+        .flat_map(|r| r.expect("record").events)
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn a_batch_decides_as_one_command_per_entry(
+        cmds in prop::collection::vec((command(), any::<u64>()), 1..60),
+        sizes in prop::collection::vec(1usize..9, 1..20),
+    ) {
+        let (_d1, mut single) = fresh();
+        let (_d2, mut batched) = fresh();
+        let rt = rt();
+        let (mut single_outcomes, mut batches, mut index) = (Vec::new(), Vec::new(), 0);
+        let mut cmds = cmds.into_iter();
+        for (b, size) in sizes.iter().cycle().enumerate() {
+            let chunk: Vec<_> = cmds.by_ref().take(*size).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let stamp = pb::Stamp { time_unix_ns: (b as i64 + 1) * 1_000_000, id_seed_hi: chunk[0].1, id_seed_lo: !chunk[0].1 };
+            let mut kinds = Vec::new();
+            for (position, (kind, seed)) in chunk.into_iter().enumerate() {
+                // Built from the state as the earlier commands left it, as a live leader would.
+                let kind = concretize(&single, kind, seed);
+                index += 1;
+                let own = capstan_storage::rules::ids::command_stamp(&stamp, position);
+                let out = rt.block_on(single.apply(vec![batch_entry(index, own, vec![kind.clone()])])).expect("apply");
+                single_outcomes.extend(out.into_iter().flat_map(|o| o.outcomes));
+                kinds.push(kind);
+            }
+            batches.push(batch_entry(b as u64 + 1, stamp, kinds));
+        }
+        // All the batches at once: several entries in one apply transaction, too.
+        let out = rt.block_on(batched.apply(batches)).expect("apply");
+        let batched_outcomes: Vec<pb::Outcome> = out.into_iter().flat_map(|o| o.outcomes).collect();
+        prop_assert_eq!(single_outcomes, batched_outcomes);
+        let views = |rows: Vec<(String, Vec<u8>, Vec<u8>)>| rows.into_iter().filter(|r| r.0 != "event_journal").collect::<Vec<_>>();
+        prop_assert_eq!(views(single.view_rows().expect("rows")), views(batched.view_rows().expect("rows")));
+        prop_assert_eq!(journal_events(&single), journal_events(&batched));
+    }
+}
+
 #[test]
 fn rejected_commands_change_no_view() {
     let (_d, mut sm) = fresh();
@@ -510,7 +574,9 @@ fn rejected_commands_change_no_view() {
         e.log_id.index += 1;
     }
     let outcomes = rt.block_on(sm.apply(bad)).expect("apply");
-    assert!(outcomes.iter().all(|o| o.rejection.is_some() && o.events.is_empty()));
+    assert!(outcomes
+        .iter()
+        .all(|o| o.outcomes.len() == 1 && o.outcomes[0].rejection.is_some() && o.outcomes[0].events.is_empty()));
     assert_eq!(before, sm.view_rows().expect("rows"));
     assert_eq!(
         rt.block_on(sm.applied_state()).expect("state").0.map(|l| l.index),

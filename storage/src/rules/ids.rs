@@ -36,6 +36,23 @@ impl IdGen {
     }
 }
 
+/// The stamp of the command at `position` in an entry's batch: the entry's time, and id entropy
+/// of its own (the first command keeps the entry's, so a batch of one decides exactly as an entry
+/// carrying that one command did before batches).
+pub fn command_stamp(stamp: &pb::Stamp, position: usize) -> pb::Stamp {
+    if position == 0 {
+        return *stamp;
+    }
+    let mut state = stamp.id_seed_hi ^ (position as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    let hi = splitmix64(&mut state);
+    let lo = splitmix64(&mut state) ^ stamp.id_seed_lo;
+    pb::Stamp {
+        time_unix_ns: stamp.time_unix_ns,
+        id_seed_hi: hi,
+        id_seed_lo: lo,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +69,20 @@ mod tests {
         assert_eq!(a1, b.next_uuid());
         assert_ne!(a1, a2);
         assert_eq!(uuid::Uuid::parse_str(&a1).map(|u| u.get_version_num()).ok(), Some(4));
+    }
+
+    #[test]
+    fn commands_of_a_batch_draw_distinct_ids() {
+        let s = pb::Stamp {
+            time_unix_ns: 5,
+            id_seed_hi: 42,
+            id_seed_lo: 7,
+        };
+        assert_eq!(command_stamp(&s, 0), s);
+        let ids: std::collections::BTreeSet<String> =
+            (0..64).map(|i| IdGen::new(&command_stamp(&s, i)).next_uuid()).collect();
+        assert_eq!(ids.len(), 64);
+        assert_eq!(command_stamp(&s, 3), command_stamp(&s, 3));
+        assert_eq!(command_stamp(&s, 3).time_unix_ns, 5);
     }
 }

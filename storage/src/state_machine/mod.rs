@@ -9,6 +9,7 @@
 
 mod fold;
 mod snapshot;
+mod staged;
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -24,9 +25,17 @@ use sled::transaction::{ConflictableTransactionError, Transactional};
 use crate::codec::{self, Entry};
 use crate::keyspace::{self as ks, Tree};
 use crate::rules::decide::{self, Decision};
+use crate::rules::ids;
+use crate::view_read::TreeRead;
 use crate::{decode, pb, StoreError, TypeConfig, Views};
 use fold::{fold, Write};
 pub use snapshot::{SnapshotBuilder, ViewRow};
+use staged::Staged;
+
+/// Entries applied in one sled transaction at most, and keys written: bounds how long one apply
+/// holds sled's transaction lock (the log's appends wait on it).
+const APPLY_BATCH_ENTRIES_MAX: usize = 64;
+const APPLY_BATCH_WRITES_MAX: usize = 8_192;
 
 pub struct StateMachine {
     db: sled::Db,
@@ -82,21 +91,25 @@ impl StateMachine {
         self.journal_bytes_max = n.max(1);
     }
 
-    fn meta_u64(&self, key: &[u8]) -> Result<u64, StoreError> {
-        Ok(self
-            .meta()
-            .get(key)?
-            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
-            .unwrap_or(0))
-    }
-
     /// The journal writes of appending `record` at `index`: the record, and the trims that keep
     /// the journal within its record and byte limits (the floor raised past what is trimmed).
-    /// Deterministic: it reads only the journal and its meta as of the previous entry.
-    fn journal_writes(&self, index: u64, record: Vec<u8>, writes: &mut Vec<Write>) -> Result<(), StoreError> {
-        let journal = self.views.trees.get(Tree::Journal);
-        let mut bytes = self.meta_u64(ks::KEY_JOURNAL_BYTES)? + record.len() as u64;
-        let mut floor = self.meta_u64(ks::KEY_JOURNAL_FLOOR)?;
+    /// Deterministic: it reads only the journal and its meta as of the previous entry (through
+    /// the batch's staged writes).
+    fn journal_writes(
+        &self,
+        view: &Staged,
+        index: u64,
+        record: Vec<u8>,
+        writes: &mut Vec<Write>,
+    ) -> Result<(), StoreError> {
+        let meta_u64 = |key: &[u8]| -> Result<u64, StoreError> {
+            Ok(view
+                .get(Tree::StateMeta, key)?
+                .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
+                .unwrap_or(0))
+        };
+        let mut bytes = meta_u64(ks::KEY_JOURNAL_BYTES)? + record.len() as u64;
+        let mut floor = meta_u64(ks::KEY_JOURNAL_FLOOR)?;
         let floor_before = floor;
         writes.push(Write {
             tree: Tree::Journal,
@@ -116,21 +129,23 @@ impl StateMachine {
         };
         let by_count = index.checked_sub(self.journal_records_max).map(ks::log_key);
         if let Some(old) = by_count {
-            if let Some(v) = journal.get(old)? {
+            if let Some(v) = view.get(Tree::Journal, &old)? {
                 trim(&old, v.len(), writes, &mut floor, &mut bytes);
             }
         }
-        let mut trimmed = 0;
-        for kv in journal.iter() {
-            if bytes <= self.journal_bytes_max || trimmed >= ks::JOURNAL_TRIM_PER_ENTRY_MAX {
-                break;
+        if bytes > self.journal_bytes_max {
+            let mut trimmed = 0;
+            // The oldest records (one more: the record trimmed by count may be among them).
+            for (k, v) in view.range(Tree::Journal, &[], None, ks::JOURNAL_TRIM_PER_ENTRY_MAX + 1)? {
+                if bytes <= self.journal_bytes_max || trimmed >= ks::JOURNAL_TRIM_PER_ENTRY_MAX {
+                    break;
+                }
+                if by_count.is_some_and(|old| old[..] == k[..]) {
+                    continue;
+                }
+                trim(&k, v.len(), writes, &mut floor, &mut bytes);
+                trimmed += 1;
             }
-            let (k, v) = kv?;
-            if by_count.is_some_and(|old| old[..] == k[..]) {
-                continue;
-            }
-            trim(&k, v.len(), writes, &mut floor, &mut bytes);
-            trimmed += 1;
         }
         writes.push(Write {
             tree: Tree::StateMeta,
@@ -182,15 +197,18 @@ impl StateMachine {
             .unwrap_or_default())
     }
 
-    /// Applies one entry: decide, fold, journal, last_applied — one transaction.
-    pub fn apply_entry(&mut self, entry: &Entry) -> Result<pb::Outcome, StoreError> {
+    /// Decides one entry against the views under the batch's staged writes and stages what it
+    /// writes: each command's events folded into the views, the entry's journal record,
+    /// `last_applied`. Returns each command's outcome.
+    fn stage_entry(&self, view: &mut Staged, entry: &Entry) -> Result<pb::Outcomes, StoreError> {
         let mut writes = vec![Write {
             tree: Tree::StateMeta,
             key: ks::KEY_LAST_APPLIED.to_vec(),
             value: Some(codec::log_id_to_pb(&entry.log_id).encode_to_vec()),
         }];
-        let outcome = match &entry.payload {
-            EntryPayload::Blank => pb::Outcome::default(),
+        let mut outcomes = Vec::new();
+        match &entry.payload {
+            EntryPayload::Blank => {}
             EntryPayload::Membership(m) => {
                 let stored = StoredMembership::new(Some(entry.log_id), m.clone());
                 writes.push(Write {
@@ -198,64 +216,92 @@ impl StateMachine {
                     key: ks::KEY_LAST_MEMBERSHIP.to_vec(),
                     value: Some(codec::stored_membership_to_pb(&stored).encode_to_vec()),
                 });
-                pb::Outcome::default()
             }
             EntryPayload::Normal(proposal) => {
-                let decision: Decision = if proposal.version != capstan_proto::FORMAT_VERSION {
-                    Err(decide::reject(
-                        pb::RejectionKind::UnknownCommand,
-                        format!("proposal format version {} is unknown", proposal.version),
-                    ))
-                } else {
-                    let stamp = proposal.stamp.unwrap_or_default();
-                    let command = proposal.command.clone().unwrap_or_default();
-                    decide::decide(&self.views, &stamp, &command)?
-                };
-                match decision {
-                    Err(rejection) => pb::Outcome {
-                        events: vec![],
-                        rejection: Some(rejection),
-                    },
-                    Ok(events) => {
-                        for e in &events {
-                            fold(e, &mut writes);
+                let stamp = proposal.stamp.unwrap_or_default();
+                let mut journaled = None::<Vec<pb::Event>>;
+                for (position, command) in commands_of(proposal).into_iter().enumerate() {
+                    let decision: Decision = match command {
+                        Ok(command) => decide::decide(&*view, &ids::command_stamp(&stamp, position), command)?,
+                        Err(rejection) => Err(rejection),
+                    };
+                    outcomes.push(match decision {
+                        Err(rejection) => pb::Outcome {
+                            events: vec![],
+                            rejection: Some(rejection),
+                        },
+                        Ok(events) => {
+                            let mut folded = Vec::new();
+                            for e in &events {
+                                fold(e, &mut folded);
+                            }
+                            view.stage(folded);
+                            journaled.get_or_insert_with(Vec::new).extend(events.iter().cloned());
+                            pb::Outcome {
+                                events,
+                                rejection: None,
+                            }
                         }
-                        let index = entry.log_id.index;
-                        let record = pb::JournalRecord {
-                            version: capstan_proto::FORMAT_VERSION,
-                            log_index: index,
-                            time_unix_ns: proposal.stamp.map(|s| s.time_unix_ns).unwrap_or_default(),
-                            events: events.clone(),
-                        };
-                        self.journal_writes(index, record.encode_to_vec(), &mut writes)?;
-                        pb::Outcome {
-                            events,
-                            rejection: None,
-                        }
-                    }
+                    });
+                }
+                // An entry with at least one accepted command has a journal record.
+                if let Some(events) = journaled {
+                    let index = entry.log_id.index;
+                    let record = pb::JournalRecord {
+                        version: capstan_proto::FORMAT_VERSION,
+                        log_index: index,
+                        time_unix_ns: stamp.time_unix_ns,
+                        events,
+                    };
+                    self.journal_writes(view, index, record.encode_to_vec(), &mut writes)?;
                 }
             }
-        };
+        }
+        view.stage(writes);
+        Ok(pb::Outcomes { outcomes })
+    }
+
+    /// Commits the batch's staged writes in ONE sled transaction.
+    fn commit(&self, view: &mut Staged) -> Result<(), StoreError> {
+        let writes = view.take();
         let trees: Vec<&sled::Tree> = self.applied_trees.iter().map(|(_, t)| t).collect();
         let slot = |tree: Tree| self.applied_trees.iter().position(|(t, _)| *t == tree);
         trees.as_slice().transaction(|tx| {
-            for w in &writes {
-                let Some(t) = slot(w.tree).and_then(|i| tx.get(i)) else {
-                    let bad = StoreError::Corrupt(format!("apply may not write {:?}", w.tree));
+            for ((tree, key), value) in &writes {
+                let Some(t) = slot(*tree).and_then(|i| tx.get(i)) else {
+                    let bad = StoreError::Corrupt(format!("apply may not write {tree:?}"));
                     return Err(ConflictableTransactionError::Abort(bad));
                 };
-                match &w.value {
+                match value {
                     Some(v) => {
-                        t.insert(w.key.as_slice(), v.as_slice())?;
+                        t.insert(key.as_slice(), v.clone())?;
                     }
                     None => {
-                        t.remove(w.key.as_slice())?;
+                        t.remove(key.as_slice())?;
                     }
                 }
             }
             Ok::<(), ConflictableTransactionError<StoreError>>(())
         })?;
-        Ok(outcome)
+        metrics::histogram!(crate::metrics::APPLY_WRITES).record(writes.len() as f64);
+        Ok(())
+    }
+}
+
+/// The commands of a proposal, in order; a version this build does not read is one rejection.
+fn commands_of(proposal: &pb::Proposal) -> Vec<Result<&pb::Command, pb::Rejection>> {
+    match proposal.version {
+        1 => vec![proposal
+            .command
+            .as_ref()
+            .ok_or_else(|| decide::reject(pb::RejectionKind::UnknownCommand, "the entry carries no command"))],
+        v if (capstan_proto::PROPOSAL_VERSION_MIN..=capstan_proto::PROPOSAL_VERSION).contains(&v) => {
+            proposal.commands.iter().map(Ok).collect()
+        }
+        v => vec![Err(decide::reject(
+            pb::RejectionKind::UnknownCommand,
+            format!("proposal format version {v} is unknown"),
+        ))],
     }
 }
 
@@ -270,19 +316,34 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((applied, membership))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<pb::Outcome>, StorageError<u64>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<pb::Outcomes>, StorageError<u64>>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let views = self.views.clone();
+        let mut view = Staged::new(&views);
         let mut out = Vec::new();
+        let (mut staged_entries, mut last) = (0, None);
         for entry in entries {
-            let outcome = self
-                .apply_entry(&entry)
+            let outcomes = self
+                .stage_entry(&mut view, &entry)
                 .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?;
-            out.push(outcome);
+            out.push(outcomes);
+            staged_entries += 1;
+            last = Some(entry.log_id);
+            if staged_entries >= APPLY_BATCH_ENTRIES_MAX || view.len() >= APPLY_BATCH_WRITES_MAX {
+                self.commit(&mut view)
+                    .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?;
+                metrics::histogram!(crate::metrics::APPLY_ENTRIES).record(staged_entries as f64);
+                staged_entries = 0;
+            }
         }
-        metrics::histogram!(crate::metrics::APPLY_ENTRIES).record(out.len() as f64);
+        if let Some(last) = last.filter(|_| staged_entries > 0) {
+            self.commit(&mut view)
+                .map_err(|e| StorageIOError::apply(last, AnyError::new(&e)))?;
+            metrics::histogram!(crate::metrics::APPLY_ENTRIES).record(staged_entries as f64);
+        }
         Ok(out)
     }
 
