@@ -124,6 +124,63 @@ async fn leader_kill_9_under_load_loses_no_acknowledged_write() {
     converged(c.node(leader), &acked, "the restarted old leader to catch up").await;
 }
 
+/// A value of the node's `/metrics` (the first series of that name), 0 when absent.
+async fn metric(node: &Capstan, name: &str) -> f64 {
+    let text = node.get("/metrics").await.body;
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            (series.split('{').next() == Some(name)).then(|| value.parse().ok())?
+        })
+        .unwrap_or(0.0)
+}
+
+/// Issue 13: commands batched many to an entry survive the leader killed in the middle of a
+/// burst; every acknowledged create is on every node.
+#[tokio::test]
+async fn leader_kill_9_during_a_burst_of_batched_writes_loses_no_acknowledged_create() {
+    let mut c = Cluster::start(3, &[]).expect("cluster");
+    let leader = c.leader(ELECTION).await;
+    let load = Load::start(http_urls(&c), 64, "burst");
+    // Until the leader has proposed entries carrying more than one command: the burst batches.
+    wait_for("entries carrying several commands", Duration::from_secs(60), || async {
+        let node = c.node(leader);
+        let (commands, entries) = (
+            metric(node, "capstan_raft_write_batch_commands_sum").await,
+            metric(node, "capstan_raft_write_batch_commands_count").await,
+        );
+        (entries > 0.0 && commands > entries).then_some(())
+    })
+    .await;
+    load.wait_for_more(200, Duration::from_secs(60)).await;
+
+    c.kill9(leader);
+    let new_leader = c.leader(ELECTION).await;
+    assert_ne!(new_leader, leader);
+    load.wait_for_more(200, Duration::from_secs(60)).await;
+    let acked: BTreeSet<String> = load.stop().await.into_iter().collect();
+
+    for (id, n) in c.alive() {
+        let have = guids_on(n, false).await;
+        let lost: Vec<_> = acked.difference(&have).collect();
+        assert!(lost.is_empty(), "node {id} lost acknowledged creates: {lost:?}");
+        converged(
+            n,
+            &acked,
+            &format!("node {id}'s own view to hold every acknowledged create"),
+        )
+        .await;
+    }
+    c.start_node(leader).expect("restart");
+    converged(
+        c.node(leader),
+        &acked,
+        "the restarted old leader to hold every acknowledged create",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn membership_3_to_5_to_3_under_load_and_new_nodes_catch_up_by_snapshot() {
     // Small snapshot policy so that the log is purged and new members need a snapshot.

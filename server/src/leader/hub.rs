@@ -93,11 +93,17 @@ pub struct Fleet {
     runs_seen: HashMap<String, (u32, u8, bool)>,
     /// completed Receptor tasks with a completion callback to deliver: task_guid → url
     pub callbacks: BTreeMap<String, String>,
+    /// bumped whenever a cell's load or the set of cells changes: capacity may have appeared
+    pub capacity_version: u64,
+    /// the `capacity_version` the last placement pass tried every waiting instance at (`None`:
+    /// never): until it moves, an instance that already failed to place would fail again
+    pub placed_at_version: Option<u64>,
 }
 
 impl Fleet {
     fn load_mut(&mut self, cell_id: &str) -> Option<&mut CellLoad> {
         let i = *self.positions.get(cell_id)?;
+        self.capacity_version += 1;
         self.loads.get_mut(i)
     }
 
@@ -278,6 +284,7 @@ impl Fleet {
         }
         self.positions.insert(c.cell_id.clone(), self.loads.len());
         self.loads.push(load);
+        self.capacity_version += 1;
     }
 
     fn remove_cell(&mut self, cell_id: &str) {
@@ -285,6 +292,7 @@ impl Fleet {
             return;
         };
         self.loads.swap_remove(i);
+        self.capacity_version += 1;
         if let Some(moved) = self.loads.get(i) {
             self.positions.insert(moved.cell.cell_id.clone(), i);
         }

@@ -19,11 +19,14 @@ pub const PLACEMENTS_PER_ENTRY_MAX: usize = 1_000;
 const RETRY_TICK: Duration = Duration::from_millis(500);
 
 /// One scheduling pass over the live fleet: the decisions to propose, if any. Placements are
-/// counted on their cells at once (tentatively) so the next pass does not overfill them.
+/// counted on their cells at once (tentatively) so the next pass does not overfill them. An
+/// instance that already failed to place is tried again only once capacity changed since the
+/// last pass that tried it (a burst of creates with no room costs a walk, not a search each).
 pub fn plan(fleet: &mut Fleet) -> Option<pb::PlaceActualLrps> {
     if fleet.unclaimed.is_empty() {
         return None;
     }
+    let retry_failed = fleet.placed_at_version != Some(fleet.capacity_version);
     let mut cmd = pb::PlaceActualLrps::default();
     let mut decided: Vec<(String, u32, String)> = Vec::new();
     {
@@ -33,28 +36,25 @@ pub fn plan(fleet: &mut Fleet) -> Option<pb::PlaceActualLrps> {
             unclaimed,
             ..
         } = fleet;
+        let unknown = Res::default();
         // Instances are in (process_guid, index) order: one placer per process.
-        let mut current: Option<(String, placement::ProcessPlacer<'_>)> = None;
-        let mut resources: Vec<(String, Res)> = Vec::new();
-        for ((guid, _), _) in unclaimed.iter() {
-            if resources.last().map(|(g, _)| g) != Some(guid) {
-                resources.push((guid.clone(), desired.get(guid).cloned().unwrap_or_default()));
-            }
-        }
-        let mut next_res = resources.iter();
+        let mut current: Option<(&str, placement::ProcessPlacer<'_>)> = None;
         for ((guid, index), waiting) in unclaimed.iter() {
             if cmd.placements.len() + cmd.failures.len() >= PLACEMENTS_PER_ENTRY_MAX {
                 break;
             }
-            if current.as_ref().map(|(g, _)| g) != Some(guid) {
-                let Some((_, res)) = next_res.next() else { break };
+            if !retry_failed && !waiting.placement_error.is_empty() {
+                continue;
+            }
+            if current.as_ref().map(|(g, _)| *g) != Some(guid.as_str()) {
+                let res = desired.get(guid).unwrap_or(&unknown);
                 let need = Need {
                     process_guid: guid,
                     requires: placement::Requires::Rootfs(&res.rootfs),
                     memory_mb: res.memory_mb,
                     disk_mb: res.disk_mb,
                 };
-                current = Some((guid.clone(), placement::ProcessPlacer::new(loads, need)));
+                current = Some((guid.as_str(), placement::ProcessPlacer::new(loads, need)));
             }
             let Some((_, placer)) = current.as_mut() else { break };
             match placer.place(loads) {
@@ -79,10 +79,15 @@ pub fn plan(fleet: &mut Fleet) -> Option<pb::PlaceActualLrps> {
             }
         }
     }
+    // A pass cut short at the entry limit has not tried everything: the next one tries again.
+    let complete = cmd.placements.len() + cmd.failures.len() < PLACEMENTS_PER_ENTRY_MAX;
     // The placer already counted them on the loads; record them so the hub can undo that
     // when the real change arrives (or when apply skipped them).
     for (guid, index, cell) in decided {
         fleet.count_tentative_only(&guid, index, &cell);
+    }
+    if complete {
+        fleet.placed_at_version = Some(fleet.capacity_version);
     }
     (!cmd.placements.is_empty() || !cmd.failures.is_empty()).then_some(cmd)
 }
@@ -232,6 +237,45 @@ mod tests {
     fn placed(cmd: Option<pb::PlaceTaskRuns>) -> Vec<(String, String)> {
         cmd.map(|c| c.placements.into_iter().map(|p| (p.run_id, p.cell_id)).collect())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_instance_that_found_no_room_is_tried_again_only_once_capacity_changes() {
+        let mut f = Fleet::default();
+        f.desired.insert(
+            "web".into(),
+            Res {
+                memory_mb: 500,
+                disk_mb: 10,
+                rootfs: "preloaded:cflinuxfs4".into(),
+            },
+        );
+        let waiting = |error: &str| super::super::hub::Waiting {
+            epoch: "e".into(),
+            placement_error: error.into(),
+        };
+        f.unclaimed.insert(("web".into(), 0), waiting(""));
+        // No cell: the failure is proposed.
+        let first = plan(&mut f).expect("a failure");
+        assert_eq!(first.failures.iter().map(|x| x.index).collect::<Vec<_>>(), [0]);
+        // Applied with an error of its own; the fleet has not changed since that pass, so the
+        // instance is not tried again (were it tried, its error would be proposed anew), while
+        // a newly waiting instance is.
+        f.unclaimed
+            .insert(("web".into(), 0), waiting("an error from an earlier fleet"));
+        f.unclaimed.insert(("web".into(), 1), waiting(""));
+        let second = plan(&mut f).expect("the new instance's failure");
+        assert_eq!(second.failures.iter().map(|x| x.index).collect::<Vec<_>>(), [1]);
+        f.unclaimed
+            .insert(("web".into(), 1), waiting(&second.failures[0].error));
+        assert!(plan(&mut f).is_none());
+        // A cell appears: both are tried again, and placed.
+        let mut c = cell("a", "default", 1000);
+        c.preloaded_stacks = vec!["cflinuxfs4".into()];
+        f.cell(&c);
+        let placed = plan(&mut f).expect("placements");
+        assert_eq!(placed.placements.len(), 2);
+        assert!(placed.failures.is_empty());
     }
 
     #[test]
