@@ -21,14 +21,39 @@ use capstan_proto::pb::cf_service_client::CfServiceClient;
 use capstan_proto::pb::control_plane_client::ControlPlaneClient;
 use capstan_proto::pb::task_service_client::TaskServiceClient;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
 /// Largest request body any route accepts (a DesiredLRP with a 10 KiB annotation, 4 KiB of
 /// routes and a deep action tree fits many times over).
 pub const REQUEST_BODY_BYTES_MAX: usize = 1024 * 1024;
 
-/// A channel to the nodes on which every call carries the REST caller's credentials.
-pub type NodeChannel = InterceptedService<Channel, common::credentials::PassCredentials>;
+/// The gRPC transport under the gateway's clients: a channel to the nodes, or — when the gateway
+/// runs inside a node — that node's own services called in-process (the same guard and codecs,
+/// no socket and no HTTP/2 framing).
+pub type GrpcTransport = tower::util::BoxCloneSyncService<
+    tonic::codegen::http::Request<tonic::body::Body>,
+    tonic::codegen::http::Response<tonic::body::Body>,
+    TransportError,
+>;
+
+/// Why a call did not reach the node's services (a concrete type: the clients' futures need a
+/// `'static` error they can convert).
+#[derive(Debug)]
+pub struct TransportError(tonic::codegen::StdError);
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
+
+/// The transport on which every call carries the REST caller's credentials.
+pub type NodeChannel = InterceptedService<GrpcTransport, common::credentials::PassCredentials>;
 
 /// What every handler holds: a client of the node the gateway talks to.
 #[derive(Clone)]
@@ -69,14 +94,33 @@ impl Gateway {
             1 => endpoints.remove(0).connect_lazy(),
             _ => tonic::transport::Channel::balance_list(endpoints.into_iter()),
         };
-        let channel = InterceptedService::new(channel, common::credentials::PassCredentials);
-        Ok(Self {
+        Ok(Self::over(channel))
+    }
+
+    /// A gateway whose calls go through `transport`: a channel to the nodes, or — inside a
+    /// node — that node's own services behind its guard, called in-process.
+    pub fn over<S>(transport: S) -> Self
+    where
+        S: tower::Service<
+                tonic::codegen::http::Request<tonic::body::Body>,
+                Response = tonic::codegen::http::Response<tonic::body::Body>,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Error: Into<tonic::codegen::StdError>,
+        S::Future: Send + 'static,
+    {
+        use tower::ServiceExt as _;
+        let transport = GrpcTransport::new(transport.map_err(|e| TransportError(e.into())));
+        let channel = InterceptedService::new(transport, common::credentials::PassCredentials);
+        Self {
             client: ControlPlaneClient::new(channel.clone()),
             tasks: TaskServiceClient::new(channel.clone()),
             cf: CfServiceClient::new(channel.clone()),
             admin: AdminClient::new(channel.clone()),
             auth: AuthClient::new(channel),
-        })
+        }
     }
 }
 

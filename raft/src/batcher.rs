@@ -38,7 +38,9 @@ impl Default for BatchLimits {
     fn default() -> Self {
         Self {
             commands_max: 512,
-            bytes_max: 2 * 1024 * 1024,
+            // Below sled 0.34's blob threshold (a value over segment size / 4, ~128 KiB, becomes a
+            // file of its own, created and fsynced apart: profiled at 6% of the CPU of a burst).
+            bytes_max: 96 * 1024,
             in_flight_max: 2,
         }
     }

@@ -42,3 +42,39 @@ pub fn grpc_span<B>(req: &tonic::codegen::http::Request<B>) -> tracing::Span {
         .unwrap_or("");
     tracing::info_span!("grpc", method = req.uri().path(), request_id)
 }
+
+/// Puts [`grpc_span`] around calls that do not come through the gRPC server: the REST gateway
+/// inside a node calls its services in-process.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GrpcSpanLayer;
+
+impl<S> tower::Layer<S> for GrpcSpanLayer {
+    type Service = GrpcSpanned<S>;
+
+    fn layer(&self, inner: S) -> GrpcSpanned<S> {
+        GrpcSpanned(inner)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GrpcSpanned<S>(S);
+
+impl<S, B> tower::Service<tonic::codegen::http::Request<B>> for GrpcSpanned<S>
+where
+    S: tower::Service<tonic::codegen::http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = tracing::instrument::Instrumented<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
+        use tracing::Instrument as _;
+        let span = grpc_span(&req);
+        let call = span.in_scope(|| self.0.call(req));
+        call.instrument(span)
+    }
+}

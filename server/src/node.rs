@@ -154,7 +154,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
     ];
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let grpc_server = {
+    let (grpc_server, in_process) = {
         let mut stop = stop_rx.clone();
         let fwd = Forwarder::new(node.clone(), std::sync::Arc::new(Peers::new(credential.clone())));
         let watchers = crate::api::watch::Watchers::new(stop_rx.clone());
@@ -167,12 +167,24 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
         let tokens = AuthServer::new(AuthService::new(opts.auth.clone(), fwd.clone()));
+        // The public services behind the same layers, for the REST gateway in this process.
+        let in_process = tower::ServiceBuilder::new()
+            .layer(crate::logging::GrpcSpanLayer)
+            .layer(crate::metrics::GrpcMetricsLayer)
+            .layer(GuardLayer::new(opts.auth.clone()))
+            .service(
+                tonic::service::Routes::new(cp.clone())
+                    .add_service(tasks.clone())
+                    .add_service(cf.clone())
+                    .add_service(admin.clone())
+                    .add_service(tokens.clone()),
+            );
         let grpc = opts.limits.grpc;
         let mut server = tonic::transport::Server::builder().trace_fn(crate::logging::grpc_span);
         if let Some(tls) = &opts.tls {
             server = server.tls_config(tls.grpc_server(false)?).context("gRPC TLS")?;
         }
-        tokio::spawn(
+        let task = tokio::spawn(
             server
                 .layer(crate::metrics::GrpcMetricsLayer)
                 .layer(GuardLayer::new(opts.auth.clone()))
@@ -198,7 +210,8 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
                         let _ = stop.changed().await;
                     },
                 ),
-        )
+        );
+        (task, in_process)
     };
 
     let advertise = opts.advertise.clone().unwrap_or_else(|| grpc_addr.to_string());
@@ -228,7 +241,9 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
         None => None,
         Some(listener) => {
             let http_addr = listener.local_addr()?;
-            let (gateway, acceptor) = gateway_tls(&[grpc_addr.to_string()], opts.tls.as_ref())?;
+            // In-process: the gateway calls this node's services without a socket.
+            let gateway = capstan_gateway::Gateway::over(in_process);
+            let acceptor = opts.tls.as_ref().map(crate::tls::Tls::rest_server).transpose()?;
             let task = tokio::spawn(serve_http(listener, gateway, opts.limits, acceptor, stop_rx.clone()));
             println!("capstan: http={http_addr}");
             Some(task)

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Where the CPU goes: reads `perf script` output (call graphs recorded with
+`perf record --call-graph dwarf -p <capstan pids>`) on stdin and prints the share of samples
+whose stack passes through each part of Capstan (the first rule that matches a stack wins, so
+the shares add up to 100%). Usage:
+    perf script -i perf.data | tests/bench/profile_summary.py
+"""
+import re
+import sys
+
+# (part, pattern over the whole stack), first match wins: innermost concerns first.
+PARTS = [
+    ("sled blob files (values over ~128 KiB)", r"sled::pagecache::blob_io|sync_new_blobs"),
+    ("durability (sled flush, fdatasync)", r"capstan_storage::disk|fdatasync|sync_file_range"),
+    ("apply: decide + fold + staging", r"stage_entry|capstan_storage::rules|state_machine::fold|staged::"),
+    ("apply: sled transaction commit", r"StateMachine::commit|sled::transaction"),
+    ("raft log: append, read, encode", r"capstan_storage::log_store|capstan_storage::codec"),
+    ("scheduler + hub", r"leader::scheduler|leader::hub|leader::converger"),
+    ("openraft core + replication", r"^openraft::|capstan_raft::"),
+    ("REST gateway (axum, JSON)", r"^capstan_gateway|^axum::|^serde_json"),
+    ("gRPC services (capstan::api)", r"^capstan::api|^capstan::auth"),
+    ("gRPC + HTTP/2 transport (tonic, hyper, h2)", r"^tonic|^h2::|^hyper|^tower"),
+    ("sled (reads, background writer)", r"^sled::"),
+    ("metrics + tracing", r"^metrics|^tracing"),
+]
+COMPILED = [(name, re.compile(p, re.MULTILINE)) for name, p in PARTS]
+
+
+def frame(line):
+    """The function of one `perf script` stack line, its generic parameters left out (a frame
+    like `poll<tonic::..::ServerIo<capstan_gateway::..>>` is tonic's, not the gateway's)."""
+    name = re.sub(r"^\s*[0-9a-f]+\s+", "", line).rsplit(" (", 1)[0]
+    name = re.sub(r"^<([^ <>]+) as [^>]*>", r"\1", name)  # <T as Trait>::f -> T::f
+    out, depth = [], 0
+    for ch in name:
+        if ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            out.append(ch)
+    return "".join(out)
+
+
+def stacks(lines):
+    cur = []
+    for line in lines:
+        line = line.rstrip("\n")
+        if not line.strip():
+            if cur:
+                yield cur
+            cur = []
+            continue
+        cur.append(line)
+    if cur:
+        yield cur
+
+
+def main():
+    counts = {}
+    total = 0
+    for s in stacks(sys.stdin):
+        text = "\n".join(frame(line) for line in s[1:])
+        part = next((name for name, rx in COMPILED if rx.search(text)), None)
+        if part is None:
+            part = "kernel + runtime (network, scheduling, idle wake-ups)" if "[kernel" in text or "tokio::" in text else "other"
+        counts[part] = counts.get(part, 0) + 1
+        total += 1
+    if total == 0:
+        print("no samples")
+        return
+    for name, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        print(f"{100.0 * n / total:6.1f}%  {name}")
+    print(f"({total} samples)")
+
+
+if __name__ == "__main__":
+    main()
