@@ -1,18 +1,19 @@
 #!/usr/bin/env python3
 """Where the CPU goes: reads `perf script` output (call graphs recorded with
 `perf record --call-graph dwarf -p <capstan pids>`) on stdin and prints the share of samples
-whose stack passes through each part of Capstan (the first rule that matches a stack wins, so
-the shares add up to 100%). Usage:
+spent in each part of Capstan: a sample belongs to the part of the innermost frame of its stack
+that some rule names (so the shares add up to 100%; time in libc or the kernel counts for the
+code that called it). Usage:
     perf script -i perf.data | tests/bench/profile_summary.py
 """
 import re
 import sys
 
-# (part, pattern over the whole stack), first match wins: innermost concerns first.
+# (part, pattern over one frame's function); among rules matching the same frame, the first wins.
 PARTS = [
     ("sled blob files (values over ~128 KiB)", r"sled::pagecache::blob_io|sync_new_blobs"),
-    ("durability (sled flush, fdatasync)", r"capstan_storage::disk|fdatasync|sync_file_range"),
-    ("apply: decide + fold + staging", r"stage_entry|capstan_storage::rules|state_machine::fold|staged::"),
+    ("durability (sled flush, fdatasync)", r"capstan_storage::disk|fdatasync|sync_file_range|sled::Db::flush|sled::tree::Tree::flush"),
+    ("apply: decide + fold + staging", r"stage_entry|capstan_storage::rules|state_machine::fold|staged::|view_read"),
     ("apply: sled transaction commit", r"StateMachine::commit|sled::transaction"),
     ("raft log: append, read, encode", r"capstan_storage::log_store|capstan_storage::codec"),
     ("scheduler + hub", r"leader::scheduler|leader::hub|leader::converger"),
@@ -23,7 +24,7 @@ PARTS = [
     ("sled (reads, background writer)", r"^sled::"),
     ("metrics + tracing", r"^metrics|^tracing"),
 ]
-COMPILED = [(name, re.compile(p, re.MULTILINE)) for name, p in PARTS]
+COMPILED = [(name, re.compile(p)) for name, p in PARTS]
 
 
 def frame(line):
@@ -60,9 +61,14 @@ def main():
     counts = {}
     total = 0
     for s in stacks(sys.stdin):
-        text = "\n".join(frame(line) for line in s[1:])
-        part = next((name for name, rx in COMPILED if rx.search(text)), None)
+        part = None
+        for line in s[1:]:  # innermost frame first
+            f = frame(line)
+            part = next((name for name, rx in COMPILED if rx.search(f)), None)
+            if part:
+                break
         if part is None:
+            text = "\n".join(s[1:])
             part = "kernel + runtime (network, scheduling, idle wake-ups)" if "[kernel" in text or "tokio::" in text else "other"
         counts[part] = counts.get(part, 0) + 1
         total += 1

@@ -32,6 +32,8 @@ pub struct Cluster {
     /// Extra flags of every `capstan cluster` call (e.g. TLS files and the cluster secret).
     pub cli_args: Vec<String>,
     pub initial: String,
+    /// The `capstan` binary the nodes run (`None`: this workspace's).
+    pub bin: Option<std::path::PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -66,6 +68,11 @@ pub fn free_port() -> Result<u16> {
 impl Cluster {
     /// Starts `n` founding nodes on loopback.
     pub fn start(n: u64, extra_args: &[&str]) -> Result<Self> {
+        Self::start_bin(n, extra_args, None)
+    }
+
+    /// [`Cluster::start`] with the nodes running `bin` (an earlier build, side by side in a benchmark).
+    pub fn start_bin(n: u64, extra_args: &[&str], bin: Option<std::path::PathBuf>) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut specs = BTreeMap::new();
         for id in 1..=n {
@@ -80,7 +87,7 @@ impl Cluster {
                 },
             );
         }
-        Self::start_specs(dir, specs, extra_args)
+        Self::start_specs(dir, specs, extra_args, bin)
     }
 
     /// Starts one founding node on each host of `lab` (its own network namespace and address), so a
@@ -105,11 +112,16 @@ impl Cluster {
                 (id, spec)
             })
             .collect();
-        Self::start_specs(dir, specs, extra_args)
+        Self::start_specs(dir, specs, extra_args, None)
     }
 
-    /// Starts founding nodes as described by `specs`.
-    pub fn start_specs(dir: tempfile::TempDir, specs: BTreeMap<u64, NodeSpec>, extra_args: &[&str]) -> Result<Self> {
+    /// Starts founding nodes as described by `specs`, running `bin` (`None`: this workspace's).
+    pub fn start_specs(
+        dir: tempfile::TempDir,
+        specs: BTreeMap<u64, NodeSpec>,
+        extra_args: &[&str],
+        bin: Option<std::path::PathBuf>,
+    ) -> Result<Self> {
         let initial = specs
             .values()
             .map(|s| format!("{}={}", s.id, s.grpc))
@@ -121,6 +133,7 @@ impl Cluster {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             cli_args: Vec::new(),
             initial,
+            bin,
             _dir: dir,
         };
         let ids: Vec<u64> = c.specs.keys().copied().collect();
@@ -154,7 +167,11 @@ impl Cluster {
     pub fn start_node(&mut self, id: u64) -> Result<()> {
         let spec = self.specs.get(&id).context("unknown node")?.clone();
         let founding = self.initial.split(',').any(|p| p.starts_with(&format!("{id}=")));
-        let node = Capstan::spawn(&self.args(&spec, founding), &spec.data_dir, spec.netns.as_deref())?;
+        let args = self.args(&spec, founding);
+        let node = match &self.bin {
+            None => Capstan::spawn(&args, &spec.data_dir, spec.netns.as_deref())?,
+            Some(bin) => Capstan::spawn_bin(bin, &args, &spec.data_dir, spec.netns.as_deref())?,
+        };
         self.nodes.insert(id, node);
         Ok(())
     }

@@ -110,21 +110,29 @@ impl Capstan {
     /// Starts `capstan <args>` (inside network namespace `netns` when given) and waits for its
     /// ready line, reading the bound addresses from its stdout.
     pub fn spawn(args: &[String], data_dir: &Path, netns: Option<&str>) -> Result<Self> {
+        Self::spawn_bin(&capstan_bin()?, args, data_dir, netns)
+    }
+
+    /// [`Capstan::spawn`] of another `capstan` binary (an earlier build, for a benchmark).
+    pub fn spawn_bin(bin: &Path, args: &[String], data_dir: &Path, netns: Option<&str>) -> Result<Self> {
         match netns {
-            None => Self::spawn_under(&[], args, data_dir),
-            Some(ns) => Self::spawn_under(&["ip", "netns", "exec", ns], args, data_dir),
+            None => Self::spawn_program(bin, &[], args, data_dir),
+            Some(ns) => Self::spawn_program(bin, &["ip", "netns", "exec", ns], args, data_dir),
         }
     }
 
     /// Starts `<wrapper...> capstan <args>` (e.g. under `strace`, or in a network namespace) and
     /// waits for its ready line.
     pub fn spawn_under(wrapper: &[&str], args: &[String], data_dir: &Path) -> Result<Self> {
-        let bin = capstan_bin()?;
+        Self::spawn_program(&capstan_bin()?, wrapper, args, data_dir)
+    }
+
+    fn spawn_program(bin: &Path, wrapper: &[&str], args: &[String], data_dir: &Path) -> Result<Self> {
         let mut cmd = match wrapper.split_first() {
-            None => Command::new(&bin),
+            None => Command::new(bin),
             Some((program, rest)) => {
                 let mut c = Command::new(program);
-                c.args(rest).arg(&bin);
+                c.args(rest).arg(bin);
                 c
             }
         };

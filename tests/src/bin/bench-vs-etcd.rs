@@ -4,6 +4,8 @@
 //! the three members: Capstan creates DesiredLRPs (`POST /v1/desired_lrps`), etcd puts keys through
 //! its JSON gateway (`POST /v3/kv/put`). Each level runs etcd then Capstan for the same time;
 //! every line gives throughput, p50, p99, and the last the ratios (Capstan / etcd).
+//! With `CAPSTAN_BIN_BEFORE=<an earlier capstan binary>`, a second 3-node cluster runs that build and
+//! each level runs etcd, the earlier build, then this one (a line each for the two Capstans).
 //! Run: `tests/bench/vs-etcd.sh [SECONDS_PER_RUN] [LEVELS]` (installs Debian's etcd-server),
 //! or `cargo run --release -p capstan-tests --bin bench-vs-etcd -- [SECONDS] [1,16,64,256]`.
 
@@ -191,20 +193,28 @@ async fn main() -> anyhow::Result<()> {
     }
     let capstan = Cluster::start(3, &[])?;
     capstan.leader(Duration::from_secs(30)).await;
+    // An earlier build side by side in the same run, when named.
+    let before = match std::env::var_os("CAPSTAN_BIN_BEFORE") {
+        None => None,
+        Some(bin) => {
+            let c = Cluster::start_bin(3, &[], Some(bin.into()))?;
+            c.leader(Duration::from_secs(30)).await;
+            Some(c)
+        }
+    };
+    let capstan_target = |c: &Cluster| Target {
+        urls: c.alive().map(|(_, n)| format!("{}/v1/desired_lrps", n.http)).collect(),
+        body: capstan_body,
+        accepted: |s| s == 201,
+    };
+    let before_target = before.as_ref().map(capstan_target);
     let targets = [
         Target {
             urls: etcd.clients.iter().map(|u| format!("{u}/v3/kv/put")).collect(),
             body: etcd_body,
             accepted: |s| s == 200,
         },
-        Target {
-            urls: capstan
-                .alive()
-                .map(|(_, n)| format!("{}/v1/desired_lrps", n.http))
-                .collect(),
-            body: capstan_body,
-            accepted: |s| s == 201,
-        },
+        capstan_target(&capstan),
     ];
     if targets[1].urls.len() != 3 {
         bail!("the Capstan cluster has {} nodes up, not 3", targets[1].urls.len());
@@ -217,10 +227,27 @@ async fn main() -> anyhow::Result<()> {
         "{:>5}  {:>9} {:>9} {:>9} {:>6}  {:>9} {:>9} {:>9} {:>6}  {:>7} {:>7}",
         "conns", "etcd/s", "p50", "p99", "errs", "capstan/s", "p50", "p99", "errs", "x thr", "x p99"
     );
+    let ms = |d: Duration| format!("{:.2}ms", d.as_secs_f64() * 1000.0);
     for (round, &clients) in levels.iter().enumerate() {
         let e = run(&targets[0], clients, secs, &format!("e{round}")).await;
+        if let Some(t) = &before_target {
+            let b = run(t, clients, secs, &format!("b{round}")).await;
+            println!(
+                "{:>5}  {:>9} {:>9} {:>9} {:>6}  {:>9.0} {:>9} {:>9} {:>6}  {:>7.2} {:>7.2}   (earlier build)",
+                "",
+                "",
+                "",
+                "",
+                "",
+                b.0,
+                ms(b.1),
+                ms(b.2),
+                b.3,
+                b.0 / e.0.max(f64::MIN_POSITIVE),
+                b.2.as_secs_f64() / e.2.as_secs_f64().max(f64::MIN_POSITIVE),
+            );
+        }
         let c = run(&targets[1], clients, secs, &format!("c{round}")).await;
-        let ms = |d: Duration| format!("{:.2}ms", d.as_secs_f64() * 1000.0);
         println!(
             "{clients:>5}  {:>9.0} {:>9} {:>9} {:>6}  {:>9.0} {:>9} {:>9} {:>6}  {:>7.2} {:>7.2}",
             e.0,
