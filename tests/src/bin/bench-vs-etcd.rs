@@ -113,7 +113,7 @@ fn etcd_body(key: &str) -> String {
 }
 
 /// One measurement: `clients` concurrent clients for `secs`; (successes/s, p50, p99, errors).
-async fn run(target: &Target, clients: usize, secs: u64, tag: &str) -> (f64, Duration, Duration, usize) {
+async fn run(target: &Target, clients: usize, secs: u64, tag: &str) -> Figures {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients.max(1))
         .timeout(Duration::from_secs(10))
@@ -165,6 +165,26 @@ async fn run(target: &Target, clients: usize, secs: u64, tag: &str) -> (f64, Dur
         percentile(&lat, 0.50),
         percentile(&lat, 0.99),
         errors,
+    )
+}
+
+type Figures = (f64, Duration, Duration, usize);
+
+/// One printed line: the connection count, etcd's figures (or blanks), a Capstan's, and the ratios.
+fn row(conns: &str, shown: Option<&Figures>, c: &Figures, etcd: &Figures) -> String {
+    let ms = |d: Duration| format!("{:.2}ms", d.as_secs_f64() * 1000.0);
+    let etcd_cols = match shown {
+        Some(e) => format!("{:>9.0} {:>9} {:>9} {:>6}", e.0, ms(e.1), ms(e.2), e.3),
+        None => format!("{:>9} {:>9} {:>9} {:>6}", "", "", "", ""),
+    };
+    format!(
+        "{conns:>5}  {etcd_cols}  {:>9.0} {:>9} {:>9} {:>6}  {:>7.2} {:>7.2}",
+        c.0,
+        ms(c.1),
+        ms(c.2),
+        c.3,
+        c.0 / etcd.0.max(f64::MIN_POSITIVE),
+        c.2.as_secs_f64() / etcd.2.as_secs_f64().max(f64::MIN_POSITIVE),
     )
 }
 
@@ -227,40 +247,14 @@ async fn main() -> anyhow::Result<()> {
         "{:>5}  {:>9} {:>9} {:>9} {:>6}  {:>9} {:>9} {:>9} {:>6}  {:>7} {:>7}",
         "conns", "etcd/s", "p50", "p99", "errs", "capstan/s", "p50", "p99", "errs", "x thr", "x p99"
     );
-    let ms = |d: Duration| format!("{:.2}ms", d.as_secs_f64() * 1000.0);
     for (round, &clients) in levels.iter().enumerate() {
         let e = run(&targets[0], clients, secs, &format!("e{round}")).await;
         if let Some(t) = &before_target {
             let b = run(t, clients, secs, &format!("b{round}")).await;
-            println!(
-                "{:>5}  {:>9} {:>9} {:>9} {:>6}  {:>9.0} {:>9} {:>9} {:>6}  {:>7.2} {:>7.2}   (earlier build)",
-                "",
-                "",
-                "",
-                "",
-                "",
-                b.0,
-                ms(b.1),
-                ms(b.2),
-                b.3,
-                b.0 / e.0.max(f64::MIN_POSITIVE),
-                b.2.as_secs_f64() / e.2.as_secs_f64().max(f64::MIN_POSITIVE),
-            );
+            println!("{}", row("", None, &b, &e) + "   (earlier build)");
         }
         let c = run(&targets[1], clients, secs, &format!("c{round}")).await;
-        println!(
-            "{clients:>5}  {:>9.0} {:>9} {:>9} {:>6}  {:>9.0} {:>9} {:>9} {:>6}  {:>7.2} {:>7.2}",
-            e.0,
-            ms(e.1),
-            ms(e.2),
-            e.3,
-            c.0,
-            ms(c.1),
-            ms(c.2),
-            c.3,
-            c.0 / e.0.max(f64::MIN_POSITIVE),
-            c.2.as_secs_f64() / e.2.as_secs_f64().max(f64::MIN_POSITIVE),
-        );
+        println!("{}", row(&clients.to_string(), Some(&e), &c, &e));
     }
     Ok(())
 }
