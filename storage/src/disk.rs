@@ -178,7 +178,9 @@ mod tests {
     // One test function: sled databases opened concurrently in one process can deadlock in
     // flush, so these checks run one after the other.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[allow(clippy::await_holding_lock)] // only other sled tests wait on it, and they hold no other lock
     async fn durability_passes_partial_snapshots_and_free_space() {
+        let _serial = crate::SLED_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db");
         {

@@ -64,3 +64,8 @@ pub fn decode<M: prost::Message + Default>(what: &'static str, bytes: &[u8]) -> 
 pub fn open_db(dir: &std::path::Path) -> Result<Disk, StoreError> {
     Disk::open(dir)
 }
+
+/// Unit tests that open sled databases take this first: sled databases opened concurrently in one
+/// process can deadlock in flush.
+#[cfg(test)]
+pub(crate) static SLED_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
