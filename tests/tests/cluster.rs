@@ -106,20 +106,30 @@ async fn leader_kill_9_under_load_loses_no_acknowledged_write() {
     let leader = c.leader(ELECTION).await;
     let load = Load::start(http_urls(&c), 6, "fo");
     load.wait_for_more(100, Duration::from_secs(60)).await;
+    kill_the_leader_and_check_every_acknowledged_write(&mut c, leader, load, 100).await;
+}
 
+/// Kills `leader` with -9 under `load`; once a new leader has acknowledged `more` further writes,
+/// every acknowledged write must be on every live node (linearizable read, then its own view),
+/// and on the old leader once it restarts from its own data.
+async fn kill_the_leader_and_check_every_acknowledged_write(c: &mut Cluster, leader: u64, load: Load, more: usize) {
     c.kill9(leader);
-    // A new leader takes over and writes resume.
     let new_leader = c.leader(ELECTION).await;
     assert_ne!(new_leader, leader);
-    load.wait_for_more(100, Duration::from_secs(60)).await;
+    load.wait_for_more(more, Duration::from_secs(60)).await;
     let acked: BTreeSet<String> = load.stop().await.into_iter().collect();
 
     for (id, n) in c.alive() {
         let have = guids_on(n, false).await;
         let lost: Vec<_> = acked.difference(&have).collect();
         assert!(lost.is_empty(), "node {id} lost acknowledged writes: {lost:?}");
+        converged(
+            n,
+            &acked,
+            &format!("node {id}'s own view to hold every acknowledged write"),
+        )
+        .await;
     }
-    // The killed node restarts from its own data and catches up.
     c.start_node(leader).expect("restart");
     converged(c.node(leader), &acked, "the restarted old leader to catch up").await;
 }
@@ -154,31 +164,7 @@ async fn leader_kill_9_during_a_burst_of_batched_writes_loses_no_acknowledged_cr
     })
     .await;
     load.wait_for_more(200, Duration::from_secs(60)).await;
-
-    c.kill9(leader);
-    let new_leader = c.leader(ELECTION).await;
-    assert_ne!(new_leader, leader);
-    load.wait_for_more(200, Duration::from_secs(60)).await;
-    let acked: BTreeSet<String> = load.stop().await.into_iter().collect();
-
-    for (id, n) in c.alive() {
-        let have = guids_on(n, false).await;
-        let lost: Vec<_> = acked.difference(&have).collect();
-        assert!(lost.is_empty(), "node {id} lost acknowledged creates: {lost:?}");
-        converged(
-            n,
-            &acked,
-            &format!("node {id}'s own view to hold every acknowledged create"),
-        )
-        .await;
-    }
-    c.start_node(leader).expect("restart");
-    converged(
-        c.node(leader),
-        &acked,
-        "the restarted old leader to hold every acknowledged create",
-    )
-    .await;
+    kill_the_leader_and_check_every_acknowledged_write(&mut c, leader, load, 200).await;
 }
 
 #[tokio::test]
