@@ -129,10 +129,7 @@ async fn propose(raft: &Raft, batch: Vec<Queued>, deadline: Duration) {
         commands,
     };
     let answer = match tokio::time::timeout(deadline, raft.client_write(proposal)).await {
-        Err(_) => Err(WriteError::Unavailable(format!(
-            "no quorum acknowledged the write within {} ms",
-            deadline.as_millis()
-        ))),
+        Err(_) => Err(WriteError::no_quorum(deadline)),
         Ok(Ok(resp)) => Ok(resp.data.outcomes),
         Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(f.into()),
         Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {

@@ -105,6 +105,16 @@ pub enum WriteError {
     DiskFull { free_bytes: u64, floor_bytes: u64 },
 }
 
+impl WriteError {
+    /// A write no quorum acknowledged within `waited` (it may still commit later).
+    pub fn no_quorum(waited: Duration) -> Self {
+        WriteError::Unavailable(format!(
+            "no quorum acknowledged the write within {} ms",
+            waited.as_millis()
+        ))
+    }
+}
+
 impl From<ForwardToLeader<u64, BasicNode>> for WriteError {
     fn from(f: ForwardToLeader<u64, BasicNode>) -> Self {
         WriteError::NotLeader {
@@ -297,10 +307,7 @@ impl RaftNode {
         self.check_disk_floor()?;
         match tokio::time::timeout(QUORUM_WAIT, self.batcher.submit(command)).await {
             Ok(answer) => answer,
-            Err(_) => Err(WriteError::Unavailable(format!(
-                "no quorum acknowledged the write within {} ms",
-                QUORUM_WAIT.as_millis()
-            ))),
+            Err(_) => Err(WriteError::no_quorum(QUORUM_WAIT)),
         }
     }
 
