@@ -39,7 +39,27 @@ struct Syncer {
     tickets: AtomicU64,
     /// Completed durability passes (for tests and metrics).
     passes: AtomicU64,
-    state: tokio::sync::Mutex<SyncState>,
+    state: std::sync::Mutex<SyncState>,
+}
+
+impl Syncer {
+    /// sled's flush, then a durability pass unless one started after this caller's flush has
+    /// already covered it (group commit: the callers waiting on the lock share the next pass).
+    fn flush_and_pass(&self, db: &sled::Db, blobs: &Path) -> Result<(), StoreError> {
+        db.flush()?;
+        let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.done >= ticket {
+            return Ok(());
+        }
+        // Every ticket taken so far belongs to a flush that is complete: this pass covers them.
+        let target = self.tickets.load(Ordering::SeqCst);
+        self.data_file.sync_data()?;
+        state.blobs_synced = sync_new_blobs(blobs, state.blobs_synced)?;
+        state.done = target;
+        self.passes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
 }
 
 #[derive(Default)]
@@ -66,7 +86,7 @@ impl Disk {
                 data_file: Arc::new(data_file),
                 tickets: AtomicU64::new(0),
                 passes: AtomicU64::new(0),
-                state: tokio::sync::Mutex::new(SyncState::default()),
+                state: std::sync::Mutex::new(SyncState::default()),
             }),
         })
     }
@@ -81,33 +101,14 @@ impl Disk {
 
     /// Returns once everything written to the database before the call is on stable storage.
     /// sled's own `flush_async` is not used: with many concurrent callers it was seen to never
-    /// complete (sled 0.34.7); the blocking `flush` on the blocking pool has no such problem.
+    /// complete (sled 0.34.7); the blocking `flush` on the blocking pool has no such problem. The
+    /// flush and the pass run in ONE blocking task (one thread hop per call, not two).
     pub async fn make_durable(&self) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
+        let (db, sync, blobs) = (self.db.clone(), self.sync.clone(), self.dir.join(BLOB_DIR));
+        tokio::task::spawn_blocking(move || sync.flush_and_pass(&db, &blobs))
             .await
             .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
-        let s = &self.sync;
-        let ticket = s.tickets.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut state = s.state.lock().await;
-        if state.done >= ticket {
-            return Ok(());
-        }
-        // Every ticket taken so far belongs to a flush that is complete: this pass covers them.
-        let target = s.tickets.load(Ordering::SeqCst);
-        let file = s.data_file.clone();
-        let blobs = self.dir.join(BLOB_DIR);
-        let floor = state.blobs_synced;
-        let synced = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
-            file.sync_data()?;
-            sync_new_blobs(&blobs, floor)
-        })
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
-        state.done = target;
-        state.blobs_synced = synced;
-        s.passes.fetch_add(1, Ordering::SeqCst);
         metrics::histogram!(crate::metrics::FLUSH_DURATION).record(started.elapsed().as_secs_f64());
         Ok(())
     }
