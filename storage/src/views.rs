@@ -1,6 +1,7 @@
 //! The materialised views on sled: what GETs read and what decide reads. Written only by apply.
 
 use crate::keyspace::{self as ks, Tree, Trees};
+use crate::rules::decide::ViewRead;
 use crate::rules::freshness;
 use crate::view_read::TreeRead;
 use crate::{decode, pb, StoreError};
@@ -141,10 +142,7 @@ impl Views {
 
     /// Every registered cell, in id order.
     pub fn cells(&self) -> Result<Vec<pb::Cell>, StoreError> {
-        self.tree(Tree::Cells)
-            .iter()
-            .map(|kv| kv.map_err(StoreError::from).and_then(|(_, v)| decode("cell", &v)))
-            .collect()
+        ViewRead::cells(self)
     }
 
     /// The instances placed on a cell, in (process_guid, index) order.
@@ -205,10 +203,7 @@ impl Views {
     }
 
     pub fn task_definition_id_by_alias(&self, alias: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .tree(Tree::TaskDefinitionsByAlias)
-            .get(alias.as_bytes())?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+        ViewRead::task_definition_by_alias(self, alias)
     }
 
     pub fn get_task_run(&self, run_id: &str) -> Result<Option<pb::TaskRun>, StoreError> {
