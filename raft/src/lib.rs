@@ -3,6 +3,7 @@
 
 pub mod batcher;
 pub mod credential;
+pub mod forward;
 pub mod network;
 pub mod node;
 pub mod peer_service;

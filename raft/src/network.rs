@@ -62,6 +62,17 @@ impl Network {
         channels.insert(addr.to_owned(), channel.clone());
         Some(channel)
     }
+
+    /// A `RaftPeer` client of the node at `addr` on its shared channel; `None` for an address
+    /// that is no endpoint.
+    pub(crate) fn peer(&self, addr: &str) -> Option<RaftPeerClient<Authed>> {
+        let channel = self.channel(addr)?;
+        Some(
+            RaftPeerClient::new(self.credential.wrap(channel))
+                .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX),
+        )
+    }
 }
 
 pub struct PeerClient {
@@ -73,11 +84,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
-        let client = self.channel(&node.addr).map(|channel| {
-            RaftPeerClient::new(self.credential.wrap(channel))
-                .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
-                .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
-        });
+        let client = self.peer(&node.addr);
         if client.is_none() {
             tracing::error!(target, addr = %node.addr, "peer address is not a valid endpoint");
         }

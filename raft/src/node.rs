@@ -14,6 +14,7 @@ use openraft::{BasicNode, Config, SnapshotPolicy};
 use crate::batcher::{BatchLimits, Batcher};
 use crate::network::Network;
 use crate::Raft;
+use capstan_storage::metrics as metrics_names;
 
 /// How long a write or a read barrier may wait for a quorum before the caller is told to retry.
 pub const QUORUM_WAIT: Duration = Duration::from_secs(5);
@@ -43,6 +44,8 @@ pub struct NodeConfig {
     pub credential: crate::credential::ClusterCredential,
     /// How the leader batches concurrent writes into entries.
     pub write_batch: BatchLimits,
+    /// How a follower batches the writes it forwards into calls to the leader.
+    pub forward_batch: BatchLimits,
 }
 
 /// Default free-space floor: room for sled to finish what it has begun and for a snapshot.
@@ -65,6 +68,11 @@ impl NodeConfig {
             journal_bytes_max: capstan_storage::keyspace::JOURNAL_BYTES_MAX,
             credential: crate::credential::ClusterCredential::none(),
             write_batch: BatchLimits::default(),
+            // More calls in flight than entries: a call only queues its commands at the leader.
+            forward_batch: BatchLimits {
+                in_flight_max: 4,
+                ..BatchLimits::default()
+            },
         }
     }
 
@@ -130,7 +138,10 @@ pub struct RaftNode {
     pub id: u64,
     pub raft: Raft,
     views: Views,
+    /// The leader's batcher: commands proposed here share entries.
     batcher: Batcher,
+    /// A follower's batcher: commands forwarded to the leader (keyed by its address) share calls.
+    forwarder: Batcher<String>,
     disk: capstan_storage::Disk,
     disk_free_floor_bytes: u64,
     /// Longest silence from a quorum a leader tolerates before refusing writes and reads.
@@ -162,15 +173,28 @@ impl RaftNode {
         sm.set_journal_bytes_max(config.journal_bytes_max);
         let views = sm.views().clone();
         let raft_config = Arc::new(config.raft_config().map_err(anyhow_like::msg)?);
-        let raft = Raft::new(config.id, raft_config, Network::new(config.credential.clone()), log, sm)
+        let network = Network::new(config.credential.clone());
+        let raft = Raft::new(config.id, raft_config, network.clone(), log, sm)
             .await
             .map_err(anyhow_like::msg)?;
-        let batcher = Batcher::start(raft.clone(), config.write_batch, QUORUM_WAIT);
+        let proposer = raft.clone();
+        let batcher = Batcher::start(
+            config.write_batch,
+            metrics_names::WRITE_BATCH_COMMANDS,
+            move |(), commands| crate::batcher::propose_entry(proposer.clone(), commands, QUORUM_WAIT),
+        );
+        let from_node = config.id;
+        let forwarder = Batcher::start(
+            config.forward_batch,
+            metrics_names::FORWARD_BATCH_COMMANDS,
+            move |addr, commands| crate::forward::send(network.clone(), from_node, addr, commands),
+        );
         Ok(Self {
             id: config.id,
             raft,
             views,
             batcher,
+            forwarder,
             disk: disk.clone(),
             disk_free_floor_bytes: config.disk_free_floor_bytes,
             quorum_contact_max_ms: 2 * config.election_timeout_max_ms,
@@ -305,9 +329,31 @@ impl RaftNode {
     pub async fn write(&self, command: pb::Command) -> Result<pb::Outcome, WriteError> {
         self.check_quorum_contact()?;
         self.check_disk_floor()?;
-        match tokio::time::timeout(QUORUM_WAIT, self.batcher.submit(command)).await {
+        match tokio::time::timeout(QUORUM_WAIT, self.batcher.submit((), command)).await {
             Ok(answer) => answer,
             Err(_) => Err(WriteError::no_quorum(QUORUM_WAIT)),
+        }
+    }
+
+    /// Proposes the commands a follower forwarded in one call (this node must be the leader):
+    /// they join the batcher's queue like local writes; one outcome each, in order.
+    pub async fn write_all(&self, commands: Vec<pb::Command>) -> Result<Vec<pb::Outcome>, WriteError> {
+        self.check_quorum_contact()?;
+        self.check_disk_floor()?;
+        match tokio::time::timeout(QUORUM_WAIT, self.batcher.submit_all((), commands)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(WriteError::no_quorum(QUORUM_WAIT)),
+        }
+    }
+
+    /// Writes `command` wherever this node is: the leader proposes it; a follower forwards the
+    /// command (batched with the others it forwards) to the leader it knows and hands back the
+    /// leader's outcome. Without a known leader, or when leadership moves mid-way, the caller
+    /// gets `NotLeader`/`Unavailable`, to retry.
+    pub async fn write_anywhere(&self, command: pb::Command) -> Result<pb::Outcome, WriteError> {
+        match self.leader_addr() {
+            Some(addr) => self.forwarder.submit(addr, command).await,
+            None => self.write(command).await,
         }
     }
 

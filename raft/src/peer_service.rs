@@ -7,17 +7,23 @@ use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapsho
 use openraft::SnapshotMeta;
 use tonic::{Request, Response, Status};
 
-use crate::Raft;
+use crate::{Raft, RaftNode};
 
 pub struct PeerService {
     raft: Raft,
+    /// Where forwarded writes are proposed.
+    node: RaftNode,
     /// When a leader's AppendEntries was last taken (Unix ms): a follower's "heard from the leader".
     leader_contact: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl PeerService {
-    pub fn new(raft: Raft, leader_contact: std::sync::Arc<std::sync::atomic::AtomicI64>) -> Self {
-        Self { raft, leader_contact }
+    pub fn new(node: RaftNode) -> Self {
+        Self {
+            raft: node.raft.clone(),
+            leader_contact: node.leader_contact(),
+            node,
+        }
     }
 }
 
@@ -32,7 +38,10 @@ impl PeerService {
     /// adding it. So a node removed from the cluster, still running with valid credentials, cannot
     /// disturb it with elections.
     fn check_sender(&self, vote: Option<&pb::Vote>) -> Result<(), Status> {
-        let sender = vote.map(|v| v.node_id).unwrap_or_default();
+        self.check_member(vote.map(|v| v.node_id).unwrap_or_default())
+    }
+
+    fn check_member(&self, sender: u64) -> Result<(), Status> {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         let membership = m.membership_config.membership();
@@ -123,5 +132,22 @@ impl RaftPeer for PeerService {
         Ok(Response::new(pb::InstallSnapshotResponse {
             vote: Some(codec::vote_to_pb(&resp.vote)),
         }))
+    }
+
+    /// A member's forwarded writes: proposed here when this node leads (never forwarded again).
+    async fn propose(&self, req: Request<pb::ForwardedWrites>) -> Result<Response<pb::ForwardedOutcomes>, Status> {
+        let req = req.into_inner();
+        self.check_member(req.from_node)?;
+        let answer = match self.node.write_all(req.commands).await {
+            Ok(outcomes) => pb::ForwardedOutcomes {
+                outcomes,
+                refused: None,
+            },
+            Err(e) => pb::ForwardedOutcomes {
+                outcomes: vec![],
+                refused: Some(pb::WriteRefusal::from(&e)),
+            },
+        };
+        Ok(Response::new(answer))
     }
 }

@@ -163,7 +163,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
         let tasks = TaskServiceServer::new(TaskServiceImpl::new(fwd.clone()));
         let cf = CfServiceServer::new(crate::api::cf::CfServiceImpl::new(fwd.clone(), opts.auth.clone()));
         let cells = CellServiceServer::new(CellServiceImpl::new(fwd.clone(), hub.clone(), presence));
-        let peer = RaftPeerServer::new(PeerService::new(node.raft.clone(), node.leader_contact()))
+        let peer = RaftPeerServer::new(PeerService::new(node.clone()))
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
         let tokens = AuthServer::new(AuthService::new(opts.auth.clone(), fwd.clone()));

@@ -12,6 +12,8 @@ pub const FLUSH_DURATION: &str = "capstan_storage_flush_duration_seconds";
 pub const APPLY_ENTRIES: &str = "capstan_raft_apply_batch_entries";
 /// Commands per proposed entry (the leader's write batcher).
 pub const WRITE_BATCH_COMMANDS: &str = "capstan_raft_write_batch_commands";
+/// Commands per call a follower forwarded to the leader.
+pub const FORWARD_BATCH_COMMANDS: &str = "capstan_raft_forward_batch_commands";
 /// Keys written per apply transaction.
 pub const APPLY_WRITES: &str = "capstan_storage_apply_batch_writes";
 /// The highest log index this node knows committed.
@@ -45,6 +47,11 @@ pub fn describe() {
         WRITE_BATCH_COMMANDS,
         Unit::Count,
         "Commands the leader proposed in one entry"
+    );
+    metrics::describe_histogram!(
+        FORWARD_BATCH_COMMANDS,
+        Unit::Count,
+        "Commands a follower forwarded to the leader in one call"
     );
     metrics::describe_histogram!(
         APPLY_WRITES,

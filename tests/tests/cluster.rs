@@ -146,22 +146,42 @@ async fn metric(node: &Capstan, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Issue 13: commands batched many to an entry survive the leader killed in the middle of a
-/// burst; every acknowledged create is on every node.
+/// Whether `node` has recorded batches of the histogram `name` (`..._sum` and `..._count`)
+/// holding more than one command on average.
+async fn batches_of_several(node: &Capstan, name: &str) -> bool {
+    let commands = metric(node, &format!("{name}_sum")).await;
+    let batches = metric(node, &format!("{name}_count")).await;
+    batches > 0.0 && commands > batches
+}
+
+/// Issue 13: commands batched many to an entry, and forwarded by followers many to a call,
+/// survive the leader killed in the middle of a burst; every acknowledged create is on every node.
 #[tokio::test]
 async fn leader_kill_9_during_a_burst_of_batched_writes_loses_no_acknowledged_create() {
     let mut c = Cluster::start(3, &[]).expect("cluster");
     let leader = c.leader(ELECTION).await;
+    // Spread over all three nodes: two thirds of the creates arrive at followers.
     let load = Load::start(http_urls(&c), 64, "burst");
     // Until the leader has proposed entries carrying more than one command: the burst batches.
     wait_for("entries carrying several commands", Duration::from_secs(60), || async {
-        let node = c.node(leader);
-        let (commands, entries) = (
-            metric(node, "capstan_raft_write_batch_commands_sum").await,
-            metric(node, "capstan_raft_write_batch_commands_count").await,
-        );
-        (entries > 0.0 && commands > entries).then_some(())
+        batches_of_several(c.node(leader), "capstan_raft_write_batch_commands")
+            .await
+            .then_some(())
     })
+    .await;
+    // And a follower has forwarded calls carrying more than one command.
+    wait_for(
+        "forwarded calls carrying several commands",
+        Duration::from_secs(60),
+        || async {
+            for (_, node) in c.alive().filter(|(id, _)| **id != leader) {
+                if batches_of_several(node, "capstan_raft_forward_batch_commands").await {
+                    return Some(());
+                }
+            }
+            None
+        },
+    )
     .await;
     load.wait_for_more(200, Duration::from_secs(60)).await;
     kill_the_leader_and_check_every_acknowledged_write(&mut c, leader, load, 200).await;

@@ -50,10 +50,7 @@ impl ControlPlane for ControlPlaneService {
             return Err(errors::status(ErrorKind::InvalidLrp, "invalid action type", 0));
         };
         validate::admit_desired_lrp(desired).map_err(|m| errors::status(ErrorKind::InvalidLrp, m, 0))?;
-        let events = match self.fwd.propose(pb::command::Kind::DesireLrp(req.clone()), fwd).await? {
-            Served::Here(events) => events,
-            Served::Leader(addr) => return on_leader!(self.fwd, addr, ControlPlaneClient, desire_lrp, req),
-        };
+        let events = self.fwd.decide(pb::command::Kind::DesireLrp(req), fwd).await?;
         let created = events
             .iter()
             .any(|e| matches!(e.kind, Some(pb::event::Kind::DesiredLrpCreated(_))));
@@ -65,13 +62,7 @@ impl ControlPlane for ControlPlaneService {
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
         validate::admit_update(&req.update.clone().unwrap_or_default()).map_err(invalid_request)?;
-        if let Served::Leader(addr) = self
-            .fwd
-            .propose(pb::command::Kind::UpdateDesiredLrp(req.clone()), fwd)
-            .await?
-        {
-            return on_leader!(self.fwd, addr, ControlPlaneClient, update_desired_lrp, req);
-        }
+        self.fwd.decide(pb::command::Kind::UpdateDesiredLrp(req), fwd).await?;
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -79,13 +70,7 @@ impl ControlPlane for ControlPlaneService {
         let fwd = is_forwarded(&req);
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
-        if let Served::Leader(addr) = self
-            .fwd
-            .propose(pb::command::Kind::RemoveDesiredLrp(req.clone()), fwd)
-            .await?
-        {
-            return on_leader!(self.fwd, addr, ControlPlaneClient, remove_desired_lrp, req);
-        }
+        self.fwd.decide(pb::command::Kind::RemoveDesiredLrp(req), fwd).await?;
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -93,13 +78,7 @@ impl ControlPlane for ControlPlaneService {
         let fwd = is_forwarded(&req);
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
-        if let Served::Leader(addr) = self
-            .fwd
-            .propose(pb::command::Kind::RetireActualLrp(req.clone()), fwd)
-            .await?
-        {
-            return on_leader!(self.fwd, addr, ControlPlaneClient, retire_actual_lrp, req);
-        }
+        self.fwd.decide(pb::command::Kind::RetireActualLrp(req), fwd).await?;
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -110,13 +89,7 @@ impl ControlPlane for ControlPlaneService {
         if !validate::is_clean_name(&req.domain) {
             return Err(errors::status(ErrorKind::InvalidDomain, "Invalid field: domain", 0));
         }
-        if let Served::Leader(addr) = self
-            .fwd
-            .propose(pb::command::Kind::BumpFreshDomain(req.clone()), fwd)
-            .await?
-        {
-            return on_leader!(self.fwd, addr, ControlPlaneClient, bump_fresh_domain, req);
-        }
+        self.fwd.decide(pb::command::Kind::BumpFreshDomain(req), fwd).await?;
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -233,9 +206,7 @@ impl ControlPlane for ControlPlaneService {
             task: req.task.clone(),
         };
         receptor_tasks::validate(&command).map_err(|m| errors::status(ErrorKind::InvalidTask, m, 0))?;
-        if let Served::Leader(addr) = self.fwd.propose(pb::command::Kind::DesireTask(command), fwd).await? {
-            return on_leader!(self.fwd, addr, ControlPlaneClient, create_task, req);
-        }
+        self.fwd.decide(pb::command::Kind::DesireTask(command), fwd).await?;
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -278,9 +249,7 @@ impl ControlPlane for ControlPlaneService {
         let command = pb::command::Kind::ResolveTask(pb::ResolveTask {
             task_guid: req.task_guid.clone(),
         });
-        if let Served::Leader(addr) = self.fwd.propose(command, fwd).await? {
-            return on_leader!(self.fwd, addr, ControlPlaneClient, delete_task, req);
-        }
+        self.fwd.decide(command, fwd).await?;
         Ok(Response::new(pb::Empty {}))
     }
 

@@ -19,7 +19,7 @@ use crate::errors;
 /// Metadata key set on a forwarded request.
 pub const FORWARDED: &str = "x-capstan-forwarded";
 /// Deadline of a forwarded call, a little over the leader's own quorum wait.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(8);
+const FORWARD_TIMEOUT: Duration = capstan_raft::forward::FORWARD_WAIT;
 /// How long connecting to another node may take before the call is "leader unreachable".
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -109,14 +109,26 @@ impl Forwarder {
         if let Served::Leader(addr) = self.route(forwarded)? {
             return Ok(Served::Leader(addr));
         }
-        let outcome = match self.node.write(pb::Command { kind: Some(kind) }).await {
-            Ok(o) => o,
-            Err(e) => return Self::leader_from(e, forwarded).map(Served::Leader),
-        };
-        match outcome.rejection {
-            Some(r) => Err(errors::rejection(&r)),
-            None => Ok(Served::Here(outcome.events)),
+        match self.node.write(pb::Command { kind: Some(kind) }).await {
+            Ok(outcome) => events_of(outcome).map(Served::Here),
+            Err(e) => Self::leader_from(e, forwarded).map(Served::Leader),
         }
+    }
+
+    /// Proposes a command from wherever this node is and answers its events: the leader
+    /// proposes it; a follower forwards the command itself to the leader, batched with the other
+    /// commands it forwards (one call carries many), and hands back the leader's outcome. For a
+    /// request whose answer depends only on what its command decided; one that reads views
+    /// around its write is sent whole to the leader instead ([`Forwarder::propose`]). A request
+    /// that was already forwarded whole is proposed here or refused, never sent on.
+    pub async fn decide(&self, kind: pb::command::Kind, forwarded: bool) -> Result<Vec<pb::Event>, Status> {
+        let command = pb::Command { kind: Some(kind) };
+        let outcome = if forwarded {
+            self.node.write(command).await
+        } else {
+            self.node.write_anywhere(command).await
+        };
+        outcome.map_err(|e| errors::write_error(&e)).and_then(events_of)
     }
 
     /// The read-index barrier of a linearizable read (nothing for a stale one): here when it
@@ -149,6 +161,14 @@ impl Forwarder {
     {
         let channel = self.peers.channel(addr)?;
         call(channel).await.map_err(leader_unreachable)
+    }
+}
+
+/// A command's events, or its refusal in the family's error shape.
+fn events_of(outcome: pb::Outcome) -> Result<Vec<pb::Event>, Status> {
+    match outcome.rejection {
+        Some(r) => Err(errors::rejection(&r)),
+        None => Ok(outcome.events),
     }
 }
 
