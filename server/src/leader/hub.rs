@@ -19,13 +19,6 @@ pub struct Res {
     pub rootfs: String,
 }
 
-/// One UNCLAIMED instance waiting for a cell.
-#[derive(Debug, Clone)]
-pub struct Waiting {
-    pub epoch: String,
-    pub placement_error: String,
-}
-
 /// One QUEUED (or NEEDS_RETRY) task run waiting for a cell.
 #[derive(Debug, Clone)]
 pub struct QueuedRun {
@@ -61,8 +54,7 @@ fn run_progress(r: &pb::TaskRun) -> (u32, u8, bool) {
     (r.attempt, rank, r.stop_requested)
 }
 
-/// (process_guid, index)
-type InstanceId = (String, u32);
+pub use super::unclaimed::{InstanceId, Unclaimed, Waiting};
 /// What an instance counts for on a cell: (cell_id, memory_mb, disk_mb).
 type Counted = (String, i32, i32);
 
@@ -73,7 +65,7 @@ pub struct Fleet {
     /// cells with what is placed on them, and where each cell sits in `loads`
     pub loads: Vec<CellLoad>,
     positions: HashMap<String, usize>,
-    pub unclaimed: BTreeMap<(String, u32), Waiting>,
+    pub unclaimed: Unclaimed,
     /// what each placed instance counts for on its cell: (cell, memory, disk)
     placed: HashMap<InstanceId, Counted>,
     /// placements proposed but not yet seen applied, counted on their cells meanwhile

@@ -8,3 +8,4 @@ pub mod converger;
 pub mod hub;
 pub mod presence;
 pub mod scheduler;
+pub mod unclaimed;

@@ -39,12 +39,14 @@ pub fn plan(fleet: &mut Fleet) -> Option<pb::PlaceActualLrps> {
         let unknown = Res::default();
         // Instances are in (process_guid, index) order: one placer per process.
         let mut current: Option<(&str, placement::ProcessPlacer<'_>)> = None;
-        for ((guid, index), waiting) in unclaimed.iter() {
+        let candidates: Box<dyn Iterator<Item = _>> = if retry_failed {
+            Box::new(unclaimed.iter())
+        } else {
+            Box::new(unclaimed.untried())
+        };
+        for ((guid, index), waiting) in candidates {
             if cmd.placements.len() + cmd.failures.len() >= PLACEMENTS_PER_ENTRY_MAX {
                 break;
-            }
-            if !retry_failed && !waiting.placement_error.is_empty() {
-                continue;
             }
             if current.as_ref().map(|(g, _)| *g) != Some(guid.as_str()) {
                 let res = desired.get(guid).unwrap_or(&unknown);
