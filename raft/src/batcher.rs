@@ -208,7 +208,7 @@ pub async fn propose_entry(
         command: None,
         commands,
     };
-    match tokio::time::timeout(deadline, raft.client_write(proposal)).await {
+    match tokio::time::timeout(deadline, raft.client_write(Arc::new(proposal))).await {
         Err(_) => Err(WriteError::no_quorum(deadline)),
         Ok(Ok(resp)) => Ok(resp.data.outcomes),
         Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(f.into()),

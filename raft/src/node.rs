@@ -168,7 +168,7 @@ impl RaftNode {
     /// Starts the node on `db`. It joins no cluster until [`RaftNode::initialize`] or a leader adds it.
     pub async fn start(config: &NodeConfig, disk: &capstan_storage::Disk) -> anyhow_like::Result<Self> {
         let log = LogStore::open(disk).map_err(anyhow_like::msg)?;
-        let mut sm = StateMachine::open(disk.db(), &config.snapshot_dir).map_err(anyhow_like::msg)?;
+        let mut sm = StateMachine::open(disk, &config.snapshot_dir).map_err(anyhow_like::msg)?;
         sm.set_journal_records_max(config.journal_records_max);
         sm.set_journal_bytes_max(config.journal_bytes_max);
         let views = sm.views().clone();

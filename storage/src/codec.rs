@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use openraft::{BasicNode, CommittedLeaderId, EntryPayload, LogId, Membership, StoredMembership, Vote};
+use prost::Message;
 
 use crate::{pb, StoreError, TypeConfig};
 
@@ -89,10 +90,30 @@ pub fn stored_membership_from_pb(m: &pb::StoredMembership) -> StoredMembership<u
     StoredMembership::new(opt_log_id_from_pb(m.log_id.as_ref()), membership)
 }
 
+/// The stored bytes of an entry: the same as `entry_to_pb(e).encode_to_vec()`, without copying
+/// the proposal into a message first.
+pub fn encode_entry(e: &Entry) -> Vec<u8> {
+    let EntryPayload::Normal(proposal) = &e.payload else {
+        return entry_to_pb(e).encode_to_vec();
+    };
+    let head = pb::LogEntry {
+        version: capstan_proto::FORMAT_VERSION,
+        log_id: Some(log_id_to_pb(&e.log_id)),
+        payload: None,
+    };
+    let mut buf = Vec::with_capacity(head.encoded_len() + proposal.encoded_len() + 8);
+    head.encode_raw(&mut buf);
+    prost::encoding::message::encode(LOG_ENTRY_PROPOSAL_FIELD, proposal.as_ref(), &mut buf);
+    buf
+}
+
+/// The field number of `LogEntry.payload.proposal` (log.proto).
+const LOG_ENTRY_PROPOSAL_FIELD: u32 = 4;
+
 pub fn entry_to_pb(e: &Entry) -> pb::LogEntry {
     let payload = match &e.payload {
         EntryPayload::Blank => pb::log_entry::Payload::Blank(true),
-        EntryPayload::Normal(p) => pb::log_entry::Payload::Proposal(p.clone()),
+        EntryPayload::Normal(p) => pb::log_entry::Payload::Proposal(p.as_ref().clone()),
         EntryPayload::Membership(m) => pb::log_entry::Payload::Membership(membership_to_pb(m)),
     };
     pb::LogEntry {
@@ -116,7 +137,7 @@ pub fn entry_from_pb(e: pb::LogEntry) -> Result<Entry, StoreError> {
         .ok_or_else(|| StoreError::Corrupt("log entry without log_id".into()))?;
     let payload = match e.payload {
         Some(pb::log_entry::Payload::Blank(_)) | None => EntryPayload::Blank,
-        Some(pb::log_entry::Payload::Proposal(p)) => EntryPayload::Normal(p),
+        Some(pb::log_entry::Payload::Proposal(p)) => EntryPayload::Normal(std::sync::Arc::new(p)),
         Some(pb::log_entry::Payload::Membership(m)) => EntryPayload::Membership(membership_from_pb(&m)),
     };
     Ok(Entry { log_id, payload })
@@ -125,7 +146,6 @@ pub fn entry_from_pb(e: pb::LogEntry) -> Result<Entry, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prost::Message;
 
     #[test]
     fn entry_round_trips() {
@@ -145,6 +165,35 @@ mod tests {
         let bytes = entry_to_pb(&e).encode_to_vec();
         let back = entry_from_pb(pb::LogEntry::decode(bytes.as_slice()).unwrap()).unwrap();
         assert_eq!(format!("{e:?}"), format!("{back:?}"));
+    }
+
+    #[test]
+    fn an_entry_is_stored_as_its_message_encodes() {
+        let proposal = pb::Proposal {
+            version: capstan_proto::PROPOSAL_VERSION,
+            stamp: Some(pb::Stamp {
+                time_unix_ns: 7,
+                id_seed_hi: 1,
+                id_seed_lo: 2,
+            }),
+            command: None,
+            commands: vec![pb::Command {
+                kind: Some(pb::command::Kind::BumpFreshDomain(pb::BumpFreshDomain {
+                    domain: "d".into(),
+                    ttl_in_seconds: 5,
+                })),
+            }],
+        };
+        let e = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(2, 1), 9),
+            payload: EntryPayload::Normal(std::sync::Arc::new(proposal)),
+        };
+        assert_eq!(encode_entry(&e), entry_to_pb(&e).encode_to_vec());
+        let blank = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(2, 1), 10),
+            payload: EntryPayload::Blank,
+        };
+        assert_eq!(encode_entry(&blank), entry_to_pb(&blank).encode_to_vec());
     }
 
     #[test]

@@ -21,9 +21,11 @@ pub use state_machine::StateMachine;
 pub use views::Views;
 
 openraft::declare_raft_types!(
-    /// Capstan's openraft type configuration: protobuf proposals in, protobuf outcomes out.
+    /// Capstan's openraft type configuration: protobuf proposals in, protobuf outcomes out. A
+    /// proposal is shared, not copied: an entry goes from the leader's batcher to its log, to
+    /// each follower's replication and to apply, and openraft clones entries on the way.
     pub TypeConfig:
-        D = pb::Proposal,
+        D = std::sync::Arc<pb::Proposal>,
         R = pb::Outcomes,
         NodeId = u64,
         Node = openraft::BasicNode,

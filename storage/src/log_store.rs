@@ -4,8 +4,10 @@
 //! committed id must never go back below an index this node acknowledged (a node restarted as
 //! leader serves linearizable reads from its committed id).
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, LogId, OptionalSend, StorageError, StorageIOError, Vote};
@@ -20,6 +22,84 @@ pub struct LogStore {
     disk: Disk,
     log: sled::Tree,
     meta: sled::Tree,
+    /// The newest entries, shared with the readers (this store's clones).
+    recent: Arc<Mutex<Recent>>,
+}
+
+/// Entries kept in memory at most, and their encoded bytes.
+const RECENT_ENTRIES_MAX: usize = 1_024;
+const RECENT_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+/// The newest entries of the log, contiguous and ending at its last entry: replication to each
+/// follower and apply read what was just appended, and from here that is a clone of shared
+/// proposals, not a sled read and a decode per reader. It mirrors the log: append adds, truncate
+/// and purge remove; a range it does not hold whole is read from sled.
+#[derive(Default)]
+struct Recent {
+    entries: VecDeque<(Entry, usize)>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn push(&mut self, entry: Entry, bytes: usize) {
+        if self
+            .entries
+            .back()
+            .is_some_and(|(last, _)| last.log_id.index + 1 != entry.log_id.index)
+        {
+            self.clear();
+        }
+        self.entries.push_back((entry, bytes));
+        self.bytes += bytes;
+        while self.entries.len() > RECENT_ENTRIES_MAX || (self.bytes > RECENT_BYTES_MAX && self.entries.len() > 1) {
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if let Some((_, bytes)) = self.entries.pop_front() {
+            self.bytes -= bytes;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// Forgets the entries at `index` and after (a truncation).
+    fn truncate_from(&mut self, index: u64) {
+        while let Some((last, bytes)) = self.entries.back() {
+            if last.log_id.index < index {
+                break;
+            }
+            self.bytes -= bytes;
+            self.entries.pop_back();
+        }
+    }
+
+    /// Forgets the entries up to `index` (a purge).
+    fn purge_to(&mut self, index: u64) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|(first, _)| first.log_id.index <= index)
+        {
+            self.pop_front();
+        }
+    }
+
+    /// The entries `start..end` (to the last when `end` is `None`), when all of them are here.
+    fn range(&self, start: u64, end: Option<u64>) -> Option<Vec<Entry>> {
+        let first = self.entries.front()?.0.log_id.index;
+        let after_last = self.entries.back()?.0.log_id.index + 1;
+        let end = end.unwrap_or(after_last);
+        if start < first || end > after_last || start >= end {
+            return None;
+        }
+        let (from, to) = (usize::try_from(start - first).ok()?, usize::try_from(end - first).ok()?);
+        Some(self.entries.range(from..to).map(|(e, _)| e.clone()).collect())
+    }
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
@@ -37,6 +117,7 @@ impl LogStore {
             disk: disk.clone(),
             log: db.open_tree(ks::Tree::RaftLog.name())?,
             meta: db.open_tree(ks::Tree::RaftMeta.name())?,
+            recent: Arc::default(),
         })
     }
 
@@ -57,7 +138,14 @@ impl LogStore {
         Ok(())
     }
 
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn entries(&self, start: u64, end: Option<u64>) -> Result<Vec<Entry>, StoreError> {
+        if let Some(entries) = self.recent().range(start, end) {
+            return Ok(entries);
+        }
         let mut out = Vec::new();
         for kv in self.log.range(ks::log_key(start)..) {
             let (k, v) = kv?;
@@ -85,14 +173,22 @@ impl LogStore {
     pub async fn append_durably(&self, entries: impl IntoIterator<Item = Entry>) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
         let mut batch = sled::Batch::default();
-        let mut n = 0u32;
+        let mut appended = Vec::new();
         for e in entries {
-            batch.insert(&ks::log_key(e.log_id.index), codec::entry_to_pb(&e).encode_to_vec());
-            n += 1;
+            let bytes = codec::encode_entry(&e);
+            appended.push((e.clone(), bytes.len()));
+            batch.insert(&ks::log_key(e.log_id.index), bytes);
         }
+        let n = appended.len();
         self.log.apply_batch(batch)?;
+        {
+            let mut recent = self.recent();
+            for (e, bytes) in appended {
+                recent.push(e, bytes);
+            }
+        }
         self.disk.make_durable().await?;
-        metrics::histogram!(crate::metrics::APPEND_ENTRIES).record(f64::from(n));
+        metrics::histogram!(crate::metrics::APPEND_ENTRIES).record(n as f64);
         metrics::histogram!(crate::metrics::APPEND_DURATION).record(started.elapsed().as_secs_f64());
         Ok(())
     }
@@ -162,10 +258,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Durable before apply and so before any client hears of the entries it covers: a node
         // restarted as leader takes its read index from this id (openraft `Engine::startup`
         // restores a leader at once), and a committed id that went back after a crash would let
-        // it answer a linearizable read from before writes it had acknowledged.
+        // it answer a linearizable read from before writes it had acknowledged. openraft calls
+        // this before it hands the entries to apply, and apply starts with a durability pass
+        // (`StateMachine::apply`): written here, made durable there, off the Raft core's path.
         self.write_log_id(ks::KEY_COMMITTED, committed.as_ref())
             .map_err(write_err)?;
-        self.disk.make_durable().await.map_err(write_err)?;
         if let Some(c) = committed {
             metrics::gauge!(crate::metrics::COMMITTED_INDEX).set(c.index as f64);
         }
@@ -194,6 +291,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        self.recent().truncate_from(log_id.index);
         let mut batch = sled::Batch::default();
         for kv in self.log.range(ks::log_key(log_id.index)..) {
             let (k, _) = kv.map_err(write_err)?;
@@ -209,6 +307,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_log_id(ks::KEY_LAST_PURGED, Some(&log_id))
             .map_err(write_err)?;
         self.disk.make_durable().await.map_err(write_err)?;
+        self.recent().purge_to(log_id.index);
         let mut batch = sled::Batch::default();
         for kv in self.log.range(..=ks::log_key(log_id.index)) {
             let (k, _) = kv.map_err(write_err)?;
@@ -217,5 +316,100 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.log.apply_batch(batch).map_err(write_err)?;
         self.disk.make_durable().await.map_err(write_err)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use openraft::{CommittedLeaderId, EntryPayload};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Append(u8),
+        Truncate(u8),
+        Purge(u8),
+        Read(u8, Option<u8>),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1u8..6).prop_map(Op::Append),
+            1 => any::<u8>().prop_map(Op::Truncate),
+            1 => any::<u8>().prop_map(Op::Purge),
+            4 => (any::<u8>(), proptest::option::of(any::<u8>())).prop_map(|(s, e)| Op::Read(s, e)),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the recent entries answer is exactly what the log holds (they may decline).
+        #[test]
+        fn recent_entries_answer_only_what_the_log_holds(ops in proptest::collection::vec(op(), 1..80)) {
+            let mut log: BTreeMap<u64, Entry> = BTreeMap::new();
+            let mut recent = Recent::default();
+            let mut term = 1;
+            for op in ops {
+                match op {
+                    Op::Append(n) => {
+                        let next = log.keys().next_back().map_or(1, |i| i + 1);
+                        for index in next..next + u64::from(n) {
+                            log.insert(index, entry(index, term));
+                            recent.push(entry(index, term), 100);
+                        }
+                    }
+                    Op::Truncate(at) => {
+                        let at = u64::from(at % 64);
+                        log.retain(|i, _| *i < at);
+                        recent.truncate_from(at);
+                        term += 1;
+                    }
+                    Op::Purge(upto) => {
+                        let upto = u64::from(upto % 64);
+                        log.retain(|i, _| *i > upto);
+                        recent.purge_to(upto);
+                    }
+                    Op::Read(start, end) => {
+                        let (start, end) = (u64::from(start % 64), end.map(|e| u64::from(e % 64)));
+                        if let Some(got) = recent.range(start, end) {
+                            let want: Vec<_> = log
+                                .range(start..end.unwrap_or(u64::MAX))
+                                .map(|(_, e)| e.log_id)
+                                .collect();
+                            prop_assert_eq!(got.iter().map(|e| e.log_id).collect::<Vec<_>>(), want);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn recent_entries_keep_the_newest_within_their_bounds() {
+        let mut recent = Recent::default();
+        for i in 1..=(RECENT_ENTRIES_MAX as u64 + 10) {
+            recent.push(entry(i, 1), 10);
+        }
+        assert_eq!(recent.entries.len(), RECENT_ENTRIES_MAX);
+        assert!(recent.range(1, Some(5)).is_none(), "the oldest were let go");
+        let last = RECENT_ENTRIES_MAX as u64 + 10;
+        assert_eq!(recent.range(last - 1, None).map(|v| v.len()), Some(2));
+        // A gap (entries appended after the log was cut elsewhere) starts afresh.
+        recent.push(entry(last + 5, 2), 10);
+        assert_eq!(recent.entries.len(), 1);
+        // Bytes bound: one huge entry stays alone.
+        recent.push(entry(last + 6, 2), RECENT_BYTES_MAX + 1);
+        assert_eq!(recent.entries.len(), 1);
+        assert_eq!(recent.bytes, RECENT_BYTES_MAX + 1);
     }
 }

@@ -19,7 +19,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Sle
         };
         let db = open_db(&dir.path().join("db")).map_err(io)?;
         let log = LogStore::open(&db).map_err(io)?;
-        let sm = StateMachine::open(db.db(), &dir.path().join("snapshots")).map_err(io)?;
+        let sm = StateMachine::open(&db, &dir.path().join("snapshots")).map_err(io)?;
         Ok((dir, log, sm))
     }
 }

@@ -2,15 +2,17 @@
 //!
 //! Issue 14: a leader killed right after acknowledging writes restarted with a committed id from
 //! before them (it had not been flushed) and, restored as leader by openraft, answered a
-//! linearizable read from that stale committed id. The child process below saves a committed id
-//! and an appended entry, prints a marker, and is killed with SIGKILL the moment the marker
-//! arrives; the parent reopens the store and checks both are there.
+//! linearizable read from that stale committed id. The child process below appends entries, saves
+//! the committed id that covers them and applies them (apply makes that id durable before it
+//! changes anything: no client or read can see an entry whose commit could go back), prints a
+//! marker, and is killed with SIGKILL the moment the marker arrives; the parent reopens the store
+//! and checks the entries and the committed id are there.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use capstan_storage::{open_db, pb, LogStore};
-use openraft::storage::{RaftLogReader, RaftLogStorage};
+use capstan_storage::{open_db, pb, LogStore, StateMachine};
+use openraft::storage::{RaftLogReader, RaftLogStorage, RaftStateMachine};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 
 const CHILD_ENV: &str = "CAPSTAN_CRASH_CHILD_DIR";
@@ -24,21 +26,30 @@ fn log_id(index: u64) -> LogId<u64> {
 async fn child(dir: &str) {
     let disk = open_db(&std::path::Path::new(dir).join("db")).expect("open");
     let mut log = LogStore::open(&disk).expect("log store");
+    let mut sm = StateMachine::open(&disk, &std::path::Path::new(dir).join("snapshots")).expect("state machine");
+    let entry = |index| Entry::<capstan_storage::TypeConfig> {
+        log_id: log_id(index),
+        payload: EntryPayload::Normal(std::sync::Arc::new(pb::Proposal::default())),
+    };
     for index in 1..=ENTRIES {
-        let entry = Entry::<capstan_storage::TypeConfig> {
-            log_id: log_id(index),
-            payload: EntryPayload::Normal(pb::Proposal::default()),
-        };
-        log.append_durably([entry]).await.expect("append");
+        log.append_durably([entry(index)]).await.expect("append");
     }
     log.save_committed(Some(log_id(ENTRIES))).await.expect("save committed");
+    // kill -9 keeps what reached the kernel, so it cannot tell a written id from a durable one:
+    // the pass count shows apply made the saved id durable (an fdatasync) before it returned.
+    let passes = disk.sync_passes();
+    sm.apply((1..=ENTRIES).map(entry)).await.expect("apply");
+    assert!(
+        disk.sync_passes() > passes,
+        "apply ran no durability pass over the committed id"
+    );
     println!("{MARKER}");
     // Wait to be killed; never exit (an exit would flush).
     std::future::pending::<()>().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn committed_id_and_appends_survive_kill_9_right_after_they_were_saved() {
+async fn committed_id_and_appends_survive_kill_9_right_after_they_were_applied() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         child(&dir).await;
         return;
@@ -48,7 +59,7 @@ async fn committed_id_and_appends_survive_kill_9_right_after_they_were_saved() {
     let mut proc = Command::new(exe)
         .args([
             "--exact",
-            "committed_id_and_appends_survive_kill_9_right_after_they_were_saved",
+            "committed_id_and_appends_survive_kill_9_right_after_they_were_applied",
             "--nocapture",
             "--test-threads",
             "1",

@@ -2,6 +2,8 @@
 //! snapshot installed into an empty node gives the same views as the node it came from; and
 //! commands batched into entries (proposal version 2) decide exactly as one per entry.
 
+use std::sync::Arc;
+
 use capstan_storage::codec::Entry;
 use capstan_storage::{open_db, pb, StateMachine};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
@@ -395,7 +397,7 @@ impl WithIndex for Entry {
     fn with_index(mut self, index: u64) -> Self {
         self.log_id.index = index;
         if let EntryPayload::Normal(p) = &mut self.payload {
-            if let Some(s) = &mut p.stamp {
+            if let Some(s) = &mut Arc::make_mut(p).stamp {
                 s.time_unix_ns = index as i64 * 1_000_000;
             }
         }
@@ -410,7 +412,7 @@ fn entries(cmds: Vec<(pb::command::Kind, u64)>) -> Vec<Entry> {
             let index = i as u64 + 1;
             Entry {
                 log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-                payload: EntryPayload::Normal(pb::Proposal {
+                payload: EntryPayload::Normal(Arc::new(pb::Proposal {
                     version: capstan_proto::FORMAT_VERSION,
                     stamp: Some(pb::Stamp {
                         time_unix_ns: index as i64 * 1_000_000,
@@ -419,7 +421,7 @@ fn entries(cmds: Vec<(pb::command::Kind, u64)>) -> Vec<Entry> {
                     }),
                     command: Some(pb::Command { kind: Some(kind) }),
                     commands: vec![],
-                }),
+                })),
             }
         })
         .collect()
@@ -428,7 +430,7 @@ fn entries(cmds: Vec<(pb::command::Kind, u64)>) -> Vec<Entry> {
 fn fresh() -> (tempfile::TempDir, StateMachine) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = open_db(&dir.path().join("db")).expect("db");
-    let sm = StateMachine::open(db.db(), &dir.path().join("snap")).expect("sm");
+    let sm = StateMachine::open(&db, &dir.path().join("snap")).expect("sm");
     (dir, sm)
 }
 
@@ -475,12 +477,12 @@ proptest! {
 fn batch_entry(index: u64, stamp: pb::Stamp, commands: Vec<pb::command::Kind>) -> Entry {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(pb::Proposal {
+        payload: EntryPayload::Normal(Arc::new(pb::Proposal {
             version: capstan_proto::PROPOSAL_VERSION,
             stamp: Some(stamp),
             command: None,
             commands: commands.into_iter().map(|k| pb::Command { kind: Some(k) }).collect(),
-        }),
+        })),
     }
 }
 
@@ -563,7 +565,7 @@ fn rejected_commands_change_no_view() {
     if let EntryPayload::Normal(p) = &mut bad[0].payload {
         if let Some(pb::Command {
             kind: Some(pb::command::Kind::DesireLrp(c)),
-        }) = &mut p.command
+        }) = &mut Arc::make_mut(p).command
         {
             if let Some(d) = &mut c.desired_lrp {
                 d.rootfs = "preloaded:other".into();

@@ -39,6 +39,8 @@ const APPLY_BATCH_WRITES_MAX: usize = 8_192;
 
 pub struct StateMachine {
     db: sled::Db,
+    /// What apply makes durable before it changes anything (the committed id that covers it).
+    disk: crate::Disk,
     views: Views,
     dir: PathBuf,
     snapshots_built: u64,
@@ -60,10 +62,12 @@ fn snap_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageErro
 
 impl StateMachine {
     /// Opens the state machine on the process's `db`; `dir` holds the current snapshot file.
-    pub fn open(db: &sled::Db, dir: &Path) -> Result<Self, StoreError> {
+    pub fn open(disk: &crate::Disk, dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
+        let db = disk.db();
         let mut sm = Self {
             db: db.clone(),
+            disk: disk.clone(),
             views: Views::open(db)?,
             dir: dir.to_owned(),
             snapshots_built: 0,
@@ -321,6 +325,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        // The committed id that covers these entries was saved before they were handed here, not
+        // made durable: this pass makes it so before anything they change is visible (a node
+        // restarted as leader reads from its committed id; it must never go back below what a
+        // client saw). It is shared with the log's appends (group commit), so the Raft core
+        // never waits a pass of its own for the committed id.
+        self.disk.make_durable().await.map_err(sm_err)?;
         let views = self.views.clone();
         let mut view = Staged::new(&views);
         let mut out = Vec::new();
