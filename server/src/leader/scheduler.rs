@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use capstan_proto::pb;
 use capstan_raft::RaftNode;
 use capstan_storage::rules::placement::{self, Need};
@@ -17,6 +19,9 @@ use super::hub::{Fleet, Hub, QueuedRun, Res, RunNeeds};
 pub const PLACEMENTS_PER_ENTRY_MAX: usize = 1_000;
 /// Retry period for instances that could not be placed.
 const RETRY_TICK: Duration = Duration::from_millis(500);
+/// Entries that only record placement failures go at most this often: the first at once, the
+/// ones after it gathered (a burst of creates with no room costs a few entries, not one each).
+const FAILURES_EVERY: Duration = Duration::from_millis(250);
 
 /// One scheduling pass over the live fleet: the decisions to propose, if any. Placements are
 /// counted on their cells at once (tentatively) so the next pass does not overfill them. An
@@ -164,12 +169,46 @@ async fn propose(node: &RaftNode, kind: pb::command::Kind) -> bool {
     }
 }
 
+/// When entries that only record placement failures may go ([`FAILURES_EVERY`]).
+#[derive(Default)]
+struct FailureWindow {
+    /// when failures were last proposed alone
+    proposed_at: Option<Instant>,
+    /// failures were held back since then
+    held: bool,
+}
+
+impl FailureWindow {
+    /// Whether a pass's decisions go now; `failures_only`: it placed nothing.
+    fn admit(&mut self, failures_only: bool, now: Instant) -> bool {
+        if !failures_only {
+            return true;
+        }
+        if self.proposed_at.is_some_and(|at| now < at + FAILURES_EVERY) {
+            self.held = true;
+            return false;
+        }
+        (self.proposed_at, self.held) = (Some(now), false);
+        true
+    }
+
+    /// How long until the next pass at the latest: the end of the window when failures wait.
+    fn next_pass_in(&self, now: Instant) -> Duration {
+        match self.proposed_at.filter(|_| self.held) {
+            Some(at) => (at + FAILURES_EVERY).saturating_duration_since(now),
+            None => RETRY_TICK,
+        }
+    }
+}
+
 pub async fn run(node: RaftNode, hub: Arc<Hub>) {
     use crate::metrics as M;
+    let mut failures = FailureWindow::default();
     loop {
+        let wake = failures.next_pass_in(Instant::now());
         tokio::select! {
             _ = hub.schedule.notified() => {}
-            _ = tokio::time::sleep(RETRY_TICK) => {}
+            _ = tokio::time::sleep(wake) => {}
         }
         if !node.is_leader() {
             continue;
@@ -179,6 +218,9 @@ pub async fn run(node: RaftNode, hub: Arc<Hub>) {
             hub.caught_up().await;
             hub.drop_tentative();
             let (instances, runs) = hub.with_fleet(|f| (plan(f), plan_runs(f)));
+            // Failures alone, too soon after the last: not proposed now. The instances stay
+            // untried (no error recorded), so the pass at the window's end finds them again.
+            let instances = instances.filter(|cmd| failures.admit(cmd.placements.is_empty(), Instant::now()));
             if instances.is_none() && runs.is_none() {
                 break;
             }
@@ -278,6 +320,30 @@ mod tests {
         let placed = plan(&mut f).expect("placements");
         assert_eq!(placed.placements.len(), 2);
         assert!(placed.failures.is_empty());
+    }
+
+    #[test]
+    fn failures_alone_are_proposed_at_most_once_a_window_and_placements_always() {
+        let t0 = Instant::now();
+        let mut w = FailureWindow::default();
+        assert_eq!(w.next_pass_in(t0), RETRY_TICK);
+        assert!(w.admit(true, t0), "the first failures go at once");
+        assert!(!w.admit(true, t0 + FAILURES_EVERY / 2), "the next ones wait");
+        assert_eq!(
+            w.next_pass_in(t0 + FAILURES_EVERY / 2),
+            FAILURES_EVERY / 2,
+            "a pass at the window's end"
+        );
+        assert!(w.admit(false, t0 + FAILURES_EVERY / 2), "placements never wait");
+        assert!(
+            w.admit(true, t0 + FAILURES_EVERY),
+            "the held ones go when the window ends"
+        );
+        assert_eq!(
+            w.next_pass_in(t0 + FAILURES_EVERY),
+            RETRY_TICK,
+            "nothing is held any more"
+        );
     }
 
     #[test]
