@@ -172,15 +172,18 @@ impl LogStore {
     /// it reports the I/O complete (the leader counts this node's ack on it).
     pub async fn append_durably(&self, entries: impl IntoIterator<Item = Entry>) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
-        let mut batch = sled::Batch::default();
+        // One insert per entry, in index order, not one `apply_batch`: a batch takes sled's
+        // process-wide write lock and waits out apply's transaction, inserts only share it. The
+        // log needs no atomicity across entries: sled recovers writes in order, so a crash leaves
+        // a prefix of what was appended, and nothing is acknowledged before the pass below.
         let mut appended = Vec::new();
         for e in entries {
             let bytes = codec::encode_entry(&e);
-            appended.push((e.clone(), bytes.len()));
-            batch.insert(&ks::log_key(e.log_id.index), bytes);
+            let len = bytes.len();
+            self.log.insert(ks::log_key(e.log_id.index), bytes)?;
+            appended.push((e, len));
         }
         let n = appended.len();
-        self.log.apply_batch(batch)?;
         {
             let mut recent = self.recent();
             for (e, bytes) in appended {
