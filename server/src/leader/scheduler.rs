@@ -21,7 +21,7 @@ pub const PLACEMENTS_PER_ENTRY_MAX: usize = 1_000;
 const RETRY_TICK: Duration = Duration::from_millis(500);
 /// Entries that only record placement failures go at most this often: the first at once, the
 /// ones after it gathered (a burst of creates with no room costs a few entries, not one each).
-const FAILURES_EVERY: Duration = Duration::from_millis(250);
+const FAILURES_EVERY: Duration = Duration::from_millis(50);
 
 /// One scheduling pass over the live fleet: the decisions to propose, if any. Placements are
 /// counted on their cells at once (tentatively) so the next pass does not overfill them. An
