@@ -70,7 +70,7 @@ impl NodeConfig {
             write_batch: BatchLimits::default(),
             // More calls in flight than entries: a call only queues its commands at the leader.
             forward_batch: BatchLimits {
-                in_flight_max: 4,
+                in_flight_max: 8,
                 ..BatchLimits::default()
             },
         }
