@@ -12,7 +12,7 @@ use crate::node::{WriteError, QUORUM_WAIT};
 
 /// How long a forwarded write may wait for the leader's answer: a little over the leader's own
 /// quorum wait, so that the leader's "no quorum" arrives before the call is given up.
-pub const FORWARD_WAIT: Duration = Duration::from_millis(QUORUM_WAIT.as_millis() as u64 + 3_000);
+pub const FORWARD_WAIT: Duration = Duration::from_secs(QUORUM_WAIT.as_secs() + 3);
 
 /// Sends `commands` from node `from_node` to the leader at `addr` in one call; one outcome per
 /// command, in order, or the reason none was taken.

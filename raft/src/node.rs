@@ -327,23 +327,27 @@ impl RaftNode {
     /// Proposes a command through the write batcher: it shares an entry with the commands
     /// queued beside it, stamped once by this node, which must be the leader.
     pub async fn write(&self, command: pb::Command) -> Result<pb::Outcome, WriteError> {
-        self.check_quorum_contact()?;
-        self.check_disk_floor()?;
-        match tokio::time::timeout(QUORUM_WAIT, self.batcher.submit((), command)).await {
-            Ok(answer) => answer,
-            Err(_) => Err(WriteError::no_quorum(QUORUM_WAIT)),
-        }
+        self.checked_within_quorum_wait(self.batcher.submit((), command)).await
     }
 
     /// Proposes the commands a follower forwarded in one call (this node must be the leader):
     /// they join the batcher's queue like local writes; one outcome each, in order.
     pub async fn write_all(&self, commands: Vec<pb::Command>) -> Result<Vec<pb::Outcome>, WriteError> {
+        self.checked_within_quorum_wait(self.batcher.submit_all((), commands))
+            .await
+    }
+
+    /// A write through the leader's batcher: refused at once without a recent quorum or below the
+    /// disk floor (nothing proposed), else its answer within [`QUORUM_WAIT`].
+    async fn checked_within_quorum_wait<T>(
+        &self,
+        answer: impl std::future::Future<Output = Result<T, WriteError>>,
+    ) -> Result<T, WriteError> {
         self.check_quorum_contact()?;
         self.check_disk_floor()?;
-        match tokio::time::timeout(QUORUM_WAIT, self.batcher.submit_all((), commands)).await {
-            Ok(answer) => answer,
-            Err(_) => Err(WriteError::no_quorum(QUORUM_WAIT)),
-        }
+        tokio::time::timeout(QUORUM_WAIT, answer)
+            .await
+            .unwrap_or_else(|_| Err(WriteError::no_quorum(QUORUM_WAIT)))
     }
 
     /// Writes `command` wherever this node is: the leader proposes it; a follower forwards the

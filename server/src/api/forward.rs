@@ -1,8 +1,10 @@
 //! The one place a request goes to the leader. Every public and internal service decides here
-//! whether it serves a request itself or sends it, unchanged, one hop to the leader: writes before
-//! they are stamped (only the leader stamps and proposes), linearizable reads after the read-index
-//! barrier says this node is not the leader. A forwarded request carries a marker so it is never
-//! forwarded twice; clients of other nodes are one re-used gRPC channel per address.
+//! whether it serves a request itself or sends it one hop to the leader: writes before they are
+//! stamped (only the leader stamps and proposes) — as the command alone, batched with the other
+//! commands this node forwards, when the answer depends only on the outcome ([`Forwarder::decide`]),
+//! else as the whole request, unchanged ([`Forwarder::propose`]) — and linearizable reads after the
+//! read-index barrier says this node is not the leader. A forwarded request carries a marker so it
+//! is never forwarded twice; clients of other nodes are one re-used gRPC channel per address.
 
 use std::collections::HashMap;
 use std::future::Future;
