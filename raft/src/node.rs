@@ -146,7 +146,7 @@ pub struct RaftNode {
     disk_free_floor_bytes: u64,
     /// Longest silence from a quorum a leader tolerates before refusing writes and reads.
     quorum_contact_max_ms: u64,
-    /// Unix ms of the last AppendEntries this node took from a leader (the peer service sets it).
+    /// Unix ms of the last AppendEntries this node took from a leader (`note_leader_contact`).
     leader_contact: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
@@ -223,9 +223,10 @@ impl RaftNode {
         &self.views
     }
 
-    /// What the peer service records a leader's contact in.
-    pub fn leader_contact(&self) -> std::sync::Arc<std::sync::atomic::AtomicI64> {
-        self.leader_contact.clone()
+    /// Records that a leader's AppendEntries was taken now (the peer service calls it).
+    pub fn note_leader_contact(&self) {
+        let now_ms = unix_now_ns() / 1_000_000;
+        self.leader_contact.store(now_ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether this node can serve now: it knows a leader and has heard from it (or, leading, from

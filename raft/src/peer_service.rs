@@ -7,23 +7,16 @@ use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapsho
 use openraft::SnapshotMeta;
 use tonic::{Request, Response, Status};
 
-use crate::{Raft, RaftNode};
+use crate::RaftNode;
 
 pub struct PeerService {
-    raft: Raft,
-    /// Where forwarded writes are proposed.
+    /// The node whose Raft core takes the RPCs and whose batcher takes forwarded writes.
     node: RaftNode,
-    /// When a leader's AppendEntries was last taken (Unix ms): a follower's "heard from the leader".
-    leader_contact: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl PeerService {
     pub fn new(node: RaftNode) -> Self {
-        Self {
-            raft: node.raft.clone(),
-            leader_contact: node.leader_contact(),
-            node,
-        }
+        Self { node }
     }
 }
 
@@ -42,7 +35,7 @@ impl PeerService {
     }
 
     fn check_member(&self, sender: u64) -> Result<(), Status> {
-        let metrics = self.raft.metrics();
+        let metrics = self.node.raft.metrics();
         let m = metrics.borrow();
         let membership = m.membership_config.membership();
         if membership.nodes().next().is_none() || membership.get_node(&sender).is_some() {
@@ -75,10 +68,9 @@ impl RaftPeer for PeerService {
             entries,
             leader_commit: codec::opt_log_id_from_pb(req.leader_commit.as_ref()),
         };
-        let resp = self.raft.append_entries(rpc).await.map_err(raft_status)?;
+        let resp = self.node.raft.append_entries(rpc).await.map_err(raft_status)?;
         if !matches!(resp, AppendEntriesResponse::HigherVote(_)) {
-            let now_ms = crate::node::unix_now_ns() / 1_000_000;
-            self.leader_contact.store(now_ms, std::sync::atomic::Ordering::Relaxed);
+            self.node.note_leader_contact();
         }
         use pb::append_entries_response::Result as R;
         let result = match resp {
@@ -98,7 +90,7 @@ impl RaftPeer for PeerService {
             vote: codec::vote_from_pb(&req.vote.unwrap_or_default()),
             last_log_id: codec::opt_log_id_from_pb(req.last_log_id.as_ref()),
         };
-        let resp = self.raft.vote(rpc).await.map_err(raft_status)?;
+        let resp = self.node.raft.vote(rpc).await.map_err(raft_status)?;
         Ok(Response::new(pb::VoteResponse {
             vote: Some(codec::vote_to_pb(&resp.vote)),
             vote_granted: resp.vote_granted,
@@ -128,7 +120,7 @@ impl RaftPeer for PeerService {
             data: req.data,
             done: req.done,
         };
-        let resp = self.raft.install_snapshot(rpc).await.map_err(raft_status)?;
+        let resp = self.node.raft.install_snapshot(rpc).await.map_err(raft_status)?;
         Ok(Response::new(pb::InstallSnapshotResponse {
             vote: Some(codec::vote_to_pb(&resp.vote)),
         }))
