@@ -35,7 +35,7 @@ pub struct Disk {
 
 struct Syncer {
     data_file: Arc<File>,
-    /// Tickets handed out (a caller's flush is done before it takes one).
+    /// Tickets handed out (a caller's writes are done before it takes one).
     tickets: AtomicU64,
     /// Completed durability passes (for tests and metrics).
     passes: AtomicU64,
@@ -43,17 +43,21 @@ struct Syncer {
 }
 
 impl Syncer {
-    /// sled's flush, then a durability pass unless one started after this caller's flush has
-    /// already covered it (group commit: the callers waiting on the lock share the next pass).
+    /// A durability pass covering this caller's writes, unless one that started after its writes
+    /// has already covered them (group commit: the callers waiting on the lock share the next
+    /// pass). A pass is sled's flush then `fdatasync`, run by one caller for all those holding a
+    /// ticket so far: one sled flush per pass, not one per caller (each flush seals and writes
+    /// sled's current buffer, so concurrent ones wrote many small buffers).
     fn flush_and_pass(&self, db: &sled::Db, blobs: &Path) -> Result<(), StoreError> {
-        db.flush()?;
         let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if state.done >= ticket {
             return Ok(());
         }
-        // Every ticket taken so far belongs to a flush that is complete: this pass covers them.
+        // Every ticket up to `target` was taken after its holder's writes, so the flush below
+        // (which makes stable everything written before it starts) covers them all.
         let target = self.tickets.load(Ordering::SeqCst);
+        db.flush()?;
         self.data_file.sync_data()?;
         state.blobs_synced = sync_new_blobs(blobs, state.blobs_synced)?;
         state.done = target;
