@@ -3,6 +3,7 @@
 
 pub mod batcher;
 pub mod credential;
+pub mod fence;
 pub mod forward;
 pub mod network;
 pub mod node;

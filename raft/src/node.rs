@@ -9,9 +9,11 @@ use std::time::Duration;
 use capstan_proto::pb;
 use capstan_storage::{LogStore, StateMachine, Views};
 use openraft::error::{CheckIsLeaderError, ForwardToLeader, RaftError};
+use openraft::storage::RaftLogStorage;
 use openraft::{BasicNode, Config, SnapshotPolicy};
 
 use crate::batcher::{BatchLimits, Batcher};
+use crate::fence::RestartFence;
 use crate::network::Network;
 use crate::Raft;
 use capstan_storage::metrics as metrics_names;
@@ -148,6 +150,9 @@ pub struct RaftNode {
     quorum_contact_max_ms: u64,
     /// Unix ms of the last AppendEntries this node took from a leader (`note_leader_contact`).
     leader_contact: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// What it must have applied before serving a linearizable read (its log as found at start).
+    fence: RestartFence,
+    fence_passed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Entries a ready node may have in its log beyond what it applied: more means it is catching up.
@@ -167,7 +172,15 @@ pub struct Readiness {
 impl RaftNode {
     /// Starts the node on `db`. It joins no cluster until [`RaftNode::initialize`] or a leader adds it.
     pub async fn start(config: &NodeConfig, disk: &capstan_storage::Disk) -> anyhow_like::Result<Self> {
-        let log = LogStore::open(disk).map_err(anyhow_like::msg)?;
+        let mut log = LogStore::open(disk).map_err(anyhow_like::msg)?;
+        let fence = {
+            let vote = log.read_vote().await.map_err(anyhow_like::msg)?;
+            let state = log.get_log_state().await.map_err(anyhow_like::msg)?;
+            RestartFence::new(
+                vote.map(|v| v.leader_id.term).unwrap_or(0),
+                state.last_log_id.map(|l| l.index).unwrap_or(0),
+            )
+        };
         let mut sm = StateMachine::open(disk, &config.snapshot_dir).map_err(anyhow_like::msg)?;
         sm.set_journal_records_max(config.journal_records_max);
         sm.set_journal_bytes_max(config.journal_bytes_max);
@@ -199,6 +212,8 @@ impl RaftNode {
             disk_free_floor_bytes: config.disk_free_floor_bytes,
             quorum_contact_max_ms: 2 * config.election_timeout_max_ms,
             leader_contact: Default::default(),
+            fence,
+            fence_passed: Default::default(),
         })
     }
 
@@ -363,20 +378,50 @@ impl RaftNode {
     }
 
     /// Waits until this node's views include every write acknowledged before the call
-    /// (read-index on the leader). Fails fast on a follower with the leader's name.
+    /// (read-index on the leader, and the restart fence). Fails fast on a follower with the
+    /// leader's name.
     pub async fn linearizable_barrier(&self) -> Result<(), WriteError> {
         self.check_quorum_contact()?;
+        let started = tokio::time::Instant::now();
         match tokio::time::timeout(QUORUM_WAIT, self.raft.ensure_linearizable()).await {
             Err(_) => Err(WriteError::Unavailable(format!(
                 "no quorum confirmed the leader within {} ms",
                 QUORUM_WAIT.as_millis()
             ))),
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(_)) => {
+                self.pass_restart_fence(QUORUM_WAIT.saturating_sub(started.elapsed()))
+                    .await
+            }
             Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => Err(f.into()),
             Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
                 Err(WriteError::Unavailable(q.to_string()))
             }
             Ok(Err(RaftError::Fatal(f))) => Err(WriteError::Fatal(f.to_string())),
+        }
+    }
+
+    /// Waits (at most `wait`) until this node has applied what the restart fence asks
+    /// ([`crate::fence`]): openraft's read index alone can be stale on a leader it restored.
+    async fn pass_restart_fence(&self, wait: Duration) -> Result<(), WriteError> {
+        use std::sync::atomic::Ordering;
+        if self.fence_passed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let fence = self.fence;
+        let waited = self
+            .raft
+            .wait(Some(wait))
+            .metrics(move |m| fence.passed(m.last_applied.as_ref()), "restart fence")
+            .await;
+        match waited {
+            Ok(_) => {
+                self.fence_passed.store(true, Ordering::Release);
+                Ok(())
+            }
+            Err(_) => Err(WriteError::Unavailable(format!(
+                "restarted with log entries up to index {} not yet applied; linearizable reads wait for them",
+                fence.index()
+            ))),
         }
     }
 

@@ -1,12 +1,12 @@
-//! What the log store said was saved survives `kill -9` of the process at once after it said so.
+//! What the log store said was appended survives `kill -9` of the process at once after it said
+//! so.
 //!
-//! Issue 14: a leader killed right after acknowledging writes restarted with a committed id from
-//! before them (it had not been flushed) and, restored as leader by openraft, answered a
-//! linearizable read from that stale committed id. The child process below appends entries, saves
-//! the committed id that covers them and applies them (apply makes that id durable before it
-//! changes anything: no client or read can see an entry whose commit could go back), prints a
-//! marker, and is killed with SIGKILL the moment the marker arrives; the parent reopens the store
-//! and checks the entries and the committed id are there.
+//! The child process below appends entries, saves the committed id that covers them and applies
+//! them, prints a marker, and is killed with SIGKILL the moment the marker arrives; the parent
+//! reopens the store and checks the entries are there. The committed id is written, not made
+//! durable, so it may be found older (issue 14: a leader restored by openraft would take a stale
+//! read index from it; `capstan_raft::fence` holds linearizable reads until the restarted node has
+//! applied the log it found at start, which holds every entry it acknowledged).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -35,21 +35,14 @@ async fn child(dir: &str) {
         log.append_durably([entry(index)]).await.expect("append");
     }
     log.save_committed(Some(log_id(ENTRIES))).await.expect("save committed");
-    // kill -9 keeps what reached the kernel, so it cannot tell a written id from a durable one:
-    // the pass count shows apply made the saved id durable (an fdatasync) before it returned.
-    let passes = disk.sync_passes();
     sm.apply((1..=ENTRIES).map(entry)).await.expect("apply");
-    assert!(
-        disk.sync_passes() > passes,
-        "apply ran no durability pass over the committed id"
-    );
     println!("{MARKER}");
     // Wait to be killed; never exit (an exit would flush).
     std::future::pending::<()>().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn committed_id_and_appends_survive_kill_9_right_after_they_were_applied() {
+async fn appends_survive_kill_9_right_after_they_were_applied() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         child(&dir).await;
         return;
@@ -59,7 +52,7 @@ async fn committed_id_and_appends_survive_kill_9_right_after_they_were_applied()
     let mut proc = Command::new(exe)
         .args([
             "--exact",
-            "committed_id_and_appends_survive_kill_9_right_after_they_were_applied",
+            "appends_survive_kill_9_right_after_they_were_applied",
             "--nocapture",
             "--test-threads",
             "1",
@@ -79,11 +72,6 @@ async fn committed_id_and_appends_survive_kill_9_right_after_they_were_applied()
 
     let disk = open_db(&dir.path().join("db")).expect("reopen");
     let mut log = LogStore::open(&disk).expect("log store");
-    assert_eq!(
-        log.read_committed().await.expect("read committed"),
-        Some(log_id(ENTRIES)),
-        "the committed id went back after kill -9"
-    );
     let entries = log.try_get_log_entries(1..=ENTRIES).await.expect("read log");
     assert_eq!(entries.len() as u64, ENTRIES, "acknowledged appends lost after kill -9");
 }

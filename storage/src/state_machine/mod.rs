@@ -39,8 +39,6 @@ const APPLY_BATCH_WRITES_MAX: usize = 8_192;
 
 pub struct StateMachine {
     db: sled::Db,
-    /// What apply makes durable before it changes anything (the committed id that covers it).
-    disk: crate::Disk,
     views: Views,
     dir: PathBuf,
     snapshots_built: u64,
@@ -67,7 +65,6 @@ impl StateMachine {
         let db = disk.db();
         let mut sm = Self {
             db: db.clone(),
-            disk: disk.clone(),
             views: Views::open(db)?,
             dir: dir.to_owned(),
             snapshots_built: 0,
@@ -325,12 +322,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        // The committed id that covers these entries was saved before they were handed here, not
-        // made durable: this pass makes it so before anything they change is visible (a node
-        // restarted as leader reads from its committed id; it must never go back below what a
-        // client saw). It is shared with the log's appends (group commit), so the Raft core
-        // never waits a pass of its own for the committed id.
-        self.disk.make_durable().await.map_err(sm_err)?;
+        // No durability pass here: the committed id that covers these entries is written, not
+        // made durable (a restarted node may find an older one). A node never serves a
+        // linearizable read below what it acknowledged before a restart: raft's restart fence
+        // (`capstan_raft::fence`) holds reads until it has applied its log as found at start.
         let views = self.views.clone();
         let mut view = Staged::new(&views);
         let mut out = Vec::new();
