@@ -55,9 +55,21 @@ impl std::error::Error for TransportError {
 /// The transport on which every call carries the REST caller's credentials.
 pub type NodeChannel = InterceptedService<GrpcTransport, common::credentials::PassCredentials>;
 
-/// What every handler holds: a client of the node the gateway talks to.
+/// What every handler holds: a client of the node the gateway talks to. axum clones it for every
+/// request, so it is one `Arc` (a client's clone boxes a copy of the transport's whole service
+/// stack); a handler clones only the client it calls.
 #[derive(Clone)]
-pub struct Gateway {
+pub struct Gateway(std::sync::Arc<Clients>);
+
+impl std::ops::Deref for Gateway {
+    type Target = Clients;
+    fn deref(&self) -> &Clients {
+        &self.0
+    }
+}
+
+/// The clients of the node's services, all on one channel.
+pub struct Clients {
     pub client: ControlPlaneClient<NodeChannel>,
     /// Flotilla's task family, on the same channel.
     pub tasks: TaskServiceClient<NodeChannel>,
@@ -114,13 +126,13 @@ impl Gateway {
         use tower::ServiceExt as _;
         let transport = GrpcTransport::new(transport.map_err(|e| TransportError(e.into())));
         let channel = InterceptedService::new(transport, common::credentials::PassCredentials);
-        Self {
+        Self(std::sync::Arc::new(Clients {
             client: ControlPlaneClient::new(channel.clone()),
             tasks: TaskServiceClient::new(channel.clone()),
             cf: CfServiceClient::new(channel.clone()),
             admin: AdminClient::new(channel.clone()),
             auth: AuthClient::new(channel),
-        }
+        }))
     }
 }
 
