@@ -9,6 +9,7 @@ pub mod disk;
 pub mod keyspace;
 pub mod log_store;
 pub mod metrics;
+pub mod recent_journal;
 pub mod rules;
 pub mod state_machine;
 pub mod view_read;

@@ -14,6 +14,8 @@ pub struct Views {
     pub(crate) installs: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Journal records this node keeps (set by the state machine).
     pub(crate) journal_retained: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The newest journal records as apply made them (filled by apply, reset by installs).
+    pub(crate) recent_journal: crate::recent_journal::RecentJournal,
 }
 
 /// A lazily read sequence of rows; lists stream from sled ranges, never from a built table.
@@ -25,6 +27,7 @@ impl Views {
             trees: Trees::open(db)?,
             installs: Default::default(),
             journal_retained: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(ks::JOURNAL_RECORDS_MAX)),
+            recent_journal: Default::default(),
         })
     }
 
@@ -188,8 +191,17 @@ impl Views {
         Ok(installed.max(trimmed).max(1))
     }
 
-    /// Journal records with log index ≥ `from`, in log order.
-    pub fn journal_from(&self, from: u64) -> RowIter<pb::JournalRecord> {
+    /// Journal records with log index ≥ `from`, in log order: from memory when the newest
+    /// records held there cover `from` (readers right behind apply), else from sled.
+    pub fn journal_from(&self, from: u64) -> RowIter<std::sync::Arc<pb::JournalRecord>> {
+        match self.recent_journal.from(from) {
+            Some(records) => Box::new(records.into_iter().map(Ok)),
+            None => Box::new(self.journal_stored_from(from).map(|r| r.map(std::sync::Arc::new))),
+        }
+    }
+
+    /// Journal records with log index ≥ `from`, in log order, as sled holds them.
+    pub fn journal_stored_from(&self, from: u64) -> RowIter<pb::JournalRecord> {
         Box::new(self.tree(Tree::Journal).range(ks::log_key(from)..).map(|kv| {
             kv.map_err(StoreError::from)
                 .and_then(|(_, v)| decode("journal record", &v))

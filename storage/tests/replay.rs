@@ -486,12 +486,17 @@ fn batch_entry(index: u64, stamp: pb::Stamp, commands: Vec<pb::command::Kind>) -
     }
 }
 
-/// The events of the journal, in order, whatever entries they were recorded under.
+/// The events of the journal, in order, whatever entries they were recorded under — as sled
+/// holds them, checked to be what the in-memory newest records give its readers.
 fn journal_events(sm: &StateMachine) -> Vec<pb::Event> {
-    sm.views()
-        .journal_from(0)
-        .flat_map(|r| r.expect("record").events)
-        .collect()
+    let stored: Vec<pb::JournalRecord> = sm.views().journal_stored_from(1).map(|r| r.expect("record")).collect();
+    let served: Vec<pb::JournalRecord> = sm
+        .views()
+        .journal_from(1)
+        .map(|r| pb::JournalRecord::clone(&r.expect("record")))
+        .collect();
+    assert_eq!(served, stored, "the journal readers are served differs from sled's");
+    stored.into_iter().flat_map(|r| r.events).collect()
 }
 
 proptest! {

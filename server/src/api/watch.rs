@@ -200,11 +200,12 @@ pub async fn watch(
                     }
                 };
                 let last = record.events.len().saturating_sub(1);
-                for (k, e) in record.events.into_iter().enumerate().skip(skip) {
-                    let Some(name) = capstan_proto::event_name(&e) else {
+                // Records are shared with the other readers: only the events sent are copied.
+                for (k, e) in record.events.iter().enumerate().skip(skip) {
+                    let Some(name) = capstan_proto::event_name(e) else {
                         continue;
                     };
-                    if !wanted(&req, name, &e) {
+                    if !wanted(&req, name, e) {
                         continue;
                     }
                     // One slot is kept for the message that says why the stream ends.
@@ -220,7 +221,7 @@ pub async fn watch(
                         offset: u32::try_from(k).unwrap_or(u32::MAX),
                         last_in_record: k == last,
                         kind: name.to_owned(),
-                        event: Some(e),
+                        event: Some(e.clone()),
                         time_unix_ns: record.time_unix_ns,
                     };
                     if tx.try_send(Ok(item)).is_err() {

@@ -13,6 +13,7 @@ mod staged;
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -80,6 +81,7 @@ impl StateMachine {
             let data = std::fs::read(sm.snapshot_path())?;
             sm.replace_trees(&data)?;
         }
+        sm.views.recent_journal.reset(sm.views.last_applied_index()? + 1);
         Ok(sm)
     }
 
@@ -201,7 +203,13 @@ impl StateMachine {
     /// Decides one entry against the views under the batch's staged writes and stages what it
     /// writes: each command's events folded into the views, the entry's journal record,
     /// `last_applied`. Returns each command's outcome.
-    fn stage_entry(&self, view: &mut Staged, entry: &Entry) -> Result<pb::Outcomes, StoreError> {
+    /// The entry's journal record, if it has one, goes to `records` with its encoded length.
+    fn stage_entry(
+        &self,
+        view: &mut Staged,
+        entry: &Entry,
+        records: &mut Vec<(Arc<pb::JournalRecord>, usize)>,
+    ) -> Result<pb::Outcomes, StoreError> {
         let mut writes = vec![Write {
             tree: Tree::StateMeta,
             key: ks::KEY_LAST_APPLIED.to_vec(),
@@ -254,7 +262,9 @@ impl StateMachine {
                         time_unix_ns: stamp.time_unix_ns,
                         events,
                     };
-                    self.journal_writes(view, index, record.encode_to_vec(), &mut writes)?;
+                    let bytes = record.encode_to_vec();
+                    records.push((Arc::new(record), bytes.len()));
+                    self.journal_writes(view, index, bytes, &mut writes)?;
                 }
             }
         }
@@ -329,10 +339,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let views = self.views.clone();
         let mut view = Staged::new(&views);
         let mut out = Vec::new();
+        let mut records = Vec::new();
         let (mut staged_entries, mut last) = (0, None);
         for entry in entries {
             let outcomes = self
-                .stage_entry(&mut view, &entry)
+                .stage_entry(&mut view, &entry, &mut records)
                 .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?;
             out.push(outcomes);
             staged_entries += 1;
@@ -340,6 +351,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             if staged_entries >= APPLY_BATCH_ENTRIES_MAX || view.len() >= APPLY_BATCH_WRITES_MAX {
                 self.commit(&mut view)
                     .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?;
+                self.views.recent_journal.push(records.drain(..));
                 metrics::histogram!(crate::metrics::APPLY_ENTRIES).record(staged_entries as f64);
                 staged_entries = 0;
             }
@@ -347,6 +359,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let Some(last) = last.filter(|_| staged_entries > 0) {
             self.commit(&mut view)
                 .map_err(|e| StorageIOError::apply(last, AnyError::new(&e)))?;
+            self.views.recent_journal.push(records.drain(..));
             metrics::histogram!(crate::metrics::APPLY_ENTRIES).record(staged_entries as f64);
         }
         Ok(out)

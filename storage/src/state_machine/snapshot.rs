@@ -127,6 +127,7 @@ impl StateMachine {
         };
         self.meta().remove(ks::KEY_INSTALLING)?;
         self.db.flush()?;
+        self.views.recent_journal.reset(floor);
         self.views.installs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
