@@ -129,7 +129,7 @@ async fn run(target: &Target, clients: usize, secs: u64, tag: &str) -> Figures {
         .map(|w| {
             let (http, urls, next, tag) = (http.clone(), urls.clone(), next.clone(), tag.to_owned());
             tokio::spawn(async move {
-                let (mut lat, mut errors) = (Vec::new(), 0usize);
+                let (mut lat, mut errors) = (Vec::new(), std::collections::BTreeMap::<String, usize>::new());
                 while Instant::now() < until {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let key = format!("{tag}-{i}");
@@ -145,19 +145,28 @@ async fn run(target: &Target, clients: usize, secs: u64, tag: &str) -> Figures {
                             let _ = r.bytes().await;
                             lat.push(t.elapsed());
                         }
-                        _ => errors += 1,
+                        Ok(r) => *errors.entry(format!("HTTP {}", r.status().as_u16())).or_default() += 1,
+                        Err(e) if e.is_timeout() => *errors.entry("timeout".to_owned()).or_default() += 1,
+                        Err(_) => *errors.entry("transport error".to_owned()).or_default() += 1,
                     }
                 }
                 (lat, errors)
             })
         })
         .collect();
-    let (mut lat, mut errors) = (Vec::new(), 0);
+    let (mut lat, mut errors) = (Vec::new(), std::collections::BTreeMap::<String, usize>::new());
     for t in tasks {
         let (l, e) = t.await.unwrap_or_default();
         lat.extend(l);
-        errors += e;
+        for (kind, n) in e {
+            *errors.entry(kind).or_default() += n;
+        }
     }
+    if !errors.is_empty() {
+        // What failed, so an error count is never a mystery (stderr: the table stays clean).
+        eprintln!("{tag}: errors {errors:?}");
+    }
+    let errors = errors.values().sum();
     let wall = started.elapsed();
     lat.sort();
     (
