@@ -43,6 +43,8 @@ pub struct StateMachine {
     views: Views,
     dir: PathBuf,
     snapshots_built: u64,
+    /// Bytes of the last snapshot dumped (the next dump's starting capacity).
+    last_dump_bytes: usize,
     /// The trees apply writes (`Tree::written_by_apply`), in registry order, for one transaction.
     applied_trees: Vec<(Tree, sled::Tree)>,
     /// Journal records kept (older ones are trimmed by apply).
@@ -69,6 +71,7 @@ impl StateMachine {
             views: Views::open(db)?,
             dir: dir.to_owned(),
             snapshots_built: 0,
+            last_dump_bytes: 0,
             applied_trees: Vec::new(),
             journal_records_max: ks::JOURNAL_RECORDS_MAX,
             journal_bytes_max: ks::JOURNAL_BYTES_MAX,
@@ -375,6 +378,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // shows what that costs the writes behind it.
         let started = std::time::Instant::now();
         let dump = self.dump(id).map_err(|e| e.to_string());
+        if let Ok((data, _)) = &dump {
+            self.last_dump_bytes = data.len();
+        }
         metrics::histogram!(crate::metrics::SNAPSHOT_DUMP_DURATION).record(started.elapsed().as_secs_f64());
         SnapshotBuilder {
             dump,
