@@ -221,7 +221,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
         let last_purged = self.read_log_id(ks::KEY_LAST_PURGED).map_err(read_err)?;
-        let last = self.last_log_id().map_err(read_err)?.or(last_purged);
+        // Entries at or below the floor may remain a while after a purge (or after a crash in
+        // one): the last log id is never below the floor.
+        let last = self.last_log_id().map_err(read_err)?.max(last_purged);
         Ok(LogState {
             last_purged_log_id: last_purged,
             last_log_id: last,
@@ -262,8 +264,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // restarted as leader takes its read index from this id (openraft `Engine::startup`
         // restores a leader at once), and a committed id that went back after a crash would let
         // it answer a linearizable read from before writes it had acknowledged. openraft calls
-        // this before it hands the entries to apply, and apply starts with a durability pass
-        // (`StateMachine::apply`): written here, made durable there, off the Raft core's path.
+        // this before it hands the entries to apply. Written here, not made durable: a node
+        // restarted with an older committed id holds linearizable reads at its restart fence
+        // (`capstan_raft::fence`) until it has applied the log it found at start.
         self.write_log_id(ks::KEY_COMMITTED, committed.as_ref())
             .map_err(write_err)?;
         if let Some(c) = committed {
@@ -306,19 +309,41 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        // The floor first: a crash between the two steps leaves extra entries, never a hole.
+        // The floor first, durable: a crash after it leaves entries at or below the floor (never
+        // read; the next purge deletes them), never a hole.
         self.write_log_id(ks::KEY_LAST_PURGED, Some(&log_id))
             .map_err(write_err)?;
         self.disk.make_durable().await.map_err(write_err)?;
         self.recent().purge_to(log_id.index);
-        let mut batch = sled::Batch::default();
-        for kv in self.log.range(..=ks::log_key(log_id.index)) {
-            let (k, _) = kv.map_err(write_err)?;
-            batch.remove(k);
-        }
-        self.log.apply_batch(batch).map_err(write_err)?;
-        self.disk.make_durable().await.map_err(write_err)?;
+        // openraft's core waits for this call, and a purge after each snapshot is ~10,000 entries:
+        // they are deleted on a blocking thread, in chunks, so that no batch holds sled's write
+        // lock (which apply and the log's appends wait on) for long.
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = delete_through(&log, log_id.index) {
+                tracing::warn!(error = %e, index = log_id.index, "log entries below the purge floor were not all deleted");
+            }
+        });
         Ok(())
+    }
+}
+
+/// Entries deleted per sled batch by a purge.
+const PURGE_CHUNK: usize = 512;
+
+/// Deletes the log entries at or below `index`, a chunk per batch.
+fn delete_through(log: &sled::Tree, index: u64) -> sled::Result<()> {
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for kv in log.range(..=ks::log_key(index)).take(PURGE_CHUNK) {
+            batch.remove(kv?.0);
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        log.apply_batch(batch)?;
     }
 }
 
@@ -395,6 +420,54 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_purge_deletes_below_its_floor_and_the_log_never_ends_below_it() {
+        let _serial = crate::SLED_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = crate::open_db(&dir.path().join("db")).expect("db");
+        let mut store = LogStore::open(&disk).expect("log store");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            store
+                .append_durably((1..=2_000).map(|i| entry(i, 1)))
+                .await
+                .expect("append");
+            store
+                .purge(LogId::new(CommittedLeaderId::new(1, 1), 1_500))
+                .await
+                .expect("purge");
+            let state = store.get_log_state().await.expect("state");
+            assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(1_500));
+            assert_eq!(state.last_log_id.map(|l| l.index), Some(2_000));
+            let got = store.try_get_log_entries(1_501..=2_000).await.expect("read");
+            assert_eq!(got.len(), 500);
+            // The entries below the floor go, on a blocking thread.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while store.log.range(..=ks::log_key(1_500)).next().is_some() {
+                assert!(std::time::Instant::now() < deadline, "purged entries are still there");
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            assert_eq!(
+                store.log.first().expect("first").map(|(k, _)| ks::log_index(&k)),
+                Some(Some(1_501))
+            );
+            // A floor above every entry (a snapshot installed past the log; entries not yet
+            // deleted): the log ends at the floor.
+            store
+                .write_log_id(
+                    ks::KEY_LAST_PURGED,
+                    Some(&LogId::new(CommittedLeaderId::new(2, 1), 2_100)),
+                )
+                .expect("floor");
+            let state = store.get_log_state().await.expect("state");
+            assert_eq!(state.last_log_id.map(|l| l.index), Some(2_100));
+        });
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub const COMMITTED_INDEX: &str = "capstan_raft_committed_index";
 /// Snapshots built and installed by this node.
 pub const SNAPSHOTS_BUILT: &str = "capstan_raft_snapshots_built_total";
 pub const SNAPSHOTS_INSTALLED: &str = "capstan_raft_snapshots_installed_total";
-/// How long apply was paused while the views were read out for a snapshot.
+/// How long apply waited while the views were read out for a snapshot to serve (a follower behind
+/// the purged log, or start-up); snapshots built for log compaction read nothing out.
 pub const SNAPSHOT_DUMP_DURATION: &str = "capstan_raft_snapshot_dump_duration_seconds";
 /// Bytes of the newest snapshot built or installed.
 pub const SNAPSHOT_SIZE: &str = "capstan_raft_snapshot_size_bytes";
@@ -63,7 +64,7 @@ pub fn describe() {
     metrics::describe_histogram!(
         SNAPSHOT_DUMP_DURATION,
         Unit::Seconds,
-        "Apply paused while the views were read out for a snapshot"
+        "Apply paused while the views were read out for a snapshot to serve"
     );
     metrics::describe_gauge!(COMMITTED_INDEX, "Highest log index this node knows committed");
     metrics::describe_counter!(SNAPSHOTS_BUILT, "Snapshots this node built");

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use capstan_storage::codec::Entry;
 use capstan_storage::{open_db, pb, StateMachine};
+use openraft::storage::RaftLogStorage as _;
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
 use proptest::prelude::*;
@@ -462,7 +463,7 @@ proptest! {
 
         // A snapshot of the first, installed on an empty third, carries the same views.
         let (_d3, mut third) = fresh();
-        let snap = rt.block_on(async { first.get_snapshot_builder().await.build_snapshot().await }).expect("snapshot");
+        let snap = rt.block_on(first.get_current_snapshot()).expect("snapshot").expect("a snapshot");
         rt.block_on(third.install_snapshot(&snap.meta, snap.snapshot)).expect("install");
         let views = |rows: Vec<(String, Vec<u8>, Vec<u8>)>| rows.into_iter().filter(|r| r.0 != "event_journal").collect::<Vec<_>>();
         prop_assert_eq!(views(first.view_rows().expect("rows")), views(third.view_rows().expect("rows")));
@@ -470,6 +471,55 @@ proptest! {
             rt.block_on(first.applied_state()).expect("state").0,
             rt.block_on(third.applied_state()).expect("state").0
         );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    // A snapshot built for log compaction is the views made durable at its index; one served is
+    // the views read out at the index it names, and installed on an empty node gives the views
+    // of the node it came from. It is served again while no entry after it was purged.
+    #[test]
+    fn a_served_snapshot_is_the_views_at_its_index(
+        cmds in prop::collection::vec((command(), any::<u64>()), 2..50),
+        cut in 0usize..50,
+    ) {
+        let cut = cut % cmds.len();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = open_db(&dir.path().join("db")).expect("db");
+        let mut live = StateMachine::open(&disk, &dir.path().join("snap")).expect("sm");
+        let mut log = capstan_storage::LogStore::open(&disk).expect("log");
+        let rt = rt();
+        let mut cmds = cmds.into_iter().enumerate();
+        let mut apply = |live: &mut StateMachine, n: usize| {
+            for (i, (kind, seed)) in cmds.by_ref().take(n) {
+                let e = entry(i, concretize(live, kind, seed), seed);
+                rt.block_on(live.apply(vec![e])).expect("apply");
+            }
+        };
+        apply(&mut live, cut);
+        let built = rt.block_on(async { live.get_snapshot_builder().await.build_snapshot().await }).expect("build");
+        prop_assert_eq!(built.meta.last_log_id, rt.block_on(live.applied_state()).expect("state").0);
+        apply(&mut live, usize::MAX);
+        let applied = rt.block_on(live.applied_state()).expect("state").0;
+        let snap = rt.block_on(live.get_current_snapshot()).expect("snapshot").expect("a snapshot");
+        prop_assert_eq!(snap.meta.last_log_id, applied);
+        let (_d, mut installed) = fresh();
+        rt.block_on(installed.install_snapshot(&snap.meta, snap.snapshot)).expect("install");
+        let views = |rows: Vec<(String, Vec<u8>, Vec<u8>)>| rows.into_iter().filter(|r| r.0 != "event_journal").collect::<Vec<_>>();
+        prop_assert_eq!(views(live.view_rows().expect("rows")), views(installed.view_rows().expect("rows")));
+        prop_assert_eq!(rt.block_on(installed.applied_state()).expect("state").0, applied);
+
+        // One more entry: the file still joins the log, so it is served again as it is...
+        let more = entry(1_000, pb::command::Kind::BumpFreshDomain(pb::BumpFreshDomain { domain: "more".into(), ttl_in_seconds: 0 }), 7);
+        rt.block_on(live.apply(vec![more.clone()])).expect("apply");
+        let again = rt.block_on(live.get_current_snapshot()).expect("snapshot").expect("a snapshot");
+        prop_assert_eq!(again.meta.last_log_id, applied);
+        // ...until the log behind the newest entry is purged: then it is read out anew.
+        rt.block_on(log.purge(more.log_id)).expect("purge");
+        let fresh_snap = rt.block_on(live.get_current_snapshot()).expect("snapshot").expect("a snapshot");
+        prop_assert_eq!(fresh_snap.meta.last_log_id, Some(more.log_id));
     }
 }
 

@@ -2,8 +2,9 @@
 //! decides against the views, then folds the events into the views, appends them to the event
 //! journal and records `last_applied` — in ONE sled transaction.
 //!
-//! Snapshots are the view trees (not the journal) at `last_applied`, written as length-delimited
-//! protobuf rows to `<dir>/snapshot.current`. Installing one is crash-safe: the file is made
+//! Snapshots are the view trees (not the journal) at `last_applied`: made durable where they are
+//! for log compaction, read out as length-delimited protobuf rows to `<dir>/snapshot.current`
+//! only when one is served (`snapshot.rs`). Installing one is crash-safe: the file is made
 //! durable first, an `installing` marker is set, the trees are replaced, the marker is cleared;
 //! a node that finds the marker at start-up re-installs from the file.
 
@@ -40,10 +41,11 @@ const APPLY_BATCH_WRITES_MAX: usize = 8_192;
 
 pub struct StateMachine {
     db: sled::Db,
+    /// Durability passes (a snapshot built for compaction is the views made durable).
+    disk: crate::Disk,
     views: Views,
     dir: PathBuf,
-    snapshots_built: u64,
-    /// Bytes of the last snapshot dumped (the next dump's starting capacity).
+    /// Bytes of the last snapshot read out (the next one's starting capacity).
     last_dump_bytes: usize,
     /// The trees apply writes (`Tree::written_by_apply`), in registry order, for one transaction.
     applied_trees: Vec<(Tree, sled::Tree)>,
@@ -68,9 +70,9 @@ impl StateMachine {
         let db = disk.db();
         let mut sm = Self {
             db: db.clone(),
+            disk: disk.clone(),
             views: Views::open(db)?,
             dir: dir.to_owned(),
-            snapshots_built: 0,
             last_dump_bytes: 0,
             applied_trees: Vec::new(),
             journal_records_max: ks::JOURNAL_RECORDS_MAX,
@@ -369,22 +371,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        self.snapshots_built += 1;
-        let id = match self.last_applied() {
-            Ok(Some(l)) => format!("{}-{}-{}", l.leader_id.term, l.index, self.snapshots_built),
-            _ => format!("0-0-{}", self.snapshots_built),
-        };
-        // Apply waits while the views are read out (sled has no point-in-time read): the metric
-        // shows what that costs the writes behind it.
-        let started = std::time::Instant::now();
-        let dump = self.dump(id).map_err(|e| e.to_string());
-        if let Ok((data, _)) = &dump {
-            self.last_dump_bytes = data.len();
-        }
-        metrics::histogram!(crate::metrics::SNAPSHOT_DUMP_DURATION).record(started.elapsed().as_secs_f64());
+        let meta = (|| {
+            let last_log_id = self.last_applied()?;
+            Ok::<_, StoreError>(SnapshotMeta {
+                last_log_id,
+                last_membership: self.last_membership()?,
+                snapshot_id: snapshot::snapshot_id(last_log_id.as_ref()),
+            })
+        })()
+        .map_err(|e| e.to_string());
         SnapshotBuilder {
-            dump,
-            dir: self.dir.clone(),
+            disk: self.disk.clone(),
+            meta,
         }
     }
 
@@ -407,7 +405,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
-        let found = self.read_snapshot_file().map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let found = self
+            .current_snapshot()
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
         Ok(found.map(|(data, meta)| Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

@@ -1,10 +1,15 @@
-//! Snapshots: the view trees at `last_applied`, as length-delimited protobuf rows (a header, then
-//! rows) in `<dir>/snapshot.current`. Installing one is crash-safe: the file is made durable
-//! first, an `installing` marker is set, the trees are replaced, the marker is cleared; a node that
-//! finds the marker at start-up re-installs from the file.
+//! Snapshots. The views live in sled, which is durable: a snapshot built for log compaction is
+//! the views made durable at `last_applied` (one durability pass), not a copy of them — openraft
+//! 0.9 keeps only a built snapshot's meta and purges the log behind it. The views are read out
+//! only when a snapshot is served (a follower behind the purged log, or openraft's start-up): as
+//! length-delimited protobuf rows (a header, then rows) in `<dir>/snapshot.current`, made in the
+//! state machine's worker between two applies, and reused while no entry it lacks was purged.
+//! Installing one is crash-safe: the file is made durable first, an `installing` marker is set,
+//! the trees are replaced, the marker is cleared; a node that finds the marker at start-up
+//! re-installs from the file.
 
 use std::io::{Cursor, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use openraft::storage::{RaftSnapshotBuilder, Snapshot};
 use openraft::{ErrorVerb, SnapshotMeta, StorageError};
@@ -13,7 +18,7 @@ use prost::Message;
 use super::{snap_err, StateMachine};
 use crate::codec;
 use crate::keyspace::{self as ks, Tree};
-use crate::{pb, StoreError, TypeConfig};
+use crate::{decode, pb, Disk, StoreError, TypeConfig, Views};
 
 pub(super) const SNAPSHOT_FILE: &str = "snapshot.current";
 
@@ -23,40 +28,45 @@ pub(super) type SnapshotBytes = (Vec<u8>, SnapshotMeta<u64, openraft::BasicNode>
 pub type ViewRow = (String, Vec<u8>, Vec<u8>);
 
 impl StateMachine {
-    /// Encodes the snapshot trees and meta as one byte stream (header, then rows).
-    pub(super) fn dump(&self, snapshot_id: String) -> Result<SnapshotBytes, StoreError> {
-        let last_applied = self.last_applied()?;
-        let last_membership = self.last_membership()?;
-        // Apply waits while this runs: rows are encoded straight from sled's buffers, and the
-        // buffer starts at the size of the last snapshot (no regrowth copies).
-        let mut rows = Vec::with_capacity(self.last_dump_bytes);
-        let mut count = 0u64;
-        for t in Tree::select(Tree::in_snapshot) {
-            let (name, tree) = (t.name(), self.views.trees.get(t));
-            for kv in tree.iter() {
-                let (k, v) = kv?;
-                encode_row(name, &k, &v, &mut rows);
-                count += 1;
+    /// The snapshot to serve: the file while it still joins the log (no entry after its index
+    /// was purged), else the views read out now — apply waits meanwhile, as this runs in the
+    /// state machine's worker — and written to the file for the next request.
+    pub(super) async fn current_snapshot(&mut self) -> Result<Option<SnapshotBytes>, StoreError> {
+        let purged = self
+            .views
+            .trees
+            .get(Tree::RaftMeta)
+            .get(ks::KEY_LAST_PURGED)?
+            .map(|v| decode::<pb::LogId>("last purged", &v))
+            .transpose()?
+            .map(|l| l.index);
+        if let Some((data, meta)) = self.read_snapshot_file()? {
+            if meta.last_log_id.map(|l| l.index) >= purged {
+                return Ok(Some((data, meta)));
             }
         }
-        let header = pb::SnapshotHeader {
-            version: capstan_proto::FORMAT_VERSION,
-            last_applied: codec::opt_log_id_to_pb(last_applied.as_ref()),
-            last_membership: Some(codec::stored_membership_to_pb(&last_membership)),
-            snapshot_id: snapshot_id.clone(),
-            row_count: count,
+        let Some(applied) = self.last_applied()? else {
+            return Ok(None);
         };
-        let mut data = Vec::with_capacity(rows.len() + 128);
-        header
-            .encode_length_delimited(&mut data)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        data.extend_from_slice(&rows);
         let meta = SnapshotMeta {
-            last_log_id: last_applied,
-            last_membership,
-            snapshot_id,
+            last_log_id: Some(applied),
+            last_membership: self.last_membership()?,
+            snapshot_id: snapshot_id(Some(&applied)),
         };
-        Ok((data, meta))
+        let (views, dir, capacity) = (self.views.clone(), self.dir.clone(), self.last_dump_bytes);
+        let started = std::time::Instant::now();
+        let (data, meta) = tokio::task::spawn_blocking(move || {
+            let data = dump(&views, &meta, capacity)?;
+            StateMachine::persist_snapshot(&dir, &data)?;
+            Ok::<_, StoreError>((data, meta))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        metrics::histogram!(crate::metrics::SNAPSHOT_DUMP_DURATION).record(started.elapsed().as_secs_f64());
+        metrics::gauge!(crate::metrics::SNAPSHOT_SIZE).set(data.len() as f64);
+        self.last_dump_bytes = data.len();
+        tracing::info!(snapshot_id = %meta.snapshot_id, bytes = data.len(), "snapshot read out of the views");
+        Ok(Some((data, meta)))
     }
 
     /// Writes snapshot bytes durably to the current-snapshot file (temp file, fsync, rename).
@@ -182,28 +192,72 @@ fn encode_row(tree: &str, key: &[u8], value: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Builds a snapshot from bytes dumped while apply was paused.
+/// A snapshot's id names the state it holds: the views at one applied log id are the same on
+/// every node and at every reading, so a snapshot built and one read out later at the same index
+/// are the same snapshot.
+pub(super) fn snapshot_id(last_applied: Option<&openraft::LogId<u64>>) -> String {
+    last_applied.map_or_else(|| "0-0".into(), |l| format!("{}-{}", l.leader_id.term, l.index))
+}
+
+/// Reads the views out as snapshot bytes (header, then rows) under `meta`. The caller makes sure
+/// no apply runs meanwhile (sled has no point-in-time read).
+pub(super) fn dump(
+    views: &Views,
+    meta: &SnapshotMeta<u64, openraft::BasicNode>,
+    capacity: usize,
+) -> Result<Vec<u8>, StoreError> {
+    // Rows are encoded straight from sled's buffers into a buffer of the last dump's size.
+    let mut rows = Vec::with_capacity(capacity);
+    let mut count = 0u64;
+    for t in Tree::select(Tree::in_snapshot) {
+        for kv in views.trees.get(t).iter() {
+            let (k, v) = kv?;
+            encode_row(t.name(), &k, &v, &mut rows);
+            count += 1;
+        }
+    }
+    let header = pb::SnapshotHeader {
+        version: capstan_proto::FORMAT_VERSION,
+        last_applied: codec::opt_log_id_to_pb(meta.last_log_id.as_ref()),
+        last_membership: Some(codec::stored_membership_to_pb(&meta.last_membership)),
+        snapshot_id: meta.snapshot_id.clone(),
+        row_count: count,
+    };
+    let mut data = Vec::with_capacity(rows.len() + 128);
+    header
+        .encode_length_delimited(&mut data)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    data.extend_from_slice(&rows);
+    Ok(data)
+}
+
+/// Builds the snapshot openraft compacts the log behind: the views made durable at its index.
 pub struct SnapshotBuilder {
-    pub(super) dump: Result<SnapshotBytes, String>,
-    pub(super) dir: PathBuf,
+    pub(super) disk: Disk,
+    /// The snapshot's index and membership, read when the builder was made (between two applies).
+    pub(super) meta: Result<SnapshotMeta<u64, openraft::BasicNode>, String>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
-        // Built once: the dump moves into the file write and back, never copied.
-        let (data, meta) = std::mem::replace(&mut self.dump, Err("this snapshot was already built".into()))
+        let meta = self
+            .meta
+            .clone()
             .map_err(|e| snap_err(ErrorVerb::Read, StoreError::Corrupt(e)))?;
-        let dir = self.dir.clone();
-        let data = tokio::task::spawn_blocking(move || StateMachine::persist_snapshot(&dir, &data).map(|()| data))
+        // The views (and `last_applied` with them, in the same transactions) as of at least this
+        // index survive a crash from here on: the log at or below it may go. A node restarted
+        // later finds `last_applied` ≥ this index and applies the log after it.
+        self.disk
+            .make_durable()
             .await
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?
             .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         metrics::counter!(crate::metrics::SNAPSHOTS_BUILT).increment(1);
-        metrics::gauge!(crate::metrics::SNAPSHOT_SIZE).set(data.len() as f64);
-        tracing::info!(snapshot_id = %meta.snapshot_id, bytes = data.len(), "snapshot built");
+        tracing::debug!(snapshot_id = %meta.snapshot_id, "snapshot built (the views made durable)");
+        // openraft 0.9 keeps a built snapshot's meta only; one that is sent is made by
+        // `get_current_snapshot`, which reads the views out.
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(Cursor::new(Vec::new())),
         })
     }
 }

@@ -6,6 +6,7 @@
 //! every line gives throughput, p50, p99, and the last the ratios (Capstan / etcd).
 //! With `CAPSTAN_BIN_BEFORE=<an earlier capstan binary>`, a second 3-node cluster runs that build and
 //! each level runs etcd, the earlier build, then this one (a line each for the two Capstans).
+//! `BENCH_CAPSTAN_ARGS` adds flags to every Capstan node of both builds.
 //! Run: `tests/bench/vs-etcd.sh [SECONDS_PER_RUN] [LEVELS]` (installs Debian's etcd-server),
 //! or `cargo run --release -p capstan-tests --bin bench-vs-etcd -- [SECONDS] [1,16,64,256]`.
 
@@ -19,6 +20,49 @@ use base64::Engine as _;
 use capstan_tests::bench::percentile;
 use capstan_tests::cluster::{free_port, Cluster};
 use capstan_tests::{lrp_json, wait_for};
+
+/// What a cluster's `/metrics` say about a run: leader elections and snapshots (the p99 tail's
+/// usual causes), summed over the nodes.
+#[derive(Default)]
+struct RaftFacts {
+    term: f64,
+    snapshots: f64,
+    dump_seconds: f64,
+}
+
+impl RaftFacts {
+    async fn of(cluster: &Cluster) -> Self {
+        let mut facts = RaftFacts::default();
+        for (_, node) in cluster.alive() {
+            let Ok(text) = node.client.get(format!("{}/metrics", node.http)).send().await else {
+                continue;
+            };
+            for line in text.text().await.unwrap_or_default().lines() {
+                let mut parts = line.split_whitespace();
+                let (Some(name), Some(Ok(value))) = (parts.next(), parts.next().map(str::parse::<f64>)) else {
+                    continue;
+                };
+                match name {
+                    "capstan_raft_term" => facts.term = facts.term.max(value),
+                    "capstan_raft_snapshots_built_total" => facts.snapshots += value,
+                    "capstan_raft_snapshot_dump_duration_seconds_sum" => facts.dump_seconds += value,
+                    _ => {}
+                }
+            }
+        }
+        facts
+    }
+
+    fn since(&self, start: &RaftFacts) -> String {
+        format!(
+            "#      terms {} -> {}, snapshots built {} (reading them out: {:.2} s over the nodes)",
+            start.term,
+            self.term,
+            self.snapshots - start.snapshots,
+            self.dump_seconds - start.dump_seconds
+        )
+    }
+}
 
 /// A 3-member etcd on loopback, killed when dropped.
 struct Etcd {
@@ -220,13 +264,17 @@ async fn main() -> anyhow::Result<()> {
         })
         .await;
     }
-    let capstan = Cluster::start(3, &[])?;
+    // Extra flags for every Capstan node (e.g. `--snapshot-every-entries 1000`, to see snapshots
+    // within a short run), from `BENCH_CAPSTAN_ARGS`.
+    let extra = std::env::var("BENCH_CAPSTAN_ARGS").unwrap_or_default();
+    let extra: Vec<&str> = extra.split_whitespace().collect();
+    let capstan = Cluster::start(3, &extra)?;
     capstan.leader(Duration::from_secs(30)).await;
     // An earlier build side by side in the same run, when named.
     let before = match std::env::var_os("CAPSTAN_BIN_BEFORE") {
         None => None,
         Some(bin) => {
-            let c = Cluster::start_bin(3, &[], Some(bin.into()))?;
+            let c = Cluster::start_bin(3, &extra, Some(bin.into()))?;
             c.leader(Duration::from_secs(30)).await;
             Some(c)
         }
@@ -258,12 +306,16 @@ async fn main() -> anyhow::Result<()> {
     );
     for (round, &clients) in levels.iter().enumerate() {
         let e = run(&targets[0], clients, secs, &format!("e{round}")).await;
-        if let Some(t) = &before_target {
+        if let (Some(t), Some(c)) = (&before_target, &before) {
+            let at_start = RaftFacts::of(c).await;
             let b = run(t, clients, secs, &format!("b{round}")).await;
             println!("{}", row("", None, &b, &e) + "   (earlier build)");
+            println!("{}", RaftFacts::of(c).await.since(&at_start));
         }
+        let at_start = RaftFacts::of(&capstan).await;
         let c = run(&targets[1], clients, secs, &format!("c{round}")).await;
         println!("{}", row(&clients.to_string(), Some(&e), &c, &e));
+        println!("{}", RaftFacts::of(&capstan).await.since(&at_start));
     }
     Ok(())
 }
