@@ -505,8 +505,13 @@ proptest! {
         let applied = rt.block_on(live.applied_state()).expect("state").0;
         let snap = rt.block_on(live.get_current_snapshot()).expect("snapshot").expect("a snapshot");
         prop_assert_eq!(snap.meta.last_log_id, applied);
-        let (_d, mut installed) = fresh();
+        let other = tempfile::tempdir().expect("tempdir");
+        let other_disk = open_db(&other.path().join("db")).expect("db");
+        let mut installed = StateMachine::open(&other_disk, &other.path().join("snap")).expect("sm");
+        let passes = other_disk.sync_passes();
         rt.block_on(installed.install_snapshot(&snap.meta, snap.snapshot)).expect("install");
+        // Durable before openraft purges the log behind it.
+        prop_assert!(other_disk.sync_passes() > passes, "the installed views were not made durable");
         let views = |rows: Vec<(String, Vec<u8>, Vec<u8>)>| rows.into_iter().filter(|r| r.0 != "event_journal").collect::<Vec<_>>();
         prop_assert_eq!(views(live.view_rows().expect("rows")), views(installed.view_rows().expect("rows")));
         prop_assert_eq!(rt.block_on(installed.applied_state()).expect("state").0, applied);

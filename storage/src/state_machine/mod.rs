@@ -398,6 +398,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data = snapshot.into_inner();
         Self::persist_snapshot(&self.dir, &data).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         self.replace_trees(&data).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        // openraft purges this node's log behind the snapshot next: the installed views must be
+        // on stable storage first (replacing them flushed sled, which is not an fdatasync).
+        self.disk
+            .make_durable()
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         metrics::counter!(crate::metrics::SNAPSHOTS_INSTALLED).increment(1);
         metrics::gauge!(crate::metrics::SNAPSHOT_SIZE).set(data.len() as f64);
         tracing::info!(snapshot_id = %meta.snapshot_id, "snapshot installed");
