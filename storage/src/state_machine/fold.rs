@@ -19,8 +19,7 @@ pub fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
     use pb::event::Kind;
     let mut put = |tree: Tree, key: Vec<u8>, value: Option<Vec<u8>>| writes.push(Write { tree, key, value });
     match &e.kind {
-        Some(Kind::DesiredLrpCreated(pb::DesiredLrpCreated { desired_lrp: Some(d) }))
-        | Some(Kind::DesiredLrpChanged(pb::DesiredLrpChanged { after: Some(d), .. })) => {
+        Some(Kind::DesiredLrpCreated(pb::DesiredLrpCreated { desired_lrp: Some(d) })) => {
             put(
                 Tree::Desired,
                 d.process_guid.as_bytes().to_vec(),
@@ -31,6 +30,29 @@ pub fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
                 ks::desired_by_domain_key(&d.domain, &d.process_guid),
                 Some(vec![]),
             );
+        }
+        Some(Kind::DesiredLrpChanged(pb::DesiredLrpChanged { before, after: Some(d) })) => {
+            put(
+                Tree::Desired,
+                d.process_guid.as_bytes().to_vec(),
+                Some(d.encode_to_vec()),
+            );
+            // The index row is there since the LRP was created: written again only if the domain
+            // moved (each sled insert costs, even of a row that is already there).
+            if before.as_ref().is_none_or(|b| b.domain != d.domain) {
+                if let Some(b) = before {
+                    put(
+                        Tree::DesiredByDomain,
+                        ks::desired_by_domain_key(&b.domain, &b.process_guid),
+                        None,
+                    );
+                }
+                put(
+                    Tree::DesiredByDomain,
+                    ks::desired_by_domain_key(&d.domain, &d.process_guid),
+                    Some(vec![]),
+                );
+            }
         }
         Some(Kind::DesiredLrpRemoved(pb::DesiredLrpRemoved { desired_lrp: Some(d) })) => {
             put(Tree::Desired, d.process_guid.as_bytes().to_vec(), None);
@@ -54,7 +76,15 @@ pub fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
                     None,
                 );
             }
-            put_actual(&mut put, a);
+            if b.domain != a.domain {
+                put(
+                    Tree::ActualByDomain,
+                    ks::actual_by_domain_key(&b.domain, &b.process_guid, b.index),
+                    None,
+                );
+            }
+            // Index rows already there (same domain, same cell) are not written again.
+            put_actual_changed(&mut put, a, b.domain != a.domain, b.cell_id != a.cell_id);
         }
         Some(Kind::ActualLrpRemoved(pb::ActualLrpRemoved { actual_lrp: Some(a) })) => {
             put(Tree::Actual, ks::actual_key(&a.process_guid, a.index), None);
@@ -221,23 +251,88 @@ fn put_definition(put: &mut impl FnMut(Tree, Vec<u8>, Option<Vec<u8>>), d: &pb::
     );
 }
 
-/// The writes of an actual's new state: its row, its domain index, its cell index.
+/// The writes of a new actual: its row, its domain index, its cell index.
 fn put_actual(put: &mut impl FnMut(Tree, Vec<u8>, Option<Vec<u8>>), a: &pb::ActualLrp) {
+    put_actual_changed(put, a, true, true);
+}
+
+/// The writes of an actual's new state: its row, and its domain and cell index rows where they
+/// are new.
+fn put_actual_changed(
+    put: &mut impl FnMut(Tree, Vec<u8>, Option<Vec<u8>>),
+    a: &pb::ActualLrp,
+    new_domain: bool,
+    new_cell: bool,
+) {
     put(
         Tree::Actual,
         ks::actual_key(&a.process_guid, a.index),
         Some(a.encode_to_vec()),
     );
-    put(
-        Tree::ActualByDomain,
-        ks::actual_by_domain_key(&a.domain, &a.process_guid, a.index),
-        Some(vec![]),
-    );
-    if !a.cell_id.is_empty() {
+    if new_domain {
+        put(
+            Tree::ActualByDomain,
+            ks::actual_by_domain_key(&a.domain, &a.process_guid, a.index),
+            Some(vec![]),
+        );
+    }
+    if new_cell && !a.cell_id.is_empty() {
         put(
             Tree::ActualByCell,
             ks::actual_by_cell_key(&a.cell_id, &a.process_guid, a.index),
             Some(vec![]),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actual(domain: &str, cell: &str, placement_error: &str) -> pb::ActualLrp {
+        pb::ActualLrp {
+            process_guid: "pg".into(),
+            index: 0,
+            domain: domain.into(),
+            cell_id: cell.into(),
+            placement_error: placement_error.into(),
+            ..Default::default()
+        }
+    }
+
+    fn changed(before: pb::ActualLrp, after: pb::ActualLrp) -> Vec<(Tree, Vec<u8>, Option<Vec<u8>>)> {
+        let e = pb::Event {
+            kind: Some(pb::event::Kind::ActualLrpChanged(pb::ActualLrpChanged {
+                before: Some(before),
+                after: Some(after),
+            })),
+        };
+        let mut writes = Vec::new();
+        fold(&e, &mut writes);
+        writes.into_iter().map(|w| (w.tree, w.key, w.value)).collect()
+    }
+
+    #[test]
+    fn a_change_writes_only_the_index_rows_that_move() {
+        // Same domain, same cell (a placement failure, a state change on its cell): the row only.
+        let w = changed(actual("d", "", ""), actual("d", "", "insufficient resources"));
+        assert_eq!(w.iter().map(|w| w.0).collect::<Vec<_>>(), [Tree::Actual]);
+        let w = changed(actual("d", "c1", ""), actual("d", "c1", "x"));
+        assert_eq!(w.iter().map(|w| w.0).collect::<Vec<_>>(), [Tree::Actual]);
+        // Placed on a cell: the cell's index row is added.
+        let w = changed(actual("d", "", ""), actual("d", "c1", ""));
+        assert!(w.contains(&(Tree::ActualByCell, ks::actual_by_cell_key("c1", "pg", 0), Some(vec![]))));
+        // Moved cell: the old row goes, the new one comes.
+        let w = changed(actual("d", "c1", ""), actual("d", "c2", ""));
+        assert!(w.contains(&(Tree::ActualByCell, ks::actual_by_cell_key("c1", "pg", 0), None)));
+        assert!(w.contains(&(Tree::ActualByCell, ks::actual_by_cell_key("c2", "pg", 0), Some(vec![]))));
+        // A domain that moved (never by the rules today): both domain rows.
+        let w = changed(actual("d", "", ""), actual("e", "", ""));
+        assert!(w.contains(&(Tree::ActualByDomain, ks::actual_by_domain_key("d", "pg", 0), None)));
+        assert!(w.contains(&(
+            Tree::ActualByDomain,
+            ks::actual_by_domain_key("e", "pg", 0),
+            Some(vec![])
+        )));
     }
 }
