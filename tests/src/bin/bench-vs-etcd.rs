@@ -28,12 +28,16 @@ struct RaftFacts {
     term: f64,
     snapshots: f64,
     dump_seconds: f64,
+    /// Keys apply wrote to sled, over the nodes.
+    apply_writes: f64,
+    nodes: f64,
 }
 
 impl RaftFacts {
     async fn of(cluster: &Cluster) -> Self {
         let mut facts = RaftFacts::default();
         for (_, node) in cluster.alive() {
+            facts.nodes += 1.0;
             let Ok(text) = node.client.get(format!("{}/metrics", node.http)).send().await else {
                 continue;
             };
@@ -46,6 +50,7 @@ impl RaftFacts {
                     "capstan_raft_term" => facts.term = facts.term.max(value),
                     "capstan_raft_snapshots_built_total" => facts.snapshots += value,
                     "capstan_raft_snapshot_dump_duration_seconds_sum" => facts.dump_seconds += value,
+                    "capstan_storage_apply_batch_writes_sum" => facts.apply_writes += value,
                     _ => {}
                 }
             }
@@ -53,13 +58,16 @@ impl RaftFacts {
         facts
     }
 
-    fn since(&self, start: &RaftFacts) -> String {
+    /// The run's facts, `creates` being how many the run got answered.
+    fn since(&self, start: &RaftFacts, creates: f64) -> String {
         format!(
-            "#      terms {} -> {}, snapshots built {} (reading them out: {:.2} s over the nodes)",
+            "#      terms {} -> {}, snapshots built {} (reading them out: {:.2} s over the nodes), \
+             sled keys written by apply per create per node: {:.2}",
             start.term,
             self.term,
             self.snapshots - start.snapshots,
-            self.dump_seconds - start.dump_seconds
+            self.dump_seconds - start.dump_seconds,
+            (self.apply_writes - start.apply_writes) / self.nodes.max(1.0) / creates.max(1.0)
         )
     }
 }
@@ -310,12 +318,12 @@ async fn main() -> anyhow::Result<()> {
             let at_start = RaftFacts::of(c).await;
             let b = run(t, clients, secs, &format!("b{round}")).await;
             println!("{}", row("", None, &b, &e) + "   (earlier build)");
-            println!("{}", RaftFacts::of(c).await.since(&at_start));
+            println!("{}", RaftFacts::of(c).await.since(&at_start, b.0 * secs as f64));
         }
         let at_start = RaftFacts::of(&capstan).await;
         let c = run(&targets[1], clients, secs, &format!("c{round}")).await;
         println!("{}", row(&clients.to_string(), Some(&e), &c, &e));
-        println!("{}", RaftFacts::of(&capstan).await.since(&at_start));
+        println!("{}", RaftFacts::of(&capstan).await.since(&at_start, c.0 * secs as f64));
     }
     Ok(())
 }
