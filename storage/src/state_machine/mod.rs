@@ -371,18 +371,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        let meta = (|| {
-            let last_log_id = self.last_applied()?;
-            Ok::<_, StoreError>(SnapshotMeta {
-                last_log_id,
-                last_membership: self.last_membership()?,
-                snapshot_id: snapshot::snapshot_id(last_log_id.as_ref()),
-            })
-        })()
-        .map_err(|e| e.to_string());
         SnapshotBuilder {
             disk: self.disk.clone(),
-            meta,
+            meta: self.meta_now().map_err(|e| e.to_string()),
         }
     }
 

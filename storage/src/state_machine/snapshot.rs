@@ -45,14 +45,10 @@ impl StateMachine {
                 return Ok(Some((data, meta)));
             }
         }
-        let Some(applied) = self.last_applied()? else {
+        let meta = self.meta_now()?;
+        if meta.last_log_id.is_none() {
             return Ok(None);
-        };
-        let meta = SnapshotMeta {
-            last_log_id: Some(applied),
-            last_membership: self.last_membership()?,
-            snapshot_id: snapshot_id(Some(&applied)),
-        };
+        }
         let (views, dir, capacity) = (self.views.clone(), self.dir.clone(), self.last_dump_bytes);
         let started = std::time::Instant::now();
         let (data, meta) = tokio::task::spawn_blocking(move || {
@@ -67,6 +63,16 @@ impl StateMachine {
         self.last_dump_bytes = data.len();
         tracing::info!(snapshot_id = %meta.snapshot_id, bytes = data.len(), "snapshot read out of the views");
         Ok(Some((data, meta)))
+    }
+
+    /// The meta of a snapshot of the views as they are now (between two applies).
+    pub(super) fn meta_now(&self) -> Result<SnapshotMeta<u64, openraft::BasicNode>, StoreError> {
+        let last_log_id = self.last_applied()?;
+        Ok(SnapshotMeta {
+            last_log_id,
+            last_membership: self.last_membership()?,
+            snapshot_id: snapshot_id(last_log_id.as_ref()),
+        })
     }
 
     /// Writes snapshot bytes durably to the current-snapshot file (temp file, fsync, rename).
@@ -195,7 +201,7 @@ fn encode_row(tree: &str, key: &[u8], value: &[u8], out: &mut Vec<u8>) {
 /// A snapshot's id names the state it holds: the views at one applied log id are the same on
 /// every node and at every reading, so a snapshot built and one read out later at the same index
 /// are the same snapshot.
-pub(super) fn snapshot_id(last_applied: Option<&openraft::LogId<u64>>) -> String {
+fn snapshot_id(last_applied: Option<&openraft::LogId<u64>>) -> String {
     last_applied.map_or_else(|| "0-0".into(), |l| format!("{}-{}", l.leader_id.term, l.index))
 }
 
