@@ -102,6 +102,15 @@ impl Recent {
     }
 }
 
+/// A log id kept in the Raft meta tree (`vote` aside): `committed`, `last_purged`.
+pub(crate) fn read_log_id(meta: &sled::Tree, key: &[u8]) -> Result<Option<LogId<u64>>, StoreError> {
+    Ok(meta
+        .get(key)?
+        .map(|v| decode::<pb::LogId>("log id", &v))
+        .transpose()?
+        .map(|l| codec::log_id_from_pb(&l)))
+}
+
 fn read_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
     StorageIOError::read_logs(AnyError::new(&e)).into()
 }
@@ -122,12 +131,7 @@ impl LogStore {
     }
 
     fn read_log_id(&self, key: &[u8]) -> Result<Option<LogId<u64>>, StoreError> {
-        Ok(self
-            .meta
-            .get(key)?
-            .map(|v| decode::<pb::LogId>("log id", &v))
-            .transpose()?
-            .map(|l| codec::log_id_from_pb(&l)))
+        read_log_id(&self.meta, key)
     }
 
     fn write_log_id(&self, key: &[u8], id: Option<&LogId<u64>>) -> Result<(), StoreError> {

@@ -18,7 +18,7 @@ use prost::Message;
 use super::{snap_err, StateMachine};
 use crate::codec;
 use crate::keyspace::{self as ks, Tree};
-use crate::{decode, pb, Disk, StoreError, TypeConfig, Views};
+use crate::{pb, Disk, StoreError, TypeConfig, Views};
 
 pub(super) const SNAPSHOT_FILE: &str = "snapshot.current";
 
@@ -32,14 +32,8 @@ impl StateMachine {
     /// was purged), else the views read out now — apply waits meanwhile, as this runs in the
     /// state machine's worker — and written to the file for the next request.
     pub(super) async fn current_snapshot(&mut self) -> Result<Option<SnapshotBytes>, StoreError> {
-        let purged = self
-            .views
-            .trees
-            .get(Tree::RaftMeta)
-            .get(ks::KEY_LAST_PURGED)?
-            .map(|v| decode::<pb::LogId>("last purged", &v))
-            .transpose()?
-            .map(|l| l.index);
+        let purged =
+            crate::log_store::read_log_id(self.views.trees.get(Tree::RaftMeta), ks::KEY_LAST_PURGED)?.map(|l| l.index);
         if let Some((data, meta)) = self.read_snapshot_file()? {
             if meta.last_log_id.map(|l| l.index) >= purged {
                 return Ok(Some((data, meta)));
@@ -207,11 +201,7 @@ fn snapshot_id(last_applied: Option<&openraft::LogId<u64>>) -> String {
 
 /// Reads the views out as snapshot bytes (header, then rows) under `meta`. The caller makes sure
 /// no apply runs meanwhile (sled has no point-in-time read).
-pub(super) fn dump(
-    views: &Views,
-    meta: &SnapshotMeta<u64, openraft::BasicNode>,
-    capacity: usize,
-) -> Result<Vec<u8>, StoreError> {
+fn dump(views: &Views, meta: &SnapshotMeta<u64, openraft::BasicNode>, capacity: usize) -> Result<Vec<u8>, StoreError> {
     // Rows are encoded straight from sled's buffers into a buffer of the last dump's size.
     let mut rows = Vec::with_capacity(capacity);
     let mut count = 0u64;
