@@ -1,4 +1,5 @@
-//! The one registry of sled trees ([`Tree::ALL`]) and key layouts. Every persisted key is built here.
+//! The one registry of trees ([`Tree::ALL`]: sled's, and the indexes kept in memory) and key
+//! layouts. Every persisted key is built here.
 //!
 //! Strings in composite keys are length-prefixed (u16 big-endian), so no byte of a user-chosen
 //! domain or guid can make two keys collide, and a prefix scan over `len ++ guid` finds exactly
@@ -15,6 +16,10 @@ pub enum Role {
     View,
     /// The event journal: written by apply, reproduced by replay, restarted by a snapshot install.
     Journal,
+    /// An index of a view, derived from its rows alone: kept in memory (`crate::indexes`), not in
+    /// sled; written by apply after its transaction, rebuilt at start-up and after an install,
+    /// not carried by snapshots, reproduced by replay.
+    Index,
 }
 
 /// Every sled tree of the process. The names are persisted: never rename one.
@@ -28,11 +33,11 @@ pub enum Tree {
     StateMeta,
     /// `process_guid` → `DesiredLrp`.
     Desired,
-    /// `str domain ++ str process_guid` → empty.
+    /// `str domain ++ str process_guid` → empty. In memory (an index of `Desired`).
     DesiredByDomain,
     /// `str process_guid ++ u32 index` → `ActualLrp`.
     Actual,
-    /// `str domain ++ str process_guid ++ u32 index` → empty.
+    /// `str domain ++ str process_guid ++ u32 index` → empty. In memory (an index of `Actual`).
     ActualByDomain,
     /// `domain` → `FreshDomain`.
     FreshDomains,
@@ -41,6 +46,7 @@ pub enum Tree {
     /// `cell_id` → `Cell`.
     Cells,
     /// `str cell_id ++ str process_guid ++ u32 index` → empty: the instances placed on a cell.
+    /// In memory (an index of `Actual`).
     ActualByCell,
     /// `definition_id` → `TaskDefinition`.
     TaskDefinitions,
@@ -147,13 +153,11 @@ impl Tree {
             Tree::RaftLog | Tree::RaftMeta => Role::Raft,
             Tree::StateMeta => Role::StateMeta,
             Tree::Journal => Role::Journal,
+            Tree::DesiredByDomain | Tree::ActualByDomain | Tree::ActualByCell => Role::Index,
             Tree::Desired
-            | Tree::DesiredByDomain
             | Tree::Actual
-            | Tree::ActualByDomain
             | Tree::FreshDomains
             | Tree::Cells
-            | Tree::ActualByCell
             | Tree::TaskDefinitions
             | Tree::TaskDefinitionsByAlias
             | Tree::TaskRuns
@@ -178,15 +182,19 @@ impl Tree {
         self.role() == Role::View
     }
 
-    /// Replay from empty must reproduce the views and the journal byte for byte.
+    /// Replay from empty must reproduce the views, their indexes and the journal byte for byte.
     pub fn replayed(self) -> bool {
-        matches!(self.role(), Role::View | Role::Journal)
+        matches!(self.role(), Role::View | Role::Index | Role::Journal)
     }
 
-    /// Apply writes the views, the journal and the state machine metadata, in one transaction.
+    /// Apply writes the views, the journal and the state machine metadata in sled, in one
+    /// transaction (and the in-memory indexes after it).
     pub fn written_by_apply(self) -> bool {
-        self.role() != Role::Raft
+        matches!(self.role(), Role::StateMeta | Role::View | Role::Journal)
     }
+
+    /// The index trees, kept in memory (their sled trees stay empty).
+    pub const INDEXES: [Tree; 3] = [Tree::DesiredByDomain, Tree::ActualByDomain, Tree::ActualByCell];
 
     pub fn by_name(name: &str) -> Option<Tree> {
         Tree::ALL.into_iter().find(|t| t.name() == name)

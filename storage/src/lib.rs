@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod disk;
+pub mod indexes;
 pub mod keyspace;
 pub mod log_store;
 pub mod metrics;

@@ -59,7 +59,7 @@ pub fn describe() {
     metrics::describe_histogram!(
         APPLY_WRITES,
         Unit::Count,
-        "View, journal and meta keys written per apply transaction"
+        "sled keys (views, journal, meta) written per apply transaction; the in-memory indexes are not counted"
     );
     metrics::describe_histogram!(
         SNAPSHOT_DUMP_DURATION,

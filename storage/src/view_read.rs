@@ -8,7 +8,7 @@ use std::ops::Bound;
 
 use sled::IVec;
 
-use crate::keyspace::{self as ks, Tree};
+use crate::keyspace::{self as ks, Role, Tree};
 use crate::rules::decide::ViewRead;
 use crate::{decode, pb, StoreError, Views};
 
@@ -48,10 +48,17 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 impl TreeRead for Views {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<IVec>, StoreError> {
+        if tree.role() == Role::Index {
+            return Ok(self.indexes.contains(tree, key).then(IVec::default));
+        }
         Ok(self.trees.get(tree).get(key)?)
     }
 
     fn range(&self, tree: Tree, start: &[u8], end: Option<&[u8]>, max: usize) -> Result<Vec<(IVec, IVec)>, StoreError> {
+        if tree.role() == Role::Index {
+            let keys = self.indexes.range(tree, start, end, max);
+            return Ok(keys.into_iter().map(|k| (IVec::from(k), IVec::default())).collect());
+        }
         let end = end.map_or(Bound::Unbounded, Bound::Excluded);
         let rows = self.trees.get(tree).range::<&[u8], _>((Bound::Included(start), end));
         rows.take(max).map(|kv| kv.map_err(StoreError::from)).collect()

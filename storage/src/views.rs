@@ -16,19 +16,31 @@ pub struct Views {
     pub(crate) journal_retained: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// The newest journal records as apply made them (filled by apply, reset by installs).
     pub(crate) recent_journal: crate::recent_journal::RecentJournal,
+    /// The index trees (kept in memory, written by apply, rebuilt at open and after installs).
+    pub(crate) indexes: crate::indexes::Indexes,
 }
 
 /// A lazily read sequence of rows; lists stream from sled ranges, never from a built table.
 pub type RowIter<T> = Box<dyn Iterator<Item = Result<T, StoreError>> + Send>;
 
 impl Views {
+    /// Opens the view trees and builds the in-memory indexes from them.
     pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
-        Ok(Self {
+        let views = Self {
             trees: Trees::open(db)?,
             installs: Default::default(),
             journal_retained: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(ks::JOURNAL_RECORDS_MAX)),
             recent_journal: Default::default(),
-        })
+            indexes: Default::default(),
+        };
+        for t in Tree::INDEXES {
+            // Builds before the indexes moved to memory kept them in sled: dropped once.
+            if !views.trees.get(t).is_empty() {
+                views.trees.get(t).clear()?;
+            }
+        }
+        views.indexes.rebuild(&views.trees)?;
+        Ok(views)
     }
 
     fn tree(&self, tree: Tree) -> &sled::Tree {
@@ -50,13 +62,9 @@ impl Views {
                 let desired = self.tree(Tree::Desired).clone();
                 let domain = domain.to_owned();
                 Box::new(
-                    self.tree(Tree::DesiredByDomain)
-                        .scan_prefix(ks::domain_prefix(&domain))
-                        .filter_map(move |kv| {
-                            let key = match kv {
-                                Ok((k, _)) => k,
-                                Err(e) => return Some(Err(e.into())),
-                            };
+                    self.indexes
+                        .scan_prefix(Tree::DesiredByDomain, ks::domain_prefix(&domain))
+                        .filter_map(move |key| {
                             let guid = ks::guid_of_desired_by_domain_key(&key, &domain)?;
                             match desired.get(guid.as_bytes()) {
                                 Ok(Some(v)) => Some(decode("desired lrp", &v)),
@@ -93,26 +101,7 @@ impl Views {
                 )
             }
             (None, None) => Box::new(self.tree(Tree::Actual).iter().map(decode_row)),
-            (None, Some(domain)) => {
-                let actual = self.tree(Tree::Actual).clone();
-                let domain = domain.to_owned();
-                Box::new(
-                    self.tree(Tree::ActualByDomain)
-                        .scan_prefix(ks::domain_prefix(&domain))
-                        .filter_map(move |kv| {
-                            let key = match kv {
-                                Ok((k, _)) => k,
-                                Err(e) => return Some(Err(e.into())),
-                            };
-                            let actual_key = ks::actual_key_of_by_domain_key(&key, &domain)?;
-                            match actual.get(actual_key) {
-                                Ok(Some(v)) => Some(decode("actual lrp", &v)),
-                                Ok(None) => None,
-                                Err(e) => Some(Err(e.into())),
-                            }
-                        }),
-                )
-            }
+            (None, Some(domain)) => self.actuals_indexed(Tree::ActualByDomain, domain),
         }
     }
 
@@ -150,17 +139,19 @@ impl Views {
 
     /// The instances placed on a cell, in (process_guid, index) order.
     pub fn actuals_on_cell(&self, cell_id: &str) -> RowIter<pb::ActualLrp> {
+        self.actuals_indexed(Tree::ActualByCell, cell_id)
+    }
+
+    /// The ActualLRPs under `owner` (a domain or a cell) in an index of `Actual`, in
+    /// (process_guid, index) order; an index key whose row is gone meanwhile is skipped.
+    fn actuals_indexed(&self, index: Tree, owner: &str) -> RowIter<pb::ActualLrp> {
         let actual = self.tree(Tree::Actual).clone();
-        let cell = cell_id.to_owned();
+        let owner = owner.to_owned();
         Box::new(
-            self.tree(Tree::ActualByCell)
-                .scan_prefix(ks::domain_prefix(cell_id))
-                .filter_map(move |kv| {
-                    let key = match kv {
-                        Ok((k, _)) => k,
-                        Err(e) => return Some(Err(e.into())),
-                    };
-                    let actual_key = ks::actual_key_of_by_domain_key(&key, &cell)?;
+            self.indexes
+                .scan_prefix(index, ks::domain_prefix(&owner))
+                .filter_map(move |key| {
+                    let actual_key = ks::actual_key_of_by_domain_key(&key, &owner)?;
                     match actual.get(actual_key) {
                         Ok(Some(v)) => Some(decode("actual lrp", &v)),
                         Ok(None) => None,

@@ -25,7 +25,7 @@ use prost::Message;
 use sled::transaction::{ConflictableTransactionError, Transactional};
 
 use crate::codec::{self, Entry};
-use crate::keyspace::{self as ks, Tree};
+use crate::keyspace::{self as ks, Role, Tree};
 use crate::rules::decide::{self, Decision};
 use crate::rules::ids;
 use crate::view_read::TreeRead;
@@ -277,13 +277,14 @@ impl StateMachine {
         Ok(pb::Outcomes { outcomes })
     }
 
-    /// Commits the batch's staged writes in ONE sled transaction.
+    /// Commits the batch's staged writes in ONE sled transaction, then the in-memory indexes'.
     fn commit(&self, view: &mut Staged) -> Result<(), StoreError> {
         let writes = view.take();
         let trees: Vec<&sled::Tree> = self.applied_trees.iter().map(|(_, t)| t).collect();
         let slot = |tree: Tree| self.applied_trees.iter().position(|(t, _)| *t == tree);
+        let in_sled = || writes.iter().filter(|((t, _), _)| t.role() != Role::Index);
         trees.as_slice().transaction(|tx| {
-            for ((tree, key), value) in &writes {
+            for ((tree, key), value) in in_sled() {
                 let Some(t) = slot(*tree).and_then(|i| tx.get(i)) else {
                     let bad = StoreError::Corrupt(format!("apply may not write {tree:?}"));
                     return Err(ConflictableTransactionError::Abort(bad));
@@ -299,7 +300,11 @@ impl StateMachine {
             }
             Ok::<(), ConflictableTransactionError<StoreError>>(())
         })?;
-        metrics::histogram!(crate::metrics::APPLY_WRITES).record(writes.len() as f64);
+        let indexed = writes.iter().filter(|((t, _), _)| t.role() == Role::Index);
+        self.views
+            .indexes
+            .apply(indexed.map(|((t, k), v)| (*t, k.as_slice(), v.is_some())));
+        metrics::histogram!(crate::metrics::APPLY_WRITES).record(in_sled().count() as f64);
         Ok(())
     }
 }

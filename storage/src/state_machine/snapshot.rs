@@ -17,7 +17,7 @@ use prost::Message;
 
 use super::{snap_err, StateMachine};
 use crate::codec;
-use crate::keyspace::{self as ks, Tree};
+use crate::keyspace::{self as ks, Role, Tree};
 use crate::{pb, Disk, StoreError, TypeConfig, Views};
 
 pub(super) const SNAPSHOT_FILE: &str = "snapshot.current";
@@ -95,7 +95,7 @@ impl StateMachine {
         }
         self.meta().insert(ks::KEY_INSTALLING, &[1u8][..])?;
         self.db.flush()?;
-        for t in Tree::select(Tree::replayed) {
+        for t in Tree::select(Tree::replayed).filter(|t| t.role() != Role::Index) {
             self.views.trees.get(t).clear()?;
         }
         let mut seen = 0u64;
@@ -104,14 +104,19 @@ impl StateMachine {
                 what: "snapshot row",
                 source,
             })?;
-            let Some(tree) = Tree::by_name(&row.tree).filter(|t| t.in_snapshot()) else {
+            seen += 1;
+            let tree = Tree::by_name(&row.tree);
+            if tree.is_some_and(|t| t.role() == Role::Index) {
+                // Sent by a build that kept indexes in sled: rebuilt from the views below.
+                continue;
+            }
+            let Some(tree) = tree.filter(|t| t.in_snapshot()) else {
                 return Err(StoreError::Corrupt(format!(
                     "snapshot row for unknown tree {}",
                     row.tree
                 )));
             };
             self.views.trees.get(tree).insert(row.key, row.value)?;
-            seen += 1;
         }
         if seen != header.row_count {
             return Err(StoreError::Corrupt(format!(
@@ -131,6 +136,7 @@ impl StateMachine {
             Some(m) => self.meta().insert(ks::KEY_LAST_MEMBERSHIP, m.encode_to_vec())?,
             None => self.meta().remove(ks::KEY_LAST_MEMBERSHIP)?,
         };
+        self.views.indexes.rebuild(&self.views.trees)?;
         self.meta().remove(ks::KEY_INSTALLING)?;
         self.db.flush()?;
         self.views.recent_journal.reset(floor);
@@ -161,10 +167,15 @@ impl StateMachine {
         Ok(Some((data, meta)))
     }
 
-    /// Every row of the view trees and the journal, for replay comparisons in tests.
+    /// Every row of the view trees, their indexes and the journal, for replay comparisons in tests.
     pub fn view_rows(&self) -> Result<Vec<ViewRow>, StoreError> {
         let mut out = Vec::new();
         for t in Tree::select(Tree::replayed) {
+            if t.role() == Role::Index {
+                let keys = self.views.indexes.keys(t);
+                out.extend(keys.into_iter().map(|k| (t.name().to_owned(), k, Vec::new())));
+                continue;
+            }
             for kv in self.views.trees.get(t).iter() {
                 let (k, v) = kv?;
                 out.push((t.name().to_owned(), k.to_vec(), v.to_vec()));
