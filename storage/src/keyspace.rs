@@ -25,7 +25,8 @@ pub enum Role {
 /// Every sled tree of the process. The names are persisted: never rename one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Tree {
-    /// `u64 index` → `LogEntry`.
+    /// `u64 index` → `LogEntry`: the Raft log of builds before its segment files (`wal.rs`);
+    /// moved into them and emptied at open.
     RaftLog,
     /// `vote`, `committed`, `last_purged` → `Vote` / `LogId`.
     RaftMeta,
