@@ -125,12 +125,7 @@ pub fn stored_entry_log_id(bytes: &[u8]) -> Result<LogId<u64>, StoreError> {
         what: "log entry head",
         source,
     })?;
-    if head.version != capstan_proto::FORMAT_VERSION {
-        return Err(StoreError::Corrupt(format!(
-            "log entry format version {} is unknown",
-            head.version
-        )));
-    }
+    crate::known_format("log entry", head.version)?;
     head.log_id
         .as_ref()
         .map(log_id_from_pb)
@@ -151,12 +146,7 @@ pub fn entry_to_pb(e: &Entry) -> pb::LogEntry {
 }
 
 pub fn entry_from_pb(e: pb::LogEntry) -> Result<Entry, StoreError> {
-    if e.version != capstan_proto::FORMAT_VERSION {
-        return Err(StoreError::Corrupt(format!(
-            "log entry format version {} is unknown",
-            e.version
-        )));
-    }
+    crate::known_format("log entry", e.version)?;
     let log_id = e
         .log_id
         .as_ref()

@@ -65,6 +65,16 @@ pub fn decode<M: prost::Message + Default>(what: &'static str, bytes: &[u8]) -> 
     M::decode(bytes).map_err(|source| StoreError::Decode { what, source })
 }
 
+/// Refuses a persisted record of a format version this build does not read (never guessed).
+pub fn known_format(what: &str, version: u32) -> Result<(), StoreError> {
+    if version == capstan_proto::FORMAT_VERSION {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt(format!(
+        "{what} format version {version} is unknown"
+    )))
+}
+
 /// Opens the one `sled::Db` of this process (sled must not be opened twice in one process).
 pub fn open_db(dir: &std::path::Path) -> Result<Disk, StoreError> {
     Disk::open(dir)

@@ -87,12 +87,7 @@ impl StateMachine {
             what: "snapshot header",
             source,
         })?;
-        if header.version != capstan_proto::FORMAT_VERSION {
-            return Err(StoreError::Corrupt(format!(
-                "snapshot format version {} is unknown",
-                header.version
-            )));
-        }
+        crate::known_format("snapshot", header.version)?;
         self.meta().insert(ks::KEY_INSTALLING, &[1u8][..])?;
         self.db.flush()?;
         for t in Tree::select(Tree::replayed).filter(|t| t.role() != Role::Index) {
