@@ -227,10 +227,11 @@ impl Wal {
             .segments
             .get_mut(&segment)
             .ok_or_else(|| corrupt("raft log: no active segment".into()))?;
-        let offset = seg.len;
+        let (offset, started) = (seg.len, std::time::Instant::now());
         seg.file.write_all_at(buf, offset)?;
         seg.file.sync_data()?;
         seg.len += buf.len() as u64;
+        metrics::histogram!(crate::metrics::LOG_SYNC_DURATION).record(started.elapsed().as_secs_f64());
         Ok((segment, offset))
     }
 
