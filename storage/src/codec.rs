@@ -110,28 +110,6 @@ pub fn encode_entry(e: &Entry) -> Vec<u8> {
 /// The field number of `LogEntry.payload.proposal` (log.proto).
 const LOG_ENTRY_PROPOSAL_FIELD: u32 = 4;
 
-/// The head of a stored `LogEntry` (log.proto): its payload is skipped when decoded, not read.
-#[derive(Clone, PartialEq, prost::Message)]
-struct LogEntryHead {
-    #[prost(uint32, tag = "1")]
-    version: u32,
-    #[prost(message, optional, tag = "2")]
-    log_id: Option<pb::LogId>,
-}
-
-/// The log id of a stored entry, read from its head without decoding its payload.
-pub fn stored_entry_log_id(bytes: &[u8]) -> Result<LogId<u64>, StoreError> {
-    let head = LogEntryHead::decode(bytes).map_err(|source| StoreError::Decode {
-        what: "log entry head",
-        source,
-    })?;
-    crate::known_format("log entry", head.version)?;
-    head.log_id
-        .as_ref()
-        .map(log_id_from_pb)
-        .ok_or_else(|| StoreError::Corrupt("log entry without log_id".into()))
-}
-
 pub fn entry_to_pb(e: &Entry) -> pb::LogEntry {
     let payload = match &e.payload {
         EntryPayload::Blank => pb::log_entry::Payload::Blank(true),
@@ -211,8 +189,6 @@ mod tests {
             payload: EntryPayload::Blank,
         };
         assert_eq!(encode_entry(&blank), entry_to_pb(&blank).encode_to_vec());
-        assert_eq!(stored_entry_log_id(&encode_entry(&e)).expect("head"), e.log_id);
-        assert_eq!(stored_entry_log_id(&encode_entry(&blank)).expect("head"), blank.log_id);
     }
 
     #[test]

@@ -25,8 +25,7 @@ pub enum Role {
 /// Every sled tree of the process. The names are persisted: never rename one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Tree {
-    /// `u64 index` → `LogEntry`: the Raft log of builds before its segment files (`wal.rs`);
-    /// moved into them and emptied at open.
+    /// `u64 index` → `LogEntry`.
     RaftLog,
     /// `vote`, `committed`, `last_purged` → `Vote` / `LogId`.
     RaftMeta,

@@ -15,7 +15,6 @@ pub mod rules;
 pub mod state_machine;
 pub mod view_read;
 pub mod views;
-pub mod wal;
 
 pub use capstan_proto::pb;
 pub use disk::Disk;

@@ -1,8 +1,8 @@
-//! The Raft log: its entries in segment files of their own ([`crate::wal`]), its vote, committed
-//! id and purge floor in sled. Every write here but the committed id is durable before openraft
-//! hears it is done — an append by the log's own `fdatasync`, the vote and the floor by a sled
-//! durability pass ([`Disk::make_durable`]): the leader commits on the strength of an append, and
-//! a voter's vote must survive a crash. The committed id is only written (see `save_committed`).
+//! The Raft log on sled: entries, vote, committed id and purge floor. Every write here is made
+//! durable ([`Disk::make_durable`]: flush, then fdatasync) before openraft hears it is done: the
+//! leader commits on the strength of an append, a voter's vote must survive a crash, and the
+//! committed id must never go back below an index this node acknowledged (a node restarted as
+//! leader serves linearizable reads from its committed id).
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
@@ -15,14 +15,12 @@ use prost::Message;
 
 use crate::codec::{self, Entry};
 use crate::keyspace as ks;
-use crate::wal::{self, Wal};
 use crate::{decode, pb, Disk, StoreError, TypeConfig};
 
 #[derive(Clone)]
 pub struct LogStore {
     disk: Disk,
-    /// The entries above the purge floor (the segment files are its own).
-    wal: Arc<Mutex<Wal>>,
+    log: sled::Tree,
     meta: sled::Tree,
     /// The newest entries, shared with the readers (this store's clones).
     recent: Arc<Mutex<Recent>>,
@@ -121,55 +119,15 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
     StorageIOError::write_logs(AnyError::new(&e)).into()
 }
 
-/// The log's segment files, inside sled's directory.
-const WAL_DIR: &str = "raft-wal";
-
 impl LogStore {
     pub fn open(disk: &Disk) -> Result<Self, StoreError> {
         let db = disk.db();
-        let meta = db.open_tree(ks::Tree::RaftMeta.name())?;
-        let floor = read_log_id(&meta, ks::KEY_LAST_PURGED)?.map(|l| l.index);
-        let index_of = |b: &[u8]| codec::stored_entry_log_id(b).map(|l| l.index);
-        let mut wal = Wal::open(&disk.dir().join(WAL_DIR), floor, index_of)?;
-        // Builds before the segment files kept the entries in sled: moved over once.
-        let old = db.open_tree(ks::Tree::RaftLog.name())?;
-        if !old.is_empty() {
-            if wal.is_empty() {
-                let mut moved = Vec::new();
-                for kv in old.iter() {
-                    let (k, v) = kv?;
-                    let index = ks::log_index(&k).ok_or_else(|| StoreError::Corrupt("log key".into()))?;
-                    if floor.is_none_or(|f| index > f) {
-                        moved.push((index, v));
-                    }
-                }
-                let records: Vec<(u64, &[u8])> = moved.iter().map(|(i, v)| (*i, v.as_ref())).collect();
-                wal.append(&records)?;
-                tracing::info!(entries = records.len(), "raft log moved from sled to its segment files");
-            }
-            old.clear()?;
-        }
         Ok(Self {
             disk: disk.clone(),
-            wal: Arc::new(Mutex::new(wal)),
-            meta,
+            log: db.open_tree(ks::Tree::RaftLog.name())?,
+            meta: db.open_tree(ks::Tree::RaftMeta.name())?,
             recent: Arc::default(),
         })
-    }
-
-    fn wal(&self) -> std::sync::MutexGuard<'_, Wal> {
-        self.wal.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Runs `f` on the segment files on the blocking pool (it writes, syncs or deletes files).
-    async fn with_wal<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Wal) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let wal = self.wal.clone();
-        tokio::task::spawn_blocking(move || f(&mut wal.lock().unwrap_or_else(std::sync::PoisonError::into_inner)))
-            .await
-            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
     }
 
     fn read_log_id(&self, key: &[u8]) -> Result<Option<LogId<u64>>, StoreError> {
@@ -192,25 +150,23 @@ impl LogStore {
         if let Some(entries) = self.recent().range(start, end) {
             return Ok(entries);
         }
-        let located = self.wal().locate(start, end);
-        located
-            .into_iter()
-            .map(|(_, file, offset, len)| {
-                let bytes = wal::read_at(&file, offset, len)?;
-                codec::entry_from_pb(decode("log entry", &bytes)?)
-            })
-            .collect()
+        let mut out = Vec::new();
+        for kv in self.log.range(ks::log_key(start)..) {
+            let (k, v) = kv?;
+            let index = ks::log_index(&k).ok_or_else(|| StoreError::Corrupt("log key".into()))?;
+            if end.is_some_and(|end| index >= end) {
+                break;
+            }
+            out.push(codec::entry_from_pb(decode("log entry", &v)?)?);
+        }
+        Ok(out)
     }
 
     /// The last log entry's id, if any.
     pub fn last_log_id(&self) -> Result<Option<LogId<u64>>, StoreError> {
-        let last = {
-            let wal = self.wal();
-            wal.last_index().map(|i| wal.locate(i, None))
-        };
-        match last.and_then(|l| l.into_iter().next()) {
+        match self.log.last()? {
             None => Ok(None),
-            Some((_, file, offset, len)) => Ok(Some(codec::stored_entry_log_id(&wal::read_at(&file, offset, len)?)?)),
+            Some((_, v)) => Ok(Some(codec::entry_from_pb(decode("log entry", &v)?)?.log_id)),
         }
     }
 }
@@ -220,27 +176,25 @@ impl LogStore {
     /// it reports the I/O complete (the leader counts this node's ack on it).
     pub async fn append_durably(&self, entries: impl IntoIterator<Item = Entry>) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
-        // One write and one fdatasync of the active segment for the whole call.
-        let (appended, encoded): (Vec<Entry>, Vec<(u64, Vec<u8>)>) = entries
-            .into_iter()
-            .map(|e| {
-                let record = (e.log_id.index, codec::encode_entry(&e));
-                (e, record)
-            })
-            .unzip();
+        // One insert per entry, in index order, not one `apply_batch`: a batch takes sled's
+        // process-wide write lock and waits out apply's transaction, inserts only share it. The
+        // log needs no atomicity across entries: sled recovers writes in order, so a crash leaves
+        // a prefix of what was appended, and nothing is acknowledged before the pass below.
+        let mut appended = Vec::new();
+        for e in entries {
+            let bytes = codec::encode_entry(&e);
+            let len = bytes.len();
+            self.log.insert(ks::log_key(e.log_id.index), bytes)?;
+            appended.push((e, len));
+        }
         let n = appended.len();
-        let lens: Vec<usize> = encoded.iter().map(|(_, b)| b.len()).collect();
-        self.with_wal(move |wal| {
-            let records: Vec<(u64, &[u8])> = encoded.iter().map(|(i, b)| (*i, b.as_slice())).collect();
-            wal.append(&records)
-        })
-        .await?;
         {
             let mut recent = self.recent();
-            for (e, bytes) in appended.into_iter().zip(lens) {
+            for (e, bytes) in appended {
                 recent.push(e, bytes);
             }
         }
+        self.disk.make_durable().await?;
         metrics::histogram!(crate::metrics::APPEND_ENTRIES).record(n as f64);
         metrics::histogram!(crate::metrics::APPEND_DURATION).record(started.elapsed().as_secs_f64());
         Ok(())
@@ -348,10 +302,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
         self.recent().truncate_from(log_id.index);
-        let index = log_id.index;
-        self.with_wal(move |wal| wal.truncate_from(index))
-            .await
-            .map_err(write_err)
+        let mut batch = sled::Batch::default();
+        for kv in self.log.range(ks::log_key(log_id.index)..) {
+            let (k, _) = kv.map_err(write_err)?;
+            batch.remove(k);
+        }
+        self.log.apply_batch(batch).map_err(write_err)?;
+        self.disk.make_durable().await.map_err(write_err)?;
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
@@ -361,9 +319,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(write_err)?;
         self.disk.make_durable().await.map_err(write_err)?;
         self.recent().purge_to(log_id.index);
-        // Forgetting the entries is a few unlinks of whole segment files.
-        let index = log_id.index;
-        self.with_wal(move |wal| wal.purge_to(index)).await.map_err(write_err)
+        // openraft's core waits for this call, and a purge after each snapshot is ~10,000 entries:
+        // they are deleted on a blocking thread, in chunks, so that no batch holds sled's write
+        // lock (which apply and the log's appends wait on) for long.
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = delete_through(&log, log_id.index) {
+                tracing::warn!(error = %e, index = log_id.index, "log entries below the purge floor were not all deleted");
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Entries deleted per sled batch by a purge.
+const PURGE_CHUNK: usize = 512;
+
+/// Deletes the log entries at or below `index`, a chunk per batch.
+fn delete_through(log: &sled::Tree, index: u64) -> sled::Result<()> {
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for kv in log.range(..=ks::log_key(index)).take(PURGE_CHUNK) {
+            batch.remove(kv?.0);
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        log.apply_batch(batch)?;
     }
 }
 
@@ -443,7 +427,7 @@ mod tests {
     }
 
     #[test]
-    fn a_purge_forgets_below_its_floor_and_the_log_never_ends_below_it() {
+    fn a_purge_deletes_below_its_floor_and_the_log_never_ends_below_it() {
         let _serial = crate::SLED_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().expect("tempdir");
         let disk = crate::open_db(&dir.path().join("db")).expect("db");
@@ -467,14 +451,16 @@ mod tests {
             assert_eq!(state.last_log_id.map(|l| l.index), Some(2_000));
             let got = store.try_get_log_entries(1_501..=2_000).await.expect("read");
             assert_eq!(got.len(), 500);
-            // The entries below the floor are gone from the segment files' index.
-            assert_eq!(store.wal().locate(0, None).first().map(|l| l.0), Some(1_501));
-            // Reopened, the log starts above the floor and reads back from the files.
-            drop(store);
-            let mut store = LogStore::open(&disk).expect("reopen");
-            let got = store.try_get_log_entries(1_400..=2_000).await.expect("read");
-            assert_eq!(got.first().map(|e| e.log_id.index), Some(1_501));
-            assert_eq!(got.len(), 500);
+            // The entries below the floor go, on a blocking thread.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while store.log.range(..=ks::log_key(1_500)).next().is_some() {
+                assert!(std::time::Instant::now() < deadline, "purged entries are still there");
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            assert_eq!(
+                store.log.first().expect("first").map(|(k, _)| ks::log_index(&k)),
+                Some(Some(1_501))
+            );
             // A floor above every entry (a snapshot installed past the log; entries not yet
             // deleted): the log ends at the floor.
             store
@@ -486,39 +472,6 @@ mod tests {
             let state = store.get_log_state().await.expect("state");
             assert_eq!(state.last_log_id.map(|l| l.index), Some(2_100));
         });
-    }
-
-    #[test]
-    fn a_log_kept_in_sled_by_an_earlier_build_moves_to_the_segment_files() {
-        let _serial = crate::SLED_TESTS.lock().unwrap_or_else(|e| e.into_inner());
-        let dir = tempfile::tempdir().expect("tempdir");
-        let disk = crate::open_db(&dir.path().join("db")).expect("db");
-        let old = disk.db().open_tree(ks::Tree::RaftLog.name()).expect("tree");
-        for i in 1..=30 {
-            old.insert(ks::log_key(i), codec::encode_entry(&entry(i, 2)))
-                .expect("insert");
-        }
-        // Entries at or below the floor are left behind.
-        let meta = disk.db().open_tree(ks::Tree::RaftMeta.name()).expect("meta");
-        let floor = LogId::new(CommittedLeaderId::new(2, 1), 10);
-        meta.insert(ks::KEY_LAST_PURGED, codec::log_id_to_pb(&floor).encode_to_vec())
-            .expect("floor");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        for _ in 0..2 {
-            // Opened twice: the second finds the entries in the segment files only.
-            let mut store = LogStore::open(&disk).expect("log store");
-            assert!(old.is_empty(), "the sled tree was not emptied");
-            let got = rt.block_on(store.try_get_log_entries(0..)).expect("read");
-            assert_eq!(
-                got.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
-                (11..=30).collect::<Vec<_>>()
-            );
-            let state = rt.block_on(store.get_log_state()).expect("state");
-            assert_eq!(state.last_log_id, Some(entry(30, 2).log_id));
-        }
     }
 
     #[test]

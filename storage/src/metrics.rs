@@ -4,11 +4,9 @@
 
 /// Entries per `append` call (a leader's proposals, a follower's replicated batch).
 pub const APPEND_ENTRIES: &str = "capstan_raft_append_batch_entries";
-/// Time of one `append` until the entries are durable (in the log's segment files).
+/// Time of one `append` until the entries are durable (sled write, flush and fdatasync).
 pub const APPEND_DURATION: &str = "capstan_raft_append_duration_seconds";
-/// Time of one write + fdatasync of the Raft log's active segment (an append or a truncation).
-pub const LOG_SYNC_DURATION: &str = "capstan_storage_log_sync_duration_seconds";
-/// Time of one durability pass of sled (flush, then fdatasync): votes, purge floors, snapshots.
+/// Time of one durability pass of the database (sled flush, then fdatasync).
 pub const FLUSH_DURATION: &str = "capstan_storage_flush_duration_seconds";
 /// Entries per apply transaction.
 pub const APPLY_ENTRIES: &str = "capstan_raft_apply_batch_entries";
@@ -36,17 +34,12 @@ pub fn describe() {
     metrics::describe_histogram!(
         APPEND_DURATION,
         Unit::Seconds,
-        "Durable append of log entries (encode, write, fdatasync)"
-    );
-    metrics::describe_histogram!(
-        LOG_SYNC_DURATION,
-        Unit::Seconds,
-        "One write and fdatasync of the Raft log's active segment"
+        "Durable append of log entries (write, flush, fdatasync)"
     );
     metrics::describe_histogram!(
         FLUSH_DURATION,
         Unit::Seconds,
-        "One durability pass of sled (flush, fdatasync): votes, purge floors, snapshots"
+        "One durability pass of the database (flush, fdatasync)"
     );
     metrics::describe_histogram!(
         APPLY_ENTRIES,

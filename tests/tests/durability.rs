@@ -95,20 +95,18 @@ fn epoch_secs() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Start times of the `fdatasync` calls on the Raft log's segment files (`<data>/db/raft-wal/*.wal`)
-/// in an strace log.
-fn log_file_syncs(trace: &str, wal_dir: &str) -> Vec<f64> {
+/// Start times of the `fdatasync` calls on sled's data file (`<data>/db/db`) in an strace log.
+fn data_file_syncs(trace: &str, data_file: &str) -> Vec<f64> {
     trace
         .lines()
-        .filter(|l| l.contains("fdatasync(") && l.contains(&format!("<{wal_dir}/")) && l.contains(".wal>"))
+        .filter(|l| l.contains("fdatasync(") && l.contains(&format!("<{data_file}>")))
         .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         .collect()
 }
 
-/// Issue 9, defect 1: an acknowledged append must be covered by an fdatasync of the file that holds
-/// it (the Raft log's active segment; sled's own flush only calls `sync_file_range`). Traces the real
-/// process's syscalls: each acknowledged create must have an fdatasync of a log segment between its
-/// request and its answer.
+/// Issue 9, defect 1: an acknowledged append must be covered by an fdatasync of sled's data file
+/// (sled's own flush only calls `sync_file_range`). Traces the real process's syscalls: each
+/// acknowledged create must have an fdatasync of the data file between its request and its answer.
 #[tokio::test]
 async fn every_acknowledged_write_is_fdatasynced_before_the_answer() {
     let probe = std::process::Command::new("strace")
@@ -157,20 +155,20 @@ async fn every_acknowledged_write_is_fdatasynced_before_the_answer() {
     }
     c.kill9();
 
-    let wal_dir = std::fs::canonicalize(data.join("db").join("raft-wal")).expect("raft log directory");
+    let data_file = std::fs::canonicalize(data.join("db").join("db")).expect("data file");
     let trace = std::fs::read_to_string(&trace_file).expect("strace output");
-    let syncs = log_file_syncs(&trace, &wal_dir.display().to_string());
+    let syncs = data_file_syncs(&trace, &data_file.display().to_string());
     assert!(
         syncs.len() >= windows.len(),
-        "{} fdatasync calls on segments in {} for {} acknowledged creates",
+        "{} fdatasync calls on {} for {} acknowledged creates",
         syncs.len(),
-        wal_dir.display(),
+        data_file.display(),
         windows.len()
     );
     for (i, (sent, answered)) in windows.iter().enumerate() {
         assert!(
             syncs.iter().any(|t| t >= sent && t <= answered),
-            "create {i} was acknowledged with no fdatasync of a raft log segment while it was in flight"
+            "create {i} was acknowledged with no fdatasync of the data file while it was in flight"
         );
     }
 }
