@@ -3,7 +3,8 @@
 `perf record --call-graph dwarf -p <capstan pids>`) on stdin and prints the share of samples
 spent in each part of Capstan: a sample belongs to the part of the innermost frame of its stack
 that some rule names (so the shares add up to 100%; time in libc or the kernel counts for the
-code that called it). Usage:
+code that called it); then the samples spent in sled, by the Capstan code that called into it
+(apply's transaction, the raft log, durability passes, reads) or sled's own threads. Usage:
     perf script -i perf.data | tests/bench/profile_summary.py
 """
 import re
@@ -25,6 +26,18 @@ PARTS = [
     ("metrics + tracing", r"^metrics|^tracing"),
 ]
 COMPILED = [(name, re.compile(p)) for name, p in PARTS]
+
+# Who made sled work: a sample with a sled frame belongs to the first of these matching a frame
+# outside sled's (its caller, looked for from the innermost frame outwards); sled's own threads
+# (its I/O buffers, flusher) have no Capstan caller.
+SLED_CALLERS = [
+    ("apply's transaction", r"StateMachine::commit|state_machine::"),
+    ("raft log (append, purge, read)", r"capstan_storage::log_store"),
+    ("durability passes", r"capstan_storage::disk"),
+    ("views read by the services", r"capstan_storage::views|capstan_storage::view_read|capstan::"),
+    ("sled's own threads (I/O buffers, flusher, epoch GC)", r"sled::threadpool|sled::flusher"),
+]
+SLED_COMPILED = [(name, re.compile(p)) for name, p in SLED_CALLERS]
 
 
 def frame(line):
@@ -57,10 +70,27 @@ def stacks(lines):
         yield cur
 
 
+def sled_caller(frames):
+    """The Capstan caller of a sample spent in sled, or None if no sled frame is in it."""
+    inner = [i for i, f in enumerate(frames) if f.startswith("sled::")]
+    if not inner:
+        return None
+    for f in frames[inner[0]:]:
+        if f.startswith("sled::threadpool") or not f.startswith("sled::"):
+            hit = next((name for name, rx in SLED_COMPILED if rx.search(f)), None)
+            if hit:
+                return hit
+    return "other callers"
+
+
 def main():
     counts = {}
+    sled = {}
     total = 0
     for s in stacks(sys.stdin):
+        caller = sled_caller([frame(line) for line in s[1:]])
+        if caller:
+            sled[caller] = sled.get(caller, 0) + 1
         part = None
         for line in s[1:]:  # innermost frame first
             f = frame(line)
@@ -78,6 +108,11 @@ def main():
     for name, n in sorted(counts.items(), key=lambda kv: -kv[1]):
         print(f"{100.0 * n / total:6.1f}%  {name}")
     print(f"({total} samples)")
+    # The parts above give sled's frames to sled; here the samples with any sled frame, by who
+    # called into it (a sample may count in another part above, e.g. durability).
+    print(f"{100.0 * sum(sled.values()) / total:6.1f}%  with a sled frame, by caller:")
+    for name, n in sorted(sled.items(), key=lambda kv: -kv[1]):
+        print(f"{100.0 * n / total:10.1f}%  {name}")
 
 
 if __name__ == "__main__":
