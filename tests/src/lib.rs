@@ -184,6 +184,10 @@ impl Capstan {
             data_dir: data_dir.to_owned(),
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(64)
+                // Below the shortest idle cut a test gives a node (`--http-header-timeout-ms 600`):
+                // a kept connection the node is closing at that moment must not be reused (the
+                // request then fails with "error sending request", seen in CI under load).
+                .pool_idle_timeout(Duration::from_millis(300))
                 .timeout(Duration::from_secs(20))
                 .build()?,
         })
