@@ -405,6 +405,15 @@ mod tests {
     }
 
     #[test]
+    fn the_trees_kept_in_memory_are_exactly_the_index_role() {
+        let by_role: Vec<Tree> = Tree::select(|t| t.role() == Role::Index).collect();
+        assert_eq!(by_role, Tree::INDEXES.to_vec());
+        assert!(Tree::INDEXES
+            .iter()
+            .all(|t| !t.in_snapshot() && !t.written_by_apply() && t.replayed()));
+    }
+
+    #[test]
     fn cf_keys_round_trip_and_sort_by_time() {
         let a = cf_time_key(4, 5, "zz");
         let b = cf_time_key(4, 256, "aa");
