@@ -1,4 +1,4 @@
-//! The LRP index trees kept in memory ([`Role::Index`]): the DesiredLRPs of a domain, the
+//! The LRP index trees kept in memory ([`Role::Index`](crate::keyspace::Role::Index)): the DesiredLRPs of a domain, the
 //! ActualLRPs of a domain and those placed on a cell. Each is a function of one view's rows (its
 //! base), so nothing is lost by not persisting it: it is rebuilt from the base at start-up and
 //! after a snapshot install, and apply keeps it up to date from the same writes folding makes for
@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::keyspace::{self as ks, Role, Tree, Trees};
+use crate::keyspace::{self as ks, Tree, Trees};
 use crate::{decode, pb, StoreError};
 
 /// Keys of one index, read a chunk at a time by lazy iterators (the lock is never held between).
@@ -147,15 +147,6 @@ pub fn actual_index_keys(a: &pb::ActualLrp) -> Vec<(Tree, Vec<u8>)> {
     }
     keys
 }
-
-/// Every index tree is kept here, and only those.
-const _: () = {
-    let mut i = 0;
-    while i < Tree::INDEXES.len() {
-        assert!(matches!(Tree::INDEXES[i].role(), Role::Index));
-        i += 1;
-    }
-};
 
 #[cfg(test)]
 mod tests {
