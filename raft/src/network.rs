@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use capstan_proto::pb;
 use capstan_proto::pb::raft_peer_client::RaftPeerClient;
-use capstan_storage::codec;
+use capstan_storage::{codec, LogStore};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -36,6 +36,8 @@ pub const PEER_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 pub struct Network {
     credential: ClusterCredential,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// This node's log: entries are sent to followers in the bytes it stored them in.
+    log: Option<LogStore>,
 }
 
 impl Network {
@@ -43,7 +45,14 @@ impl Network {
         Self {
             credential,
             channels: Arc::default(),
+            log: None,
         }
+    }
+
+    /// Sends entries in the bytes `log` stored them in (encoded once, not once per follower).
+    pub fn sending_from(mut self, log: LogStore) -> Self {
+        self.log = Some(log);
+        self
     }
 
     /// The shared channel to `addr`, made on first use; `None` for an address that is no endpoint.
@@ -78,6 +87,7 @@ impl Network {
 pub struct PeerClient {
     target: u64,
     client: Option<RaftPeerClient<Authed>>,
+    log: Option<LogStore>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -88,7 +98,11 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         if client.is_none() {
             tracing::error!(target, addr = %node.addr, "peer address is not a valid endpoint");
         }
-        PeerClient { target, client }
+        PeerClient {
+            target,
+            client,
+            log: self.log.clone(),
+        }
     }
 }
 
@@ -129,7 +143,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         let msg = pb::AppendEntriesRequest {
             vote: Some(codec::vote_to_pb(&rpc.vote)),
             prev_log_id: codec::opt_log_id_to_pb(rpc.prev_log_id.as_ref()),
-            entries: rpc.entries.iter().map(codec::entry_to_pb).collect(),
+            entries: rpc
+                .entries
+                .iter()
+                .map(|e| {
+                    let stored = self.log.as_ref().and_then(|log| log.encoded(&e.log_id));
+                    stored.unwrap_or_else(|| codec::encode_entry(e).into())
+                })
+                .collect(),
             leader_commit: codec::opt_log_id_to_pb(rpc.leader_commit.as_ref()),
         };
         let resp = self

@@ -145,6 +145,8 @@ pub struct RaftNode {
     /// A follower's batcher: commands forwarded to the leader (keyed by its address) share calls.
     forwarder: Batcher<String>,
     disk: capstan_storage::Disk,
+    /// This node's log (a handle): the peer service offers it the bytes entries arrived in.
+    pub(crate) log: LogStore,
     disk_free_floor_bytes: u64,
     /// Longest silence from a quorum a leader tolerates before refusing writes and reads.
     quorum_contact_max_ms: u64,
@@ -186,7 +188,8 @@ impl RaftNode {
         sm.set_journal_bytes_max(config.journal_bytes_max);
         let views = sm.views().clone();
         let raft_config = Arc::new(config.raft_config().map_err(anyhow_like::msg)?);
-        let network = Network::new(config.credential.clone());
+        let log_handle = log.clone();
+        let network = Network::new(config.credential.clone()).sending_from(log.clone());
         let raft = Raft::new(config.id, raft_config, network.clone(), log, sm)
             .await
             .map_err(anyhow_like::msg)?;
@@ -209,6 +212,7 @@ impl RaftNode {
             batcher,
             forwarder,
             disk: disk.clone(),
+            log: log_handle,
             disk_free_floor_bytes: config.disk_free_floor_bytes,
             quorum_contact_max_ms: 2 * config.election_timeout_max_ms,
             leader_contact: Default::default(),

@@ -5,6 +5,7 @@ use capstan_proto::pb::raft_peer_server::RaftPeer;
 use capstan_storage::codec;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest};
 use openraft::SnapshotMeta;
+use prost::Message as _;
 use tonic::{Request, Response, Status};
 
 use crate::RaftNode;
@@ -56,12 +57,17 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
         let req = req.into_inner();
         self.check_sender(req.vote.as_ref())?;
-        let entries = req
-            .entries
-            .into_iter()
-            .map(codec::entry_from_pb)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut entries = Vec::with_capacity(req.entries.len());
+        let mut received = Vec::with_capacity(req.entries.len());
+        for bytes in req.entries {
+            let entry = pb::LogEntry::decode(bytes.clone())
+                .map_err(|e| Status::invalid_argument(format!("log entry: {e}")))
+                .and_then(|e| codec::entry_from_pb(e).map_err(|e| Status::invalid_argument(e.to_string())))?;
+            received.push((entry.log_id, bytes));
+            entries.push(entry);
+        }
+        // The entries are stored in the bytes they came in (not encoded again).
+        self.node.log.offer_received(received);
         let rpc = AppendEntriesRequest {
             vote: codec::vote_from_pb(&req.vote.unwrap_or_default()),
             prev_log_id: codec::opt_log_id_from_pb(req.prev_log_id.as_ref()),

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, LogId, OptionalSend, StorageError, StorageIOError, Vote};
+use prost::bytes::Bytes;
 use prost::Message;
 
 use crate::codec::{self, Entry};
@@ -24,24 +25,36 @@ pub struct LogStore {
     meta: sled::Tree,
     /// The newest entries, shared with the readers (this store's clones).
     recent: Arc<Mutex<Recent>>,
+    /// Entries as a follower received them, offered before openraft hands the same entries to
+    /// `append` (which then stores these bytes instead of encoding the entry again).
+    received: Arc<Mutex<Received>>,
 }
+
+/// Entries with the bytes they arrived in, in the order they were offered.
+type Received = VecDeque<(LogId<u64>, Bytes)>;
+
+/// Received entries kept at most for the append that stores them (one AppendEntries' worth
+/// and more: what is not taken is dropped by the next offers).
+const RECEIVED_ENTRIES_MAX: usize = 4_096;
 
 /// Entries kept in memory at most, and their encoded bytes.
 const RECENT_ENTRIES_MAX: usize = 1_024;
 const RECENT_BYTES_MAX: usize = 32 * 1024 * 1024;
 
-/// The newest entries of the log, contiguous and ending at its last entry: replication to each
-/// follower and apply read what was just appended, and from here that is a clone of shared
-/// proposals, not a sled read and a decode per reader. It mirrors the log: append adds, truncate
-/// and purge remove; a range it does not hold whole is read from sled.
+/// The newest entries of the log, contiguous and ending at its last entry, each with its stored
+/// bytes: replication to each follower and apply read what was just appended, and from here that
+/// is a clone of shared proposals (and of the bytes replication sends), not a sled read and a
+/// decode per reader, nor an encoding per follower. It mirrors the log: append adds, truncate and
+/// purge remove; a range it does not hold whole is read from sled.
 #[derive(Default)]
 struct Recent {
-    entries: VecDeque<(Entry, usize)>,
+    entries: VecDeque<(Entry, Bytes)>,
     bytes: usize,
 }
 
 impl Recent {
-    fn push(&mut self, entry: Entry, bytes: usize) {
+    fn push(&mut self, entry: Entry, encoded: Bytes) {
+        let bytes = encoded.len();
         if self
             .entries
             .back()
@@ -49,7 +62,7 @@ impl Recent {
         {
             self.clear();
         }
-        self.entries.push_back((entry, bytes));
+        self.entries.push_back((entry, encoded));
         self.bytes += bytes;
         while self.entries.len() > RECENT_ENTRIES_MAX || (self.bytes > RECENT_BYTES_MAX && self.entries.len() > 1) {
             self.pop_front();
@@ -57,8 +70,8 @@ impl Recent {
     }
 
     fn pop_front(&mut self) {
-        if let Some((_, bytes)) = self.entries.pop_front() {
-            self.bytes -= bytes;
+        if let Some((_, encoded)) = self.entries.pop_front() {
+            self.bytes -= encoded.len();
         }
     }
 
@@ -69,11 +82,11 @@ impl Recent {
 
     /// Forgets the entries at `index` and after (a truncation).
     fn truncate_from(&mut self, index: u64) {
-        while let Some((last, bytes)) = self.entries.back() {
+        while let Some((last, encoded)) = self.entries.back() {
             if last.log_id.index < index {
                 break;
             }
-            self.bytes -= bytes;
+            self.bytes -= encoded.len();
             self.entries.pop_back();
         }
     }
@@ -99,6 +112,14 @@ impl Recent {
         }
         let (from, to) = (usize::try_from(start - first).ok()?, usize::try_from(end - first).ok()?);
         Some(self.entries.range(from..to).map(|(e, _)| e.clone()).collect())
+    }
+
+    /// The stored bytes of the entry `log_id`, when it is here.
+    fn encoded(&self, log_id: &LogId<u64>) -> Option<Bytes> {
+        let first = self.entries.front()?.0.log_id.index;
+        let at = usize::try_from(log_id.index.checked_sub(first)?).ok()?;
+        let (entry, encoded) = self.entries.get(at)?;
+        (entry.log_id == *log_id).then(|| encoded.clone())
     }
 }
 
@@ -127,7 +148,41 @@ impl LogStore {
             log: db.open_tree(ks::Tree::RaftLog.name())?,
             meta: db.open_tree(ks::Tree::RaftMeta.name())?,
             recent: Arc::default(),
+            received: Arc::default(),
         })
+    }
+
+    /// The stored bytes of the entry `log_id` (a `LogEntry` message), when it is among the newest:
+    /// what replication sends, so that the leader encodes each entry once, not once per follower.
+    pub fn encoded(&self, log_id: &LogId<u64>) -> Option<Bytes> {
+        self.recent().encoded(log_id)
+    }
+
+    /// Offers the bytes an entry arrived in from the leader (`encoded` there), before openraft
+    /// appends it here: the append stores them as they are instead of encoding the entry again.
+    /// A log id names one entry in the whole cluster (Raft's log matching), so bytes are only
+    /// ever taken for the entry they were sent as; ones never taken are dropped by later offers.
+    pub fn offer_received(&self, entries: impl IntoIterator<Item = (LogId<u64>, Bytes)>) {
+        let mut received = self.received.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        received.extend(entries);
+        let excess = received.len().saturating_sub(RECEIVED_ENTRIES_MAX);
+        received.drain(..excess);
+    }
+
+    /// The bytes offered for `log_id`, taken (with every offer older than it); `None` when there
+    /// were none.
+    fn take_received(&self, log_id: &LogId<u64>) -> Option<Bytes> {
+        let mut received = self.received.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while let Some((id, _)) = received.front() {
+            if id.index > log_id.index {
+                return None;
+            }
+            let (id, bytes) = received.pop_front()?;
+            if id == *log_id {
+                return Some(bytes);
+            }
+        }
+        None
     }
 
     fn read_log_id(&self, key: &[u8]) -> Result<Option<LogId<u64>>, StoreError> {
@@ -182,10 +237,12 @@ impl LogStore {
         // a prefix of what was appended, and nothing is acknowledged before the pass below.
         let mut appended = Vec::new();
         for e in entries {
-            let bytes = codec::encode_entry(&e);
-            let len = bytes.len();
-            self.log.insert(ks::log_key(e.log_id.index), bytes)?;
-            appended.push((e, len));
+            let bytes = match self.take_received(&e.log_id) {
+                Some(b) => b,
+                None => Bytes::from(codec::encode_entry(&e)),
+            };
+            self.log.insert(ks::log_key(e.log_id.index), bytes.as_ref())?;
+            appended.push((e, bytes));
         }
         let n = appended.len();
         {
@@ -367,6 +424,10 @@ mod tests {
         }
     }
 
+    fn bytes(n: usize) -> Bytes {
+        Bytes::from(vec![0; n])
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Append(u8),
@@ -397,7 +458,7 @@ mod tests {
                         let next = log.keys().next_back().map_or(1, |i| i + 1);
                         for index in next..next + u64::from(n) {
                             log.insert(index, entry(index, term));
-                            recent.push(entry(index, term), 100);
+                            recent.push(entry(index, term), bytes(100));
                         }
                     }
                     Op::Truncate(at) => {
@@ -478,18 +539,89 @@ mod tests {
     fn recent_entries_keep_the_newest_within_their_bounds() {
         let mut recent = Recent::default();
         for i in 1..=(RECENT_ENTRIES_MAX as u64 + 10) {
-            recent.push(entry(i, 1), 10);
+            recent.push(entry(i, 1), bytes(10));
         }
         assert_eq!(recent.entries.len(), RECENT_ENTRIES_MAX);
         assert!(recent.range(1, Some(5)).is_none(), "the oldest were let go");
         let last = RECENT_ENTRIES_MAX as u64 + 10;
         assert_eq!(recent.range(last - 1, None).map(|v| v.len()), Some(2));
         // A gap (entries appended after the log was cut elsewhere) starts afresh.
-        recent.push(entry(last + 5, 2), 10);
+        recent.push(entry(last + 5, 2), bytes(10));
         assert_eq!(recent.entries.len(), 1);
         // Bytes bound: one huge entry stays alone.
-        recent.push(entry(last + 6, 2), RECENT_BYTES_MAX + 1);
+        recent.push(entry(last + 6, 2), bytes(RECENT_BYTES_MAX + 1));
         assert_eq!(recent.entries.len(), 1);
         assert_eq!(recent.bytes, RECENT_BYTES_MAX + 1);
+    }
+
+    #[test]
+    fn recent_entries_give_their_stored_bytes_by_log_id() {
+        let mut recent = Recent::default();
+        for i in 1..=3 {
+            let e = entry(i, 1);
+            let encoded = Bytes::from(codec::encode_entry(&e));
+            recent.push(e, encoded);
+        }
+        let id = |index, term| LogId::new(CommittedLeaderId::new(term, 1), index);
+        assert_eq!(
+            recent.encoded(&id(2, 1)),
+            Some(Bytes::from(codec::encode_entry(&entry(2, 1))))
+        );
+        assert_eq!(
+            recent.encoded(&id(2, 2)),
+            None,
+            "same index, another term: another entry"
+        );
+        assert_eq!(recent.encoded(&id(4, 1)), None);
+        assert_eq!(recent.encoded(&id(0, 1)), None);
+    }
+
+    /// A follower stores an entry in the bytes it arrived in when they were offered for its log
+    /// id, and encodes it itself otherwise (bytes offered for another term's entry at that index
+    /// are never taken); reading the log back from sled gives the entries appended.
+    #[test]
+    fn an_append_stores_the_bytes_offered_for_its_entries_and_only_those() {
+        let _serial = crate::SLED_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = crate::open_db(&dir.path().join("db")).expect("db");
+        let store = LogStore::open(&disk).expect("log store");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        // Entry 2 is offered in another term's bytes (an entry this node will never append),
+        // entry 3 in its own bytes with an unknown field after them: stored as they came.
+        let mut as_sent = codec::encode_entry(&entry(3, 1));
+        as_sent.extend_from_slice(&[0xf8, 0x07, 0x01]); // field 127, varint 1
+        store.offer_received([
+            (
+                LogId::new(CommittedLeaderId::new(9, 1), 2),
+                Bytes::from(codec::encode_entry(&entry(2, 9))),
+            ),
+            (
+                LogId::new(CommittedLeaderId::new(1, 1), 3),
+                Bytes::from(as_sent.clone()),
+            ),
+        ]);
+        rt.block_on(store.append_durably((1..=4).map(|i| entry(i, 1))))
+            .expect("append");
+        let stored = |i| store.log.get(ks::log_key(i)).expect("read").expect("stored").to_vec();
+        assert_eq!(
+            stored(2),
+            codec::encode_entry(&entry(2, 1)),
+            "the other term's bytes were not taken"
+        );
+        assert_eq!(stored(3), as_sent, "the offered bytes were stored as received");
+        assert_eq!(stored(4), codec::encode_entry(&entry(4, 1)));
+        assert!(
+            store.received.lock().expect("lock").is_empty(),
+            "what was offered is taken or dropped"
+        );
+        store.recent().clear();
+        let back = store.entries(1, None).expect("read back");
+        assert_eq!(
+            back.iter().map(|e| e.log_id).collect::<Vec<_>>(),
+            (1..=4).map(|i| entry(i, 1).log_id).collect::<Vec<_>>()
+        );
     }
 }
