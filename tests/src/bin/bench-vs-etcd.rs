@@ -3,7 +3,9 @@
 //! load generator over HTTP/1.1 keep-alive with ~1 KiB bodies, requests spread round-robin over
 //! the three members: Capstan creates DesiredLRPs (`POST /v1/desired_lrps`), etcd puts keys through
 //! its JSON gateway (`POST /v3/kv/put`). Each level runs etcd then Capstan for the same time;
-//! every line gives throughput, p50, p99, and the last the ratios (Capstan / etcd).
+//! every line gives throughput, p50, p99, the CPU time the three members spent per acknowledged
+//! write (from `/proc/<pid>/stat`: what a saturated box's throughput comes down to), and the last
+//! the ratios (Capstan / etcd).
 //! With `CAPSTAN_BIN_BEFORE=<an earlier capstan binary>`, a second 3-node cluster runs that build and
 //! each level runs etcd, the earlier build, then this one (a line each for the two Capstans).
 //! `BENCH_CAPSTAN_ARGS` adds flags to every Capstan node of both builds.
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use base64::Engine as _;
-use capstan_tests::bench::percentile;
+use capstan_tests::bench::{cpu_seconds, percentile};
 use capstan_tests::cluster::{free_port, Cluster};
 use capstan_tests::{lrp_json, wait_for};
 
@@ -144,11 +146,12 @@ impl Drop for Etcd {
     }
 }
 
-/// What one system is asked to do.
+/// What one system is asked to do, and the processes that do it.
 struct Target {
     urls: Vec<String>,
     body: fn(&str) -> String,
     accepted: fn(u16) -> bool,
+    pids: Vec<u32>,
 }
 
 /// ~1 KiB: a DesiredLRP whose annotation pads it.
@@ -164,8 +167,10 @@ fn etcd_body(key: &str) -> String {
     serde_json::json!({ "key": b64.encode(key), "value": b64.encode("v".repeat(700)) }).to_string()
 }
 
-/// One measurement: `clients` concurrent clients for `secs`; (successes/s, p50, p99, errors).
+/// One measurement: `clients` concurrent clients for `secs`; (successes/s, p50, p99, errors,
+/// CPU seconds the target's processes spent per success).
 async fn run(target: &Target, clients: usize, secs: u64, tag: &str) -> Figures {
+    let cpu_at_start = cpu_seconds(&target.pids);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients.max(1))
         .timeout(Duration::from_secs(10))
@@ -220,32 +225,38 @@ async fn run(target: &Target, clients: usize, secs: u64, tag: &str) -> Figures {
     }
     let errors = errors.values().sum();
     let wall = started.elapsed();
+    let cpu = cpu_seconds(&target.pids) - cpu_at_start;
     lat.sort();
     (
         lat.len() as f64 / wall.as_secs_f64(),
         percentile(&lat, 0.50),
         percentile(&lat, 0.99),
         errors,
+        cpu / (lat.len() as f64).max(1.0),
     )
 }
 
-type Figures = (f64, Duration, Duration, usize);
+type Figures = (f64, Duration, Duration, usize, f64);
 
-/// One printed line: the connection count, etcd's figures (or blanks), a Capstan's, and the ratios.
+/// One printed line: the connection count, etcd's figures (or blanks), a Capstan's, and the
+/// ratios (throughput, p99, and CPU per write over the three members).
 fn row(conns: &str, shown: Option<&Figures>, c: &Figures, etcd: &Figures) -> String {
     let ms = |d: Duration| format!("{:.2}ms", d.as_secs_f64() * 1000.0);
+    let cpu = |s: f64| format!("{:.3}ms", s * 1000.0);
     let etcd_cols = match shown {
-        Some(e) => format!("{:>9.0} {:>9} {:>9} {:>6}", e.0, ms(e.1), ms(e.2), e.3),
-        None => format!("{:>9} {:>9} {:>9} {:>6}", "", "", "", ""),
+        Some(e) => format!("{:>9.0} {:>9} {:>9} {:>6} {:>8}", e.0, ms(e.1), ms(e.2), e.3, cpu(e.4)),
+        None => format!("{:>9} {:>9} {:>9} {:>6} {:>8}", "", "", "", "", ""),
     };
     format!(
-        "{conns:>5}  {etcd_cols}  {:>9.0} {:>9} {:>9} {:>6}  {:>7.2} {:>7.2}",
+        "{conns:>5}  {etcd_cols}  {:>9.0} {:>9} {:>9} {:>6} {:>8}  {:>7.2} {:>7.2} {:>7.2}",
         c.0,
         ms(c.1),
         ms(c.2),
         c.3,
+        cpu(c.4),
         c.0 / etcd.0.max(f64::MIN_POSITIVE),
         c.2.as_secs_f64() / etcd.2.as_secs_f64().max(f64::MIN_POSITIVE),
+        c.4 / etcd.4.max(f64::MIN_POSITIVE),
     )
 }
 
@@ -291,6 +302,7 @@ async fn main() -> anyhow::Result<()> {
         urls: c.alive().map(|(_, n)| format!("{}/v1/desired_lrps", n.http)).collect(),
         body: capstan_body,
         accepted: |s| s == 201,
+        pids: c.alive().filter_map(|(_, n)| n.pid()).collect(),
     };
     let before_target = before.as_ref().map(capstan_target);
     let targets = [
@@ -298,6 +310,7 @@ async fn main() -> anyhow::Result<()> {
             urls: etcd.clients.iter().map(|u| format!("{u}/v3/kv/put")).collect(),
             body: etcd_body,
             accepted: |s| s == 200,
+            pids: etcd.members.iter().map(Child::id).collect(),
         },
         capstan_target(&capstan),
     ];
@@ -308,9 +321,23 @@ async fn main() -> anyhow::Result<()> {
         "# {} vs capstan (3 members each, loopback), {secs} s per run, ~1 KiB bodies",
         Etcd::version()
     );
+    println!("# cpu/w: CPU time (user + system) of the three members per acknowledged write");
     println!(
-        "{:>5}  {:>9} {:>9} {:>9} {:>6}  {:>9} {:>9} {:>9} {:>6}  {:>7} {:>7}",
-        "conns", "etcd/s", "p50", "p99", "errs", "capstan/s", "p50", "p99", "errs", "x thr", "x p99"
+        "{:>5}  {:>9} {:>9} {:>9} {:>6} {:>8}  {:>9} {:>9} {:>9} {:>6} {:>8}  {:>7} {:>7} {:>7}",
+        "conns",
+        "etcd/s",
+        "p50",
+        "p99",
+        "errs",
+        "cpu/w",
+        "capstan/s",
+        "p50",
+        "p99",
+        "errs",
+        "cpu/w",
+        "x thr",
+        "x p99",
+        "x cpu/w"
     );
     for (round, &clients) in levels.iter().enumerate() {
         let e = run(&targets[0], clients, secs, &format!("e{round}")).await;
