@@ -636,3 +636,60 @@ fn frozen_bytes_decode() {
         assert!(ok, "{name} no longer decodes");
     }
 }
+
+/// What an AppendEntries carried before entries went as bytes (`repeated LogEntry entries = 3`).
+#[derive(Clone, PartialEq, prost::Message)]
+struct AppendEntriesAsMessages {
+    #[prost(message, optional, tag = "1")]
+    vote: Option<pb::Vote>,
+    #[prost(message, optional, tag = "2")]
+    prev_log_id: Option<pb::LogId>,
+    #[prost(message, repeated, tag = "3")]
+    entries: Vec<pb::LogEntry>,
+    #[prost(message, optional, tag = "4")]
+    leader_commit: Option<pb::LogId>,
+}
+
+/// Peers of the builds before and after `AppendEntriesRequest.entries` became `repeated bytes` (each
+/// an encoded `LogEntry`) understand each other both ways: a rolling upgrade mixes them.
+#[test]
+fn append_entries_as_bytes_is_the_same_on_the_wire_as_entries_as_messages() {
+    // The frozen log entries, as a log stores them.
+    let stored: Vec<Vec<u8>> = samples()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("log entry"))
+        .map(|(_, bytes)| bytes)
+        .collect();
+    assert!(stored.len() >= 2, "samples hold log entries");
+    let decoded: Vec<pb::LogEntry> = stored
+        .iter()
+        .map(|b| pb::LogEntry::decode(b.as_slice()).expect("a log entry"))
+        .collect();
+    let vote = Some(pb::Vote {
+        term: 2,
+        node_id: 1,
+        committed: true,
+    });
+    let commit = Some(pb::LogId {
+        term: 2,
+        node_id: 1,
+        index: 9,
+    });
+    let old = AppendEntriesAsMessages {
+        vote,
+        prev_log_id: None,
+        entries: decoded,
+        leader_commit: commit,
+    };
+    let new = pb::AppendEntriesRequest {
+        vote,
+        prev_log_id: None,
+        entries: stored.into_iter().map(Into::into).collect(),
+        leader_commit: commit,
+    };
+    assert_eq!(old.encode_to_vec(), new.encode_to_vec());
+    let read_by_new = pb::AppendEntriesRequest::decode(old.encode_to_vec().as_slice()).expect("new reads old");
+    assert_eq!(read_by_new, new);
+    let read_by_old = AppendEntriesAsMessages::decode(new.encode_to_vec().as_slice()).expect("old reads new");
+    assert_eq!(read_by_old, old);
+}
