@@ -4,7 +4,8 @@
 spent in each part of Capstan: a sample belongs to the part of the innermost frame of its stack
 that some rule names (so the shares add up to 100%; time in libc or the kernel counts for the
 code that called it); then the samples spent in sled, by the Capstan code that called into it
-(apply's transaction, the raft log, durability passes, reads) or sled's own threads. Usage:
+(apply's transaction, the raft log, durability passes, reads) or sled's own threads; then the
+samples by thread kind, with the part spent switching that thread in. Usage:
     perf script -i perf.data | tests/bench/profile_summary.py
 """
 import re
@@ -19,7 +20,8 @@ PARTS = [
     ("raft log: append, read, encode", r"capstan_storage::log_store|capstan_storage::codec"),
     ("scheduler + hub", r"leader::scheduler|leader::hub|leader::converger"),
     ("openraft core + replication", r"^openraft::|capstan_raft::"),
-    ("REST gateway (axum, JSON)", r"^capstan_gateway|^axum::|^serde_json"),
+    # hyper's HTTP/1.1 is the REST side only (gRPC is HTTP/2): serving a REST request's bytes.
+    ("REST gateway (axum, JSON, HTTP/1.1)", r"^capstan_gateway|^axum::|^serde_json|^hyper::proto::h1"),
     ("gRPC services (capstan::api)", r"^capstan::api|^capstan::auth"),
     ("gRPC + HTTP/2 transport (tonic, hyper, h2)", r"^tonic|^h2::|^hyper|^tower"),
     ("sled (reads, background writer)", r"^sled::"),
@@ -70,6 +72,13 @@ def stacks(lines):
         yield cur
 
 
+def thread_kind(header):
+    """The thread of a sample from its header line (`comm [pid/]tid time: ...`), its number left
+    out (`sled-io-3` -> `sled-io`)."""
+    m = re.match(r"^\s*(.+?)\s+(?:\d+/)?\d+\s+\d+\.\d+:", header)
+    return re.sub(r"-?\d+$", "", m.group(1)) if m else "?"
+
+
 def sled_caller(frames):
     """The Capstan caller of a sample spent in sled, or None if no sled frame is in it."""
     inner = [i for i, f in enumerate(frames) if f.startswith("sled::")]
@@ -86,8 +95,13 @@ def sled_caller(frames):
 def main():
     counts = {}
     sled = {}
+    threads = {}
     total = 0
     for s in stacks(sys.stdin):
+        kind = thread_kind(s[0])
+        switching = any("finish_task_switch" in line for line in s[1:3])
+        seen, switched = threads.get(kind, (0, 0))
+        threads[kind] = (seen + 1, switched + int(switching))
         caller = sled_caller([frame(line) for line in s[1:]])
         if caller:
             sled[caller] = sled.get(caller, 0) + 1
@@ -113,6 +127,11 @@ def main():
     print(f"{100.0 * sum(sled.values()) / total:6.1f}%  with a sled frame, by caller:")
     for name, n in sorted(sled.items(), key=lambda kv: -kv[1]):
         print(f"{100.0 * n / total:10.1f}%  {name}")
+    # By thread kind, and how much of it is the kernel switching that thread in (a pool whose
+    # idle threads are all woken for each task shows up here).
+    print("by thread (of it: switching in, finish_task_switch):")
+    for kind, (n, switched) in sorted(threads.items(), key=lambda kv: -kv[1][0]):
+        print(f"{100.0 * n / total:6.1f}%  {kind}  ({100.0 * switched / total:.1f}%)")
 
 
 if __name__ == "__main__":
