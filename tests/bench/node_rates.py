@@ -8,7 +8,8 @@ do different work. Stdlib only; run it beside a benchmark, e.g.:
     target/release/bench-vs-etcd 40 64 &   # then, once Capstan's run has started:
     tests/bench/node_rates.py --comm capstan --seconds 8
 The nodes are found by process name (`--comm`, as `ps -o comm` shows it: 15 characters at most)
-and their REST address read from their `--http` argument.
+and their REST address read from their `--http` argument (with port 0: found among the ports the
+process listens on).
 """
 import argparse
 import os
@@ -39,6 +40,47 @@ def http_addr(pid):
             return args[i + 1]
         if a.startswith("--http="):
             return a.split("=", 1)[1]
+    return None
+
+
+def listening_ports(pid):
+    """The TCP ports process `pid` listens on (from its socket inodes and /proc/net/tcp*)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if cols[3] == "0A" and cols[9] in inodes:  # state LISTEN
+                ports.append(int(cols[1].rsplit(":", 1)[1], 16))
+    return sorted(set(ports))
+
+
+def rest_addr(pid):
+    """The node's REST address: its `--http` argument, or — when that asked for port 0 — the
+    one of its listening ports that serves `/metrics`."""
+    addr = http_addr(pid)
+    if addr is None or not addr.endswith(":0"):
+        return addr
+    host = addr.rsplit(":", 1)[0]
+    for port in listening_ports(pid):
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2) as r:
+                if r.status == 200:
+                    return f"{host}:{port}"
+        except OSError:
+            continue
     return None
 
 
@@ -90,7 +132,7 @@ def main():
     parser.add_argument("--comm", default="capstan", help="the nodes' process name")
     parser.add_argument("--seconds", type=float, default=8.0, help="time between the two readings")
     args = parser.parse_args()
-    nodes = [(pid, http_addr(pid)) for pid in node_pids(args.comm)]
+    nodes = [(pid, rest_addr(pid)) for pid in node_pids(args.comm)]
     nodes = [(pid, addr) for pid, addr in nodes if addr]
     if not nodes:
         raise SystemExit(f"no running process named {args.comm!r} with an --http address")
