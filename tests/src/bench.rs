@@ -1,6 +1,130 @@
-//! Figures for the benchmark programs: latency percentiles and one printed line per measurement.
+//! Figures for the benchmark programs: the one load driver they share ([`drive`]), latency
+//! percentiles and one printed line per measurement.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// When a [`drive`] stops: after so many operations in all, or at a deadline.
+#[derive(Clone, Copy, Debug)]
+pub enum Stop {
+    AfterOps(usize),
+    At(Instant),
+}
+
+/// What a [`drive`] measured.
+#[derive(Debug, Default)]
+pub struct Driven {
+    /// Latencies of the operations that succeeded, sorted.
+    pub latencies: Vec<Duration>,
+    /// The operations that failed, by what went wrong.
+    pub errors: BTreeMap<String, usize>,
+    /// From the first operation's start to the last one's end.
+    pub wall: Duration,
+}
+
+impl Driven {
+    /// Successes per second.
+    pub fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+
+    pub fn failed(&self) -> usize {
+        self.errors.values().sum()
+    }
+
+    /// Prints the measurement's line ([`report`]) and, on stderr, what failed if anything did.
+    pub fn report(&self, what: &str) {
+        report(what, self.latencies.clone(), self.wall);
+        self.report_errors(what);
+    }
+
+    /// What failed, on stderr (so a figure's table stays clean and an error count is never a mystery).
+    pub fn report_errors(&self, what: &str) {
+        if !self.errors.is_empty() {
+            eprintln!("{what}: errors {:?}", self.errors);
+        }
+    }
+}
+
+/// The load every benchmark puts on: `clients` workers at once, each taking the next operation
+/// number `i` (0, 1, 2, … over all workers) and running `op(worker, i)` until `stop`; an
+/// operation's latency counts when it returns `Ok`, an `Err` counts under its text.
+pub async fn drive<F, Fut>(clients: usize, stop: Stop, op: F) -> Driven
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|w| {
+            let (op, next) = (op.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut done = Driven::default();
+                loop {
+                    if let Stop::At(deadline) = stop {
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if matches!(stop, Stop::AfterOps(n) if i >= n) {
+                        break;
+                    }
+                    let t = Instant::now();
+                    match op(w, i).await {
+                        Ok(()) => done.latencies.push(t.elapsed()),
+                        Err(kind) => *done.errors.entry(kind).or_default() += 1,
+                    }
+                }
+                done
+            })
+        })
+        .collect();
+    let mut all = Driven::default();
+    for w in workers {
+        match w.await {
+            Ok(done) => {
+                all.latencies.extend(done.latencies);
+                for (kind, n) in done.errors {
+                    *all.errors.entry(kind).or_default() += n;
+                }
+            }
+            Err(e) => *all.errors.entry(format!("worker ended: {e}")).or_default() += 1,
+        }
+    }
+    all.wall = started.elapsed();
+    all.latencies.sort();
+    all
+}
+
+/// POSTs the JSON `body` to `url` as a [`drive`] operation: see [`answered`].
+pub async fn post_json(client: reqwest::Client, url: &str, body: String, accepted: &[u16]) -> Result<(), String> {
+    let sent = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await;
+    answered(sent, accepted).await
+}
+
+/// An HTTP answer as a [`drive`] operation's outcome: `Ok` when its status is one of `accepted`
+/// (the body is read to the end, so the connection is reused), else what went wrong.
+pub async fn answered(sent: reqwest::Result<reqwest::Response>, accepted: &[u16]) -> Result<(), String> {
+    match sent {
+        Ok(r) if accepted.contains(&r.status().as_u16()) => {
+            r.bytes().await.map(drop).map_err(|_| "body cut short".to_owned())
+        }
+        Ok(r) => Err(format!("HTTP {}", r.status().as_u16())),
+        Err(e) if e.is_timeout() => Err("timeout".to_owned()),
+        Err(_) => Err("transport error".to_owned()),
+    }
+}
 
 /// CPU time (user + system) the processes `pids` have used so far, in seconds, from
 /// `/proc/<pid>/stat`; a process that is gone counts nothing. Linux's clock tick is 100 Hz on

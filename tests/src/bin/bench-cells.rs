@@ -6,10 +6,9 @@
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use capstan_tests::bench::{drive, post_json, Stop};
 use capstan_tests::{Capstan, CellAgent};
 
 #[tokio::main]
@@ -29,38 +28,23 @@ async fn main() -> anyhow::Result<()> {
     println!("{cells} simulated cells registered in {:.2?}", t0.elapsed());
 
     let started = Instant::now();
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let (client, url, next) = (c.client.clone(), c.url("/v1/desired_lrps"), next.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= lrps {
-                    break;
-                }
-                let body = serde_json::json!({
-                    "process_guid": format!("scale-{i:05}"),
-                    "domain": "bench",
-                    "rootfs": "preloaded:cflinuxfs4",
-                    "instances": instances,
-                    "memory_mb": 128,
-                    "ports": [8080],
-                    "action": {"run": {"path": "/bin/app", "user": "vcap"}},
-                })
-                .to_string();
-                let _ = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await;
-            }
-        }));
-    }
-    for t in tasks {
-        t.await?;
-    }
+    let (client, url) = (c.client.clone(), c.url("/v1/desired_lrps"));
+    let desired = drive(8, Stop::AfterOps(lrps), move |_, i| {
+        let (client, url) = (client.clone(), url.clone());
+        let body = serde_json::json!({
+            "process_guid": format!("scale-{i:05}"),
+            "domain": "bench",
+            "rootfs": "preloaded:cflinuxfs4",
+            "instances": instances,
+            "memory_mb": 128,
+            "ports": [8080],
+            "action": {"run": {"path": "/bin/app", "user": "vcap"}},
+        })
+        .to_string();
+        async move { post_json(client, &url, body, &[201]).await }
+    })
+    .await;
+    desired.report_errors("desire");
     let desired_at = started.elapsed();
     println!("{lrps} DesiredLRPs × {instances} instances desired in {desired_at:.2?}");
 

@@ -5,11 +5,10 @@
 //! `POST /v3/processes/:guid/actions/scale` calls/s with CLIENTS concurrent clients.
 //! Run: `cargo run --release -p capstan-tests --bin bench-cf [PROCESSES] [CLIENTS] [SCALES]`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use capstan_tests::bench::report;
+use capstan_tests::bench::{drive, post_json, report, Stop};
 use capstan_tests::Capstan;
 use serde_json::{json, Value};
 
@@ -121,40 +120,15 @@ async fn main() -> anyhow::Result<()> {
             .map(|r| r.iter().filter_map(|p| p["guid"].as_str().map(str::to_owned)).collect())
             .unwrap_or_default(),
     );
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (client, base, next, guids) = (c.client.clone(), c.url(""), next.clone(), guids.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= scales || guids.is_empty() {
-                    break;
-                }
-                let url = format!("{base}/v3/processes/{}/actions/scale", guids[i % guids.len()]);
-                let t = Instant::now();
-                let r = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(format!("{{\"instances\": {}}}", i % 5))
-                    .send()
-                    .await;
-                match r {
-                    Ok(r) if r.status().as_u16() == 202 => lat.push(t.elapsed()),
-                    Ok(r) => eprintln!("scale {i}: status {}", r.status()),
-                    Err(e) => eprintln!("scale {i}: {e}"),
-                }
-            }
-            lat
-        }));
-    }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await?);
-    }
-    report("POST /v3/processes/:guid/actions/scale", lat, started.elapsed());
+    let (client, base) = (c.client.clone(), c.url(""));
+    let ops = if guids.is_empty() { 0 } else { scales };
+    let run = drive(clients, Stop::AfterOps(ops), move |_, i| {
+        let client = client.clone();
+        let url = format!("{base}/v3/processes/{}/actions/scale", guids[i % guids.len()]);
+        async move { post_json(client, &url, format!("{{\"instances\": {}}}", i % 5), &[202]).await }
+    })
+    .await;
+    run.report("POST /v3/processes/:guid/actions/scale");
     println!("RSS at the end: {}", rss(&c));
     let du = std::process::Command::new("du").arg("-sh").arg(dir.path()).output()?;
     println!("data dir: {}", String::from_utf8_lossy(&du.stdout).trim());

@@ -5,12 +5,11 @@
 //! the time from a leader `kill -9` to the first acknowledged write, over 10 runs.
 //! Run: `cargo run --release -p capstan-tests --bin bench-cluster [OPS_PER_LEVEL] [FAILOVER_RUNS]`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use capstan_proto::pb;
-use capstan_tests::bench::{percentile, report};
+use capstan_tests::bench::{answered, drive, percentile, post_json, Stop};
 use capstan_tests::cluster::Cluster;
 use capstan_tests::lrp_json;
 
@@ -38,38 +37,13 @@ async fn rest_level(c: &Cluster, clients: usize, ops: usize, tag: &str) {
         .pool_max_idle_per_host(128)
         .build()
         .unwrap_or_default();
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|w| {
-            let (urls, http, next, tag) = (urls.clone(), http.clone(), next.clone(), tag.to_owned());
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= ops {
-                        break;
-                    }
-                    let t = Instant::now();
-                    let r = http
-                        .post(&urls[(w + i) % urls.len()])
-                        .header("content-type", "application/json")
-                        .body(lrp_json(&format!("{tag}-{i}"), "bench", 1))
-                        .send()
-                        .await;
-                    if r.is_ok_and(|r| r.status().as_u16() == 201) {
-                        lat.push(t.elapsed());
-                    }
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap_or_default());
-    }
-    report(&format!("REST create, {clients} clients"), lat, started.elapsed());
+    let tag = tag.to_owned();
+    let run = drive(clients, Stop::AfterOps(ops), move |w, i| {
+        let (http, urls, body) = (http.clone(), urls.clone(), lrp_json(&format!("{tag}-{i}"), "bench", 1));
+        async move { post_json(http, &urls[(w + i) % urls.len()], body, &[201]).await }
+    })
+    .await;
+    run.report(&format!("REST create, {clients} clients"));
 }
 
 /// Linearizable REST reads of the DesiredLRPs `tag-0..ops` (created before), spread over all nodes.
@@ -79,38 +53,13 @@ async fn read_level(c: &Cluster, clients: usize, ops: usize, tag: &str) {
         .pool_max_idle_per_host(128)
         .build()
         .unwrap_or_default();
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|w| {
-            let (bases, http, next, tag) = (bases.clone(), http.clone(), next.clone(), tag.to_owned());
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= ops {
-                        break;
-                    }
-                    let t = Instant::now();
-                    let url = format!("{}/{tag}-{i}", bases[(w + i) % bases.len()]);
-                    let r = http.get(&url).send().await;
-                    if r.is_ok_and(|r| r.status().as_u16() == 200) {
-                        lat.push(t.elapsed());
-                    }
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap_or_default());
-    }
-    report(
-        &format!("REST linearizable GET, {clients} clients"),
-        lat,
-        started.elapsed(),
-    );
+    let tag = tag.to_owned();
+    let run = drive(clients, Stop::AfterOps(ops), move |w, i| {
+        let (http, url) = (http.clone(), format!("{}/{tag}-{i}", bases[(w + i) % bases.len()]));
+        async move { answered(http.get(&url).send().await, &[200]).await }
+    })
+    .await;
+    run.report(&format!("REST linearizable GET, {clients} clients"));
 }
 
 async fn grpc_level(c: &Cluster, clients: usize, ops: usize, tag: &str) -> anyhow::Result<()> {
@@ -124,39 +73,20 @@ async fn grpc_level(c: &Cluster, clients: usize, ops: usize, tag: &str) -> anyho
         );
     }
     let channels = Arc::new(channels);
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|w| {
-            let (channels, next, tag) = (channels.clone(), next.clone(), tag.to_owned());
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= ops {
-                        break;
-                    }
-                    let mut client =
-                        pb::control_plane_client::ControlPlaneClient::new(channels[(w + i) % channels.len()].clone());
-                    let t = Instant::now();
-                    let r = client
-                        .desire_lrp(pb::DesireLrp {
-                            desired_lrp: Some(desired(&format!("{tag}-{i}"))),
-                        })
-                        .await;
-                    if r.is_ok() {
-                        lat.push(t.elapsed());
-                    }
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap_or_default());
-    }
-    report(&format!("gRPC DesireLrp, {clients} clients"), lat, started.elapsed());
+    let tag = tag.to_owned();
+    let run = drive(clients, Stop::AfterOps(ops), move |w, i| {
+        let mut client = pb::control_plane_client::ControlPlaneClient::new(channels[(w + i) % channels.len()].clone());
+        let desired_lrp = Some(desired(&format!("{tag}-{i}")));
+        async move {
+            client
+                .desire_lrp(pb::DesireLrp { desired_lrp })
+                .await
+                .map(drop)
+                .map_err(|status| format!("{:?}", status.code()))
+        }
+    })
+    .await;
+    run.report(&format!("gRPC DesireLrp, {clients} clients"));
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use capstan_tests::bench::report;
+use capstan_tests::bench::{drive, post_json, report, Stop};
 use capstan_tests::sse::subscribe;
 use capstan_tests::{lrp_json, Capstan};
 
@@ -17,42 +17,20 @@ const WRITERS: usize = 16;
 
 /// Creates `n` DesiredLRPs named `{prefix}{i}` from WRITERS clients; the ack time of each.
 async fn write(c: &Capstan, prefix: &str, n: usize, acks: Arc<Mutex<HashMap<String, Instant>>>) -> Duration {
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..WRITERS {
-        let (client, url, next, acks, prefix) = (
-            c.client.clone(),
-            c.url("/v1/desired_lrps"),
-            next.clone(),
-            acks.clone(),
-            prefix.to_owned(),
-        );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= n {
-                    return;
-                }
-                let guid = format!("{prefix}{i}");
-                let ok = client
-                    .post(&url)
-                    .body(lrp_json(&guid, "bench", 0))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == 201);
-                if ok {
-                    if let Ok(mut a) = acks.lock() {
-                        a.insert(guid, Instant::now());
-                    }
-                }
+    let (client, url, prefix) = (c.client.clone(), c.url("/v1/desired_lrps"), prefix.to_owned());
+    let run = drive(WRITERS, Stop::AfterOps(n), move |_, i| {
+        let (client, url, acks, guid) = (client.clone(), url.clone(), acks.clone(), format!("{prefix}{i}"));
+        async move {
+            post_json(client, &url, lrp_json(&guid, "bench", 0), &[201]).await?;
+            if let Ok(mut a) = acks.lock() {
+                a.insert(guid, Instant::now());
             }
-        }));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    started.elapsed()
+            Ok(())
+        }
+    })
+    .await;
+    run.report_errors("create");
+    run.wall
 }
 
 #[tokio::main]

@@ -3,12 +3,10 @@
 //! With `CAPSTAN_BENCH_AUTH=on` the node runs with auth on and every request carries a bearer
 //! token (the cost of checking it, side by side with a run without).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use capstan_tests::auth::AuthFixture;
-use capstan_tests::bench::report;
+use capstan_tests::bench::{drive, post_json, report, Stop};
 use capstan_tests::{lrp_json, Capstan};
 
 #[tokio::main]
@@ -45,40 +43,14 @@ async fn main() -> anyhow::Result<()> {
         }
     );
 
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (client, url, next) = (c.client.clone(), c.url("/v1/desired_lrps"), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= lrps {
-                    break;
-                }
-                let body = lrp_json(&format!("bench-{i:06}"), "bench", 1);
-                let t = Instant::now();
-                let r = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await;
-                match r {
-                    Ok(r) if r.status().as_u16() == 201 => lat.push(t.elapsed()),
-                    Ok(r) => eprintln!("create {i}: status {}", r.status()),
-                    Err(e) => eprintln!("create {i}: {e}"),
-                }
-            }
-            lat
-        }));
-    }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await?);
-    }
-    report("POST /v1/desired_lrps (create)", lat, started.elapsed());
+    let (client, url) = (c.client.clone(), c.url("/v1/desired_lrps"));
+    let run = drive(clients, Stop::AfterOps(lrps), move |_, i| {
+        let (client, url) = (client.clone(), url.clone());
+        let body = lrp_json(&format!("bench-{i:06}"), "bench", 1);
+        async move { post_json(client, &url, body, &[201]).await }
+    })
+    .await;
+    run.report("POST /v1/desired_lrps (create)");
 
     for (label, path, rounds) in [
         ("GET /v1/desired_lrps (all, linearizable)", "/v1/desired_lrps", 20),

@@ -5,11 +5,9 @@
 //! `capstan dev` with its real cell: REAL runs of `true` as real `sh -c` processes.
 //! Run: `cargo run --release -p capstan-tests --bin bench-runs [CELLS] [RUNS] [REAL]`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use capstan_tests::bench::report;
+use capstan_tests::bench::{answered, drive, report, Stop};
 use capstan_tests::{Capstan, CellAgent};
 use serde_json::{json, Value};
 
@@ -23,31 +21,17 @@ fn ns(t: &Value) -> Option<i64> {
 
 /// Executes `runs` runs of `definition_id` from CLIENTS clients; the execute latencies.
 async fn execute_all(c: &Capstan, definition_id: &str, runs: usize) -> anyhow::Result<Vec<Duration>> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..CLIENTS {
-        let (client, url, next) = (
-            c.client.clone(),
-            c.url(&format!("/api/v1/task/{definition_id}/execute")),
-            next.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            while next.fetch_add(1, Ordering::Relaxed) < runs {
-                let t = Instant::now();
-                let r = client.put(&url).body("{}").send().await;
-                if r.is_ok_and(|r| r.status().is_success()) {
-                    lat.push(t.elapsed());
-                }
-            }
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await?);
-    }
-    Ok(all)
+    let (client, url) = (
+        c.client.clone(),
+        c.url(&format!("/api/v1/task/{definition_id}/execute")),
+    );
+    let run = drive(CLIENTS, Stop::AfterOps(runs), move |_, _| {
+        let (client, url) = (client.clone(), url.clone());
+        async move { answered(client.put(&url).body("{}").send().await, &[200, 201]).await }
+    })
+    .await;
+    run.report_errors("execute");
+    Ok(run.latencies)
 }
 
 /// Waits until `runs` runs are STOPPED; the time it took from `since`.

@@ -13,13 +13,12 @@
 //! or `cargo run --release -p capstan-tests --bin bench-vs-etcd -- [SECONDS] [1,16,64,256]`.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use base64::Engine as _;
-use capstan_tests::bench::{cpu_seconds, percentile};
+use capstan_tests::bench::{cpu_seconds, drive, percentile, post_json, Stop};
 use capstan_tests::cluster::{free_port, Cluster};
 use capstan_tests::{lrp_json, wait_for};
 
@@ -150,7 +149,8 @@ impl Drop for Etcd {
 struct Target {
     urls: Vec<String>,
     body: fn(&str) -> String,
-    accepted: fn(u16) -> bool,
+    /// The status a write is answered with.
+    accepted: u16,
     pids: Vec<u32>,
 }
 
@@ -178,61 +178,21 @@ async fn run(target: &Target, clients: usize, secs: u64, tag: &str) -> Figures {
         .build()
         .unwrap_or_default();
     let urls = Arc::new(target.urls.clone());
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let until = started + Duration::from_secs(secs);
-    let (body, accepted) = (target.body, target.accepted);
-    let tasks: Vec<_> = (0..clients)
-        .map(|w| {
-            let (http, urls, next, tag) = (http.clone(), urls.clone(), next.clone(), tag.to_owned());
-            tokio::spawn(async move {
-                let (mut lat, mut errors) = (Vec::new(), std::collections::BTreeMap::<String, usize>::new());
-                while Instant::now() < until {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let key = format!("{tag}-{i}");
-                    let t = Instant::now();
-                    let r = http
-                        .post(&urls[(w + i) % urls.len()])
-                        .header("content-type", "application/json")
-                        .body(body(&key))
-                        .send()
-                        .await;
-                    match r {
-                        Ok(r) if accepted(r.status().as_u16()) => {
-                            let _ = r.bytes().await;
-                            lat.push(t.elapsed());
-                        }
-                        Ok(r) => *errors.entry(format!("HTTP {}", r.status().as_u16())).or_default() += 1,
-                        Err(e) if e.is_timeout() => *errors.entry("timeout".to_owned()).or_default() += 1,
-                        Err(_) => *errors.entry("transport error".to_owned()).or_default() += 1,
-                    }
-                }
-                (lat, errors)
-            })
-        })
-        .collect();
-    let (mut lat, mut errors) = (Vec::new(), std::collections::BTreeMap::<String, usize>::new());
-    for t in tasks {
-        let (l, e) = t.await.unwrap_or_default();
-        lat.extend(l);
-        for (kind, n) in e {
-            *errors.entry(kind).or_default() += n;
-        }
-    }
-    if !errors.is_empty() {
-        // What failed, so an error count is never a mystery (stderr: the table stays clean).
-        eprintln!("{tag}: errors {errors:?}");
-    }
-    let errors = errors.values().sum();
-    let wall = started.elapsed();
+    let (body, accepted, tag_owned) = (target.body, target.accepted, tag.to_owned());
+    let until = Instant::now() + Duration::from_secs(secs);
+    let run = drive(clients, Stop::At(until), move |w, i| {
+        let (http, urls, key) = (http.clone(), urls.clone(), format!("{tag_owned}-{i}"));
+        async move { post_json(http, &urls[(w + i) % urls.len()], body(&key), &[accepted]).await }
+    })
+    .await;
+    run.report_errors(tag);
     let cpu = cpu_seconds(&target.pids) - cpu_at_start;
-    lat.sort();
     (
-        lat.len() as f64 / wall.as_secs_f64(),
-        percentile(&lat, 0.50),
-        percentile(&lat, 0.99),
-        errors,
-        cpu / (lat.len() as f64).max(1.0),
+        run.rate(),
+        percentile(&run.latencies, 0.50),
+        percentile(&run.latencies, 0.99),
+        run.failed(),
+        cpu / (run.latencies.len() as f64).max(1.0),
     )
 }
 
@@ -301,7 +261,7 @@ async fn main() -> anyhow::Result<()> {
     let capstan_target = |c: &Cluster| Target {
         urls: c.alive().map(|(_, n)| format!("{}/v1/desired_lrps", n.http)).collect(),
         body: capstan_body,
-        accepted: |s| s == 201,
+        accepted: 201,
         pids: c.alive().filter_map(|(_, n)| n.pid()).collect(),
     };
     let before_target = before.as_ref().map(capstan_target);
@@ -309,7 +269,7 @@ async fn main() -> anyhow::Result<()> {
         Target {
             urls: etcd.clients.iter().map(|u| format!("{u}/v3/kv/put")).collect(),
             body: etcd_body,
-            accepted: |s| s == 200,
+            accepted: 200,
             pids: etcd.members.iter().map(Child::id).collect(),
         },
         capstan_target(&capstan),
