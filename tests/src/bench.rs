@@ -171,6 +171,36 @@ pub fn report(what: &str, mut lat: Vec<Duration>, wall: Duration) {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn drive_runs_each_operation_once_and_sorts_outcomes() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let run = drive(3, Stop::AfterOps(10), move |w, i| {
+            let log = log.clone();
+            async move {
+                assert!(w < 3, "worker {w} of 3");
+                log.lock().expect("lock").push(i);
+                if i % 3 == 0 {
+                    Err("multiple of three".to_owned())
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        let mut ops = seen.lock().expect("lock").clone();
+        ops.sort();
+        assert_eq!(ops, (0..10).collect::<Vec<_>>(), "each operation number once");
+        assert_eq!(run.latencies.len(), 6);
+        assert!(run.latencies.windows(2).all(|w| w[0] <= w[1]), "latencies sorted");
+        assert_eq!(run.errors.get("multiple of three"), Some(&4));
+        assert_eq!(run.failed(), 4);
+
+        // A deadline already passed: nothing runs.
+        let run = drive(2, Stop::At(Instant::now()), |_, _| async { Ok(()) }).await;
+        assert!(run.latencies.is_empty() && run.errors.is_empty());
+    }
+
     #[test]
     fn cpu_seconds_counts_this_process_and_nothing_for_the_gone() {
         let me = std::process::id();
