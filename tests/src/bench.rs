@@ -145,6 +145,20 @@ pub fn cpu_seconds(pids: &[u32]) -> f64 {
         / USER_HZ
 }
 
+/// Bytes the processes `pids` have sent to the storage layer so far (`write_bytes` of
+/// `/proc/<pid>/io`: what their writes put on the block device, pages rewritten by each sync
+/// included; socket writes are not in it); a process that is gone counts nothing.
+pub fn disk_bytes(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/io")).ok())
+        .filter_map(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("write_bytes:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
 /// The `p` quantile (0..=1) of sorted latencies.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -218,5 +232,30 @@ mod tests {
             after - before
         );
         assert_eq!(cpu_seconds(&[u32::MAX]), 0.0);
+    }
+
+    #[test]
+    fn disk_bytes_counts_a_synced_write_and_nothing_for_the_gone() {
+        let me = std::process::id();
+        let before = disk_bytes(&[me]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![7u8; 1 << 20]).expect("write");
+        std::fs::File::open(&path).and_then(|f| f.sync_all()).expect("sync");
+        let after = disk_bytes(&[me]);
+        // tmpfs has no block device: nothing reaches the storage layer there.
+        let on_tmpfs = nix::sys::statfs::statfs(dir.path())
+            .map(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+            .unwrap_or(false);
+        if on_tmpfs {
+            eprintln!("SKIPPED the byte count: the temporary directory is on tmpfs (no block device)");
+        } else {
+            assert!(
+                after - before >= 1 << 20,
+                "1 MiB synced counted as {} bytes",
+                after - before
+            );
+        }
+        assert_eq!(disk_bytes(&[u32::MAX]), 0);
     }
 }

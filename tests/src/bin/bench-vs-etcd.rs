@@ -4,7 +4,8 @@
 //! the three members: Capstan creates DesiredLRPs (`POST /v1/desired_lrps`), etcd puts keys through
 //! its JSON gateway (`POST /v3/kv/put`). Each level runs etcd then Capstan for the same time;
 //! every line gives throughput, p50, p99, the CPU time the three members spent per acknowledged
-//! write (from `/proc/<pid>/stat`: what a saturated box's throughput comes down to), and the last
+//! write (from `/proc/<pid>/stat`: what a saturated box's throughput comes down to), the bytes a
+//! member sent to its disk per acknowledged write (`/proc/<pid>/io` `write_bytes`), and the last
 //! the ratios (Capstan / etcd).
 //! With `CAPSTAN_BIN_BEFORE=<an earlier capstan binary>`, a second 3-node cluster runs that build and
 //! each level runs etcd, the earlier build, then this one (a line each for the two Capstans).
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use base64::Engine as _;
-use capstan_tests::bench::{cpu_seconds, drive, percentile, post_json, Stop};
+use capstan_tests::bench::{cpu_seconds, disk_bytes, drive, percentile, post_json, Stop};
 use capstan_tests::cluster::{free_port, Cluster};
 use capstan_tests::{lrp_json, wait_for};
 
@@ -168,9 +169,10 @@ fn etcd_body(key: &str) -> String {
 }
 
 /// One measurement: `clients` concurrent clients for `secs`; (successes/s, p50, p99, errors,
-/// CPU seconds the target's processes spent per success).
+/// CPU seconds the target's processes spent per success, bytes each member sent to its disk per
+/// success).
 async fn run(target: &Target, clients: usize, secs: u64, tag: &str) -> Figures {
-    let cpu_at_start = cpu_seconds(&target.pids);
+    let (cpu_at_start, disk_at_start) = (cpu_seconds(&target.pids), disk_bytes(&target.pids));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients.max(1))
         .timeout(Duration::from_secs(10))
@@ -187,33 +189,46 @@ async fn run(target: &Target, clients: usize, secs: u64, tag: &str) -> Figures {
     .await;
     run.report_errors(tag);
     let cpu = cpu_seconds(&target.pids) - cpu_at_start;
+    let disk = disk_bytes(&target.pids).saturating_sub(disk_at_start) as f64 / target.pids.len().max(1) as f64;
+    let successes = (run.latencies.len() as f64).max(1.0);
     (
         run.rate(),
         percentile(&run.latencies, 0.50),
         percentile(&run.latencies, 0.99),
         run.failed(),
-        cpu / (run.latencies.len() as f64).max(1.0),
+        cpu / successes,
+        disk / successes,
     )
 }
 
-type Figures = (f64, Duration, Duration, usize, f64);
+type Figures = (f64, Duration, Duration, usize, f64, f64);
 
 /// One printed line: the connection count, etcd's figures (or blanks), a Capstan's, and the
 /// ratios (throughput, p99, and CPU per write over the three members).
 fn row(conns: &str, shown: Option<&Figures>, c: &Figures, etcd: &Figures) -> String {
     let ms = |d: Duration| format!("{:.2}ms", d.as_secs_f64() * 1000.0);
     let cpu = |s: f64| format!("{:.3}ms", s * 1000.0);
+    let kb = |b: f64| format!("{:.1}KB", b / 1000.0);
     let etcd_cols = match shown {
-        Some(e) => format!("{:>9.0} {:>9} {:>9} {:>6} {:>8}", e.0, ms(e.1), ms(e.2), e.3, cpu(e.4)),
-        None => format!("{:>9} {:>9} {:>9} {:>6} {:>8}", "", "", "", "", ""),
+        Some(e) => format!(
+            "{:>9.0} {:>9} {:>9} {:>6} {:>8} {:>7}",
+            e.0,
+            ms(e.1),
+            ms(e.2),
+            e.3,
+            cpu(e.4),
+            kb(e.5)
+        ),
+        None => format!("{:>9} {:>9} {:>9} {:>6} {:>8} {:>7}", "", "", "", "", "", ""),
     };
     format!(
-        "{conns:>5}  {etcd_cols}  {:>9.0} {:>9} {:>9} {:>6} {:>8}  {:>7.2} {:>7.2} {:>7.2}",
+        "{conns:>5}  {etcd_cols}  {:>9.0} {:>9} {:>9} {:>6} {:>8} {:>7}  {:>7.2} {:>7.2} {:>7.2}",
         c.0,
         ms(c.1),
         ms(c.2),
         c.3,
         cpu(c.4),
+        kb(c.5),
         c.0 / etcd.0.max(f64::MIN_POSITIVE),
         c.2.as_secs_f64() / etcd.2.as_secs_f64().max(f64::MIN_POSITIVE),
         c.4 / etcd.4.max(f64::MIN_POSITIVE),
@@ -282,19 +297,22 @@ async fn main() -> anyhow::Result<()> {
         Etcd::version()
     );
     println!("# cpu/w: CPU time (user + system) of the three members per acknowledged write");
+    println!("# disk/w: bytes a member sent to its disk per acknowledged write (/proc/<pid>/io write_bytes)");
     println!(
-        "{:>5}  {:>9} {:>9} {:>9} {:>6} {:>8}  {:>9} {:>9} {:>9} {:>6} {:>8}  {:>7} {:>7} {:>7}",
+        "{:>5}  {:>9} {:>9} {:>9} {:>6} {:>8} {:>7}  {:>9} {:>9} {:>9} {:>6} {:>8} {:>7}  {:>7} {:>7} {:>7}",
         "conns",
         "etcd/s",
         "p50",
         "p99",
         "errs",
         "cpu/w",
+        "disk/w",
         "capstan/s",
         "p50",
         "p99",
         "errs",
         "cpu/w",
+        "disk/w",
         "x thr",
         "x p99",
         "x cpu/w"
