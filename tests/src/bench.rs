@@ -21,7 +21,7 @@ pub struct Driven {
     pub latencies: Vec<Duration>,
     /// The operations that failed, by what went wrong.
     pub errors: BTreeMap<String, usize>,
-    /// From the first operation's start to the last one's end.
+    /// From the drive's start until its last worker was done.
     pub wall: Duration,
 }
 
@@ -31,6 +31,7 @@ impl Driven {
         self.latencies.len() as f64 / self.wall.as_secs_f64().max(f64::MIN_POSITIVE)
     }
 
+    /// Operations that failed.
     pub fn failed(&self) -> usize {
         self.errors.values().sum()
     }
