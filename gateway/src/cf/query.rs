@@ -1,5 +1,5 @@
-//! The query string as CF reads it: pairs with decoded keys and raw values (lists are split on
-//! commas before decoding, which the node does), and the pagination links rebuilt from them by
+//! The query string as CF reads it: pairs with decoded keys and raw values (the node decodes a
+//! list value whole, splits it on commas, then decodes each item again), and the pagination links rebuilt from them by
 //! CF's recipe (spec §4.1): the effective `per_page`, `order_by` with an explicit direction, the
 //! filters sent, `page`; form-encoded and sorted.
 
@@ -63,8 +63,9 @@ fn link_pairs(query: &[pb::CfQueryPair]) -> Vec<(String, String)> {
                 out.push((p.key.clone(), v));
             }
             b if LIST_KEYS.contains(&b) => {
-                let items: Vec<String> = p
-                    .value
+                // read as the node reads it (form-decoded whole, split, each item decoded
+                // again), then a comma inside an item re-rendered as `%2C` (spec §4.1 step 3)
+                let items: Vec<String> = decode(&p.value)
                     .split(',')
                     .map(|i| decode(i.trim_start()).replace(',', "%2C"))
                     .collect();
@@ -141,6 +142,21 @@ mod tests {
         assert_eq!(
             p["next"]["href"],
             "https://api/v3/processes?page=2&per_page=2&types=worker%2Cdoesnotexist"
+        );
+
+        // what the cf CLI sends for `types=worker,doesnotexist`: the same two items, the same link
+        let q = pairs(Some("types=worker%2Cdoesnotexist&per_page=2"));
+        let p = pagination("https://api", "/v3/processes", &q, &page(3, 1, 2));
+        assert_eq!(
+            p["next"]["href"],
+            "https://api/v3/processes?page=2&per_page=2&types=worker%2Cdoesnotexist"
+        );
+        // a comma inside one item travels double-encoded, and stays so in the links
+        let q = pairs(Some("names=a%252Cb%2Cc&per_page=2"));
+        let p = pagination("https://api", "/v3/apps", &q, &page(3, 1, 2));
+        assert_eq!(
+            p["next"]["href"],
+            "https://api/v3/apps?names=a%252Cb%2Cc&page=2&per_page=2"
         );
 
         let q = pairs(Some("order_by=name&per_page=1"));

@@ -154,10 +154,16 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A list value: split on a comma and the whitespace after it, then each item decoded; an empty
-/// value is the list `[""]`.
+/// A list value as Cloud Controller reads it (spec "Query-string list values"): the value as sent
+/// is form-decoded as a whole (Rack), then split on a comma and the whitespace after it, then each
+/// item is percent-decoded once more (`CGI.unescape`). So `a%2Cb` — what the cf CLI and python
+/// `requests` send for `a,b` — is two items, and a comma inside one item is sent as `%252C`. An
+/// empty value is the list `[""]`.
 pub fn list_value(raw: &str) -> Vec<String> {
-    raw.split(',').map(|item| percent_decode(item.trim_start())).collect()
+    percent_decode(raw)
+        .split(',')
+        .map(|item| percent_decode(item.trim_start()))
+        .collect()
 }
 
 /// `created_ats` → "Created ats" (ActiveModel's humanised attribute name).
@@ -455,11 +461,31 @@ mod tests {
     }
 
     #[test]
-    fn lists_split_before_decoding() {
-        assert_eq!(list_value("a, b,c%2Cd"), ["a", "b", "c,d"]);
+    fn lists_decode_split_then_decode_each_item() {
+        assert_eq!(list_value("a, b,c%252Cd"), ["a", "b", "c,d"]);
+        // the cf CLI and python `requests` encode every comma of a list: still a list
+        assert_eq!(list_value("a%2Cb%2C%20c"), ["a", "b", "c"]);
+        assert_eq!(list_value("web%2Cworker"), ["web", "worker"]);
         assert_eq!(list_value(""), [""]);
         let q = parse(ListKind::Processes, &pairs(&[("types", "worker,web")])).unwrap();
         assert_eq!(q.types.as_deref(), Some(&["worker".to_string(), "web".to_string()][..]));
+        let q = parse(
+            ListKind::Processes,
+            &pairs(&[("guids", "g1%2Cg2"), ("app_guids", "a%2C%20b")]),
+        )
+        .unwrap();
+        assert_eq!(q.guids.as_deref(), Some(&["g1".to_string(), "g2".to_string()][..]));
+        assert_eq!(q.app_guids.as_deref(), Some(&["a".to_string(), "b".to_string()][..]));
+        // python `requests` form-encodes a label selector whole, commas of `in (…)` included
+        let q = parse(ListKind::Apps, &pairs(&[("label_selector", "env+in+%28prod%2Cdev%29")])).unwrap();
+        let prod: std::collections::BTreeMap<String, String> = [("env".to_string(), "prod".to_string())].into();
+        assert!(q.selector.as_ref().is_some_and(|s| s.matches(&prod)));
+        let t = parse(
+            ListKind::Apps,
+            &pairs(&[("created_ats", "2020-01-01T00%3A00%3A00Z%2C2021-01-01T00%3A00%3A00Z")]),
+        )
+        .unwrap();
+        assert!(matches!(&t.created[0], TimeFilter::AnyOf(s) if s.len() == 2));
     }
 
     #[test]
