@@ -14,7 +14,8 @@ use capstan_tests::cluster::Cluster;
 use capstan_tests::Capstan;
 use serde_json::{json, Value};
 
-/// The virtualenv with the client: set up once per target directory. `None`: PyPI unreachable.
+/// The virtualenv with the client: set up once per target directory. `None`: it cannot be made
+/// here (PyPI unreachable, or no venv module for python3; the script says which on stderr).
 fn client_python() -> Option<PathBuf> {
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
@@ -104,7 +105,7 @@ async fn cf_users_log_in_list_and_see_what_their_scope_allows() {
     assert_eq!(e["errors"][0]["title"], "CF-NotAuthenticated");
 
     let Some(python) = client_python() else {
-        eprintln!("SKIPPED the cloudfoundry-client part: PyPI is unreachable, the library could not be installed");
+        eprintln!("SKIPPED the cloudfoundry-client part: the library could not be installed here (reason above)");
         return;
     };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/cf-client/list.py");
@@ -126,6 +127,12 @@ async fn cf_users_log_in_list_and_see_what_their_scope_allows() {
         assert_eq!(v["spaces"], json!(["dev"]));
         assert_eq!(v["apps"], json!([["shop", "STOPPED"]]));
         assert_eq!(v["processes"], json!([["web", 1]]));
+        assert_eq!(v["filtered"], json!([["web", 1]]), "types=web%2Cworker is two types");
+        assert_eq!(
+            v["apps_by_name"],
+            json!(["shop"]),
+            "names=shop%2Cno-such-app is two names"
+        );
         assert_eq!(v["web"], command, "{user}");
     }
 }
@@ -317,4 +324,34 @@ async fn a_forwarded_cf_call_keeps_its_callers_roles() {
     )
     .await;
     assert_eq!((s, p["command"].clone()), (200, json!("[PRIVATE DATA HIDDEN]")));
+}
+
+/// `tests/pyvenv.sh` on a python3 without its venv module (Debian without python3-venv): the skip
+/// code 3 with the reason, never a failure — every Python-driven test then skips, saying why.
+#[test]
+fn a_python_without_venv_skips_the_python_steps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shim = dir.path().join("python3");
+    std::fs::write(
+        &shim,
+        "#!/bin/sh\necho \"ModuleNotFoundError: No module named 'ensurepip'\" >&2\nexit 1\n",
+    )
+    .expect("write shim");
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new("bash")
+        .arg(root.join("tests/pyvenv.sh"))
+        .arg(dir.path().join("venv"))
+        .arg(root.join("tests/cf-client/requirements.txt"))
+        .env("PATH", path)
+        .env("PYVENV_NO_INSTALL", "1")
+        .output()
+        .expect("run pyvenv.sh");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("SKIPPED") && stderr.contains("python3-venv"),
+        "{stderr}"
+    );
 }
