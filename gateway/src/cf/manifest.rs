@@ -58,26 +58,39 @@ struct Process {
     keys: ProcessKeys,
 }
 
-/// A size in megabytes from CF's notation.
+/// A size in megabytes from CF's notation. Every step is checked: a size whose megabytes do not fit
+/// CF's 32-bit field is refused with CF's message, never wrapped.
 fn megabytes(v: &serde_norway::Value, what: &str) -> Result<i32, String> {
     let unit_error = || format!("{what} must use a supported unit: B, K, KB, M, MB, G, GB, T, or TB");
+    let too_large = || format!("{what} must be less than or equal to {}", i32::MAX);
     let text = match v {
-        serde_norway::Value::Number(n) => return n.as_i64().and_then(|n| i32::try_from(n).ok()).ok_or_else(unit_error),
+        serde_norway::Value::Number(n) => {
+            return match n.as_i64() {
+                Some(n) => i32::try_from(n).map_err(|_| too_large()),
+                None if n.is_u64() => Err(too_large()),
+                None => Err(unit_error()),
+            }
+        }
         serde_norway::Value::String(s) => s.trim().to_ascii_uppercase(),
         _ => return Err(unit_error()),
     };
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let n: i64 = digits.parse().map_err(|_| unit_error())?;
+    if digits.is_empty() {
+        return Err(unit_error());
+    }
+    // all digits: the only way to fail is to be larger than any size
+    let n: u64 = digits.parse().map_err(|_| too_large())?;
+    const KIB: u64 = 1024;
     let mb = match unit.trim() {
-        "" | "M" | "MB" => n,
-        "G" | "GB" => n * 1024,
-        "T" | "TB" => n * 1024 * 1024,
-        "K" | "KB" => n / 1024,
-        "B" => n / (1024 * 1024),
+        "" | "M" | "MB" => Some(n),
+        "G" | "GB" => n.checked_mul(KIB),
+        "T" | "TB" => n.checked_mul(KIB * KIB),
+        "K" | "KB" => Some(n / KIB),
+        "B" => Some(n / (KIB * KIB)),
         _ => return Err(unit_error()),
     };
-    i32::try_from(mb).map_err(|_| format!("{what} is too large"))
+    mb.and_then(|mb| i32::try_from(mb).ok()).ok_or_else(too_large)
 }
 
 fn int(v: &serde_norway::Value, what: &str) -> Result<i32, String> {
@@ -231,6 +244,36 @@ applications:
         assert_eq!(
             e.detail,
             "For application 'a': Memory must use a supported unit: B, K, KB, M, MB, G, GB, T, or TB"
+        );
+        // sizes whose megabytes overflow are refused, never wrapped (18014398509481985G wrapped to 1024)
+        for (size, what) in [
+            ("18014398509481985G", "Memory"),
+            ("2097152G", "Memory"),
+            ("99999999999999999999999M", "Memory"),
+            ("2048T", "Memory"),
+            ("3000000000", "Memory"),
+        ] {
+            let yaml = format!("applications:\n- name: a\n  memory: {size}\n");
+            let e = parse(yaml.as_bytes(), "s").unwrap_err();
+            assert_eq!(e.status.as_u16(), 422, "{size}");
+            assert_eq!(
+                e.detail,
+                format!("For application 'a': {what} must be less than or equal to 2147483647"),
+                "{size}"
+            );
+        }
+        let e = parse(b"applications:\n- name: a\n  disk_quota: 4194304T\n", "s").unwrap_err();
+        assert_eq!(
+            e.detail,
+            "For application 'a': Disk quota must be less than or equal to 2147483647"
+        );
+        let m = parse(b"applications:\n- name: a\n  memory: 2097151G\n", "s").unwrap();
+        assert_eq!(m.applications[0].processes[0].memory_in_mb, Some(2_147_482_624));
+        let e = parse(b"applications:\n- name: a\n  memory: G\n", "s").unwrap_err();
+        assert!(
+            e.detail.ends_with("supported unit: B, K, KB, M, MB, G, GB, T, or TB"),
+            "{}",
+            e.detail
         );
     }
 }
