@@ -62,18 +62,7 @@ async fn connect(
 
 fn print(status: &pb::ClusterStatus, json: bool) {
     if json {
-        let members: Vec<serde_like::Member> = status.members.iter().map(serde_like::Member::from).collect();
-        println!(
-            "{{\"leader_id\":{},\"term\":{},\"leader_last_log_index\":{},\"members\":[{}]}}",
-            status.leader_id,
-            status.term,
-            status.leader_last_log_index,
-            members
-                .iter()
-                .map(serde_like::Member::to_json)
-                .collect::<Vec<_>>()
-                .join(",")
-        );
+        println!("{}", status_json(status));
         return;
     }
     println!(
@@ -105,52 +94,38 @@ fn print(status: &pb::ClusterStatus, json: bool) {
     }
 }
 
-/// Hand-rolled JSON for the status (keeps serde out of the binary's CLI path).
-mod serde_like {
-    use capstan_proto::pb;
-
-    pub struct Member {
-        id: u64,
-        addr: String,
-        voter: bool,
-        lag: u64,
-        matched: u64,
-        status: Option<pb::NodeStatus>,
-    }
-
-    impl From<&pb::MemberStatus> for Member {
-        fn from(m: &pb::MemberStatus) -> Self {
-            Member {
-                id: m.node_id,
-                addr: m.addr.clone(),
-                voter: m.voter,
-                lag: m.lag,
-                matched: m.matched_index,
-                status: m.status.clone(),
-            }
-        }
-    }
-
-    impl Member {
-        pub fn to_json(&self) -> String {
-            let status = match &self.status {
-                None => "null".to_owned(),
-                Some(s) => format!(
-                    "{{\"state\":\"{}\",\"term\":{},\"last_log_index\":{},\"last_applied_index\":{},\"snapshot_index\":{},\"purged_index\":{}}}",
-                    s.state, s.current_term, s.last_log_index, s.last_applied_index, s.snapshot_index, s.purged_index
-                ),
-            };
-            format!(
-                "{{\"id\":{},\"addr\":\"{}\",\"voter\":{},\"matched_index\":{},\"lag\":{},\"status\":{}}}",
-                self.id,
-                self.addr.replace('"', "'"),
-                self.voter,
-                self.matched,
-                self.lag,
-                status
-            )
-        }
-    }
+/// The status as one JSON document (serde_json: every string escaped as JSON requires).
+fn status_json(status: &pb::ClusterStatus) -> serde_json::Value {
+    let members: Vec<serde_json::Value> = status
+        .members
+        .iter()
+        .map(|m| {
+            let node = m.status.as_ref().map(|s| {
+                serde_json::json!({
+                    "state": s.state,
+                    "term": s.current_term,
+                    "last_log_index": s.last_log_index,
+                    "last_applied_index": s.last_applied_index,
+                    "snapshot_index": s.snapshot_index,
+                    "purged_index": s.purged_index,
+                })
+            });
+            serde_json::json!({
+                "id": m.node_id,
+                "addr": m.addr,
+                "voter": m.voter,
+                "matched_index": m.matched_index,
+                "lag": m.lag,
+                "status": node,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "leader_id": status.leader_id,
+        "term": status.term,
+        "leader_last_log_index": status.leader_last_log_index,
+        "members": members,
+    })
 }
 
 pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
@@ -173,4 +148,47 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     .into_inner();
     print(&status, args.json);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_json_escapes_what_it_prints() {
+        let status = pb::ClusterStatus {
+            leader_id: 2,
+            term: 7,
+            leader_last_log_index: 42,
+            members: vec![
+                pb::MemberStatus {
+                    node_id: 1,
+                    addr: "host\"a\\b:7070".into(),
+                    voter: true,
+                    lag: 3,
+                    matched_index: 39,
+                    status: None,
+                },
+                pb::MemberStatus {
+                    node_id: 2,
+                    addr: "10.0.0.2:7070".into(),
+                    voter: true,
+                    status: Some(pb::NodeStatus {
+                        state: "Leader".into(),
+                        current_term: 7,
+                        last_log_index: 42,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ],
+        };
+        let printed = status_json(&status).to_string();
+        let back: serde_json::Value = serde_json::from_str(&printed).expect("valid JSON");
+        assert_eq!(back["members"][0]["addr"], "host\"a\\b:7070");
+        assert_eq!(back["members"][0]["status"], serde_json::Value::Null);
+        assert_eq!(back["members"][1]["status"]["state"], "Leader");
+        assert_eq!(back["members"][1]["status"]["last_log_index"], 42);
+        assert_eq!((back["leader_id"].as_u64(), back["term"].as_u64()), (Some(2), Some(7)));
+    }
 }
