@@ -2,6 +2,7 @@
 //! and the node handle through which the server writes commands and makes reads linearizable.
 
 pub mod batcher;
+pub mod channels;
 pub mod credential;
 pub mod fence;
 pub mod forward;

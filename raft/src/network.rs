@@ -3,8 +3,7 @@
 //! A peer that cannot be reached answers `Unreachable`, so openraft backs off instead of
 //! retrying at once; every call carries openraft's per-RPC deadline.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_proto::pb;
@@ -19,6 +18,7 @@ use openraft::raft::{
 use openraft::BasicNode;
 use tonic::transport::Channel;
 
+use crate::channels::Channels;
 use crate::credential::{Authed, ClusterCredential};
 use crate::TypeConfig;
 
@@ -31,11 +31,12 @@ pub const PEER_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// connected channel per peer address: openraft asks for a client per replication stream and per
 /// vote round, and for every follower on each linearizable read (`ensure_linearizable`), so a new
 /// client must not cost a new TCP connection and HTTP/2 handshake. A channel reconnects by itself
-/// when its connection breaks.
+/// when its connection breaks; the channel of an address that left the membership is dropped
+/// ([`Network::retain_channels`]).
 #[derive(Clone, Default)]
 pub struct Network {
     credential: ClusterCredential,
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    channels: Arc<Channels<Channel>>,
     /// This node's log: entries are sent to followers in the bytes it stored them in.
     log: Option<LogStore>,
 }
@@ -57,19 +58,22 @@ impl Network {
 
     /// The shared channel to `addr`, made on first use; `None` for an address that is no endpoint.
     fn channel(&self, addr: &str) -> Option<Channel> {
-        let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(c) = channels.get(addr) {
-            return Some(c.clone());
-        }
-        let channel = self
-            .credential
-            .endpoint(addr)
-            .ok()?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .connect_lazy();
-        channels.insert(addr.to_owned(), channel.clone());
-        Some(channel)
+        self.channels
+            .get_or_make(addr, || {
+                let endpoint = self.credential.endpoint(addr).map_err(|_| ())?;
+                Ok::<_, ()>(
+                    endpoint
+                        .connect_timeout(CONNECT_TIMEOUT)
+                        .tcp_nodelay(true)
+                        .connect_lazy(),
+                )
+            })
+            .ok()
+    }
+
+    /// Drops the channels of peers `keep` says are gone; how many were dropped.
+    pub fn retain_channels(&self, keep: impl Fn(&str) -> bool) -> usize {
+        self.channels.retain(keep)
     }
 
     /// A `RaftPeer` client of the node at `addr` on its shared channel; `None` for an address

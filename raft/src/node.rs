@@ -147,6 +147,8 @@ pub struct RaftNode {
     batcher: Batcher,
     /// A follower's batcher: commands forwarded to the leader (keyed by its address) share calls.
     forwarder: Batcher<String>,
+    /// The peer channels (shared with the Raft core's copy): pruned to the membership.
+    network: Network,
     disk: capstan_storage::Disk,
     /// This node's log (a handle): the peer service offers it the bytes entries arrived in.
     pub(crate) log: LogStore,
@@ -193,6 +195,7 @@ impl RaftNode {
         let raft_config = Arc::new(config.raft_config().map_err(anyhow_like::msg)?);
         let log_handle = log.clone();
         let network = Network::new(config.credential.clone()).sending_from(log.clone());
+        let peers = network.clone();
         let raft = Raft::new(config.id, raft_config, network.clone(), log, sm)
             .await
             .map_err(anyhow_like::msg)?;
@@ -214,6 +217,7 @@ impl RaftNode {
             views,
             batcher,
             forwarder,
+            network: peers,
             disk: disk.clone(),
             log: log_handle,
             disk_free_floor_bytes: config.disk_free_floor_bytes,
@@ -285,6 +289,22 @@ impl RaftNode {
             last_applied,
             last_log_index,
         }
+    }
+
+    /// The addresses of the members (voters and learners) of the current configuration.
+    pub fn member_addrs(&self) -> std::collections::HashSet<String> {
+        let m = self.raft.metrics().borrow().clone();
+        m.membership_config
+            .membership()
+            .nodes()
+            .map(|(_, n)| n.addr.clone())
+            .collect()
+    }
+
+    /// Drops the peer channels of addresses no longer in the membership; how many were dropped.
+    pub fn prune_peer_channels(&self) -> usize {
+        let members = self.member_addrs();
+        self.network.retain_channels(|addr| members.contains(addr))
     }
 
     pub fn is_leader(&self) -> bool {

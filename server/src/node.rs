@@ -154,9 +154,10 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
     ];
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (grpc_server, in_process) = {
+    let (grpc_server, in_process, pruner) = {
         let mut stop = stop_rx.clone();
         let fwd = Forwarder::new(node.clone(), std::sync::Arc::new(Peers::new(credential.clone())));
+        let pruner = tokio::spawn(crate::api::forward::prune_peer_channels(fwd.clone()));
         let watchers = crate::api::watch::Watchers::new(stop_rx.clone());
         let cp = ControlPlaneServer::new(ControlPlaneService::new(fwd.clone(), watchers));
         let admin = AdminServer::new(AdminService::new(fwd.clone()));
@@ -211,7 +212,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
                     },
                 ),
         );
-        (task, in_process)
+        (task, in_process, pruner)
     };
 
     let advertise = opts.advertise.clone().unwrap_or_else(|| grpc_addr.to_string());
@@ -297,7 +298,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
     if let Some(t) = http_task {
         let _ = t.await;
     }
-    for t in leader_tasks {
+    for t in leader_tasks.into_iter().chain([pruner]) {
         t.abort();
     }
     let _ = grpc_server.await;

@@ -6,12 +6,12 @@
 //! read-index barrier says this node is not the leader. A forwarded request carries a marker so it
 //! is never forwarded twice; clients of other nodes are one re-used gRPC channel per address.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_proto::pb::{self, ErrorKind};
+use capstan_raft::channels::Channels;
 use capstan_raft::credential::{Authed, ClusterCredential};
 use capstan_raft::{RaftNode, WriteError};
 use tonic::{Request, Response, Status};
@@ -31,41 +31,72 @@ pub enum Served<T> {
     Leader(String),
 }
 
-/// One gRPC channel per node (or cell) address, created lazily and kept; every call on it
-/// carries the cluster credential.
+/// How often the channels of nodes and cells that are gone are dropped.
+pub const PEER_CHANNELS_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// One gRPC channel per node (or cell) address, created lazily and kept while the address is a
+/// member or a registered cell ([`prune_peer_channels`]); every call on it carries the cluster
+/// credential.
 #[derive(Default)]
 pub struct Peers {
-    channels: Mutex<HashMap<String, Authed>>,
+    channels: Channels<Authed>,
     credential: ClusterCredential,
 }
 
 impl Peers {
     pub fn new(credential: ClusterCredential) -> Self {
         Self {
-            channels: Mutex::default(),
+            channels: Channels::default(),
             credential,
         }
     }
 
     pub fn channel(&self, addr: &str) -> Result<Authed, Status> {
-        let mut map = self
-            .channels
-            .lock()
-            .map_err(|_| errors::status(ErrorKind::Internal, "peer channel table poisoned", 0))?;
-        if let Some(c) = map.get(addr) {
-            return Ok(c.clone());
+        self.channels.get_or_make(addr, || {
+            let endpoint = self
+                .credential
+                .endpoint(addr)
+                .map_err(|e| errors::status(ErrorKind::Internal, format!("node address {addr}: {e}"), 0))?;
+            let channel = endpoint
+                .connect_timeout(CONNECT_TIMEOUT)
+                .tcp_nodelay(true)
+                .timeout(FORWARD_TIMEOUT)
+                .connect_lazy();
+            Ok(self.credential.wrap(channel))
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.channels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty()
+    }
+}
+
+/// Every [`PEER_CHANNELS_PRUNE_INTERVAL`], drops the channels (this node's to other nodes and
+/// cells, and its Raft core's to peers) whose address is no longer a member of the cluster or a
+/// registered cell's API address.
+pub async fn prune_peer_channels(fwd: Forwarder) {
+    let mut tick = tokio::time::interval(PEER_CHANNELS_PRUNE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let raft_dropped = fwd.node.prune_peer_channels();
+        let mut live = fwd.node.member_addrs();
+        match fwd.node.views().cells() {
+            Ok(cells) => live.extend(cells.into_iter().map(|c| c.api_addr)),
+            // without the cell list nothing can be known gone: keep everything this round
+            Err(e) => {
+                tracing::warn!(error = %e, "peer channels not pruned: the cell list could not be read");
+                continue;
+            }
         }
-        let channel = self
-            .credential
-            .endpoint(addr)
-            .map_err(|e| errors::status(ErrorKind::Internal, format!("node address {addr}: {e}"), 0))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .timeout(FORWARD_TIMEOUT)
-            .connect_lazy();
-        let channel = self.credential.wrap(channel);
-        map.insert(addr.to_owned(), channel.clone());
-        Ok(channel)
+        let dropped = fwd.peers.channels.retain(|addr| live.contains(addr));
+        if raft_dropped + dropped > 0 {
+            tracing::debug!(raft_dropped, dropped, kept = fwd.peers.len(), "peer channels pruned");
+        }
     }
 }
 
