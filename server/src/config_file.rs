@@ -65,6 +65,12 @@ impl ConfigFile {
     /// The file's flags as command-line arguments for `mode`, leaving out those whose
     /// environment variable is set (the environment wins over the file).
     pub fn args_for(&self, cmd: &clap::Command, mode: &str) -> anyhow::Result<Vec<OsString>> {
+        self.file_args(cmd, mode, true)
+    }
+
+    /// The file's flags as command-line arguments for `mode`; with `skip_env`, without those
+    /// whose environment variable is set.
+    fn file_args(&self, cmd: &clap::Command, mode: &str, skip_env: bool) -> anyhow::Result<Vec<OsString>> {
         let sub = cmd.find_subcommand(mode).with_context(|| format!("no mode '{mode}'"))?;
         let mut out = Vec::new();
         for (key, value) in &self.flags {
@@ -83,7 +89,7 @@ impl ConfigFile {
                         known.join(", ")
                     )
                 })?;
-            if arg.get_env().is_some_and(|e| std::env::var_os(e).is_some()) {
+            if skip_env && arg.get_env().is_some_and(|e| std::env::var_os(e).is_some()) {
                 continue;
             }
             let text = match value {
@@ -114,14 +120,19 @@ impl ConfigFile {
         Ok(out)
     }
 
-    /// Every flag key is known to at least one mode (or to `mode` when given).
+    /// Every flag key is known to at least one mode (or to `mode` when given), and every value
+    /// parses as that mode's flag parses it at start (numbers, addresses, durations, choices);
+    /// `[auth]` loads. The modes the file fits.
     pub fn check(&self, cmd: &clap::Command, mode: Option<&str>) -> anyhow::Result<Vec<&'static str>> {
         let modes: Vec<&'static str> = MODES.iter().copied().filter(|m| mode.is_none_or(|x| x == *m)).collect();
         let mut fits = Vec::new();
         let mut errors = Vec::new();
         for m in &modes {
-            match self.args_for(cmd, m) {
-                Ok(_) => fits.push(*m),
+            match self.file_args(cmd, m, false) {
+                Ok(args) => {
+                    self.parse_values(cmd, m, args)?;
+                    fits.push(*m);
+                }
                 Err(e) => errors.push(e),
             }
         }
@@ -133,6 +144,23 @@ impl ConfigFile {
         }
         self.auth()?;
         Ok(fits)
+    }
+
+    /// Parses `args` (this file's flags for `mode`) with the mode's own parser, as a start would;
+    /// a flag the file cannot be expected to hold (one required on the command line) is no error.
+    fn parse_values(&self, cmd: &clap::Command, mode: &str, args: Vec<OsString>) -> anyhow::Result<()> {
+        let argv = [OsString::from("capstan"), OsString::from(mode)]
+            .into_iter()
+            .chain(args);
+        match cmd.clone().try_get_matches_from(argv) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == clap::error::ErrorKind::MissingRequiredArgument => Ok(()),
+            Err(e) => {
+                let message = e.to_string();
+                let first = message.lines().next().unwrap_or_default().trim_start_matches("error: ");
+                bail!("{}: for `capstan {mode}`: {first}", self.path.display())
+            }
+        }
     }
 }
 
@@ -218,6 +246,36 @@ mod tests {
         let m = cmd().get_matches_from(args);
         let s = m.subcommand_matches("server").expect("server");
         assert_eq!(s.get_one::<String>("http").map(String::as_str), Some("from-file"));
+    }
+
+    #[test]
+    fn check_parses_every_value_as_a_start_would() {
+        let typed = Command::new("capstan").subcommand(
+            Command::new("cell")
+                .arg(Arg::new("config").long("config"))
+                .arg(Arg::new("id").long("id").required(true))
+                .arg(
+                    Arg::new("http-connections-max")
+                        .long("http-connections-max")
+                        .value_parser(clap::value_parser!(usize)),
+                ),
+        );
+        let (_d, path) = file("http_connections_max = \"lots\"\n");
+        let e = ConfigFile::read(&path)
+            .expect("read")
+            .check(&typed, None)
+            .expect_err("a number that is not one");
+        let e = e.to_string();
+        assert!(e.contains("'lots'") && e.contains("--http-connections-max"), "{e}");
+        let (_d, path) = file("http_connections_max = -3\n");
+        assert!(ConfigFile::read(&path).expect("read").check(&typed, None).is_err());
+        // a good value passes; a flag required on the command line (`--id`) is not asked of a file
+        let (_d, path) = file("http_connections_max = 10\n");
+        let fits = ConfigFile::read(&path)
+            .expect("read")
+            .check(&typed, None)
+            .expect("fits");
+        assert_eq!(fits, ["cell"]);
     }
 
     #[test]
