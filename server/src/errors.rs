@@ -65,6 +65,7 @@ pub fn rejection(r: &pb::Rejection) -> Status {
         RejectionKind::InvalidTokenRevocation => ErrorKind::InvalidRequest,
         RejectionKind::CfNotFound => ErrorKind::CfNotFound,
         RejectionKind::CfUnprocessable => ErrorKind::CfUnprocessable,
+        RejectionKind::OwnedByCf => ErrorKind::Forbidden,
         RejectionKind::UnknownCommand | RejectionKind::Unspecified => ErrorKind::Internal,
     };
     status(kind, r.message.clone(), 0)

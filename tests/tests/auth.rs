@@ -222,13 +222,24 @@ fn assert_shape(fam: Family, status: u16, body: &str, what: &str) {
 
 #[tokio::test]
 async fn every_route_of_every_family_answers_each_kind_of_caller_as_documented() {
-    let (fx, _dir, c) = dev_with_auth();
+    let fx = AuthFixture::new("").expect("fixture");
+    // CF users (the tenancy model): one with roles in one space — configured with an operator
+    // scope, as the example file once showed — and one with only `cloud_controller.read`.
+    fx.add_user("cfdev", "cfdev-pw", "capstan.write", &["space_developer:acme/dev"])
+        .expect("cfdev");
+    fx.add_user("cfread", "cfread-pw", "cloud_controller.read", &[])
+        .expect("cfread");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = fx.dev(&dir.path().join("data")).expect("capstan dev with auth");
     let mut tokens = Vec::new();
     for (user, password, _) in USERS {
         let t = fx.login(&c, user, password).await;
         tokens.push(format!("bearer {}", t["access_token"].as_str().expect("access_token")));
     }
     let [read, write, admin] = [tokens[0].clone(), tokens[1].clone(), tokens[2].clone()];
+    let bearer = |t: Value| format!("bearer {}", t["access_token"].as_str().unwrap_or_default());
+    let cf_dev = bearer(fx.login(&c, "cfdev", "cfdev-pw").await);
+    let cf_read = bearer(fx.login(&c, "cfread", "cfread-pw").await);
     let expired = format!("bearer {}", AuthFixture::forge(&fx.key_pem, "capstan.admin", -60));
     let foreign = format!("bearer {}", AuthFixture::forge(&fx.foreign_pem, "capstan.admin", 600));
     let refused: [(&str, Option<&str>); 6] = [
@@ -265,6 +276,25 @@ async fn every_route_of_every_family_answers_each_kind_of_caller_as_documented()
                 let ctx = format!("{method} {path} with {what}");
                 assert_eq!(status, 401, "{ctx}: {body}");
                 assert_shape(fam, status, &body, &ctx);
+            }
+            for (who, token) in [("CF developer", &cf_dev), ("CF reader", &cf_read)] {
+                let (status, body) = call(&c, method, &path, Some(token)).await;
+                let ctx = format!("{method} {path} as {who}");
+                match fam {
+                    // the operator families are closed to CF users, whatever their roles
+                    Family::Receptor | Family::Flotilla => {
+                        assert_eq!(status, 403, "{ctx}: {body}");
+                        assert_shape(fam, status, &body, &ctx);
+                    }
+                    Family::Cf if who == "CF reader" && *needs == Needs::Write => {
+                        assert_eq!(status, 403, "{ctx}: {body}");
+                        assert_shape(fam, status, &body, &ctx);
+                    }
+                    Family::Cf if *needs == Needs::Read => {
+                        assert!(status != 401 && status != 403, "{ctx}: {status} {body}")
+                    }
+                    Family::Cf => assert_ne!(status, 401, "{ctx}: {body}"),
+                }
             }
             for (who, token) in [("reader", &read), ("writer", &write), ("admin", &admin)] {
                 let (status, body) = call(&c, method, &path, Some(token)).await;

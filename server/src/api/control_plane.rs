@@ -6,12 +6,14 @@
 use capstan_proto::pb::{
     self, control_plane_client::ControlPlaneClient, control_plane_server::ControlPlane, ErrorKind,
 };
+use capstan_storage::rules::decide::cf_owner;
 use capstan_storage::rules::{receptor_tasks, validate};
 use tonic::{Request, Response, Status};
 
 use super::forward::{is_forwarded, on_leader, Forwarder, Served};
 use super::stream::{stream_rows, RowStream};
 use super::watch::{self, Watchers};
+use crate::auth::scopes::{self, Scope};
 use crate::errors;
 
 pub struct ControlPlaneService {
@@ -27,6 +29,16 @@ impl ControlPlaneService {
     fn views(&self) -> &capstan_storage::Views {
         self.fwd.node().views()
     }
+}
+
+/// A Receptor write refused because the CF family owns the LRP (the tenancy model): logged and
+/// counted with the auth guard's refusals (`kind="cf_owned"`), as every refusal is.
+fn counted(status: Status) -> Status {
+    if status.code() == tonic::Code::PermissionDenied {
+        metrics::counter!(crate::metrics::AUTH_REFUSALS, "kind" => "cf_owned").increment(1);
+        tracing::info!(refusal = "cf_owned", message = status.message(), "call refused");
+    }
+    status
 }
 
 fn invalid_request(message: impl Into<String>) -> Status {
@@ -50,7 +62,11 @@ impl ControlPlane for ControlPlaneService {
             return Err(errors::status(ErrorKind::InvalidLrp, "invalid action type", 0));
         };
         validate::admit_desired_lrp(desired).map_err(|m| errors::status(ErrorKind::InvalidLrp, m, 0))?;
-        let events = self.fwd.decide(pb::command::Kind::DesireLrp(req), fwd).await?;
+        let events = self
+            .fwd
+            .decide(pb::command::Kind::DesireLrp(req), fwd)
+            .await
+            .map_err(counted)?;
         let created = events
             .iter()
             .any(|e| matches!(e.kind, Some(pb::event::Kind::DesiredLrpCreated(_))));
@@ -62,7 +78,10 @@ impl ControlPlane for ControlPlaneService {
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
         validate::admit_update(&req.update.clone().unwrap_or_default()).map_err(invalid_request)?;
-        self.fwd.decide(pb::command::Kind::UpdateDesiredLrp(req), fwd).await?;
+        self.fwd
+            .decide(pb::command::Kind::UpdateDesiredLrp(req), fwd)
+            .await
+            .map_err(counted)?;
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -70,14 +89,36 @@ impl ControlPlane for ControlPlaneService {
         let fwd = is_forwarded(&req);
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
-        self.fwd.decide(pb::command::Kind::RemoveDesiredLrp(req), fwd).await?;
+        self.fwd
+            .decide(pb::command::Kind::RemoveDesiredLrp(req), fwd)
+            .await
+            .map_err(counted)?;
         Ok(Response::new(pb::Empty {}))
     }
 
     async fn retire_actual_lrp(&self, req: Request<pb::RetireActualLrp>) -> Result<Response<pb::Empty>, Status> {
         let fwd = is_forwarded(&req);
+        // Killing an instance of a CF process through Receptor: an admin's call (CF's own is
+        // `/v3/processes/:guid/instances/:index`). Changes no desired state, so checked here.
+        let admin = req
+            .extensions()
+            .get::<crate::auth::guard::Caller>()
+            .is_none_or(|c| c.internal || scopes::allows(&c.scopes, Scope::ADMIN));
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
+        if !admin {
+            if let Some(p) = cf_owner(self.views(), &req.process_guid).map_err(errors::storage)? {
+                return Err(counted(errors::status(
+                    ErrorKind::Forbidden,
+                    format!(
+                        "Desired LRP '{}' runs the {} process {} of a CF app: its instances are killed through \
+                         the CF API (/v3/processes/{}/instances/{}), or by an admin",
+                        req.process_guid, p.r#type, p.guid, p.guid, req.index
+                    ),
+                    0,
+                )));
+            }
+        }
         self.fwd.decide(pb::command::Kind::RetireActualLrp(req), fwd).await?;
         Ok(Response::new(pb::Empty {}))
     }

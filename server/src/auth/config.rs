@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::keys::SigningKey;
-use super::scopes::Scope;
+use super::scopes::{Realm, Scope};
 
 /// Lifetime of an access token unless configured.
 pub const ACCESS_TOKEN_TTL_S_DEFAULT: u64 = 3_600;
@@ -208,7 +208,14 @@ fn secret(
 fn scopes(key: &str, names: &[String]) -> Result<Vec<Scope>, ConfigError> {
     names
         .iter()
-        .map(|n| Scope::parse(n).ok_or_else(|| bad(key, format!("unknown scope '{n}' (capstan.read|write|admin)"))))
+        .map(|n| {
+            Scope::parse(n).ok_or_else(|| {
+                bad(
+                    key,
+                    format!("unknown scope '{n}' (capstan.read|write|admin, cloud_controller.read|write|admin)"),
+                )
+            })
+        })
         .collect()
 }
 
@@ -276,10 +283,29 @@ impl AuthConfig {
                 .iter()
                 .map(|r| CfRole::parse(r).map_err(|e| bad(format!("{key}.cf_roles"), e)))
                 .collect::<Result<Vec<_>, _>>()?;
+            let mut user_scopes = scopes(&format!("{key}.scopes"), &u.scopes)?;
+            if !cf_roles.is_empty() {
+                // A user with CF roles is a CF user: its scopes open the CF family only.
+                let operator: Vec<&str> = user_scopes
+                    .iter()
+                    .filter(|s| s.realm == Realm::Operator)
+                    .map(|s| s.name())
+                    .collect();
+                if !operator.is_empty() {
+                    tracing::warn!(
+                        user = %u.name,
+                        "auth: user '{}' has cf_roles, so it is a CF user: its scopes {} open the CF family only \
+                         (they are cloud_controller.* in its tokens); give operators no cf_roles",
+                        u.name,
+                        operator.join(", ")
+                    );
+                }
+                user_scopes = user_scopes.into_iter().map(Scope::as_cf).collect();
+            }
             users.push(Principal {
                 name: u.name.clone(),
                 hash: Some(hash),
-                scopes: scopes(&format!("{key}.scopes"), &u.scopes)?,
+                scopes: user_scopes,
                 grants: vec![Grant::Password],
                 cf_roles,
             });

@@ -1,39 +1,101 @@
-//! Scopes and what each call needs. A scope grants its own calls and every lesser one:
-//! `capstan.admin` ⊇ `capstan.write` ⊇ `capstan.read`. CF's `cloud_controller.read|write|admin`
-//! are accepted as the same scopes.
+//! Scopes and what each call needs — Capstan's tenancy model (ARCHITECTURE.md, "Tenancy").
+//!
+//! A scope is a level (`read` ⊂ `write` ⊂ `admin`) in a realm:
+//! - **operator** scopes, `capstan.read|write|admin`: every family — Receptor LRPs and tasks,
+//!   Flotilla, cells, the event stream, cluster administration — and CF's `/v3` over every tenant;
+//! - **CF** scopes, `cloud_controller.read|write|admin`: the CF family only (`/v3`, and UAA's
+//!   endpoints, which are open). Within it a user's `cf_roles` decide which orgs and spaces it sees.
+//!
+//! A user configured with `cf_roles` is a CF user: whatever level its scopes name, they are CF
+//! scopes (its tokens say `cloud_controller.*`), so no CF user reaches another tenant's workloads
+//! through an operator family.
 
-/// What a token may do.
+/// Which families a scope opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Scope {
+pub enum Realm {
+    /// every family, every tenant
+    Operator,
+    /// the CF family only
+    Cf,
+}
+
+/// How much a scope may do within its realm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
     Read,
     Write,
     Admin,
 }
 
+/// What a token may do: a level in a realm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Scope {
+    pub realm: Realm,
+    pub level: Level,
+}
+
 impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Write, Scope::Admin];
+    pub const READ: Scope = Scope::operator(Level::Read);
+    pub const WRITE: Scope = Scope::operator(Level::Write);
+    pub const ADMIN: Scope = Scope::operator(Level::Admin);
+    pub const CF_READ: Scope = Scope::cf(Level::Read);
+    pub const CF_WRITE: Scope = Scope::cf(Level::Write);
+    pub const CF_ADMIN: Scope = Scope::cf(Level::Admin);
+    /// Every operator scope: what a caller gets with auth off.
+    pub const ALL: [Scope; 3] = [Scope::READ, Scope::WRITE, Scope::ADMIN];
+
+    const fn operator(level: Level) -> Scope {
+        Scope {
+            realm: Realm::Operator,
+            level,
+        }
+    }
+
+    const fn cf(level: Level) -> Scope {
+        Scope {
+            realm: Realm::Cf,
+            level,
+        }
+    }
 
     pub fn parse(name: &str) -> Option<Scope> {
         match name {
-            "capstan.read" | "cloud_controller.read" => Some(Scope::Read),
-            "capstan.write" | "cloud_controller.write" => Some(Scope::Write),
-            "capstan.admin" | "cloud_controller.admin" => Some(Scope::Admin),
+            "capstan.read" => Some(Scope::READ),
+            "capstan.write" => Some(Scope::WRITE),
+            "capstan.admin" => Some(Scope::ADMIN),
+            "cloud_controller.read" => Some(Scope::CF_READ),
+            "cloud_controller.write" => Some(Scope::CF_WRITE),
+            "cloud_controller.admin" => Some(Scope::CF_ADMIN),
             _ => None,
         }
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Scope::Read => "capstan.read",
-            Scope::Write => "capstan.write",
-            Scope::Admin => "capstan.admin",
+        match (self.realm, self.level) {
+            (Realm::Operator, Level::Read) => "capstan.read",
+            (Realm::Operator, Level::Write) => "capstan.write",
+            (Realm::Operator, Level::Admin) => "capstan.admin",
+            (Realm::Cf, Level::Read) => "cloud_controller.read",
+            (Realm::Cf, Level::Write) => "cloud_controller.write",
+            (Realm::Cf, Level::Admin) => "cloud_controller.admin",
         }
+    }
+
+    /// The same level in the CF realm (a CF user's scope).
+    pub fn as_cf(self) -> Scope {
+        Scope::cf(self.level)
+    }
+
+    /// Whether holding this scope allows a call that needs `needed`: its level or a lesser one,
+    /// in its own realm — an operator scope also in the CF realm.
+    pub fn grants(self, needed: Scope) -> bool {
+        self.level >= needed.level && (self.realm == Realm::Operator || self.realm == needed.realm)
     }
 }
 
 /// Whether a caller holding `held` may make a call that needs `needed`.
 pub fn allows(held: &[Scope], needed: Scope) -> bool {
-    held.iter().any(|h| *h >= needed)
+    held.iter().any(|h| h.grants(needed))
 }
 
 /// Who may call a gRPC method.
@@ -53,8 +115,10 @@ pub fn access(path: &str) -> Access {
     let Some((service, method)) = path.strip_prefix("/capstan.v1.").and_then(|p| p.split_once('/')) else {
         return Access::Internal;
     };
-    let read = Access::Scoped(Scope::Read);
-    let write = Access::Scoped(Scope::Write);
+    let read = Access::Scoped(Scope::READ);
+    let write = Access::Scoped(Scope::WRITE);
+    let cf_read = Access::Scoped(Scope::CF_READ);
+    let cf_write = Access::Scoped(Scope::CF_WRITE);
     match (service, method) {
         ("Auth", "IssueToken" | "TokenKeys" | "Authorize" | "RevokeToken") => Access::Public,
         (
@@ -83,14 +147,14 @@ pub fn access(path: &str) -> Access {
             "TaskService",
             "CreateTaskDefinition" | "UpdateTaskDefinition" | "DeleteTaskDefinition" | "ExecuteTask" | "StopTaskRun",
         ) => write,
-        ("CfService", "GetResource" | "List" | "GetJob" | "GetProcess" | "ProcessStats") => read,
+        ("CfService", "GetResource" | "List" | "GetJob" | "GetProcess" | "ProcessStats") => cf_read,
         (
             "CfService",
             "CreateOrganization" | "CreateSpace" | "CreateApp" | "UpdateResource" | "DeleteResource" | "SetAppState"
             | "ApplyManifest" | "UpdateProcess" | "ScaleProcess" | "TerminateInstance",
-        ) => write,
+        ) => cf_write,
         ("Admin", "Readiness") => Access::Public,
-        ("Admin", "NodeStatus" | "ClusterStatus" | "AddMember" | "RemoveMember") => Access::Scoped(Scope::Admin),
+        ("Admin", "NodeStatus" | "ClusterStatus" | "AddMember" | "RemoveMember") => Access::Scoped(Scope::ADMIN),
         ("CellService", _) | ("RaftPeer", _) | ("CellApi", _) => Access::Internal,
         _ => Access::Internal,
     }
@@ -108,13 +172,44 @@ mod tests {
 
     #[test]
     fn a_scope_grants_itself_and_every_lesser_one() {
-        assert!(allows(&[Scope::Admin], Scope::Read));
-        assert!(allows(&[Scope::Write], Scope::Read));
-        assert!(!allows(&[Scope::Read], Scope::Write));
-        assert!(!allows(&[Scope::Write], Scope::Admin));
-        assert!(!allows(&[], Scope::Read));
-        assert_eq!(Scope::parse("cloud_controller.write"), Some(Scope::Write));
+        assert!(allows(&[Scope::ADMIN], Scope::READ));
+        assert!(allows(&[Scope::WRITE], Scope::READ));
+        assert!(!allows(&[Scope::READ], Scope::WRITE));
+        assert!(!allows(&[Scope::WRITE], Scope::ADMIN));
+        assert!(!allows(&[], Scope::READ));
+        assert_eq!(Scope::parse("cloud_controller.write"), Some(Scope::CF_WRITE));
         assert_eq!(Scope::parse("openid"), None);
+        for s in [Scope::READ, Scope::CF_ADMIN, Scope::CF_WRITE] {
+            assert_eq!(Scope::parse(s.name()), Some(s));
+        }
+    }
+
+    #[test]
+    fn operator_scopes_open_every_family_cf_scopes_only_cfs() {
+        // an operator is also a CF user of every tenant
+        assert!(allows(&[Scope::WRITE], Scope::CF_WRITE));
+        assert!(allows(&[Scope::ADMIN], Scope::CF_ADMIN));
+        assert!(!allows(&[Scope::READ], Scope::CF_WRITE));
+        // a CF scope never opens an operator family, whatever its level
+        assert!(!allows(&[Scope::CF_ADMIN], Scope::READ));
+        assert!(allows(&[Scope::CF_WRITE], Scope::CF_READ));
+        assert!(!allows(&[Scope::CF_READ], Scope::CF_WRITE));
+        assert_eq!(Scope::WRITE.as_cf(), Scope::CF_WRITE);
+        // the rules: CF's methods need CF scopes, the others operator scopes
+        assert_eq!(access("/capstan.v1.CfService/List"), Access::Scoped(Scope::CF_READ));
+        assert_eq!(
+            access("/capstan.v1.CfService/ScaleProcess"),
+            Access::Scoped(Scope::CF_WRITE)
+        );
+        assert_eq!(
+            access("/capstan.v1.ControlPlane/ListDesiredLrps"),
+            Access::Scoped(Scope::READ)
+        );
+        assert_eq!(access("/capstan.v1.ControlPlane/Watch"), Access::Scoped(Scope::READ));
+        assert_eq!(
+            access("/capstan.v1.TaskService/ExecuteTask"),
+            Access::Scoped(Scope::WRITE)
+        );
     }
 
     /// Every RPC in the contract has a rule that is not the internal default — unless it is one of

@@ -204,7 +204,10 @@ impl Issuer {
                         .iter()
                         .any(|c| c.name == client_id && !c.scopes.is_empty())
                     {
-                        scopes.into_iter().filter(|s| client_scopes.contains(s)).collect()
+                        scopes
+                            .into_iter()
+                            .filter(|s| client_scopes.iter().any(|c| c.grants(*s)))
+                            .collect()
                     } else {
                         scopes
                     }
@@ -334,7 +337,17 @@ impl Issuer {
         if claims.refresh {
             return Err(BearerError::Invalid("a refresh token is not an access token".into()));
         }
-        let scopes = claims.scope.iter().filter_map(|s| Scope::parse(s)).collect();
+        let mut scopes: Vec<Scope> = claims.scope.iter().filter_map(|s| Scope::parse(s)).collect();
+        // A CF user's token is a CF token, also one signed before the user was given roles.
+        let cf_user = claims.user_name.as_deref().is_some_and(|u| {
+            self.settings
+                .users
+                .iter()
+                .any(|p| p.name == u && !p.cf_roles.is_empty())
+        });
+        if cf_user {
+            scopes = scopes.into_iter().map(Scope::as_cf).collect();
+        }
         Ok((claims.user_name, scopes))
     }
 }
@@ -367,7 +380,7 @@ mod tests {
         settings.users.push(Principal {
             name: "alice".into(),
             hash: Some(hash_password("s3cret").expect("hash")),
-            scopes: vec![Scope::Read],
+            scopes: vec![Scope::READ],
             grants: vec![Grant::Password],
             cf_roles: vec![],
         });
@@ -390,7 +403,7 @@ mod tests {
         let t = iss.issue(&password("alice", "s3cret")).expect("token");
         assert_eq!(t.token_type, "bearer");
         assert_eq!(t.scope, "capstan.read");
-        assert_eq!(iss.check_bearer(&t.access_token).expect("valid").1, vec![Scope::Read]);
+        assert_eq!(iss.check_bearer(&t.access_token).expect("valid").1, vec![Scope::READ]);
         assert!(
             iss.check_bearer(&t.refresh_token).is_err(),
             "a refresh token is no access token"

@@ -35,9 +35,9 @@ pub(super) fn identity<T>(req: &Request<T>) -> Identity {
         Some(c) if c.internal => {
             let header = |k: &str| req.metadata().get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
             match header(ON_BEHALF_SCOPE) {
-                Some(scope) => Identity {
+                Some(scopes) => Identity {
                     user: header(ON_BEHALF_USER),
-                    scopes: Scope::parse(&scope).into_iter().collect(),
+                    scopes: scopes.split(' ').filter_map(Scope::parse).collect(),
                 },
                 None => everything,
             }
@@ -52,8 +52,8 @@ pub(super) fn identity<T>(req: &Request<T>) -> Identity {
 impl Identity {
     /// Marks a forwarded request with this identity.
     pub(super) fn stamp<T>(&self, req: &mut Request<T>) {
-        let top = self.scopes.iter().max().copied();
-        if let Some(v) = top.and_then(|s| s.name().parse().ok()) {
+        let names: Vec<&str> = self.scopes.iter().map(|s| s.name()).collect();
+        if let Ok(v) = names.join(" ").parse() {
             req.metadata_mut().insert(ON_BEHALF_SCOPE, v);
         }
         if let Some(v) = self.user.as_deref().and_then(|u| u.parse().ok()) {
@@ -84,7 +84,7 @@ pub(super) struct Access {
 impl Access {
     pub(super) fn of(id: &Identity, auth: &Authenticator, views: &Views) -> Result<Access, Status> {
         use capstan_storage::rules::decide::ViewRead;
-        let write = scopes::allows(&id.scopes, Scope::Write);
+        let write = scopes::allows(&id.scopes, Scope::CF_WRITE);
         let mut a = Access {
             write_scope: write,
             all: true,
@@ -94,7 +94,7 @@ impl Access {
             orgs: BTreeSet::new(),
         };
         let roles = id.user.as_deref().and_then(|u| auth.cf_roles(u));
-        let (Some(roles), false) = (roles, scopes::allows(&id.scopes, Scope::Admin)) else {
+        let (Some(roles), false) = (roles, scopes::allows(&id.scopes, Scope::CF_ADMIN)) else {
             return Ok(a);
         };
         (a.all, a.write_all, a.secrets_all) = (false, false, false);

@@ -13,6 +13,49 @@ pub fn not_found(process_guid: &str) -> pb::Rejection {
     )
 }
 
+/// The CF process whose DesiredLRP `process_guid` is (`<process guid>-<version>`), if any: the
+/// CF family owns that LRP and its name, so Receptor's writes to it are refused (the two families
+/// must never disagree about one process). Whether the LRP exists right now does not matter.
+pub fn cf_owner<V: ViewRead>(view: &V, process_guid: &str) -> Result<Option<pb::CfProcess>, V::Error> {
+    // The version is a UUID (36 characters, dashes inside) as CF stamps it; a short one (tests'
+    // `v1`) is what follows the last dash.
+    const UUID_CHARS: usize = 36;
+    let uuid_split = process_guid
+        .len()
+        .checked_sub(UUID_CHARS + 1)
+        .filter(|at| process_guid.get(*at..=*at) == Some("-"))
+        .and_then(|at| process_guid.get(..at));
+    let last_dash = process_guid.rsplit_once('-').map(|(guid, _)| guid);
+    for guid in [uuid_split, last_dash].into_iter().flatten() {
+        if let Some(p) = view.cf_process(guid)? {
+            if crate::rules::cf::process_guid(&p) == process_guid {
+                return Ok(Some(p));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A Receptor write to `process_guid`, decided by `then` unless CF owns that LRP ([`cf_owner`]).
+pub fn unless_cf_owned<V: ViewRead>(
+    view: &V,
+    process_guid: &str,
+    then: impl FnOnce() -> Result<Decision, V::Error>,
+) -> Result<Decision, V::Error> {
+    let Some(p) = cf_owner(view, process_guid)? else {
+        return then();
+    };
+    let app = view.cf_app(&p.app_guid)?.map(|a| a.name).unwrap_or_default();
+    Ok(Err(reject(
+        RejectionKind::OwnedByCf,
+        format!(
+            "Desired LRP '{process_guid}' runs the {} process {} of the CF app '{app}' ({}): \
+             it is changed through the CF API (/v3), not through Receptor",
+            p.r#type, p.guid, p.app_guid
+        ),
+    )))
+}
+
 /// Creates a DesiredLRP with its UNCLAIMED instances; a re-POST with the same immutable fields
 /// is an update (DECISIONS: "POST of an existing process_guid").
 pub fn desire<V: ViewRead>(view: &V, c: &pb::DesireLrp, cx: &mut Ctx) -> Result<Decision, V::Error> {

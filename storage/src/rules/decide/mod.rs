@@ -28,7 +28,7 @@ use pb::RejectionKind;
 pub use cf::{instance_not_found as cf_instance_not_found, not_found as cf_not_found, processes_of as cf_processes_of};
 pub use events::unclaimed;
 pub use instances::index_not_found;
-pub use lrp::not_found;
+pub use lrp::{cf_owner, not_found};
 pub use receptor::not_found as task_not_found;
 
 /// What decide reads. Implemented by the sled views and by in-memory fakes in tests.
@@ -89,9 +89,13 @@ pub fn decide<V: ViewRead>(view: &V, stamp: &pb::Stamp, command: &pb::Command) -
             RejectionKind::UnknownCommand,
             "the entry carries no command this version knows",
         ))),
-        Some(Kind::DesireLrp(c)) => lrp::desire(view, c, cx),
-        Some(Kind::UpdateDesiredLrp(c)) => lrp::update(view, c, cx),
-        Some(Kind::RemoveDesiredLrp(c)) => lrp::remove(view, c),
+        // Receptor's LRP writes: refused on an LRP that runs a CF process (CF owns it)
+        Some(Kind::DesireLrp(c)) => {
+            let guid = c.desired_lrp.as_ref().map_or("", |d| d.process_guid.as_str());
+            lrp::unless_cf_owned(view, guid, || lrp::desire(view, c, cx))
+        }
+        Some(Kind::UpdateDesiredLrp(c)) => lrp::unless_cf_owned(view, &c.process_guid, || lrp::update(view, c, cx)),
+        Some(Kind::RemoveDesiredLrp(c)) => lrp::unless_cf_owned(view, &c.process_guid, || lrp::remove(view, c)),
         Some(Kind::RetireActualLrp(c)) => instances::retire(view, c, cx),
         Some(Kind::PlaceActualLrps(c)) => instances::place(view, c, cx),
         Some(Kind::ReportActualLrps(c)) => instances::report(view, c, cx),

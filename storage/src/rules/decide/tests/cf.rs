@@ -71,6 +71,18 @@ fn manifest_app(m: &Mem) -> (String, String) {
     (space, app)
 }
 
+/// Starts or stops an app (entry `seed`).
+fn set_state(m: &Mem, seed: u64, app: &str, started: bool) {
+    m.run(
+        seed,
+        C::SetCfAppState(pb::SetCfAppState {
+            app_guid: app.to_owned(),
+            started,
+        }),
+    )
+    .unwrap();
+}
+
 fn process(m: &Mem, app: &str, t: &str) -> pb::CfProcess {
     let g = m.cf_named(pb::CfKind::Process, app, t).unwrap().expect("the process");
     m.cf_process(&g).unwrap().expect("the process")
@@ -81,14 +93,7 @@ fn a_started_app_runs_its_processes_as_cf_apps_lrps_and_stop_removes_them() {
     let m = Mem::default();
     let (_, app) = manifest_app(&m);
     assert!(m.desired.borrow().is_empty(), "a STOPPED app desires nothing");
-    m.run(
-        4,
-        C::SetCfAppState(pb::SetCfAppState {
-            app_guid: app.clone(),
-            started: true,
-        }),
-    )
-    .unwrap();
+    set_state(&m, 4, &app, true);
     let web = process(&m, &app, "web");
     let worker = process(&m, &app, "worker");
     {
@@ -144,14 +149,7 @@ fn a_started_app_runs_its_processes_as_cf_apps_lrps_and_stop_removes_them() {
         RejectionKind::CfNotFound as i32
     );
 
-    m.run(
-        8,
-        C::SetCfAppState(pb::SetCfAppState {
-            app_guid: app.clone(),
-            started: false,
-        }),
-    )
-    .unwrap();
+    set_state(&m, 8, &app, false);
     assert!(m.desired.borrow().is_empty() && m.actual.borrow().is_empty());
     assert_eq!(process(&m, &app, "web").instances, 3, "stop keeps the process's scale");
 }
@@ -160,14 +158,7 @@ fn a_started_app_runs_its_processes_as_cf_apps_lrps_and_stop_removes_them() {
 fn memory_changes_wait_for_a_restart_and_a_restart_is_a_new_version() {
     let m = Mem::default();
     let (_, app) = manifest_app(&m);
-    m.run(
-        4,
-        C::SetCfAppState(pb::SetCfAppState {
-            app_guid: app.clone(),
-            started: true,
-        }),
-    )
-    .unwrap();
+    set_state(&m, 4, &app, true);
     let web = process(&m, &app, "web");
     m.run(
         5,
@@ -180,22 +171,8 @@ fn memory_changes_wait_for_a_restart_and_a_restart_is_a_new_version() {
     .unwrap();
     let lrp = format!("{}-{}", web.guid, web.version);
     assert_eq!(m.desired.borrow().get(&lrp).map(|d| d.memory_mb), Some(128));
-    m.run(
-        6,
-        C::SetCfAppState(pb::SetCfAppState {
-            app_guid: app.clone(),
-            started: false,
-        }),
-    )
-    .unwrap();
-    m.run(
-        7,
-        C::SetCfAppState(pb::SetCfAppState {
-            app_guid: app.clone(),
-            started: true,
-        }),
-    )
-    .unwrap();
+    set_state(&m, 6, &app, false);
+    set_state(&m, 7, &app, true);
     let again = process(&m, &app, "web");
     assert_ne!(again.version, web.version);
     let lrp = format!("{}-{}", again.guid, again.version);
@@ -217,14 +194,7 @@ fn names_are_unique_per_parent_and_deletes_cascade() {
     );
     assert_eq!(kind(&dup), RejectionKind::CfUnprocessable as i32);
     assert!(matches!(&dup, Err(r) if r.message == "App with the name 'shop' already exists."));
-    m.run(
-        5,
-        C::SetCfAppState(pb::SetCfAppState {
-            app_guid: app.clone(),
-            started: true,
-        }),
-    )
-    .unwrap();
+    set_state(&m, 5, &app, true);
     let e = m
         .run(
             6,
@@ -302,4 +272,49 @@ fn a_process_without_a_command_cannot_start_and_bad_values_are_refused() {
         }),
     );
     assert!(matches!(&scale, Err(r) if r.message == "Instances must be greater than or equal to 0"));
+}
+
+#[test]
+fn receptor_writes_to_a_cf_process_lrp_are_refused_and_cf_keeps_writing_it() {
+    let m = Mem::default();
+    let (_, app) = manifest_app(&m);
+    set_state(&m, 4, &app, true);
+    let web = process(&m, &app, "web");
+    let lrp = format!("{}-{}", web.guid, web.version);
+    let existing = m.desired.borrow().get(&lrp).cloned().expect("web's LRP");
+    let owned = RejectionKind::OwnedByCf as i32;
+    let update = C::UpdateDesiredLrp(pb::UpdateDesiredLrp {
+        process_guid: lrp.clone(),
+        update: Some(pb::DesiredLrpUpdate {
+            instances: Some(0),
+            ..Default::default()
+        }),
+    });
+    let remove = C::RemoveDesiredLrp(pb::RemoveDesiredLrp {
+        process_guid: lrp.clone(),
+    });
+    for (n, command) in [(5, update), (6, remove), (7, desire_cmd(existing))] {
+        let decided = m.run(n, command);
+        assert_eq!(kind(&decided), owned, "{decided:?}");
+        let message = decided.err().map(|r| r.message).unwrap_or_default();
+        assert!(message.contains(&web.guid) && message.contains("shop"), "{message}");
+    }
+    assert_eq!(m.desired.borrow().get(&lrp).map(|d| d.instances), Some(1), "unchanged");
+    // CF's own commands still change it
+    m.run(
+        8,
+        C::ScaleCfProcess(pb::ScaleCfProcess {
+            process_guid: web.guid.clone(),
+            instances: Some(2),
+            ..Default::default()
+        }),
+    )
+    .unwrap();
+    assert_eq!(m.desired.borrow().get(&lrp).map(|d| d.instances), Some(2));
+    // a name CF will use when the app restarts is CF's too, before its LRP exists
+    assert!(lrp::cf_owner(&m, &lrp).unwrap().is_some());
+    assert!(lrp::cf_owner(&m, "not-a-cf-process").unwrap().is_none());
+    assert!(lrp::cf_owner(&m, &format!("{}-other-version", web.guid))
+        .unwrap()
+        .is_none());
 }
