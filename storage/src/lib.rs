@@ -11,12 +11,13 @@ pub mod keyspace;
 pub mod log_store;
 pub mod metrics;
 pub mod recent_journal;
-pub mod rules;
 pub mod state_machine;
 pub mod view_read;
 pub mod views;
 
 pub use capstan_proto::pb;
+/// The pure rules (their own crate, `storage/rules`), where the state machine and the server use them.
+pub use capstan_rules as rules;
 pub use disk::Disk;
 pub use log_store::LogStore;
 pub use state_machine::StateMachine;

@@ -65,112 +65,121 @@ impl TreeRead for Views {
     }
 }
 
-impl<R: TreeRead> ViewRead for R {
-    type Error = StoreError;
+/// `ViewRead` over a source of tree rows: the rules crate owns the trait, so each source gets its
+/// impl here (a blanket impl over `TreeRead` would be a foreign trait on a foreign type).
+macro_rules! view_read_over_trees {
+    ($($source:ty),+) => {$(
+        impl ViewRead for $source {
+        type Error = StoreError;
 
-    fn desired(&self, process_guid: &str) -> Result<Option<pb::DesiredLrp>, StoreError> {
-        self.row(Tree::Desired, process_guid.as_bytes(), "desired lrp")
-    }
+        fn desired(&self, process_guid: &str) -> Result<Option<pb::DesiredLrp>, StoreError> {
+            self.row(Tree::Desired, process_guid.as_bytes(), "desired lrp")
+        }
 
-    fn actuals(&self, process_guid: &str) -> Result<Vec<pb::ActualLrp>, StoreError> {
-        self.scan_prefix(Tree::Actual, &ks::actual_prefix(process_guid))?
-            .into_iter()
-            .map(|(_, v)| decode("actual lrp", &v))
-            .collect()
-    }
+        fn actuals(&self, process_guid: &str) -> Result<Vec<pb::ActualLrp>, StoreError> {
+            self.scan_prefix(Tree::Actual, &ks::actual_prefix(process_guid))?
+                .into_iter()
+                .map(|(_, v)| decode("actual lrp", &v))
+                .collect()
+        }
 
-    fn actual(&self, process_guid: &str, index: u32) -> Result<Option<pb::ActualLrp>, StoreError> {
-        self.row(Tree::Actual, &ks::actual_key(process_guid, index), "actual lrp")
-    }
+        fn actual(&self, process_guid: &str, index: u32) -> Result<Option<pb::ActualLrp>, StoreError> {
+            self.row(Tree::Actual, &ks::actual_key(process_guid, index), "actual lrp")
+        }
 
-    fn cell(&self, cell_id: &str) -> Result<Option<pb::Cell>, StoreError> {
-        self.row(Tree::Cells, cell_id.as_bytes(), "cell")
-    }
+        fn cell(&self, cell_id: &str) -> Result<Option<pb::Cell>, StoreError> {
+            self.row(Tree::Cells, cell_id.as_bytes(), "cell")
+        }
 
-    fn task_definition(&self, definition_id: &str) -> Result<Option<pb::TaskDefinition>, StoreError> {
-        self.row(Tree::TaskDefinitions, definition_id.as_bytes(), "task definition")
-    }
+        fn task_definition(&self, definition_id: &str) -> Result<Option<pb::TaskDefinition>, StoreError> {
+            self.row(Tree::TaskDefinitions, definition_id.as_bytes(), "task definition")
+        }
 
-    fn task_definition_by_alias(&self, alias: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .get(Tree::TaskDefinitionsByAlias, alias.as_bytes())?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
-    }
+        fn task_definition_by_alias(&self, alias: &str) -> Result<Option<String>, StoreError> {
+            Ok(self
+                .get(Tree::TaskDefinitionsByAlias, alias.as_bytes())?
+                .map(|v| String::from_utf8_lossy(&v).into_owned()))
+        }
 
-    fn cells(&self) -> Result<Vec<pb::Cell>, StoreError> {
-        self.scan_prefix(Tree::Cells, &[])?
-            .into_iter()
-            .map(|(_, v)| decode("cell", &v))
-            .collect()
-    }
+        fn cells(&self) -> Result<Vec<pb::Cell>, StoreError> {
+            self.scan_prefix(Tree::Cells, &[])?
+                .into_iter()
+                .map(|(_, v)| decode("cell", &v))
+                .collect()
+        }
 
-    fn task_run(&self, run_id: &str) -> Result<Option<pb::TaskRun>, StoreError> {
-        self.row(Tree::TaskRuns, run_id.as_bytes(), "task run")
-    }
+        fn task_run(&self, run_id: &str) -> Result<Option<pb::TaskRun>, StoreError> {
+            self.row(Tree::TaskRuns, run_id.as_bytes(), "task run")
+        }
 
-    fn task_runs_on_cell(&self, cell_id: &str) -> Result<Vec<pb::TaskRun>, StoreError> {
-        let mut out = Vec::new();
-        for (k, _) in self.scan_prefix(Tree::TaskRunsByCell, &ks::domain_prefix(cell_id))? {
-            if let Some(run) = ks::run_id_of_key(&k, cell_id)
-                .map(|id| self.task_run(&id))
-                .transpose()?
-            {
-                out.extend(run);
+        fn task_runs_on_cell(&self, cell_id: &str) -> Result<Vec<pb::TaskRun>, StoreError> {
+            let mut out = Vec::new();
+            for (k, _) in self.scan_prefix(Tree::TaskRunsByCell, &ks::domain_prefix(cell_id))? {
+                if let Some(run) = ks::run_id_of_key(&k, cell_id)
+                    .map(|id| self.task_run(&id))
+                    .transpose()?
+                {
+                    out.extend(run);
+                }
             }
+            Ok(out)
         }
-        Ok(out)
-    }
 
-    fn token_revocation(&self, jti: &str) -> Result<Option<pb::TokenRevocation>, StoreError> {
-        self.row(Tree::RevokedTokens, jti.as_bytes(), "token revocation")
-    }
-
-    fn token_revocations_expired(&self, now_ns: i64, max: usize) -> Result<Vec<pb::TokenRevocation>, StoreError> {
-        let end = ks::revoked_by_expiry_key(now_ns.saturating_add(1), "");
-        let mut out = Vec::new();
-        for (k, _) in self.range(Tree::RevokedTokensByExpiry, &[], Some(&end), max)? {
-            let jti = String::from_utf8_lossy(k.get(8..).unwrap_or_default()).into_owned();
-            out.extend(self.token_revocation(&jti)?);
+        fn token_revocation(&self, jti: &str) -> Result<Option<pb::TokenRevocation>, StoreError> {
+            self.row(Tree::RevokedTokens, jti.as_bytes(), "token revocation")
         }
-        Ok(out)
-    }
 
-    fn cf_organization(&self, guid: &str) -> Result<Option<pb::CfOrganization>, StoreError> {
-        self.row(Tree::CfOrganizations, guid.as_bytes(), "cf organization")
-    }
-
-    fn cf_space(&self, guid: &str) -> Result<Option<pb::CfSpace>, StoreError> {
-        self.row(Tree::CfSpaces, guid.as_bytes(), "cf space")
-    }
-
-    fn cf_app(&self, guid: &str) -> Result<Option<pb::CfApp>, StoreError> {
-        self.row(Tree::CfApps, guid.as_bytes(), "cf app")
-    }
-
-    fn cf_process(&self, guid: &str) -> Result<Option<pb::CfProcess>, StoreError> {
-        self.row(Tree::CfProcesses, guid.as_bytes(), "cf process")
-    }
-
-    fn cf_named(&self, kind: pb::CfKind, parent: &str, name: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .get(Tree::CfNames, &ks::cf_name_key(kind as u8, parent, name))?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
-    }
-
-    fn cf_children(&self, parent: &str) -> Result<Vec<(pb::CfKind, String)>, StoreError> {
-        let mut out = Vec::new();
-        for (k, v) in self.scan_prefix(Tree::CfChildren, &ks::domain_prefix(parent))? {
-            let kind = v
-                .first()
-                .and_then(|b| pb::CfKind::try_from(i32::from(*b)).ok())
-                .unwrap_or(pb::CfKind::Unspecified);
-            if let Some(child) = ks::cf_child_of_key(&k, parent) {
-                out.push((kind, child));
+        fn token_revocations_expired(&self, now_ns: i64, max: usize) -> Result<Vec<pb::TokenRevocation>, StoreError> {
+            let end = ks::revoked_by_expiry_key(now_ns.saturating_add(1), "");
+            let mut out = Vec::new();
+            for (k, _) in self.range(Tree::RevokedTokensByExpiry, &[], Some(&end), max)? {
+                let jti = String::from_utf8_lossy(k.get(8..).unwrap_or_default()).into_owned();
+                out.extend(self.token_revocation(&jti)?);
             }
+            Ok(out)
         }
-        Ok(out)
-    }
+
+        fn cf_organization(&self, guid: &str) -> Result<Option<pb::CfOrganization>, StoreError> {
+            self.row(Tree::CfOrganizations, guid.as_bytes(), "cf organization")
+        }
+
+        fn cf_space(&self, guid: &str) -> Result<Option<pb::CfSpace>, StoreError> {
+            self.row(Tree::CfSpaces, guid.as_bytes(), "cf space")
+        }
+
+        fn cf_app(&self, guid: &str) -> Result<Option<pb::CfApp>, StoreError> {
+            self.row(Tree::CfApps, guid.as_bytes(), "cf app")
+        }
+
+        fn cf_process(&self, guid: &str) -> Result<Option<pb::CfProcess>, StoreError> {
+            self.row(Tree::CfProcesses, guid.as_bytes(), "cf process")
+        }
+
+        fn cf_named(&self, kind: pb::CfKind, parent: &str, name: &str) -> Result<Option<String>, StoreError> {
+            Ok(self
+                .get(Tree::CfNames, &ks::cf_name_key(kind as u8, parent, name))?
+                .map(|v| String::from_utf8_lossy(&v).into_owned()))
+        }
+
+        fn cf_children(&self, parent: &str) -> Result<Vec<(pb::CfKind, String)>, StoreError> {
+            let mut out = Vec::new();
+            for (k, v) in self.scan_prefix(Tree::CfChildren, &ks::domain_prefix(parent))? {
+                let kind = v
+                    .first()
+                    .and_then(|b| pb::CfKind::try_from(i32::from(*b)).ok())
+                    .unwrap_or(pb::CfKind::Unspecified);
+                if let Some(child) = ks::cf_child_of_key(&k, parent) {
+                    out.push((kind, child));
+                }
+            }
+            Ok(out)
+        }
+
+        }
+    )+};
 }
+
+view_read_over_trees!(Views, crate::state_machine::Staged<'_>);
 
 #[cfg(test)]
 mod tests {

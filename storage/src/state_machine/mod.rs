@@ -32,7 +32,7 @@ use crate::view_read::TreeRead;
 use crate::{decode, pb, StoreError, TypeConfig, Views};
 use fold::{fold, Write};
 pub use snapshot::{SnapshotBuilder, ViewRow};
-use staged::Staged;
+pub(crate) use staged::Staged;
 
 /// Entries applied in one sled transaction at most, and keys written: bounds how long one apply
 /// holds sled's transaction lock (the log's appends wait on it).

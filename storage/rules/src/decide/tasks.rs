@@ -6,7 +6,7 @@ use super::events::ev;
 use super::runs;
 use super::{reject, Ctx, Decision, ViewRead};
 use crate::pb;
-use crate::rules::task_definitions;
+use crate::task_definitions;
 use pb::{event::Kind as Ev, RejectionKind};
 
 pub fn not_found(definition_id: &str) -> pb::Rejection {

@@ -371,14 +371,14 @@ fn receptor_tasks_are_runs_created_resolved_and_marked_resolving() {
                 kind: pb::TaskRunReportKind::Exited as i32,
                 exit_code: 0,
                 reason: String::new(),
-                result: "x".repeat(crate::rules::limits::TASK_RESULT_BYTES_MAX + 10),
+                result: "x".repeat(crate::limits::TASK_RESULT_BYTES_MAX + 10),
             }],
         }),
     );
     assert!(exited.is_ok());
     assert_eq!(
         run_of(&m, "t1").result.len(),
-        crate::rules::limits::TASK_RESULT_BYTES_MAX,
+        crate::limits::TASK_RESULT_BYTES_MAX,
         "bounded"
     );
     let mark = pb::command::Kind::MarkTaskResolving(pb::MarkTaskResolving { task_guid: "t1".into() });

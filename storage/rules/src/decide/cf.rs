@@ -6,8 +6,8 @@
 
 use super::events::ev;
 use super::{instances, lrp, reject, Ctx, Decision, ViewRead};
+use crate::cf::{self, labels, CfRecord};
 use crate::pb;
-use crate::rules::cf::{self, labels, CfRecord};
 use pb::{event::Kind as Ev, CfKind, RejectionKind};
 
 pub fn not_found(kind: CfKind) -> pb::Rejection {

@@ -3,7 +3,7 @@
 use super::events::ev;
 use super::{reject, Ctx, Decision};
 use crate::pb;
-use crate::rules::{freshness, limits};
+use crate::{freshness, limits};
 use pb::{event::Kind as Ev, RejectionKind};
 
 pub fn bump(c: &pb::BumpFreshDomain, cx: &Ctx) -> Decision {

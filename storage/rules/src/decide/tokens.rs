@@ -4,8 +4,8 @@
 
 use super::events::ev;
 use super::{reject, Ctx, Decision, ViewRead};
+use crate::limits;
 use crate::pb;
-use crate::rules::limits;
 use pb::{event::Kind as Ev, RejectionKind};
 
 /// Expired revocations dropped by one entry at most (bounded work per apply).

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use super::events::ev;
 use super::{reject, Ctx, Decision, ViewRead};
 use crate::pb;
-use crate::rules::run_lifecycle;
+use crate::run_lifecycle;
 use pb::{event::Kind as Ev, RejectionKind, TaskRunReportKind as K};
 
 pub fn not_found(run_id: &str) -> pb::Rejection {

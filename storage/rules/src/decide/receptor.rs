@@ -5,9 +5,9 @@
 
 use super::events::ev;
 use super::{reject, Ctx, Decision, ViewRead};
+use crate::limits::TASK_RESULT_BYTES_MAX;
 use crate::pb;
-use crate::rules::limits::TASK_RESULT_BYTES_MAX;
-use crate::rules::receptor_tasks::{self, INSUFFICIENT_RESOURCES};
+use crate::receptor_tasks::{self, INSUFFICIENT_RESOURCES};
 use pb::{event::Kind as Ev, RejectionKind, TaskRunStatus as S};
 
 pub fn not_found(task_guid: &str) -> pb::Rejection {

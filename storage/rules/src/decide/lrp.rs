@@ -3,7 +3,7 @@
 use super::events::{created, ev, removed, unclaimed};
 use super::{reject, Ctx, Decision, ViewRead};
 use crate::pb;
-use crate::rules::validate;
+use crate::validate;
 use pb::{event::Kind as Ev, RejectionKind};
 
 pub fn not_found(process_guid: &str) -> pb::Rejection {
@@ -28,7 +28,7 @@ pub fn cf_owner<V: ViewRead>(view: &V, process_guid: &str) -> Result<Option<pb::
     let last_dash = process_guid.rsplit_once('-').map(|(guid, _)| guid);
     for guid in [uuid_split, last_dash].into_iter().flatten() {
         if let Some(p) = view.cf_process(guid)? {
-            if crate::rules::cf::process_guid(&p) == process_guid {
+            if crate::cf::process_guid(&p) == process_guid {
                 return Ok(Some(p));
             }
         }

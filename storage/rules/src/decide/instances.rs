@@ -4,8 +4,8 @@
 use super::events::{created, removed, unclaimed};
 use super::overlay::{epoch_of, Overlay};
 use super::{reject, Ctx, Decision, ViewRead};
+use crate::lifecycle;
 use crate::pb;
-use crate::rules::lifecycle;
 use pb::{ActualLrpState, ConvergenceOpKind, RejectionKind};
 
 pub fn index_not_found(process_guid: &str, index: u32) -> pb::Rejection {

@@ -7,8 +7,8 @@ use super::cf::{
     stop_process, unprocessable,
 };
 use super::{Ctx, Decision, ViewRead};
+use crate::cf;
 use crate::pb;
-use crate::rules::cf;
 use pb::CfKind;
 
 /// The process after a manifest's fields: whether its containers must be replaced (a new version).

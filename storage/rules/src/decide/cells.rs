@@ -3,8 +3,8 @@
 use super::events::ev;
 use super::runs;
 use super::{reject, Ctx, Decision, ViewRead};
+use crate::limits;
 use crate::pb;
-use crate::rules::limits;
 use pb::{event::Kind as Ev, RejectionKind};
 
 pub fn register(c: &pb::RegisterCell, cx: &Ctx) -> Decision {
