@@ -3,7 +3,8 @@
 
 pub mod batcher;
 pub mod channels;
-pub mod credential;
+/// The credential of internal calls (the client crate's; re-exported where the network uses it).
+pub use capstan_client::credential;
 pub mod fence;
 pub mod forward;
 pub mod network;

@@ -459,14 +459,8 @@ impl RaftNode {
     }
 }
 
-/// Wall-clock time in Unix nanoseconds: the one clock reader outside tests. Apply never calls it;
-/// the leader stamps entries with it and queries compare against it (freshness, backoff).
-pub fn unix_now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+/// Wall-clock time in Unix nanoseconds (the one clock reader, `capstan_client::clock`).
+pub use capstan_client::clock::unix_now_ns;
 
 /// The leader's stamp: wall-clock time and fresh id entropy. Only the proposer reads these.
 pub(crate) fn stamp_now() -> pb::Stamp {

@@ -11,6 +11,9 @@ use clap::builder::ArgAction;
 
 use crate::auth::config::{AuthConfig, AuthSettings};
 
+/// `--config FILE` and `--log-format` as every mode declares them (the client crate's).
+pub use capstan_client::flags::ConfigArg;
+
 /// Environment variable naming the config file (as `--config` does).
 pub const CONFIG_ENV: &str = "CAPSTAN_CONFIG";
 /// The modes that read a config file.
@@ -332,17 +335,4 @@ mod tests {
         let e = ConfigFile::read(&path).expect("read").auth().expect_err("bad hash");
         assert!(format!("{e:#}").contains("auth.users[0].password_hash"), "{e:#}");
     }
-}
-
-/// `--config FILE` as every mode that reads one declares it (the file is read before the flags
-/// are parsed; this makes it show in `--help` and accepted in place).
-#[derive(clap::Args, Clone, Debug, Default)]
-pub struct ConfigArg {
-    /// A TOML file with any of this mode's flags as keys, and an [auth] table.
-    #[arg(long, env = "CAPSTAN_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Log lines on stderr as text or as JSON objects (`[log] format` in the config file);
-    /// RUST_LOG filters them.
-    #[arg(long, env = "CAPSTAN_LOG_FORMAT", value_enum, default_value_t)]
-    pub log_format: crate::logging::LogFormat,
 }

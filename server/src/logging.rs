@@ -4,13 +4,7 @@
 //! line has the target `capstan::access`), and each gRPC call one with the request id the gateway
 //! passed on, so a request can be followed from the gateway to the node.
 
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
+pub use capstan_client::flags::LogFormat;
 
 /// The filter when `RUST_LOG` is not set.
 const DEFAULT_FILTER: &str = "info,openraft=warn,sled=warn";

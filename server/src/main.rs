@@ -7,7 +7,8 @@ use capstan::auth::tokens::{hash_password, Issuer};
 use capstan::auth::Authenticator;
 use capstan::config_file::{self, ConfigArg, ConfigFile};
 use capstan::shutdown::shutdown_signal;
-use capstan::{cell, cli, events_cli, node, task_cli};
+use capstan::{cell, node};
+use capstan_cli::{cluster as cli, events as events_cli, task as task_cli};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -244,7 +244,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
             let http_addr = listener.local_addr()?;
             // In-process: the gateway calls this node's services without a socket.
             let gateway = capstan_gateway::Gateway::over(in_process);
-            let acceptor = opts.tls.as_ref().map(crate::tls::Tls::rest_server).transpose()?;
+            let acceptor = opts.tls.as_ref().map(rest_tls).transpose()?;
             let task = tokio::spawn(serve_http(listener, gateway, opts.limits, acceptor, stop_rx.clone()));
             println!("capstan: http={http_addr}");
             Some(task)
@@ -312,13 +312,19 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
 
 /// The REST gateway's client of the nodes at `addrs` (over TLS, without a client certificate:
 /// its calls carry the REST callers' own credentials) and its listener's TLS.
+/// The REST listener's TLS, from this process's certificate.
+fn rest_tls(tls: &crate::tls::Tls) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    let (cert, key) = tls.identity_pem()?;
+    serve::tls_acceptor(cert, key).map_err(anyhow::Error::msg)
+}
+
 fn gateway_tls(
     addrs: &[String],
     tls: Option<&crate::tls::Tls>,
 ) -> anyhow::Result<(capstan_gateway::Gateway, Option<tokio_rustls::TlsAcceptor>)> {
     let client = tls.map(|t| t.client(false)).transpose()?;
     let gateway = capstan_gateway::Gateway::connect_lazy(addrs, client)?;
-    let acceptor = tls.map(crate::tls::Tls::rest_server).transpose()?;
+    let acceptor = tls.map(rest_tls).transpose()?;
     Ok((gateway, acceptor))
 }
 

@@ -142,6 +142,8 @@ async fn v3_root(headers: HeaderMap) -> Json<Value> {
     }))
 }
 
+/// The gateway's clock (it depends on `capstan-proto` only, so not on the client crate's
+/// `clock`): CF's presentation times of what it answers, never a decision.
 fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

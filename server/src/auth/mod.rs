@@ -6,7 +6,8 @@
 //! The gateway holds no key and checks nothing itself: it passes the caller's `Authorization`
 //! header on as gRPC metadata and answers a refusal in the family's shape.
 
-pub mod client;
+/// The internal credential's client side: how a process is given its secret (the client crate's).
+pub use capstan_client::secret as client;
 pub mod config;
 pub mod guard;
 pub mod keys;

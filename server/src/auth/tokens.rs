@@ -2,7 +2,6 @@
 //! the users and clients of the config, ES256 JWTs with a `kid`, and the check every call makes.
 
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
@@ -68,10 +67,7 @@ pub struct Issuer {
 }
 
 fn now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
+    u64::try_from(capstan_client::clock::unix_now_ns() / 1_000_000_000).unwrap_or_default()
 }
 
 /// A hash that no password matches, checked for an unknown name so that it costs what a wrong

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::instance::{self, Prepared};
 use super::supervise::{MainEnded, Supervised};
 use super::DriverCtx;
-use crate::cell::reporter::Report;
+use crate::reporter::Report;
 
 /// `docker:///busybox#1.35` → `busybox:1.35`; `docker://registry:5000/app#v1` → `registry:5000/app:v1`.
 pub fn image_of(rootfs: &str) -> Option<String> {
@@ -48,7 +48,7 @@ fn main_run(a: &pb::Action) -> Option<&pb::RunAction> {
 }
 
 /// Copies a container's output (stdout and stderr, followed) into its log until it ends.
-fn copy_output(docker: &Docker, name: &str, log: Arc<crate::cell::logs::LogFile>) -> tokio::task::JoinHandle<()> {
+fn copy_output(docker: &Docker, name: &str, log: Arc<crate::logs::LogFile>) -> tokio::task::JoinHandle<()> {
     let follow = docker.logs(
         name,
         Some(LogsOptions {

@@ -67,13 +67,13 @@ impl Tls {
         Ok(cfg)
     }
 
-    /// The REST listener's TLS.
-    pub fn rest_server(&self) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    /// This process's certificate chain and key (PEM), for a REST listener's TLS.
+    pub fn identity_pem(&self) -> anyhow::Result<(&[u8], &[u8])> {
         let (cert, key) = self
             .identity
             .as_ref()
             .context("REST over TLS needs --tls-cert-file and --tls-key-file")?;
-        capstan_gateway::common::serve::tls_acceptor(cert, key).map_err(anyhow::Error::msg)
+        Ok((cert, key))
     }
 
     /// TLS for calls to the nodes. `present_identity`: send this process's certificate (cells,

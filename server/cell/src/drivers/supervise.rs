@@ -11,7 +11,7 @@ use capstan_proto::pb;
 use tokio::sync::{mpsc, oneshot};
 
 use super::DriverCtx;
-use crate::cell::reporter::Report;
+use crate::reporter::Report;
 
 /// How often an unhealthy instance is checked (Diego: 0.5 s).
 pub const CHECK_UNHEALTHY: Duration = Duration::from_millis(500);

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::credential::ClusterCredential;
 use anyhow::Context as _;
-use capstan_raft::credential::ClusterCredential;
 
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct SecretArgs {

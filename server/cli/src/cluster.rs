@@ -13,7 +13,7 @@ pub struct ClusterArgs {
     #[arg(long, global = true)]
     json: bool,
     #[command(flatten)]
-    credential: crate::auth::client::SecretArgs,
+    credential: capstan_client::secret::SecretArgs,
     #[command(subcommand)]
     command: ClusterCommand,
 }
@@ -42,8 +42,8 @@ enum ClusterCommand {
 
 async fn connect(
     cluster: &str,
-    credential: &capstan_raft::credential::ClusterCredential,
-) -> anyhow::Result<AdminClient<capstan_raft::credential::Authed>> {
+    credential: &capstan_client::credential::ClusterCredential,
+) -> anyhow::Result<AdminClient<capstan_client::credential::Authed>> {
     let mut last = None;
     for addr in cluster.split(',').map(str::trim).filter(|a| !a.is_empty()) {
         let endpoint = credential

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use capstan_client::credential::Authed;
 use capstan_proto::pb::{self, cell_service_client::CellServiceClient};
-use capstan_raft::credential::Authed;
 use tokio::sync::watch;
 
 use super::reporter::{connect, Uplink};

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use capstan_proto::pb;
 
 use super::DriverCtx;
-use crate::cell::logs::LogFile;
-use crate::cell::reporter::Report;
+use crate::logs::LogFile;
+use crate::reporter::Report;
 
 /// An instance with its ports allocated and its log file open.
 pub struct Prepared {

@@ -61,5 +61,5 @@ pub struct DriverCtx {
     pub ports: Arc<PortPool>,
     pub stop_grace: Duration,
     /// where the instances it runs are measured for the CellApi
-    pub usage: crate::cell::usage::UsageBook,
+    pub usage: crate::usage::UsageBook,
 }

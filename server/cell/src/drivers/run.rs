@@ -13,9 +13,9 @@ use capstan_proto::pb::{self, TaskRunReportKind as K};
 use tokio::sync::{mpsc, oneshot};
 
 use super::DriverCtx;
-use crate::cell::actions::{exit_code, Exec};
-use crate::cell::logs::LogFile;
-use crate::cell::reporter::Report;
+use crate::actions::{exit_code, Exec};
+use crate::logs::LogFile;
+use crate::reporter::Report;
 
 /// A run's report of `kind` about the placement it was given.
 pub fn report(run: &pb::TaskRun, kind: K, exit_code: i32, reason: impl Into<String>) -> Report {
@@ -194,7 +194,7 @@ fn read_result(path: &std::path::Path) -> String {
     use std::io::Read;
     let mut buf = Vec::new();
     if let Ok(f) = std::fs::File::open(path) {
-        let limit = capstan_storage::rules::limits::TASK_RESULT_BYTES_MAX as u64;
+        let limit = capstan_rules::limits::TASK_RESULT_BYTES_MAX as u64;
         let _ = f.take(limit).read_to_end(&mut buf);
     }
     String::from_utf8_lossy(&buf).into_owned()

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use capstan_client::credential::{Authed, ClusterCredential};
 use capstan_proto::pb::{self, cell_service_client::CellServiceClient};
-use capstan_raft::credential::{Authed, ClusterCredential};
 use tokio::sync::mpsc;
 
 /// Reports buffered before a batch is sent.

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use capstan_client::credential::ClusterCredential;
 use capstan_proto::pb::{self, cell_api_server::CellApi, cell_api_server::CellApiServer};
-use capstan_raft::credential::ClusterCredential;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
@@ -51,7 +51,7 @@ impl CellApi for CellApiImpl {
             return Err(Status::invalid_argument("too many instances in one usage request"));
         }
         let book = self.usage.clone();
-        let now = capstan_raft::node::unix_now_ns();
+        let now = capstan_client::clock::unix_now_ns();
         let usages = tokio::task::spawn_blocking(move || book.sample(&guids, now))
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
@@ -66,7 +66,7 @@ pub async fn serve(
     work_dir: PathBuf,
     usage: UsageBook,
     credential: ClusterCredential,
-    tls: Option<&crate::tls::Tls>,
+    tls: Option<&capstan_client::tls::Tls>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
     let addr: SocketAddr = listen

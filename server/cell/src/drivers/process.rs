@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::instance::{self, Prepared};
 use super::supervise::{MainEnded, Supervised, CHECK_HEALTHY};
 use super::DriverCtx;
-use crate::cell::actions::Exec;
-use crate::cell::reporter::Report;
+use crate::actions::Exec;
+use crate::reporter::Report;
 
 /// Longest a single monitor run may take.
 const MONITOR_RUN_MAX: Duration = Duration::from_secs(10);

@@ -89,9 +89,9 @@ pub struct CellArgs {
     #[arg(long, env = "CAPSTAN_CELL_API", default_value = "127.0.0.1:0")]
     api_listen: String,
     #[command(flatten)]
-    credential: crate::auth::client::SecretArgs,
+    credential: capstan_client::secret::SecretArgs,
     #[command(flatten)]
-    _config: crate::config_file::ConfigArg,
+    _config: capstan_client::flags::ConfigArg,
 }
 
 #[derive(Clone, Debug)]
@@ -112,7 +112,7 @@ pub struct CellConfig {
     /// Where the CellApi listens (the bound address becomes `cell.api_addr`).
     pub api_listen: String,
     /// TLS of the CellApi listener (the nodes then call it over TLS with their certificates).
-    pub api_tls: Option<crate::tls::Tls>,
+    pub api_tls: Option<capstan_client::tls::Tls>,
 }
 
 impl CellConfig {

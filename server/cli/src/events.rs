@@ -25,7 +25,7 @@ pub struct EventsArgs {
     #[arg(long)]
     count: Option<u64>,
     #[command(flatten)]
-    user: crate::auth::client::UserArgs,
+    user: capstan_client::secret::UserArgs,
 }
 
 /// Pause before connecting again after a stream ended.

@@ -17,7 +17,7 @@ pub struct TaskArgs {
     #[arg(long, global = true)]
     json: bool,
     #[command(flatten)]
-    user: crate::auth::client::UserArgs,
+    user: capstan_client::secret::UserArgs,
     #[command(subcommand)]
     command: TaskCommand,
 }
@@ -190,7 +190,7 @@ fn exit_code_of(run: &Value) -> i32 {
 }
 
 /// A REST client that sends the user's token on every call and trusts the given CA.
-fn http_client(user: &crate::auth::client::UserArgs) -> anyhow::Result<reqwest::Client> {
+fn http_client(user: &capstan_client::secret::UserArgs) -> anyhow::Result<reqwest::Client> {
     let mut b = reqwest::Client::builder().timeout(Duration::from_secs(30));
     if let Some(auth) = user.authorization() {
         let mut headers = reqwest::header::HeaderMap::new();
