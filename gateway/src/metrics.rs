@@ -93,6 +93,10 @@ fn describe() {
         metrics::Unit::Seconds,
         "REST request latency, by family, route and method"
     );
+    metrics::describe_counter!(
+        crate::common::serve::CONNECTIONS_REFUSED,
+        "Connections closed at once because their listener (http, grpc) was at its cap"
+    );
 }
 
 /// A collector runs just before each render (it sets gauges computed from the state); it stays

@@ -13,6 +13,7 @@ pub mod auth;
 pub use capstan_cell as cell;
 pub mod config_file;
 pub mod errors;
+pub mod fd_limit;
 pub mod leader;
 pub mod logging;
 pub mod metrics;

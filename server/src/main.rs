@@ -143,25 +143,40 @@ struct LimitArgs {
     /// Longest a REST request may take end to end (then 503).
     #[arg(long, env = "CAPSTAN_HTTP_REQUEST_TIMEOUT_MS", default_value_t = 20_000)]
     http_request_timeout_ms: u64,
-    /// Open REST connections at most; more wait in the listen backlog.
-    #[arg(long, env = "CAPSTAN_HTTP_CONNECTIONS_MAX", default_value_t = capstan_gateway::common::serve::HTTP_CONNECTIONS_MAX)]
-    http_connections_max: usize,
+    /// Open REST connections at most; one more is closed at once (counted and logged). Default:
+    /// a quarter of the file limit (raised to the hard limit at start) left after 1,024 for the
+    /// process itself, at least 512.
+    #[arg(long, env = "CAPSTAN_HTTP_CONNECTIONS_MAX")]
+    http_connections_max: Option<usize>,
     /// REST requests served at once; more are refused with 503.
     #[arg(long, env = "CAPSTAN_HTTP_REQUESTS_IN_FLIGHT_MAX", default_value_t = capstan_gateway::common::layers::REQUESTS_IN_FLIGHT_MAX)]
     http_requests_in_flight_max: usize,
-    /// Open gRPC connections at most; more wait in the listen backlog.
-    #[arg(long, env = "CAPSTAN_GRPC_CONNECTIONS_MAX", default_value_t = capstan_gateway::common::serve::GRPC_CONNECTIONS_MAX)]
-    grpc_connections_max: usize,
+    /// Open gRPC connections at most (cells, peers, gateways, clients); one more is closed at once
+    /// (counted and logged). Default: three quarters of the file limit (raised to the hard limit at
+    /// start) left after 1,024 for the process itself, at least 256.
+    #[arg(long, env = "CAPSTAN_GRPC_CONNECTIONS_MAX")]
+    grpc_connections_max: Option<usize>,
 }
 
 impl LimitArgs {
     fn limits(&self) -> node::ListenLimits {
         use capstan_gateway::common::{layers::RequestLimits, serve::HttpLimits};
         let ms = std::time::Duration::from_millis;
+        let files = capstan::fd_limit::raised();
+        let (grpc_auto, http_auto) = capstan::fd_limit::caps(files.now);
+        let grpc_connections_max = self.grpc_connections_max.unwrap_or(grpc_auto);
+        let http_connections_max = self.http_connections_max.unwrap_or(http_auto);
+        tracing::info!(
+            file_limit = files.now,
+            file_limit_at_start = files.before,
+            grpc_connections_max,
+            http_connections_max,
+            "connection caps"
+        );
         node::ListenLimits {
             http: HttpLimits {
                 header_read_timeout: ms(self.http_header_timeout_ms),
-                connections_max: self.http_connections_max,
+                connections_max: http_connections_max,
             },
             request: RequestLimits {
                 request_timeout: ms(self.http_request_timeout_ms),
@@ -169,7 +184,7 @@ impl LimitArgs {
                 body_idle_timeout: ms(self.http_body_idle_timeout_ms),
             },
             grpc: node::GrpcLimits {
-                connections_max: self.grpc_connections_max,
+                connections_max: grpc_connections_max,
                 ..Default::default()
             },
         }
@@ -415,7 +430,13 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Command::Cluster(args) => cli::run(args).await,
-            Command::Cell(args) => cell::run_cli(args, shutdown_signal()).await,
+            Command::Cell(args) => {
+                // A cell's instances and log files (or a simulated fleet's connections) need
+                // descriptors: take what the hard limit allows.
+                let files = capstan::fd_limit::raised();
+                tracing::debug!(file_limit = files.now, file_limit_at_start = files.before, "file limit");
+                cell::run_cli(args, shutdown_signal()).await
+            }
             Command::Events(args) => events_cli::run(args).await,
             Command::Probe {
                 url,

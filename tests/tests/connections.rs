@@ -1,7 +1,8 @@
 //! Issue 9, defect 3: no client can starve a node. Idle, slow-header and slow-body connections are
 //! closed within the configured limits while other clients are served; a declared oversize body
-//! gets 413 at once; at the connection cap, new connections wait in the backlog (no descriptor is
-//! spent on them) and are served as soon as a slot frees up.
+//! gets 413 at once; at the connection cap, a new connection is closed at once (counted in
+//! /metrics and logged, never left to hang in the backlog), and clients are served as soon as a
+//! slot frees up.
 
 use std::time::{Duration, Instant};
 
@@ -126,41 +127,73 @@ async fn idle_slow_and_oversize_connections_are_cut_while_others_are_served() {
     );
 }
 
+/// Open sockets of a process.
+fn sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:")))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 #[tokio::test]
-async fn at_the_connection_cap_new_clients_wait_and_are_then_served() {
+async fn at_the_connection_cap_new_clients_are_refused_at_once_and_counted() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let c = start(&dir.path().join("data"));
+    // Default timeouts (30 s): the connections that fill the caps stay open for the whole test.
+    let cap = CONNECTIONS_MAX.to_string();
+    let extra = [
+        "--no-cell",
+        "--http-connections-max",
+        cap.as_str(),
+        "--grpc-connections-max",
+        cap.as_str(),
+    ];
+    let c = Capstan::dev_with(&dir.path().join("data"), &extra).expect("start");
     let a = addr(&c);
-    // Five times the cap of idle connections on each listener: the process holds at most the cap.
-    let mut idle = Vec::new();
-    for _ in 0..CONNECTIONS_MAX * 5 {
-        idle.push(TcpStream::connect(&a).await.expect("connect (backlog)"));
-        idle.push(TcpStream::connect(&c.grpc).await.expect("connect gRPC (backlog)"));
+    let mut http_held = Vec::new();
+    let mut grpc_held = Vec::new();
+    for _ in 0..CONNECTIONS_MAX {
+        http_held.push(TcpStream::connect(&a).await.expect("connect"));
+        grpc_held.push(TcpStream::connect(&c.grpc).await.expect("connect gRPC"));
     }
+    // Every connection over a cap is closed at once: never left waiting in the backlog.
+    let refused_each = 3;
+    for target in [a.as_str(), c.grpc.as_str()] {
+        for _ in 0..refused_each {
+            let mut s = TcpStream::connect(target).await.expect("connect over the cap");
+            let (_, closed) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+            assert!(closed, "a connection over the cap of {target} is closed by the node");
+        }
+    }
+    // The process holds at most the caps (plus its own listeners and the gateway's channel).
     let pid = c.pid().expect("running");
-    let sockets = || {
-        std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:")))
-                    .count()
-            })
-            .unwrap_or(0)
-    };
-    // Sockets of the process: both caps plus a few of its own (listeners, the gateway's channel).
-    let held = sockets();
+    let held = sockets(pid);
     assert!(
         held <= 2 * CONNECTIONS_MAX + 12,
         "{held} sockets open with caps of {CONNECTIONS_MAX} per listener"
     );
-    // A real client is served once idle ones are cut (each after the header timeout).
-    let t = Instant::now();
-    let r = c.post("/v1/desired_lrps", &lrp_json("behind-the-idle", "d", 1)).await;
+    // Once the holders go, clients are served, and the refusals are in /metrics, by listener.
+    drop(http_held);
+    drop(grpc_held);
+    let metrics = capstan_tests::wait_for("REST served again", Duration::from_secs(20), || {
+        let c = &c;
+        async move {
+            let r = c.get("/metrics").await;
+            (r.status == 200).then_some(r.body)
+        }
+    })
+    .await;
+    for listener in ["http", "grpc"] {
+        let line = format!("capstan_listener_connections_refused_total{{listener=\"{listener}\"}} ");
+        let count: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{line} in /metrics"));
+        assert!(count >= f64::from(refused_each), "{line}{count}");
+    }
+    let r = c.post("/v1/desired_lrps", &lrp_json("after-the-cap", "d", 1)).await;
     assert_eq!(r.status, 201);
-    assert!(
-        t.elapsed() < Duration::from_secs(15),
-        "served only after {:?}",
-        t.elapsed()
-    );
-    drop(idle);
 }

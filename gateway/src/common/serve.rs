@@ -29,14 +29,17 @@ use tokio::time::Sleep;
 /// How long a client has to send a request's head (also how long an idle keep-alive HTTP/1
 /// connection is kept).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Connections one REST listener keeps open at once (the default file limit is 1,024).
+/// Connections one REST listener keeps open at once, when nothing sizes it (a node sizes its
+/// caps from its file limit, never below these: `capstan::fd_limit`).
 pub const HTTP_CONNECTIONS_MAX: usize = 512;
-/// Connections the gRPC listener keeps open at once (cells, peers, gateways, clients).
+/// Connections the gRPC listener keeps open at once (cells, peers, gateways, clients), when
+/// nothing sizes it (the same).
 pub const GRPC_CONNECTIONS_MAX: usize = 256;
 /// How long a graceful shutdown waits for open HTTP connections to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections waiting in the kernel's accept queue while the listener is at its cap.
-pub const LISTEN_BACKLOG: u32 = 1024;
+/// Connections the kernel may queue before they are accepted (a fleet of cells reconnecting at
+/// once after a leader change); the kernel caps it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 4096;
 /// Pause after a failed accept (e.g. out of descriptors) before the next one.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
@@ -66,6 +69,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.connections_max.max(1)));
+    let refusals = Refusals::new("http", limits.connections_max);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -77,7 +81,7 @@ pub async fn serve(
     loop {
         let accepted = tokio::select! {
             _ = &mut shutdown => break,
-            a = accept_limited(&listener, &permits) => a,
+            a = accept_limited(&listener, &permits, &refusals) => a,
         };
         let mut conn = match accepted {
             Ok(c) => c,
@@ -125,26 +129,74 @@ pub async fn serve(
     Ok(())
 }
 
-/// Waits for a free permit, then for a connection (so that at the cap the kernel's backlog, not
-/// this process, holds the waiting ones).
-async fn accept_limited(listener: &TcpListener, permits: &Arc<Semaphore>) -> io::Result<Limited> {
-    let permit = permits
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| io::Error::other("connection permits closed"))?;
-    let (stream, _) = listener.accept().await?;
-    // Small request/response pairs must not wait for delayed ACKs.
-    stream.set_nodelay(true)?;
-    Ok(Limited {
-        stream,
-        _permit: permit,
-        idle: None,
-    })
+/// Connections refused at a listener's cap, by `listener` (`http`, `grpc`).
+pub const CONNECTIONS_REFUSED: &str = "capstan_listener_connections_refused_total";
+/// At most one log line per listener per this long says connections are being refused.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What one listener knows of its refusals: how many since it last said so, and when that was.
+struct Refusals {
+    listener: &'static str,
+    connections_max: usize,
+    unreported: std::sync::atomic::AtomicU64,
+    last_log: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
-/// Binds a listener with a deep accept queue ([`LISTEN_BACKLOG`]), so that clients over the
-/// connection cap wait in it rather than being refused.
+impl Refusals {
+    fn new(listener: &'static str, connections_max: usize) -> Self {
+        Self {
+            listener,
+            connections_max,
+            unreported: std::sync::atomic::AtomicU64::new(0),
+            last_log: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Counts one refusal; logs (with the count since the last line) at most once per interval.
+    fn refused(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        metrics::counter!(CONNECTIONS_REFUSED, "listener" => self.listener).increment(1);
+        let pending = self.unreported.fetch_add(1, Relaxed) + 1;
+        let mut last = self.last_log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|at| at.elapsed() < REFUSAL_LOG_INTERVAL) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        self.unreported.fetch_sub(pending, Relaxed);
+        tracing::warn!(
+            listener = self.listener,
+            connections_max = self.connections_max,
+            refused = pending,
+            "connections refused: the listener is at its cap (raise --{}-connections-max, and the file \
+             limit under it)",
+            self.listener
+        );
+    }
+}
+
+/// Accepts the next connection within the cap. At the cap a new connection is accepted and closed
+/// at once — refused visibly (counted, logged at most once per interval) rather than left to wait
+/// in the kernel's backlog, where a client would see nothing until its own timeout.
+async fn accept_limited(listener: &TcpListener, permits: &Arc<Semaphore>, refusals: &Refusals) -> io::Result<Limited> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            refusals.refused();
+            drop(stream);
+            continue;
+        };
+        // Small request/response pairs must not wait for delayed ACKs.
+        stream.set_nodelay(true)?;
+        return Ok(Limited {
+            stream,
+            _permit: permit,
+            idle: None,
+        });
+    }
+}
+
+/// Binds a listener with a deep accept queue ([`LISTEN_BACKLOG`]), so that a burst of connects is
+/// taken rather than dropped by the kernel (the cap is enforced after accept, visibly).
 pub fn bind(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
     let socket = match addr {
         std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
@@ -311,12 +363,14 @@ impl LimitedIncoming {
     pub fn new(listener: TcpListener, connections_max: usize, first_byte_timeout: Duration) -> Self {
         let permits = Arc::new(Semaphore::new(connections_max.max(1)));
         let listener = Arc::new(listener);
-        let next = futures::stream::unfold((listener, permits), move |(listener, permits)| async move {
+        let refusals = Arc::new(Refusals::new("grpc", connections_max));
+        let state = (listener, permits, refusals);
+        let next = futures::stream::unfold(state, move |(listener, permits, refusals)| async move {
             loop {
-                match accept_limited(&listener, &permits).await {
+                match accept_limited(&listener, &permits, &refusals).await {
                     Ok(mut c) => {
                         c.idle = Some(Idle::new(first_byte_timeout, None));
-                        return Some((Ok(c), (listener, permits)));
+                        return Some((Ok(c), (listener, permits, refusals)));
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "grpc accept failed");
