@@ -45,6 +45,54 @@ pub async fn send(
     }
 }
 
+/// A forwarded call to the leader at `addr`, given up as soon as this node learns of another
+/// leader (or leads itself): a leader that was paused or cut off keeps the call's connection open
+/// and silent, and the writes queued behind it would otherwise wait out [`FORWARD_WAIT`] while a
+/// new leader serves. The outcome of what was sent is then unknown (the old leader may have had it
+/// replicated), which the caller hears as "unavailable" — as from any lost call.
+pub async fn unless_leader_moves<F, T, E>(
+    call: F,
+    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, openraft::BasicNode>>,
+    addr: String,
+    moved_error: impl FnOnce(String) -> E,
+) -> Result<T, E>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let moved = async {
+        loop {
+            if let Some(leader) = leader_elsewhere(&metrics.borrow(), &addr) {
+                return leader;
+            }
+            if metrics.changed().await.is_err() {
+                // the Raft core stopped: the call ends by itself
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        answer = call => answer,
+        leader = moved => Err(moved_error(format!(
+            "the leader changed (now node {leader}) while the call was forwarded to {addr}; its outcome is \
+             unknown, retry"
+        ))),
+    }
+}
+
+/// The new leader's id when the metrics name a leader other than the one at `addr`.
+fn leader_elsewhere(m: &openraft::RaftMetrics<u64, openraft::BasicNode>, addr: &str) -> Option<u64> {
+    let leader = m.current_leader?;
+    let leader_addr = if leader == m.id {
+        None
+    } else {
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.as_str())
+    };
+    (leader_addr != Some(addr)).then_some(leader)
+}
+
 impl From<&WriteError> for pb::WriteRefusal {
     fn from(e: &WriteError) -> Self {
         let mut r = pb::WriteRefusal {

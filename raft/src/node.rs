@@ -60,6 +60,11 @@ impl NodeConfig {
         Self {
             id,
             snapshot_dir,
+            // Fail-over time: openraft 0.9 lets a follower stand for election only after the leader
+            // lease (= election_timeout_max) plus its election timeout (drawn once per process in
+            // [min, max)) have passed without a heartbeat: 1.2-1.6 s here. 300-500 and 300-600 ms were
+            // tried: better at best, worse in the tail over 24 nemesis cycles (BENCHMARKS.md,
+            // "Fail-over").
             heartbeat_ms: 100,
             election_timeout_min_ms: 400,
             election_timeout_max_ms: 800,
@@ -206,10 +211,15 @@ impl RaftNode {
             move |(), commands| crate::batcher::propose_entry(proposer.clone(), commands, QUORUM_WAIT),
         );
         let from_node = config.id;
+        let watcher = raft.clone();
         let forwarder = Batcher::start(
             config.forward_batch,
             metrics_names::FORWARD_BATCH_COMMANDS,
-            move |addr, commands| crate::forward::send(network.clone(), from_node, addr, commands),
+            move |addr: String, commands| {
+                let metrics = watcher.metrics();
+                let call = crate::forward::send(network.clone(), from_node, addr.clone(), commands);
+                crate::forward::unless_leader_moves(call, metrics, addr, WriteError::Unavailable)
+            },
         );
         Ok(Self {
             id: config.id,

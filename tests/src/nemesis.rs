@@ -87,6 +87,9 @@ pub struct Report {
     /// Per fault kind, the longest time without an acknowledged write from the fault's
     /// injection until the next fault (or the end).
     pub worst_unavailability: BTreeMap<Fault, Duration>,
+    /// Per fault kind, the longest time from a fault's injection until a fresh write (sent after
+    /// the injection, 1 s timeout) was acknowledged through every node the fault did not hit.
+    pub worst_recovery: BTreeMap<Fault, Duration>,
     pub verdict: Result<(), Violation>,
     /// Why partitions were not injected, when they were not.
     pub partitions_skipped: Option<String>,
@@ -101,10 +104,12 @@ impl std::fmt::Display for Report {
         )?;
         for (fault, n) in &self.faults {
             let worst = self.worst_unavailability.get(fault).copied().unwrap_or_default();
+            let recovery = self.worst_recovery.get(fault).copied().unwrap_or_default();
             writeln!(
                 f,
-                "fault {fault:?}: {n} times, worst unavailability {:.2} s",
-                worst.as_secs_f64()
+                "fault {fault:?}: {n} times, worst unavailability {:.2} s, worst write recovery through every other node {:.2} s",
+                worst.as_secs_f64(),
+                recovery.as_secs_f64()
             )?;
         }
         if let Some(why) = &self.partitions_skipped {
@@ -129,9 +134,23 @@ impl Rng {
     }
 }
 
+/// One write of the prober: through which node (0-based), when it was sent, when acknowledged.
+#[derive(Clone, Copy, Debug)]
+struct Probe {
+    node: usize,
+    invoked_ns: u64,
+    acked_ns: Option<u64>,
+}
+
+/// How often the prober sends a fresh write through each node (without waiting for the last).
+const PROBE_INTERVAL: Duration = Duration::from_millis(50);
+/// A probe unanswered after this counts as not acknowledged (the prober: 1 s).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 struct Shared {
     start: Instant,
     history: Mutex<Vec<Operation>>,
+    probes: Mutex<Vec<Probe>>,
     refused: AtomicU64,
     last_ack_ns: AtomicU64,
     stop: AtomicBool,
@@ -162,11 +181,15 @@ pub async fn run(cfg: &Config) -> Result<Report> {
     cluster.leader(Duration::from_secs(30)).await;
     let urls: Vec<String> = cluster.specs.values().map(|s| format!("http://{}", s.http)).collect();
     let http = reqwest::Client::builder().timeout(cfg.request_timeout).build()?;
-    for k in 0..cfg.keys {
-        let body = lrp_json(&format!("reg-{k}"), "nemesis", 0);
+    // The checked registers (set to INITIAL) and the prober's own, one per node.
+    let names = (0..cfg.keys)
+        .map(|k| (format!("reg-{k}"), true))
+        .chain((0..urls.len()).map(|n| (format!("probe-{n}"), false)));
+    for (name, set_initial) in names {
+        let body = lrp_json(&name, "nemesis", 0);
         let url = format!("{}/v1/desired_lrps", urls[0]);
         wait_for("the registers to be created", Duration::from_secs(30), || {
-            let (http, url, body) = (http.clone(), url.clone(), body.clone());
+            let (http, url, body, name) = (http.clone(), url.clone(), body.clone(), name.clone());
             async move {
                 let r = http
                     .post(&url)
@@ -176,8 +199,11 @@ pub async fn run(cfg: &Config) -> Result<Report> {
                     .await
                     .ok()?;
                 let created = matches!(r.status().as_u16(), 200 | 201);
+                if !set_initial {
+                    return created.then_some(());
+                }
                 let set = http
-                    .put(url.replace("/v1/desired_lrps", &format!("/v1/desired_lrps/reg-{k}")))
+                    .put(format!("{url}/{name}"))
                     .body(serde_json::json!({ "annotation": INITIAL }).to_string())
                     .send()
                     .await
@@ -191,6 +217,7 @@ pub async fn run(cfg: &Config) -> Result<Report> {
     let shared = Arc::new(Shared {
         start: Instant::now(),
         history: Mutex::new(Vec::new()),
+        probes: Mutex::new(Vec::new()),
         refused: AtomicU64::new(0),
         last_ack_ns: AtomicU64::new(0),
         stop: AtomicBool::new(false),
@@ -203,9 +230,16 @@ pub async fn run(cfg: &Config) -> Result<Report> {
         }));
     }
 
+    let prober = {
+        let (shared, urls) = (shared.clone(), urls.clone());
+        let http = reqwest::Client::builder().timeout(PROBE_TIMEOUT).build()?;
+        tokio::spawn(async move { probe_loop(&shared, &urls, &http).await })
+    };
+
     let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ u64::from(std::process::id()));
     let mut faults: BTreeMap<Fault, usize> = BTreeMap::new();
     let mut windows: Vec<(Fault, u64)> = Vec::new();
+    let mut targets: Vec<usize> = Vec::new();
     for cycle in 0..cfg.cycles {
         tokio::time::sleep(Duration::from_millis(cfg.quiet_ms)).await;
         let fault = kinds[cycle % kinds.len()];
@@ -249,6 +283,7 @@ pub async fn run(cfg: &Config) -> Result<Report> {
         .await;
         *faults.entry(fault).or_default() += 1;
         windows.push((fault, injected_ns));
+        targets.push(host);
         eprintln!(
             "nemesis: cycle {cycle}: {fault:?} on node {target}: {acked_during} writes acknowledged during the fault"
         );
@@ -257,6 +292,9 @@ pub async fn run(cfg: &Config) -> Result<Report> {
     for c in clients {
         c.await.context("client task")?;
     }
+    prober.await.context("prober task")?;
+    let probes = std::mem::take(&mut *shared.probes.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+    let recovery = worst_recovery(&probes, &windows, &targets, urls.len());
 
     let history = std::mem::take(&mut *shared.history.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
     let worst = worst_gaps(&history, &windows, shared.now_ns());
@@ -272,9 +310,87 @@ pub async fn run(cfg: &Config) -> Result<Report> {
         indeterminate: history.iter().filter(|o| o.completed_ns.is_none()).count(),
         faults,
         worst_unavailability: worst,
+        worst_recovery: recovery,
         verdict,
         partitions_skipped,
     })
+}
+
+/// Every [`PROBE_INTERVAL`], sends one fresh write through each node (its own register, so the
+/// checked history is untouched) without waiting for the earlier ones, and records each probe.
+async fn probe_loop(shared: &Arc<Shared>, urls: &[String], http: &reqwest::Client) {
+    let mut tick = tokio::time::interval(PROBE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut sent = Vec::new();
+    let mut n = 0u64;
+    while !shared.stop.load(Ordering::SeqCst) {
+        tick.tick().await;
+        for (node, url) in urls.iter().enumerate() {
+            n += 1;
+            let (shared, http) = (shared.clone(), http.clone());
+            let url = format!("{url}/v1/desired_lrps/probe-{node}");
+            let body = serde_json::json!({ "annotation": format!("p{n}") }).to_string();
+            sent.push(tokio::spawn(async move {
+                let invoked_ns = shared.now_ns();
+                let r = http
+                    .put(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                let acked_ns = r.ok().filter(|r| r.status().as_u16() == 204).map(|_| shared.now_ns());
+                if let Ok(mut p) = shared.probes.lock() {
+                    p.push(Probe {
+                        node,
+                        invoked_ns,
+                        acked_ns,
+                    });
+                }
+            }));
+        }
+    }
+    for t in sent {
+        let _ = t.await;
+    }
+}
+
+/// Per fault kind, the longest time from an injection until, through every node the fault did not
+/// hit, a probe sent after the injection was acknowledged (to the end of the window if none was).
+fn worst_recovery(
+    probes: &[Probe],
+    windows: &[(Fault, u64)],
+    targets: &[usize],
+    nodes: usize,
+) -> BTreeMap<Fault, Duration> {
+    let mut worst: BTreeMap<Fault, Duration> = BTreeMap::new();
+    for (i, ((fault, from), target)) in windows.iter().zip(targets).enumerate() {
+        let to = windows.get(i + 1).map_or(u64::MAX, |w| w.1);
+        let per_node: Vec<(usize, u64)> = (0..nodes)
+            .filter(|n| n != target)
+            .map(|node| {
+                let first = probes
+                    .iter()
+                    .filter(|p| p.node == node && p.invoked_ns >= *from && p.invoked_ns < to)
+                    .filter_map(|p| p.acked_ns)
+                    .min()
+                    .map_or(to.saturating_sub(*from), |acked| acked - from);
+                (node, first)
+            })
+            .collect();
+        let recovered = per_node.iter().map(|(_, t)| *t).max().unwrap_or(0);
+        let shown: Vec<String> = per_node
+            .iter()
+            .map(|(n, t)| format!("node {}: {:.2} s", n + 1, Duration::from_nanos(*t).as_secs_f64()))
+            .collect();
+        eprintln!(
+            "nemesis: window {i}: {fault:?} on node {}: first fresh write acknowledged through {}",
+            target + 1,
+            shown.join(", ")
+        );
+        let w = worst.entry(*fault).or_default();
+        *w = (*w).max(Duration::from_nanos(recovered));
+    }
+    worst
 }
 
 /// Per fault kind, the longest stretch without an acknowledged write inside each fault's window

@@ -193,7 +193,15 @@ impl Forwarder {
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
         let channel = self.peers.channel(addr)?;
-        call(channel).await.map_err(leader_unreachable)
+        // A paused or cut-off leader holds the call silently: give it up once another leads.
+        let moved = |message: String| {
+            let retry = u32::try_from(capstan_raft::node::RETRY_AFTER.as_millis()).unwrap_or(500);
+            errors::status(ErrorKind::Unavailable, message, retry)
+        };
+        let metrics = self.node.raft.metrics();
+        capstan_raft::forward::unless_leader_moves(call(channel), metrics, addr.to_owned(), moved)
+            .await
+            .map_err(leader_unreachable)
     }
 }
 
