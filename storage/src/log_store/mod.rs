@@ -152,8 +152,18 @@ impl LogStore {
         // process-wide write lock and waits out apply's transaction, inserts only share it. The
         // log needs no atomicity across entries: sled recovers writes in order, so a crash leaves
         // a prefix of what was appended, and nothing is acknowledged before the pass below.
-        let mut appended = Vec::new();
+        let mut appended: Vec<(Entry, Bytes)> = Vec::new();
         for e in entries {
+            // openraft hands an append's entries in one run of consecutive indexes; the purge,
+            // the Recent window and replication's byte lookup rely on it.
+            debug_assert!(
+                appended
+                    .last()
+                    .is_none_or(|(p, _)| p.log_id.index + 1 == e.log_id.index),
+                "append out of order: {:?} after {:?}",
+                e.log_id,
+                appended.last().map(|(p, _)| p.log_id)
+            );
             let bytes = match self.take_received(&e.log_id) {
                 Some(b) => b,
                 None => Bytes::from(codec::encode_entry(&e)),

@@ -274,6 +274,16 @@ impl StateMachine {
             }
         }
         view.stage(writes);
+        // One outcome per command, in order: the proposer matches them to its callers by position.
+        debug_assert_eq!(
+            outcomes.len(),
+            match &entry.payload {
+                EntryPayload::Normal(p) => commands_of(p).len(),
+                _ => 0,
+            },
+            "outcomes of entry {:?}",
+            entry.log_id
+        );
         Ok(pb::Outcomes { outcomes })
     }
 
@@ -351,7 +361,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut out = Vec::new();
         let mut records = Vec::new();
         let (mut staged_entries, mut last) = (0, None);
+        // Apply sees entries in log order, each past what it applied last: the views are "as of
+        // last_applied" only if no entry is applied twice or out of order. (openraft's suite
+        // applies with gaps, so only the order is asserted.)
+        #[cfg(debug_assertions)]
+        let mut expected = self.last_applied().ok().map(|l| l.map_or(0, |l| l.index + 1));
         for entry in entries {
+            #[cfg(debug_assertions)]
+            {
+                debug_assert!(
+                    expected.is_none_or(|next| entry.log_id.index >= next),
+                    "apply got {:?}, expected index {expected:?} or later",
+                    entry.log_id
+                );
+                expected = Some(entry.log_id.index + 1);
+            }
             let outcomes = self
                 .stage_entry(&mut view, &entry, &mut records)
                 .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?;
