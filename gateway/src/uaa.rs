@@ -15,8 +15,8 @@ use capstan_proto::pb::{self, ErrorKind};
 use serde_json::{json, Value};
 
 use crate::common::body::{self, BodyError};
-use crate::common::family::json_error;
 use crate::common::node_error::NodeError;
+use crate::common::response::json_error;
 use crate::Gateway;
 
 pub fn routes() -> Router<Gateway> {

@@ -25,7 +25,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::node::WriteError;
+use crate::write::WriteError;
 use crate::Raft;
 
 /// How large a batch may grow and how many may be in flight.
@@ -206,7 +206,7 @@ pub async fn propose_entry(
 ) -> Result<Vec<pb::Outcome>, WriteError> {
     let proposal = pb::Proposal {
         version: capstan_proto::PROPOSAL_VERSION,
-        stamp: Some(crate::node::stamp_now()),
+        stamp: Some(crate::write::stamp_now()),
         command: None,
         commands,
     };

@@ -8,7 +8,7 @@ use capstan_proto::pb;
 use pb::write_refusal::Kind;
 
 use crate::network::Network;
-use crate::node::{WriteError, QUORUM_WAIT};
+use crate::write::{WriteError, QUORUM_WAIT};
 
 /// How long a forwarded write may wait for the leader's answer: a little over the leader's own
 /// quorum wait, so that the leader's "no quorum" arrives before the call is given up.

@@ -10,6 +10,7 @@ pub mod forward;
 pub mod network;
 pub mod node;
 pub mod peer_service;
+pub mod write;
 
 pub use capstan_storage::TypeConfig;
 pub use node::{NodeConfig, RaftNode, WriteError};

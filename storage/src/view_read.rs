@@ -8,9 +8,8 @@ use std::ops::Bound;
 
 use sled::IVec;
 
-use crate::keyspace::{self as ks, Role, Tree};
-use crate::rules::decide::ViewRead;
-use crate::{decode, pb, StoreError, Views};
+use crate::keyspace::{Role, Tree};
+use crate::{decode, StoreError, Views};
 
 /// Raw reads of the trees apply writes.
 pub trait TreeRead {
@@ -69,6 +68,15 @@ impl TreeRead for Views {
 /// impl here (a blanket impl over `TreeRead` would be a foreign trait on a foreign type).
 macro_rules! view_read_over_trees {
     ($($source:ty),+) => {$(
+        // In a block of its own, so the paths resolve the same wherever it is instantiated.
+        const _: () = {
+        #[allow(unused_imports)]
+        use $crate::keyspace::{self as ks, Role, Tree};
+        use $crate::rules::decide::ViewRead;
+        #[allow(unused_imports)]
+        use $crate::view_read::TreeRead;
+        #[allow(unused_imports)]
+        use $crate::{decode, pb, StoreError};
         impl ViewRead for $source {
         type Error = StoreError;
 
@@ -176,10 +184,13 @@ macro_rules! view_read_over_trees {
         }
 
         }
+        };
     )+};
 }
 
-view_read_over_trees!(Views, crate::state_machine::Staged<'_>);
+pub(crate) use view_read_over_trees;
+
+view_read_over_trees!(Views);
 
 #[cfg(test)]
 mod tests {

@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use capstan_proto::pb::ErrorKind;
 
-use crate::common::family::json_error;
 use crate::common::node_error::NodeError;
+use crate::common::response::json_error;
 
 #[derive(Debug)]
 pub struct CfError {

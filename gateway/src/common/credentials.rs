@@ -36,7 +36,7 @@ pub async fn carry(req: Request, next: Next) -> Response {
             credential = Some(c);
         }
     }
-    let request_id = req.headers().get(super::layers::REQUEST_ID).cloned();
+    let request_id = req.headers().get(super::headers::REQUEST_ID).cloned();
     REQUEST_ID
         .scope(request_id, AUTHORIZATION.scope(credential, next.run(req)))
         .await
@@ -66,7 +66,7 @@ impl tonic::service::Interceptor for PassCredentials {
         }
         let request_id = REQUEST_ID.try_with(Clone::clone).ok().flatten();
         if let Some(v) = request_id.and_then(|v| MetadataValue::try_from(v.as_bytes()).ok()) {
-            req.metadata_mut().insert(super::layers::REQUEST_ID, v);
+            req.metadata_mut().insert(super::headers::REQUEST_ID, v);
         }
         Ok(req)
     }

@@ -3,7 +3,9 @@
 //! still comes back in the caller's family's shape. A new family adds a variant.
 
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+
+use super::response::json_error;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
@@ -71,16 +73,4 @@ impl Family {
             (Family::Cf, true) => "/capstan.v1.CfService/ScaleProcess",
         }
     }
-}
-
-/// A JSON error answer, with `Retry-After` (whole seconds, at least 1) when a retry hint is given.
-pub fn json_error(status: StatusCode, body: impl Into<axum::body::Body>, retry_after_ms: u32) -> Response {
-    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body.into()).into_response();
-    if retry_after_ms > 0 {
-        let secs = retry_after_ms.div_ceil(1000).max(1);
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-    }
-    resp
 }

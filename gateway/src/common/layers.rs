@@ -22,9 +22,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use super::family::Family;
 use crate::REQUEST_BODY_BYTES_MAX;
 
-/// The request id header: taken from the caller when sent, else generated; answered back, and
-/// passed to the node in the gRPC call's metadata.
-pub const REQUEST_ID: &str = "x-request-id";
+pub use super::headers::REQUEST_ID;
 
 /// Longest a request may take end to end (the node's own forwarding deadline is 8 s and the
 /// gateway's gRPC deadline 15 s; this is the outer bound).

@@ -6,8 +6,8 @@ use capstan_proto::pb::ErrorKind;
 use serde::Serialize;
 
 use crate::common::body::BodyError;
-use crate::common::family::json_error;
 use crate::common::node_error::NodeError;
+use crate::common::response::json_error;
 
 /// Receptor's error body: `{"name": "DesiredLRPNotFound", "message": "..."}`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -77,6 +77,18 @@ pub fn any_cell_fits(cells: &[pb::Cell], rootfs: &str, memory_mb: i32, disk_mb: 
 
 pub use capstan_proto::receptor_task_state_name as state_name;
 
+/// A task's result as the cell read it, bounded (Diego keeps the first 10 KB).
+pub fn bounded_result(result: &str) -> String {
+    if result.len() <= crate::limits::TASK_RESULT_BYTES_MAX {
+        return result.to_owned();
+    }
+    let mut end = crate::limits::TASK_RESULT_BYTES_MAX;
+    while !result.is_char_boundary(end) {
+        end -= 1;
+    }
+    result[..end].to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use sled::IVec;
 
 use super::fold::Write;
 use crate::keyspace::Tree;
-use crate::view_read::TreeRead;
+use crate::view_read::{view_read_over_trees, TreeRead};
 use crate::{StoreError, Views};
 
 /// Staged writes over the views: the last write to a key wins (`None` removes it).
@@ -80,6 +80,8 @@ impl TreeRead for Staged<'_> {
         Ok(rows.into_iter().take(max).collect())
     }
 }
+
+view_read_over_trees!(Staged<'_>);
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,6 @@
 
 use super::events::ev;
 use super::{reject, Ctx, Decision, ViewRead};
-use crate::limits::TASK_RESULT_BYTES_MAX;
 use crate::pb;
 use crate::receptor_tasks::{self, INSUFFICIENT_RESOURCES};
 use pb::{event::Kind as Ev, RejectionKind, TaskRunStatus as S};
@@ -75,16 +74,4 @@ pub fn mark_resolving<V: ViewRead>(view: &V, c: &pb::MarkTaskResolving) -> Resul
     let mut next = run.clone();
     next.resolving = true;
     Ok(Ok(vec![super::runs::changed(run, next)]))
-}
-
-/// A task's result as the cell read it, bounded (Diego keeps the first 10 KB).
-pub fn bounded_result(result: &str) -> String {
-    if result.len() <= TASK_RESULT_BYTES_MAX {
-        return result.to_owned();
-    }
-    let mut end = TASK_RESULT_BYTES_MAX;
-    while !result.is_char_boundary(end) {
-        end -= 1;
-    }
-    result[..end].to_owned()
 }

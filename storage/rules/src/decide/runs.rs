@@ -83,7 +83,7 @@ pub fn report<V: ViewRead>(view: &V, c: &pb::ReportTaskRuns, cx: &Ctx) -> Result
             K::Started => run_lifecycle::start(&run, &r.cell_id, cx.now),
             K::Exited => run_lifecycle::exit(&run, &r.cell_id, r.exit_code, &r.reason, cx.now).map(|mut next| {
                 if next.receptor.is_some() && r.exit_code == 0 {
-                    next.result = super::receptor::bounded_result(&r.result);
+                    next.result = crate::receptor_tasks::bounded_result(&r.result);
                 }
                 next
             }),
