@@ -170,3 +170,33 @@ impl AuthFixture {
         jsonwebtoken::encode(&header, &claims, &key).expect("sign")
     }
 }
+
+/// `capstan dev` with the auth fixture's config (auth on); keep the folder for the node's life.
+pub fn dev_with_auth() -> (AuthFixture, tempfile::TempDir, Capstan) {
+    let fx = AuthFixture::new("").expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = fx.dev(&dir.path().join("data")).expect("capstan dev with auth");
+    (fx, dir, c)
+}
+
+/// One request with an optional Authorization header; (status, body). The event stream's body is
+/// not read (it does not end).
+pub async fn call(c: &Capstan, method: &str, path: &str, auth: Option<&str>) -> (u16, String) {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut req = c
+        .client
+        .request(m, c.url(path))
+        .header("content-type", "application/json");
+    if method != "GET" && method != "DELETE" {
+        req = req.body("{}");
+    }
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let status = resp.status().as_u16();
+    if path.ends_with("/events") && status == 200 {
+        return (status, String::new());
+    }
+    (status, resp.text().await.unwrap_or_default())
+}

@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 pub mod auth;
 pub mod bench;
 pub mod cluster;
+pub mod flotilla;
 pub mod linearizability;
 pub mod load;
 pub mod nemesis;
