@@ -10,6 +10,8 @@ pub mod v1 {
 
 pub use v1 as pb;
 
+pub mod errors;
+
 /// Depth of nested actions (try, timeout, emit_progress, serial, parallel, codependent) the API
 /// accepts. Checked at the gateway before the tree is encoded, and again by the node's rules: a
 /// tree much deeper would exceed prost's decode recursion limit (100 nested messages; each action

@@ -3,37 +3,11 @@
 use capstan_proto::pb::{self, ErrorKind, RejectionKind};
 use capstan_raft::WriteError;
 use prost::Message;
-use tonic::{Code, Status};
+use tonic::Status;
 
 pub fn status(kind: ErrorKind, message: impl Into<String>, retry_after_ms: u32) -> Status {
     let message = message.into();
-    let code = match kind {
-        ErrorKind::InvalidLrp
-        | ErrorKind::InvalidRequest
-        | ErrorKind::InvalidDomain
-        | ErrorKind::InvalidCell
-        | ErrorKind::InvalidTask
-        | ErrorKind::CfBadQuery => Code::InvalidArgument,
-        ErrorKind::CfUnprocessable => Code::FailedPrecondition,
-        ErrorKind::DesiredLrpNotFound
-        | ErrorKind::ActualLrpIndexNotFound
-        | ErrorKind::DefinitionNotFound
-        | ErrorKind::RunNotFound
-        | ErrorKind::TaskNotFound
-        | ErrorKind::CfNotFound => Code::NotFound,
-        ErrorKind::DesiredLrpAlreadyExists
-        | ErrorKind::DefinitionAliasTaken
-        | ErrorKind::ReservedEnv
-        | ErrorKind::TaskGuidAlreadyExists => Code::AlreadyExists,
-        ErrorKind::TaskNotDeletable => Code::FailedPrecondition,
-        ErrorKind::EventsGone => Code::OutOfRange,
-        ErrorKind::Unauthenticated | ErrorKind::InvalidToken => Code::Unauthenticated,
-        ErrorKind::Forbidden => Code::PermissionDenied,
-        ErrorKind::InvalidDefinition => Code::InvalidArgument,
-        ErrorKind::Unavailable => Code::Unavailable,
-        ErrorKind::InsufficientStorage => Code::ResourceExhausted,
-        ErrorKind::Internal | ErrorKind::Unspecified => Code::Internal,
-    };
+    let code = capstan_proto::errors::error_row(kind).grpc;
     let detail = pb::ErrorDetail {
         kind: kind as i32,
         message: message.clone(),
@@ -44,30 +18,8 @@ pub fn status(kind: ErrorKind, message: impl Into<String>, retry_after_ms: u32) 
 }
 
 pub fn rejection(r: &pb::Rejection) -> Status {
-    let kind = match RejectionKind::try_from(r.kind).unwrap_or(RejectionKind::Unspecified) {
-        RejectionKind::InvalidLrp => ErrorKind::InvalidLrp,
-        RejectionKind::InvalidRequest => ErrorKind::InvalidRequest,
-        RejectionKind::InvalidDomain => ErrorKind::InvalidDomain,
-        RejectionKind::InvalidCell => ErrorKind::InvalidCell,
-        RejectionKind::DesiredLrpNotFound => ErrorKind::DesiredLrpNotFound,
-        RejectionKind::DesiredLrpAlreadyExists => ErrorKind::DesiredLrpAlreadyExists,
-        RejectionKind::ActualLrpIndexNotFound => ErrorKind::ActualLrpIndexNotFound,
-        RejectionKind::InvalidDefinition => ErrorKind::InvalidDefinition,
-        RejectionKind::DefinitionNotFound => ErrorKind::DefinitionNotFound,
-        RejectionKind::DefinitionAliasTaken => ErrorKind::DefinitionAliasTaken,
-        RejectionKind::ReservedEnv => ErrorKind::ReservedEnv,
-        RejectionKind::RunNotFound => ErrorKind::RunNotFound,
-        RejectionKind::ClusterCannotRun => ErrorKind::InvalidRequest,
-        RejectionKind::InvalidTask => ErrorKind::InvalidTask,
-        RejectionKind::TaskGuidAlreadyExists => ErrorKind::TaskGuidAlreadyExists,
-        RejectionKind::TaskNotFound => ErrorKind::TaskNotFound,
-        RejectionKind::TaskNotDeletable => ErrorKind::TaskNotDeletable,
-        RejectionKind::InvalidTokenRevocation => ErrorKind::InvalidRequest,
-        RejectionKind::CfNotFound => ErrorKind::CfNotFound,
-        RejectionKind::CfUnprocessable => ErrorKind::CfUnprocessable,
-        RejectionKind::OwnedByCf => ErrorKind::Forbidden,
-        RejectionKind::UnknownCommand | RejectionKind::Unspecified => ErrorKind::Internal,
-    };
+    let kind =
+        capstan_proto::errors::rejected_as(RejectionKind::try_from(r.kind).unwrap_or(RejectionKind::Unspecified));
     status(kind, r.message.clone(), 0)
 }
 
@@ -86,7 +38,8 @@ pub fn write_error(e: &WriteError) -> Status {
                 leader_id: leader_id.unwrap_or_default(),
                 leader_addr: leader_addr.clone().unwrap_or_default(),
             };
-            Status::with_details(Code::Unavailable, message, detail.encode_to_vec().into())
+            let code = capstan_proto::errors::error_row(ErrorKind::Unavailable).grpc;
+            Status::with_details(code, message, detail.encode_to_vec().into())
         }
         WriteError::Unavailable(m) => status(ErrorKind::Unavailable, m.clone(), retry),
         WriteError::Fatal(m) => status(ErrorKind::Internal, m.clone(), 0),

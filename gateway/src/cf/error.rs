@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use capstan_proto::pb::ErrorKind;
+use capstan_proto::errors::CfDetail;
 
 use crate::common::node_error::NodeError;
 use crate::common::response::json_error;
@@ -178,33 +178,13 @@ impl From<crate::common::body::BodyError> for CfError {
 impl From<tonic::Status> for CfError {
     fn from(s: tonic::Status) -> Self {
         let e = NodeError::from(s);
-        let mut err = match e.kind {
-            ErrorKind::CfNotFound => Self::not_found(e.message),
-            ErrorKind::CfUnprocessable => Self::unprocessable(e.message),
-            ErrorKind::CfBadQuery => Self::new(StatusCode::BAD_REQUEST, "CF-BadQueryParameter", 10005, e.message),
-            ErrorKind::Unauthenticated => Self::for_status(StatusCode::UNAUTHORIZED, ""),
-            ErrorKind::InvalidToken => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "CF-InvalidAuthToken",
-                1000,
-                "Invalid Auth Token",
-            ),
-            ErrorKind::Forbidden => Self::for_status(StatusCode::FORBIDDEN, ""),
-            ErrorKind::Unavailable => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "CF-ServiceUnavailable",
-                10015,
-                e.message,
-            ),
-            ErrorKind::InsufficientStorage => Self::new(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "CF-ServiceUnavailable",
-                10015,
-                e.message,
-            ),
-            // Other families' kinds never come from a CF call; anything else is CF's unknown error.
-            _ => Self::for_status(StatusCode::INTERNAL_SERVER_ERROR, ""),
+        let answer = capstan_proto::errors::error_row(e.kind).cf;
+        let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let detail = match answer.detail {
+            CfDetail::Message => e.message,
+            CfDetail::Fixed(text) => text.to_owned(),
         };
+        let mut err = Self::new(status, answer.title, answer.code, detail);
         err.retry_after_ms = e.retry_after_ms;
         err
     }

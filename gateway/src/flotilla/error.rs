@@ -3,7 +3,6 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use capstan_proto::pb::ErrorKind;
 
 use crate::common::body::BodyError;
 use crate::common::node_error::NodeError;
@@ -50,33 +49,8 @@ impl From<BodyError> for FlotillaError {
 impl From<tonic::Status> for FlotillaError {
     fn from(s: tonic::Status) -> Self {
         let e = NodeError::from(s);
-        let status = match e.kind {
-            ErrorKind::InvalidDefinition
-            | ErrorKind::InvalidRequest
-            | ErrorKind::InvalidLrp
-            | ErrorKind::InvalidDomain
-            | ErrorKind::InvalidCell
-            | ErrorKind::InvalidTask
-            | ErrorKind::CfBadQuery => StatusCode::BAD_REQUEST,
-            ErrorKind::CfUnprocessable => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorKind::DefinitionNotFound
-            | ErrorKind::RunNotFound
-            | ErrorKind::TaskNotFound
-            | ErrorKind::DesiredLrpNotFound
-            | ErrorKind::ActualLrpIndexNotFound
-            | ErrorKind::CfNotFound => StatusCode::NOT_FOUND,
-            ErrorKind::DefinitionAliasTaken
-            | ErrorKind::DesiredLrpAlreadyExists
-            | ErrorKind::ReservedEnv
-            | ErrorKind::TaskGuidAlreadyExists
-            | ErrorKind::TaskNotDeletable => StatusCode::CONFLICT,
-            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorKind::EventsGone => StatusCode::GONE,
-            ErrorKind::Unauthenticated | ErrorKind::InvalidToken => StatusCode::UNAUTHORIZED,
-            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-            ErrorKind::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
-            ErrorKind::Internal | ErrorKind::Unspecified => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = StatusCode::from_u16(capstan_proto::errors::error_row(e.kind).flotilla)
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Self {
             status,
             message: e.message,

@@ -2,7 +2,6 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use capstan_proto::pb::ErrorKind;
 use serde::Serialize;
 
 use crate::common::body::BodyError;
@@ -57,30 +56,8 @@ impl From<BodyError> for ReceptorError {
 impl From<tonic::Status> for ReceptorError {
     fn from(s: tonic::Status) -> Self {
         let e = NodeError::from(s);
-        let (status, name) = match e.kind {
-            ErrorKind::InvalidLrp => (StatusCode::BAD_REQUEST, "InvalidLRP"),
-            ErrorKind::InvalidRequest | ErrorKind::InvalidCell => (StatusCode::BAD_REQUEST, "InvalidRequest"),
-            ErrorKind::InvalidDomain => (StatusCode::BAD_REQUEST, "InvalidDomain"),
-            ErrorKind::DesiredLrpNotFound => (StatusCode::NOT_FOUND, "DesiredLRPNotFound"),
-            ErrorKind::ActualLrpIndexNotFound => (StatusCode::NOT_FOUND, "ActualLRPIndexNotFound"),
-            ErrorKind::DesiredLrpAlreadyExists => (StatusCode::CONFLICT, "DesiredLRPAlreadyExists"),
-            ErrorKind::InvalidTask => (StatusCode::BAD_REQUEST, "InvalidTask"),
-            ErrorKind::TaskNotFound => (StatusCode::NOT_FOUND, "TaskNotFound"),
-            ErrorKind::TaskGuidAlreadyExists => (StatusCode::CONFLICT, "TaskGuidAlreadyExists"),
-            ErrorKind::TaskNotDeletable => (StatusCode::CONFLICT, "TaskNotDeletable"),
-            ErrorKind::EventsGone => (StatusCode::GONE, "EventsGone"),
-            ErrorKind::Unauthenticated | ErrorKind::InvalidToken => (StatusCode::UNAUTHORIZED, "Unauthorized"),
-            ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "Forbidden"),
-            ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
-            ErrorKind::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "InsufficientStorage"),
-            // Task-definition kinds never come from a Receptor route; mapped for completeness.
-            ErrorKind::InvalidDefinition | ErrorKind::CfBadQuery => (StatusCode::BAD_REQUEST, "InvalidRequest"),
-            ErrorKind::CfUnprocessable => (StatusCode::UNPROCESSABLE_ENTITY, "InvalidRequest"),
-            ErrorKind::CfNotFound => (StatusCode::NOT_FOUND, "ResourceNotFound"),
-            ErrorKind::DefinitionNotFound | ErrorKind::RunNotFound => (StatusCode::NOT_FOUND, "ResourceNotFound"),
-            ErrorKind::DefinitionAliasTaken | ErrorKind::ReservedEnv => (StatusCode::CONFLICT, "ResourceConflict"),
-            ErrorKind::Internal | ErrorKind::Unspecified => (StatusCode::INTERNAL_SERVER_ERROR, "UnknownError"),
-        };
+        let (status, name) = capstan_proto::errors::error_row(e.kind).receptor;
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         ReceptorError {
             status,
             retry_after_ms: e.retry_after_ms,
