@@ -8,6 +8,7 @@
 //! - `node.rs`: the wiring of one node; `errors.rs`: the one place errors become gRPC statuses.
 
 pub mod api;
+pub mod around;
 pub mod auth;
 /// The cell agent (its own crate, `server/cell`).
 pub use capstan_cell as cell;

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use crate::around::{Answer, Around, AroundLayer};
 use capstan_gateway::metrics::{add_collector, CollectorGuard};
 use capstan_proto::pb;
 use capstan_raft::RaftNode;
-use futures::future::BoxFuture;
 use http_body::{Body as HttpBody, Frame};
 use tonic::body::Body;
 use tonic::codegen::http::{HeaderMap, Request, Response};
@@ -167,36 +167,22 @@ fn label(name: &'static str, prefix: &str) -> String {
 
 /// Counts and times every gRPC call (outermost layer: refusals of the auth guard count too).
 #[derive(Clone, Copy, Default)]
-pub struct GrpcMetricsLayer;
+pub struct GrpcMetrics;
 
-impl<S> tower::Layer<S> for GrpcMetricsLayer {
-    type Service = GrpcMetrics<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        GrpcMetrics { inner }
+impl GrpcMetrics {
+    pub fn layer() -> AroundLayer<GrpcMetrics> {
+        AroundLayer(GrpcMetrics)
     }
 }
 
-#[derive(Clone)]
-pub struct GrpcMetrics<S> {
-    inner: S,
-}
-
-impl<S> tower::Service<Request<Body>> for GrpcMetrics<S>
-where
-    S: tower::Service<Request<Body>, Response = Response<Body>> + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response<Body>, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+impl Around for GrpcMetrics {
+    fn around<S>(&self, mut inner: S, req: Request<Body>) -> Answer<S::Error>
+    where
+        S: tower::Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+    {
         let call = Call::of(req.uri().path());
-        let fut = self.inner.call(req);
+        let fut = inner.call(req);
         Box::pin(async move {
             let resp = fut.await?;
             let (parts, body) = resp.into_parts();

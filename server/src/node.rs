@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use capstan_gateway::common::layers::RequestLimits;
+
+use crate::api::leader::ToLeader;
 use capstan_gateway::common::serve::{self, HttpLimits, LimitedIncoming, GRPC_CONNECTIONS_MAX};
 use capstan_proto::pb::admin_server::AdminServer;
 use capstan_proto::pb::cell_service_server::CellServiceServer;
@@ -26,7 +28,7 @@ use crate::api::control_plane::ControlPlaneService;
 use crate::api::forward::{Forwarder, Peers};
 use crate::api::tasks::TaskServiceImpl;
 use crate::auth::service::AuthService;
-use crate::auth::{Authenticator, GuardLayer};
+use crate::auth::{Authenticator, Guard};
 use crate::leader::hub::Hub;
 use crate::leader::presence::{self, Presence};
 use crate::leader::{callbacks, converger, scheduler};
@@ -171,8 +173,9 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
         // The public services behind the same layers, for the REST gateway in this process.
         let in_process = tower::ServiceBuilder::new()
             .layer(crate::logging::GrpcSpanLayer)
-            .layer(crate::metrics::GrpcMetricsLayer)
-            .layer(GuardLayer::new(opts.auth.clone()))
+            .layer(crate::metrics::GrpcMetrics::layer())
+            .layer(Guard::layer(opts.auth.clone()))
+            .layer(ToLeader::layer(fwd.clone()))
             .service(
                 tonic::service::Routes::new(cp.clone())
                     .add_service(tasks.clone())
@@ -187,8 +190,9 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
         }
         let task = tokio::spawn(
             server
-                .layer(crate::metrics::GrpcMetricsLayer)
-                .layer(GuardLayer::new(opts.auth.clone()))
+                .layer(crate::metrics::GrpcMetrics::layer())
+                .layer(Guard::layer(opts.auth.clone()))
+                .layer(ToLeader::layer(fwd.clone()))
                 .timeout(grpc.request_timeout)
                 .max_concurrent_streams(grpc.streams_per_connection_max)
                 .http2_keepalive_interval(Some(grpc.keepalive_interval))

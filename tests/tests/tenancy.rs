@@ -187,3 +187,65 @@ async fn a_cf_user_cannot_reach_another_tenants_app_through_receptor() {
     let (s, e) = send(&c, "DELETE", "/v1/desired_lrps/receptor-own", &writer, None).await;
     assert_eq!(s, 204, "{e}");
 }
+
+/// A call a follower sends on to the leader is the caller's own there: its user, scopes and roles
+/// travel with it (ARCHITECTURE.md, `api/leader.rs`), so a CF user's linearizable list through a
+/// follower shows her space only, her writes land in her space only, and a reader writes nothing.
+#[tokio::test]
+async fn through_a_follower_a_caller_is_the_one_the_first_node_saw() {
+    use capstan_tests::cluster::Cluster;
+    use std::time::Duration;
+
+    let fx = AuthFixture::new("").expect("fixture");
+    fx.add_user("alice", "alice-pw", "capstan.write", &["space_developer:acme/dev"])
+        .expect("alice");
+    fx.add_user("carl", "carl-pw", "cloud_controller.read", &[])
+        .expect("carl");
+    let cfg = fx.config.to_str().expect("utf-8").to_owned();
+    let mut c = Cluster::start(3, &["--config", &cfg]).expect("cluster");
+    let secret_file = fx.dir.path().join("cluster-secret").display().to_string();
+    c.cli_args = vec!["--cluster-secret-file".into(), secret_file];
+    let leader = c.leader(Duration::from_secs(30)).await;
+    let f = c.node(if leader == 1 { 2 } else { 1 });
+    let admin = token(&fx.login(f, "admin", "admin-pw").await);
+    let alice = token(&fx.login(f, "alice", "alice-pw").await);
+    let carl = token(&fx.login(f, "carl", "carl-pw").await);
+    // every write of the set-up goes through the follower too, as the admin
+    let (own, _) = started_app(f, &admin, "acme", "dev", "shop").await;
+    let (payroll, payroll_lrp) = started_app(f, &admin, "other", "x", "payroll").await;
+
+    for consistency in ["linearizable", "stale"] {
+        let r = f
+            .client
+            .get(f.url("/v3/apps"))
+            .header("authorization", format!("bearer {alice}"))
+            .header("x-capstan-consistency", consistency)
+            .send()
+            .await
+            .expect("list apps");
+        assert_eq!(r.status().as_u16(), 200);
+        let apps: Value = r.json().await.expect("json");
+        let names: Vec<&str> = apps["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["name"].as_str())
+            .collect();
+        assert!(
+            names == ["shop"] || (consistency == "stale" && names.is_empty()),
+            "{consistency}: alice sees her space's app only: {names:?}"
+        );
+    }
+    let scale = |p: &str| format!("/v3/processes/{p}/actions/scale");
+    let (s, e) = send(f, "POST", &scale(&own), &alice, Some(json!({"instances": 2}))).await;
+    assert_eq!(s, 202, "alice scales her own process through the follower: {e}");
+    let (s, e) = send(f, "POST", &scale(&payroll), &alice, Some(json!({"instances": 0}))).await;
+    assert_eq!(s, 404, "another org's process does not exist for alice on the leader either: {e}");
+    let (s, e) = send(f, "POST", &scale(&own), &carl, Some(json!({"instances": 0}))).await;
+    assert_eq!((s, e["errors"][0]["title"].clone()), (403, json!("CF-NotAuthorized")), "{e}");
+    let (s, e) = send(f, "DELETE", &format!("/v1/desired_lrps/{payroll_lrp}"), &alice, None).await;
+    assert_eq!(s, 403, "{e}");
+    // and what the leader wrote is what alice asked for, read back through the leader
+    let (s, p) = send(c.node(leader), "GET", &format!("/v3/processes/{own}"), &admin, None).await;
+    assert_eq!((s, p["instances"].clone()), (200, json!(2)), "{p}");
+}

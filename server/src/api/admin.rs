@@ -11,7 +11,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 use tonic::{Request, Response, Status};
 
-use super::forward::{is_forwarded, on_leader, Forwarder, Served};
+use super::forward::Forwarder;
 use crate::errors;
 
 /// How long a member has to answer a status probe before it is reported without one.
@@ -136,21 +136,14 @@ impl Admin for AdminService {
 
     async fn cluster_status(
         &self,
-        req: Request<pb::ClusterStatusRequest>,
+        _req: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatus>, Status> {
-        // The leader knows every member's match index; ask it, within a bound.
-        if let Ok(Served::Leader(addr)) = self.fwd.route(is_forwarded(&req)) {
-            let ask = async { on_leader!(self.fwd, addr, AdminClient, cluster_status, pb::ClusterStatusRequest {}) };
-            if let Ok(Ok(r)) = tokio::time::timeout(STATUS_PROBE_TIMEOUT * 2, ask).await {
-                return Ok(r);
-            }
-        }
-        // No reachable leader: report what this node knows.
+        // Routed to the leader, which knows every member's match index; served here (with what
+        // this node knows) when the leader cannot be reached (`leader.rs`).
         Ok(Response::new(self.cluster_status_here().await))
     }
 
     async fn add_member(&self, req: Request<pb::AddMemberRequest>) -> Result<Response<pb::ClusterStatus>, Status> {
-        let fwd = is_forwarded(&req);
         let req = req.into_inner();
         if req.node_id == 0 || req.addr.is_empty() {
             return Err(errors::status(
@@ -158,9 +151,6 @@ impl Admin for AdminService {
                 "node_id (> 0) and addr are required",
                 0,
             ));
-        }
-        if let Served::Leader(addr) = self.fwd.route(fwd)? {
-            return on_leader!(self.fwd, addr, AdminClient, add_member, req);
         }
         let raft = self.node.raft.clone();
         let work = async move {
@@ -186,11 +176,7 @@ impl Admin for AdminService {
         &self,
         req: Request<pb::RemoveMemberRequest>,
     ) -> Result<Response<pb::ClusterStatus>, Status> {
-        let fwd = is_forwarded(&req);
         let req = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.route(fwd)? {
-            return on_leader!(self.fwd, addr, AdminClient, remove_member, req);
-        }
         let m = self.node.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership().clone();
         if membership.get_node(&req.node_id).is_none() {

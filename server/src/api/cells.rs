@@ -7,13 +7,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use capstan_proto::pb::{self, cell_service_client::CellServiceClient, cell_service_server::CellService, ErrorKind};
+use capstan_proto::pb::{self, cell_service_server::CellService, ErrorKind};
 use capstan_raft::RaftNode;
 use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::forward::{is_forwarded, on_leader, Forwarder, Served};
+use super::forward::Forwarder;
 use crate::auth::guard::bound_cell;
 use crate::errors;
 use crate::leader::hub::Hub;
@@ -136,7 +136,6 @@ impl CellServiceImpl {
 #[tonic::async_trait]
 impl CellService for CellServiceImpl {
     async fn register_cell(&self, req: Request<pb::Cell>) -> Result<Response<pb::RegisterCellResponse>, Status> {
-        let fwd = is_forwarded(&req);
         let bound = bound_cell(&req);
         let cell = req.into_inner();
         speaks_for(bound.as_deref(), &cell.cell_id)?;
@@ -154,9 +153,7 @@ impl CellService for CellServiceImpl {
         let command = pb::command::Kind::RegisterCell(pb::RegisterCell {
             cell: Some(cell.clone()),
         });
-        if let Served::Leader(addr) = self.fwd.propose(command, fwd).await? {
-            return on_leader!(self.fwd, addr, CellServiceClient, register_cell, cell);
-        }
+        self.fwd.propose(command).await?;
         self.presence.touch(&id);
         tracing::info!(cell = %id, "cell registered");
         let ttl_ms = u32::try_from(self.presence.ttl.as_millis()).unwrap_or(u32::MAX);
@@ -167,16 +164,12 @@ impl CellService for CellServiceImpl {
     }
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let fwd = is_forwarded(&req);
         let bound = bound_cell(&req);
         let req = req.into_inner();
         for id in &req.cell_ids {
             speaks_for(bound.as_deref(), id)?;
         }
         // Presence is the leader's memory: heartbeats go where it is.
-        if let Served::Leader(addr) = self.fwd.route(fwd)? {
-            return on_leader!(self.fwd, addr, CellServiceClient, heartbeat, req);
-        }
         let mut unknown = Vec::new();
         for id in req.cell_ids {
             if self.hub.has_cell(&id) {
@@ -240,37 +233,25 @@ impl CellService for CellServiceImpl {
     }
 
     async fn report_actual_lrps(&self, req: Request<pb::ReportActualLrps>) -> Result<Response<pb::Empty>, Status> {
-        let fwd = is_forwarded(&req);
         let bound = bound_cell(&req);
         let mut req = req.into_inner();
         if let Some(cell) = &bound {
             req = self.own_instance_reports(cell, req)?;
         }
-        if let Served::Leader(addr) = self
-            .fwd
-            .propose(pb::command::Kind::ReportActualLrps(req.clone()), fwd)
-            .await?
-        {
-            return on_leader!(self.fwd, addr, CellServiceClient, report_actual_lrps, req);
-        }
+        self.fwd
+            .propose(pb::command::Kind::ReportActualLrps(req.clone()))
+            .await?;
         Ok(Response::new(pb::Empty {}))
     }
 
     async fn report_task_runs(&self, req: Request<pb::ReportTaskRuns>) -> Result<Response<pb::Empty>, Status> {
-        let fwd = is_forwarded(&req);
         let bound = bound_cell(&req);
         let mut req = req.into_inner();
         if let Some(cell) = &bound {
             // Apply checks each report's cell and attempt against the run; a bound cell names itself.
             req.reports.retain(|r| &r.cell_id == cell);
         }
-        if let Served::Leader(addr) = self
-            .fwd
-            .propose(pb::command::Kind::ReportTaskRuns(req.clone()), fwd)
-            .await?
-        {
-            return on_leader!(self.fwd, addr, CellServiceClient, report_task_runs, req);
-        }
+        self.fwd.propose(pb::command::Kind::ReportTaskRuns(req.clone())).await?;
         Ok(Response::new(pb::Empty {}))
     }
 }

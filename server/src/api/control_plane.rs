@@ -3,14 +3,12 @@
 //! from the views. Receptor tasks are task runs with `receptor` set: the same queue, scheduler
 //! and cells as Flotilla's runs.
 
-use capstan_proto::pb::{
-    self, control_plane_client::ControlPlaneClient, control_plane_server::ControlPlane, ErrorKind,
-};
+use capstan_proto::pb::{self, control_plane_server::ControlPlane, ErrorKind};
 use capstan_storage::rules::decide::cf_owner;
 use capstan_storage::rules::{receptor_tasks, validate};
 use tonic::{Request, Response, Status};
 
-use super::forward::{is_forwarded, on_leader, Forwarder, Served};
+use super::forward::Forwarder;
 use super::stream::{stream_rows, RowStream};
 use super::watch::{self, Watchers};
 use crate::auth::scopes::{self, Scope};
@@ -56,7 +54,6 @@ fn require(name: &str, value: &str) -> Result<(), Status> {
 #[tonic::async_trait]
 impl ControlPlane for ControlPlaneService {
     async fn desire_lrp(&self, req: Request<pb::DesireLrp>) -> Result<Response<pb::DesireLrpResponse>, Status> {
-        let fwd = is_forwarded(&req);
         let req = req.into_inner();
         let Some(desired) = &req.desired_lrp else {
             return Err(errors::status(ErrorKind::InvalidLrp, "invalid action type", 0));
@@ -64,7 +61,7 @@ impl ControlPlane for ControlPlaneService {
         validate::admit_desired_lrp(desired).map_err(|m| errors::status(ErrorKind::InvalidLrp, m, 0))?;
         let events = self
             .fwd
-            .decide(pb::command::Kind::DesireLrp(req), fwd)
+            .decide(pb::command::Kind::DesireLrp(req))
             .await
             .map_err(counted)?;
         let created = events
@@ -74,30 +71,27 @@ impl ControlPlane for ControlPlaneService {
     }
 
     async fn update_desired_lrp(&self, req: Request<pb::UpdateDesiredLrp>) -> Result<Response<pb::Empty>, Status> {
-        let fwd = is_forwarded(&req);
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
         validate::admit_update(&req.update.clone().unwrap_or_default()).map_err(invalid_request)?;
         self.fwd
-            .decide(pb::command::Kind::UpdateDesiredLrp(req), fwd)
+            .decide(pb::command::Kind::UpdateDesiredLrp(req))
             .await
             .map_err(counted)?;
         Ok(Response::new(pb::Empty {}))
     }
 
     async fn remove_desired_lrp(&self, req: Request<pb::RemoveDesiredLrp>) -> Result<Response<pb::Empty>, Status> {
-        let fwd = is_forwarded(&req);
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
         self.fwd
-            .decide(pb::command::Kind::RemoveDesiredLrp(req), fwd)
+            .decide(pb::command::Kind::RemoveDesiredLrp(req))
             .await
             .map_err(counted)?;
         Ok(Response::new(pb::Empty {}))
     }
 
     async fn retire_actual_lrp(&self, req: Request<pb::RetireActualLrp>) -> Result<Response<pb::Empty>, Status> {
-        let fwd = is_forwarded(&req);
         // Killing an instance of a CF process through Receptor: an admin's call (CF's own is
         // `/v3/processes/:guid/instances/:index`). Changes no desired state, so checked here.
         let admin = req
@@ -119,18 +113,17 @@ impl ControlPlane for ControlPlaneService {
                 )));
             }
         }
-        self.fwd.decide(pb::command::Kind::RetireActualLrp(req), fwd).await?;
+        self.fwd.decide(pb::command::Kind::RetireActualLrp(req)).await?;
         Ok(Response::new(pb::Empty {}))
     }
 
     async fn bump_fresh_domain(&self, req: Request<pb::BumpFreshDomain>) -> Result<Response<pb::Empty>, Status> {
-        let fwd = is_forwarded(&req);
         let req = req.into_inner();
         require("domain", &req.domain)?;
         if !validate::is_clean_name(&req.domain) {
             return Err(errors::status(ErrorKind::InvalidDomain, "Invalid field: domain", 0));
         }
-        self.fwd.decide(pb::command::Kind::BumpFreshDomain(req), fwd).await?;
+        self.fwd.decide(pb::command::Kind::BumpFreshDomain(req)).await?;
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -138,12 +131,8 @@ impl ControlPlane for ControlPlaneService {
         &self,
         req: Request<pb::GetDesiredLrpRequest>,
     ) -> Result<Response<pb::DesiredLrp>, Status> {
-        let fwd = is_forwarded(&req);
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
-        if let Served::Leader(addr) = self.fwd.read_barrier(req.consistency, fwd).await? {
-            return on_leader!(self.fwd, addr, ControlPlaneClient, get_desired_lrp, req);
-        }
         match self.views().get_desired(&req.process_guid).map_err(errors::storage)? {
             Some(d) => Ok(Response::new(d)),
             None => Err(errors::rejection(&capstan_storage::rules::decide::not_found(
@@ -158,24 +147,15 @@ impl ControlPlane for ControlPlaneService {
         &self,
         req: Request<pb::ListDesiredLrpsRequest>,
     ) -> Result<Response<Self::ListDesiredLrpsStream>, Status> {
-        let fwd = is_forwarded(&req);
         let req = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.read_barrier(req.consistency, fwd).await? {
-            let answer = on_leader!(self.fwd, addr, ControlPlaneClient, list_desired_lrps, req)?;
-            return Ok(Response::new(Box::pin(answer.into_inner())));
-        }
         let domain = (!req.domain.is_empty()).then_some(req.domain.as_str());
         let rows = self.views().desired_lrps(domain);
         Ok(Response::new(stream_rows(rows, |_| true)))
     }
 
     async fn get_actual_lrp(&self, req: Request<pb::GetActualLrpRequest>) -> Result<Response<pb::ActualLrp>, Status> {
-        let fwd = is_forwarded(&req);
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
-        if let Served::Leader(addr) = self.fwd.read_barrier(req.consistency, fwd).await? {
-            return on_leader!(self.fwd, addr, ControlPlaneClient, get_actual_lrp, req);
-        }
         match self
             .views()
             .get_actual(&req.process_guid, req.index)
@@ -195,12 +175,7 @@ impl ControlPlane for ControlPlaneService {
         &self,
         req: Request<pb::ListActualLrpsRequest>,
     ) -> Result<Response<Self::ListActualLrpsStream>, Status> {
-        let fwd = is_forwarded(&req);
         let req = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.read_barrier(req.consistency, fwd).await? {
-            let answer = on_leader!(self.fwd, addr, ControlPlaneClient, list_actual_lrps, req)?;
-            return Ok(Response::new(Box::pin(answer.into_inner())));
-        }
         let views = self.views();
         let domain = (!req.domain.is_empty()).then_some(req.domain.as_str());
         let guid = (!req.process_guid.is_empty()).then_some(req.process_guid.as_str());
@@ -213,13 +188,8 @@ impl ControlPlane for ControlPlaneService {
 
     async fn list_fresh_domains(
         &self,
-        req: Request<pb::ListFreshDomainsRequest>,
+        _req: Request<pb::ListFreshDomainsRequest>,
     ) -> Result<Response<pb::ListFreshDomainsResponse>, Status> {
-        let fwd = is_forwarded(&req);
-        let req = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.read_barrier(req.consistency, fwd).await? {
-            return on_leader!(self.fwd, addr, ControlPlaneClient, list_fresh_domains, req);
-        }
         let domains = self
             .views()
             .fresh_domains(capstan_raft::node::unix_now_ns())
@@ -227,18 +197,12 @@ impl ControlPlane for ControlPlaneService {
         Ok(Response::new(pb::ListFreshDomainsResponse { domains }))
     }
 
-    async fn list_cells(&self, req: Request<pb::ListCellsRequest>) -> Result<Response<pb::ListCellsResponse>, Status> {
-        let fwd = is_forwarded(&req);
-        let req = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.read_barrier(req.consistency, fwd).await? {
-            return on_leader!(self.fwd, addr, ControlPlaneClient, list_cells, req);
-        }
+    async fn list_cells(&self, _req: Request<pb::ListCellsRequest>) -> Result<Response<pb::ListCellsResponse>, Status> {
         let cells = self.views().cells().map_err(errors::storage)?;
         Ok(Response::new(pb::ListCellsResponse { cells }))
     }
 
     async fn create_task(&self, req: Request<pb::CreateTaskRequest>) -> Result<Response<pb::Empty>, Status> {
-        let fwd = is_forwarded(&req);
         let req = req.into_inner();
         let command = pb::DesireTask {
             task_guid: req.task_guid.clone(),
@@ -247,17 +211,13 @@ impl ControlPlane for ControlPlaneService {
             task: req.task.clone(),
         };
         receptor_tasks::validate(&command).map_err(|m| errors::status(ErrorKind::InvalidTask, m, 0))?;
-        self.fwd.decide(pb::command::Kind::DesireTask(command), fwd).await?;
+        self.fwd.decide(pb::command::Kind::DesireTask(command)).await?;
         Ok(Response::new(pb::Empty {}))
     }
 
     async fn get_task(&self, req: Request<pb::TaskGuid>) -> Result<Response<pb::TaskRun>, Status> {
-        let fwd = is_forwarded(&req);
         let req = req.into_inner();
         require("task_guid", &req.task_guid)?;
-        if let Served::Leader(addr) = self.fwd.read_barrier(req.consistency, fwd).await? {
-            return on_leader!(self.fwd, addr, ControlPlaneClient, get_task, req);
-        }
         let found = self.views().get_task_run(&req.task_guid).map_err(errors::storage)?;
         found
             .filter(|r| r.receptor.is_some())
@@ -268,12 +228,7 @@ impl ControlPlane for ControlPlaneService {
     type ListTasksStream = RowStream<pb::TaskRun>;
 
     async fn list_tasks(&self, req: Request<pb::ListTasksRequest>) -> Result<Response<Self::ListTasksStream>, Status> {
-        let fwd = is_forwarded(&req);
         let req = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.read_barrier(req.consistency, fwd).await? {
-            let answer = on_leader!(self.fwd, addr, ControlPlaneClient, list_tasks, req)?;
-            return Ok(Response::new(Box::pin(answer.into_inner())));
-        }
         let domain = req.domain;
         let rows = self.views().task_runs();
         Ok(Response::new(stream_rows(rows, move |r| {
@@ -284,13 +239,12 @@ impl ControlPlane for ControlPlaneService {
     }
 
     async fn delete_task(&self, req: Request<pb::TaskGuid>) -> Result<Response<pb::Empty>, Status> {
-        let fwd = is_forwarded(&req);
         let req = req.into_inner();
         require("task_guid", &req.task_guid)?;
         let command = pb::command::Kind::ResolveTask(pb::ResolveTask {
             task_guid: req.task_guid.clone(),
         });
-        self.fwd.decide(command, fwd).await?;
+        self.fwd.decide(command).await?;
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -304,12 +258,8 @@ impl ControlPlane for ControlPlaneService {
     /// Cancel is a stop of the run: a pending task completes failed at once, a running one is
     /// killed on its cell and completes failed; a completed one is left as it is.
     async fn cancel_task(&self, req: Request<pb::TaskGuid>) -> Result<Response<pb::Empty>, Status> {
-        let fwd = is_forwarded(&req);
         let req = req.into_inner();
         require("task_guid", &req.task_guid)?;
-        if let Served::Leader(addr) = self.fwd.route(fwd)? {
-            return on_leader!(self.fwd, addr, ControlPlaneClient, cancel_task, req);
-        }
         // Only a Receptor task is cancelled through this family (the leader has applied every
         // acknowledged create, so its view is enough to tell).
         let known = self.views().get_task_run(&req.task_guid).map_err(errors::storage)?;
@@ -319,9 +269,7 @@ impl ControlPlane for ControlPlaneService {
         let command = pb::command::Kind::StopTaskRun(pb::StopTaskRun {
             run_id: req.task_guid.clone(),
         });
-        if let Served::Leader(addr) = self.fwd.propose(command, fwd).await? {
-            return on_leader!(self.fwd, addr, ControlPlaneClient, cancel_task, req);
-        }
+        self.fwd.propose(command).await?;
         Ok(Response::new(pb::Empty {}))
     }
 }

@@ -1,10 +1,8 @@
-//! The one place a request goes to the leader. Every public and internal service decides here
-//! whether it serves a request itself or sends it one hop to the leader: writes before they are
-//! stamped (only the leader stamps and proposes) — as the command alone, batched with the other
-//! commands this node forwards, when the answer depends only on the outcome ([`Forwarder::decide`]),
-//! else as the whole request, unchanged ([`Forwarder::propose`]) — and linearizable reads after the
-//! read-index barrier says this node is not the leader. A forwarded request carries a marker so it
-//! is never forwarded twice; clients of other nodes are one re-used gRPC channel per address.
+//! A node's way to the leader and to other nodes: its channels ([`Peers`], one re-used gRPC
+//! channel per address, pruned when an address leaves) and the two ways a write reaches the
+//! leader — its command alone, batched with the other commands this node forwards
+//! ([`Forwarder::decide`]), or, for a method the route table sends to the leader, the whole call
+//! ([`super::leader`]), which then proposes here ([`Forwarder::propose`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,23 +11,15 @@ use std::time::Duration;
 use capstan_proto::pb::{self, ErrorKind};
 use capstan_raft::channels::Channels;
 use capstan_raft::credential::{Authed, ClusterCredential};
-use capstan_raft::{RaftNode, WriteError};
-use tonic::{Request, Response, Status};
+use capstan_raft::RaftNode;
+use tonic::Status;
 
 use crate::errors;
 
-/// Metadata key set on a forwarded request.
-pub const FORWARDED: &str = "x-capstan-forwarded";
 /// Deadline of a forwarded call, a little over the leader's own quorum wait.
 const FORWARD_TIMEOUT: Duration = capstan_raft::forward::FORWARD_WAIT;
 /// How long connecting to another node may take before the call is "leader unreachable".
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// Where a request is served: here (with what serving it produced), or by the leader at `addr`.
-pub enum Served<T> {
-    Here(T),
-    Leader(String),
-}
 
 /// How often the channels of nodes and cells that are gone are dropped.
 pub const PEER_CHANNELS_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
@@ -120,88 +110,37 @@ impl Forwarder {
         &self.peers
     }
 
-    /// Here when this node leads; else the leader's address — unless the request was already
-    /// forwarded once or no leader is known, which is "unavailable, retry".
-    pub fn route(&self, forwarded: bool) -> Result<Served<()>, Status> {
-        if self.node.is_leader() {
-            return Ok(Served::Here(()));
-        }
-        match (self.node.leader_addr(), forwarded) {
-            (Some(addr), false) => Ok(Served::Leader(addr)),
-            (leader_addr, _) => Err(errors::write_error(&WriteError::NotLeader {
-                leader_id: self.node.raft.metrics().borrow().current_leader,
-                leader_addr,
-            })),
-        }
-    }
-
-    /// Proposes a command on the leader: here when this node leads (a business refusal becomes
-    /// the family's error), else the leader's address to forward the request to. Leadership lost
-    /// between the check and the write is caught by the write and forwarded the same way.
-    pub async fn propose(&self, kind: pb::command::Kind, forwarded: bool) -> Result<Served<Vec<pb::Event>>, Status> {
-        if let Served::Leader(addr) = self.route(forwarded)? {
-            return Ok(Served::Leader(addr));
-        }
-        match self.node.write(pb::Command { kind: Some(kind) }).await {
-            Ok(outcome) => events_of(outcome).map(Served::Here),
-            Err(e) => Self::leader_from(e, forwarded).map(Served::Leader),
-        }
+    /// Proposes a command on this node, which the method's route ([`super::leader::served_at`])
+    /// made the leader: its events, or a business refusal in the family's error shape; a
+    /// leadership lost meanwhile is "unavailable, retry" with the new leader's address.
+    pub async fn propose(&self, kind: pb::command::Kind) -> Result<Vec<pb::Event>, Status> {
+        let outcome = self.node.write(pb::Command { kind: Some(kind) }).await;
+        outcome.map_err(|e| errors::write_error(&e)).and_then(events_of)
     }
 
     /// Proposes a command from wherever this node is and answers its events: the leader
     /// proposes it; a follower forwards the command itself to the leader, batched with the other
     /// commands it forwards (one call carries many), and hands back the leader's outcome. For a
     /// request whose answer depends only on what its command decided; one that reads views
-    /// around its write is sent whole to the leader instead ([`Forwarder::propose`]). A request
-    /// that was already forwarded whole is proposed here or refused, never sent on.
-    pub async fn decide(&self, kind: pb::command::Kind, forwarded: bool) -> Result<Vec<pb::Event>, Status> {
-        let command = pb::Command { kind: Some(kind) };
-        let outcome = if forwarded {
-            self.node.write(command).await
-        } else {
-            self.node.write_anywhere(command).await
-        };
+    /// around its write is routed whole to the leader instead ([`super::leader`]).
+    pub async fn decide(&self, kind: pb::command::Kind) -> Result<Vec<pb::Event>, Status> {
+        let outcome = self.node.write_anywhere(pb::Command { kind: Some(kind) }).await;
         outcome.map_err(|e| errors::write_error(&e)).and_then(events_of)
     }
 
-    /// The read-index barrier of a linearizable read (nothing for a stale one): here when it
-    /// passes, else the leader's address to forward the read to.
-    pub async fn read_barrier(&self, consistency: i32, forwarded: bool) -> Result<Served<()>, Status> {
-        if consistency == pb::ReadConsistency::Stale as i32 {
-            return Ok(Served::Here(()));
-        }
-        match self.node.linearizable_barrier().await {
-            Ok(()) => Ok(Served::Here(())),
-            Err(e) => Self::leader_from(e, forwarded).map(Served::Leader),
-        }
-    }
-
-    fn leader_from(e: WriteError, forwarded: bool) -> Result<String, Status> {
-        match e {
-            WriteError::NotLeader {
-                leader_addr: Some(addr),
-                ..
-            } if !forwarded => Ok(addr),
-            e => Err(errors::write_error(&e)),
-        }
-    }
-
-    /// Sends a request to the leader at `addr` with `call`, which builds the service client on
-    /// the channel and makes the call (marking the request with [`forwarded`]).
-    pub async fn call_leader<R, Fut>(&self, addr: &str, call: impl FnOnce(Authed) -> Fut) -> Result<Response<R>, Status>
-    where
-        Fut: Future<Output = Result<Response<R>, Status>>,
-    {
-        let channel = self.peers.channel(addr)?;
-        // A paused or cut-off leader holds the call silently: give it up once another leads.
+    /// Awaits a call sent to the leader at `addr`, given up as "unavailable, retry" once another
+    /// node leads (a paused or cut-off leader holds a call silently).
+    pub async fn unless_leader_moves<R>(
+        &self,
+        call: impl Future<Output = Result<R, Status>>,
+        addr: &str,
+    ) -> Result<R, Status> {
         let moved = |message: String| {
             let retry = u32::try_from(capstan_raft::node::RETRY_AFTER.as_millis()).unwrap_or(500);
             errors::status(ErrorKind::Unavailable, message, retry)
         };
         let metrics = self.node.raft.metrics();
-        capstan_raft::forward::unless_leader_moves(call(channel), metrics, addr.to_owned(), moved)
-            .await
-            .map_err(leader_unreachable)
+        capstan_raft::forward::unless_leader_moves(call, metrics, addr.to_owned(), moved).await
     }
 }
 
@@ -211,32 +150,6 @@ fn events_of(outcome: pb::Outcome) -> Result<Vec<pb::Event>, Status> {
         Some(r) => Err(errors::rejection(&r)),
         None => Ok(outcome.events),
     }
-}
-
-/// Forwards a request to the leader: `on_leader!(forwarder, addr, ClientType, method, request)`.
-macro_rules! on_leader {
-    ($fwd:expr, $addr:expr, $client:ident, $method:ident, $req:expr) => {{
-        let req = $req;
-        $fwd.call_leader(&$addr, move |channel| async move {
-            $client::new(channel)
-                .$method($crate::api::forward::forwarded(req))
-                .await
-        })
-        .await
-    }};
-}
-pub(crate) use on_leader;
-
-pub fn is_forwarded<T>(req: &Request<T>) -> bool {
-    req.metadata().contains_key(FORWARDED)
-}
-
-/// Wraps a message for the one forwarding hop.
-pub fn forwarded<T>(msg: T) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut()
-        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
-    r
 }
 
 /// A transport failure reaching the leader is "unavailable, retry", like no leader at all.

@@ -5,15 +5,12 @@
 
 use std::collections::BTreeSet;
 
-use capstan_proto::pb::{
-    self, cell_api_client::CellApiClient, task_service_client::TaskServiceClient, task_service_server::TaskService,
-    ErrorKind,
-};
+use capstan_proto::pb::{self, cell_api_client::CellApiClient, task_service_server::TaskService, ErrorKind};
 use capstan_storage::rules::task_definitions::{self, ListQuery};
 use capstan_storage::rules::task_runs::RunQuery;
 use tonic::{Request, Response, Status};
 
-use super::forward::{is_forwarded, on_leader, Forwarder, Served};
+use super::forward::Forwarder;
 use crate::errors;
 
 pub struct TaskServiceImpl {
@@ -121,7 +118,6 @@ impl TaskService for TaskServiceImpl {
         &self,
         req: Request<pb::CreateTaskDefinitionRequest>,
     ) -> Result<Response<pb::TaskDefinition>, Status> {
-        let fwd = is_forwarded(&req);
         let r = req.into_inner();
         let definition = pb::TaskDefinition {
             alias: r.alias.clone(),
@@ -139,17 +135,14 @@ impl TaskService for TaskServiceImpl {
         let command = pb::command::Kind::CreateTaskDefinition(pb::CreateTaskDefinition {
             definition: Some(definition),
         });
-        match self.fwd.propose(command, fwd).await? {
-            Served::Here(events) => Ok(Response::new(definition_of(&events)?)),
-            Served::Leader(addr) => on_leader!(self.fwd, addr, TaskServiceClient, create_task_definition, r),
-        }
+        let events = self.fwd.decide(command).await?;
+        Ok(Response::new(definition_of(&events)?))
     }
 
     async fn update_task_definition(
         &self,
         req: Request<pb::UpdateTaskDefinitionRequest>,
     ) -> Result<Response<pb::TaskDefinition>, Status> {
-        let fwd = is_forwarded(&req);
         let r = req.into_inner();
         if !r.group_name.is_empty() {
             return Err(invalid("group_name cannot be changed on update"));
@@ -169,42 +162,29 @@ impl TaskService for TaskServiceImpl {
             user: r.user.clone(),
         };
         task_definitions::update(&update).map_err(invalid)?;
-        match self
-            .fwd
-            .propose(pb::command::Kind::UpdateTaskDefinition(update), fwd)
-            .await?
-        {
-            Served::Here(events) => Ok(Response::new(definition_of(&events)?)),
-            Served::Leader(addr) => on_leader!(self.fwd, addr, TaskServiceClient, update_task_definition, r),
-        }
+        let events = self.fwd.decide(pb::command::Kind::UpdateTaskDefinition(update)).await?;
+        Ok(Response::new(definition_of(&events)?))
     }
 
     async fn delete_task_definition(
         &self,
         req: Request<pb::TaskDefinitionId>,
     ) -> Result<Response<pb::DeleteTaskDefinitionResponse>, Status> {
-        let fwd = is_forwarded(&req);
         let r = req.into_inner();
         let command = pb::command::Kind::DeleteTaskDefinition(pb::DeleteTaskDefinition {
             definition_id: r.definition_id.clone(),
         });
-        match self.fwd.propose(command, fwd).await? {
-            Served::Here(_) => Ok(Response::new(pb::DeleteTaskDefinitionResponse {
-                definition_id: r.definition_id,
-            })),
-            Served::Leader(addr) => on_leader!(self.fwd, addr, TaskServiceClient, delete_task_definition, r),
-        }
+        self.fwd.decide(command).await?;
+        Ok(Response::new(pb::DeleteTaskDefinitionResponse {
+            definition_id: r.definition_id,
+        }))
     }
 
     async fn get_task_definition(
         &self,
         req: Request<pb::TaskDefinitionId>,
     ) -> Result<Response<pb::TaskDefinition>, Status> {
-        let fwd = is_forwarded(&req);
         let r = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.read_barrier(r.consistency, fwd).await? {
-            return on_leader!(self.fwd, addr, TaskServiceClient, get_task_definition, r);
-        }
         let found = self
             .views()
             .get_task_definition(&r.definition_id)
@@ -218,11 +198,7 @@ impl TaskService for TaskServiceImpl {
         &self,
         req: Request<pb::TaskDefinitionAlias>,
     ) -> Result<Response<pb::TaskDefinition>, Status> {
-        let fwd = is_forwarded(&req);
         let r = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.read_barrier(r.consistency, fwd).await? {
-            return on_leader!(self.fwd, addr, TaskServiceClient, get_task_definition_by_alias, r);
-        }
         let views = self.views();
         let found = match views.task_definition_id_by_alias(&r.alias).map_err(errors::storage)? {
             Some(id) => views.get_task_definition(&id).map_err(errors::storage)?,
@@ -237,12 +213,8 @@ impl TaskService for TaskServiceImpl {
         &self,
         req: Request<pb::ListTaskDefinitionsRequest>,
     ) -> Result<Response<pb::ListTaskDefinitionsResponse>, Status> {
-        let fwd = is_forwarded(&req);
         let r = req.into_inner();
         let query = ListQuery::from_request(&r).map_err(invalid)?;
-        if let Served::Leader(addr) = self.fwd.read_barrier(r.consistency, fwd).await? {
-            return on_leader!(self.fwd, addr, TaskServiceClient, list_task_definitions, r);
-        }
         let views = self.views().clone();
         // Only the sort keys of the matching definitions are held; the page's rows are read again.
         let page = tokio::task::spawn_blocking(move || {
@@ -260,32 +232,17 @@ impl TaskService for TaskServiceImpl {
         Ok(Response::new(page))
     }
 
-    async fn list_groups(&self, req: Request<pb::ListNamesRequest>) -> Result<Response<pb::NameList>, Status> {
-        let fwd = is_forwarded(&req);
-        let r = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.read_barrier(r.consistency, fwd).await? {
-            return on_leader!(self.fwd, addr, TaskServiceClient, list_groups, r);
-        }
+    async fn list_groups(&self, _req: Request<pb::ListNamesRequest>) -> Result<Response<pb::NameList>, Status> {
         self.distinct(|d, out| {
             out.insert(d.group_name.clone());
         })
     }
 
-    async fn list_tags(&self, req: Request<pb::ListNamesRequest>) -> Result<Response<pb::NameList>, Status> {
-        let fwd = is_forwarded(&req);
-        let r = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.read_barrier(r.consistency, fwd).await? {
-            return on_leader!(self.fwd, addr, TaskServiceClient, list_tags, r);
-        }
+    async fn list_tags(&self, _req: Request<pb::ListNamesRequest>) -> Result<Response<pb::NameList>, Status> {
         self.distinct(|d, out| out.extend(d.tags.iter().cloned()))
     }
 
-    async fn list_clusters(&self, req: Request<pb::ListNamesRequest>) -> Result<Response<pb::NameList>, Status> {
-        let fwd = is_forwarded(&req);
-        let r = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.read_barrier(r.consistency, fwd).await? {
-            return on_leader!(self.fwd, addr, TaskServiceClient, list_clusters, r);
-        }
+    async fn list_clusters(&self, _req: Request<pb::ListNamesRequest>) -> Result<Response<pb::NameList>, Status> {
         let cells = self.views().cells().map_err(errors::storage)?;
         let names: BTreeSet<String> = cells.into_iter().map(|c| c.pool).filter(|p| !p.is_empty()).collect();
         Ok(Response::new(pb::NameList {
@@ -294,7 +251,6 @@ impl TaskService for TaskServiceImpl {
     }
 
     async fn execute_task(&self, req: Request<pb::ExecuteTaskRequest>) -> Result<Response<pb::TaskRun>, Status> {
-        let fwd = is_forwarded(&req);
         let r = req.into_inner();
         if let Some(bad) = r.env.iter().find(|e| e.name.is_empty()) {
             return Err(errors::status(
@@ -304,9 +260,6 @@ impl TaskService for TaskServiceImpl {
             ));
         }
         // The alias is resolved on the leader, which has applied every acknowledged create.
-        if let Served::Leader(addr) = self.fwd.route(fwd)? {
-            return on_leader!(self.fwd, addr, TaskServiceClient, execute_task, r);
-        }
         let definition_id = if r.definition_id.is_empty() {
             self.views()
                 .task_definition_id_by_alias(&r.alias)
@@ -320,18 +273,12 @@ impl TaskService for TaskServiceImpl {
             cluster_name: r.cluster.clone(),
             env_overrides: r.env.clone(),
         });
-        match self.fwd.propose(command, fwd).await? {
-            Served::Here(events) => Ok(Response::new(run_of(&events)?)),
-            Served::Leader(addr) => on_leader!(self.fwd, addr, TaskServiceClient, execute_task, r),
-        }
+        let events = self.fwd.propose(command).await?;
+        Ok(Response::new(run_of(&events)?))
     }
 
     async fn get_task_run(&self, req: Request<pb::TaskRunId>) -> Result<Response<pb::TaskRun>, Status> {
-        let fwd = is_forwarded(&req);
         let r = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.read_barrier(r.consistency, fwd).await? {
-            return on_leader!(self.fwd, addr, TaskServiceClient, get_task_run, r);
-        }
         let found = self.views().get_task_run(&r.run_id).map_err(errors::storage)?;
         found.map(Response::new).ok_or_else(|| run_not_found(&r.run_id))
     }
@@ -340,12 +287,8 @@ impl TaskService for TaskServiceImpl {
         &self,
         req: Request<pb::ListTaskRunsRequest>,
     ) -> Result<Response<pb::ListTaskRunsResponse>, Status> {
-        let fwd = is_forwarded(&req);
         let r = req.into_inner();
         let query = RunQuery::from_request(&r).map_err(|m| errors::status(ErrorKind::InvalidRequest, m, 0))?;
-        if let Served::Leader(addr) = self.fwd.read_barrier(r.consistency, fwd).await? {
-            return on_leader!(self.fwd, addr, TaskServiceClient, list_task_runs, r);
-        }
         let views = self.views().clone();
         if !query.definition_id.is_empty()
             && views
@@ -380,41 +323,26 @@ impl TaskService for TaskServiceImpl {
     }
 
     async fn stop_task_run(&self, req: Request<pb::TaskRunId>) -> Result<Response<pb::StopTaskRunResponse>, Status> {
-        let fwd = is_forwarded(&req);
         let r = req.into_inner();
         let command = pb::command::Kind::StopTaskRun(pb::StopTaskRun {
             run_id: r.run_id.clone(),
         });
-        match self.fwd.propose(command, fwd).await? {
-            Served::Here(_) => {
-                let run = self.views().get_task_run(&r.run_id).map_err(errors::storage)?;
-                let run = run.ok_or_else(|| run_not_found(&r.run_id))?;
-                Ok(Response::new(pb::StopTaskRunResponse {
-                    definition_id: run.definition_id,
-                }))
-            }
-            Served::Leader(addr) => on_leader!(self.fwd, addr, TaskServiceClient, stop_task_run, r),
-        }
+        self.fwd.propose(command).await?;
+        let run = self.views().get_task_run(&r.run_id).map_err(errors::storage)?;
+        let run = run.ok_or_else(|| run_not_found(&r.run_id))?;
+        Ok(Response::new(pb::StopTaskRunResponse {
+            definition_id: run.definition_id,
+        }))
     }
 
     async fn get_run_logs(&self, req: Request<pb::GetRunLogsRequest>) -> Result<Response<pb::RunLogs>, Status> {
-        let fwd = is_forwarded(&req);
         let r = req.into_inner();
         let (attempt, offset) =
             parse_log_token(&r.last_seen).map_err(|m| errors::status(ErrorKind::InvalidRequest, m, 0))?;
-        // Where the log is does not need a linearizable read once the run is known here: this
-        // node goes to the cell itself. A run not (yet) known here is looked up on the leader.
-        let local = self.views().get_task_run(&r.run_id).map_err(errors::storage)?;
-        let run = match local {
-            Some(run) => run,
-            None => {
-                if let Served::Leader(addr) = self.fwd.read_barrier(r.consistency, fwd).await? {
-                    return on_leader!(self.fwd, addr, TaskServiceClient, get_run_logs, r);
-                }
-                let found = self.views().get_task_run(&r.run_id).map_err(errors::storage)?;
-                found.ok_or_else(|| run_not_found(&r.run_id))?
-            }
-        };
+        // The run is read in this node's view (past the read barrier of a linearizable read, or
+        // on the leader); its log is read from the cell that ran it.
+        let found = self.views().get_task_run(&r.run_id).map_err(errors::storage)?;
+        let run = found.ok_or_else(|| run_not_found(&r.run_id))?;
         // Each attempt writes its own log: a token of an earlier attempt starts the new one over.
         let offset = if attempt == run.attempt { offset } else { 0 };
         if run.log_addr.is_empty() || run.attempt == 0 {

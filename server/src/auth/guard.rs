@@ -6,12 +6,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use capstan_proto::pb::ErrorKind;
-use futures::future::BoxFuture;
 use tonic::body::Body;
 use tonic::codegen::http::{HeaderMap, Request, Response};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
@@ -20,10 +18,19 @@ use capstan_raft::credential::{cell_secret, same_secret, ClusterCredential, CELL
 
 use super::scopes::{self, Access, Scope};
 use super::tokens::{BearerError, Issuer};
+use crate::around::{Answer, Around, AroundLayer};
 use crate::errors;
 
 /// Metadata key of the cluster secret on internal calls.
 pub use capstan_raft::credential::CLUSTER_SECRET_HEADER;
+
+/// On a call forwarded to the leader under the cluster credential, the caller it was made by:
+/// its scopes (space-separated names), its user, the cell it is bound to. Read from internal
+/// callers only. (The names date from when only CF calls carried them; kept so that members of
+/// mixed builds understand each other.)
+pub const ON_BEHALF_SCOPE: &str = "x-capstan-cf-scope";
+pub const ON_BEHALF_USER: &str = "x-capstan-cf-user";
+pub const ON_BEHALF_CELL: &str = "x-capstan-on-behalf-cell";
 
 /// How long a checked basic-auth pair is remembered (argon2 is slow on purpose; Receptor clients
 /// send the pair on every request).
@@ -147,10 +154,7 @@ impl Authenticator {
             return Ok(everyone);
         }
         if verified_client_cert {
-            return Ok(Caller {
-                internal: true,
-                ..everyone
-            });
+            return on_behalf(headers, rule);
         }
         if let (Some(id), Some(given)) = (headers.get(CELL_ID_HEADER), headers.get(CELL_SECRET_HEADER)) {
             let id = id
@@ -178,10 +182,7 @@ impl Authenticator {
         }
         if let Some(given) = headers.get(CLUSTER_SECRET_HEADER) {
             return if self.cluster.matches(given.as_bytes()) {
-                Ok(Caller {
-                    internal: true,
-                    ..everyone.clone()
-                })
+                on_behalf(headers, rule)
             } else {
                 Err((Refusal::BadClusterSecret, "the cluster secret is wrong".into()))
             };
@@ -288,51 +289,51 @@ impl Authenticator {
     }
 }
 
-/// The tower layer that puts [`Guard`] around a node's gRPC services.
+/// An internal caller (the cluster secret or certificate): the cluster itself, or — on a call a
+/// member forwarded — the caller named in its on-behalf headers, held to the method's rule again.
+fn on_behalf(headers: &HeaderMap, rule: Access) -> Result<Caller, (Refusal, String)> {
+    let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let Some(scopes) = header(ON_BEHALF_SCOPE) else {
+        return Ok(Caller {
+            user: None,
+            scopes: Scope::ALL.to_vec(),
+            internal: true,
+            cell: None,
+        });
+    };
+    let caller = Caller {
+        user: header(ON_BEHALF_USER),
+        scopes: scopes.split(' ').filter_map(Scope::parse).collect(),
+        internal: false,
+        cell: header(ON_BEHALF_CELL),
+    };
+    match rule {
+        Access::Scoped(needed) if caller.cell.is_none() && !scopes::allows(&caller.scopes, needed) => Err((
+            Refusal::Forbidden,
+            format!("this call needs the scope {}", needed.name()),
+        )),
+        _ => Ok(caller),
+    }
+}
+
+/// The layer that puts the check around a node's gRPC services.
 #[derive(Clone)]
-pub struct GuardLayer {
+pub struct Guard {
     auth: Arc<Authenticator>,
 }
 
-impl GuardLayer {
-    pub fn new(auth: Arc<Authenticator>) -> Self {
-        Self { auth }
+impl Guard {
+    pub fn layer(auth: Arc<Authenticator>) -> AroundLayer<Guard> {
+        AroundLayer(Guard { auth })
     }
 }
 
-impl<S> tower::Layer<S> for GuardLayer {
-    type Service = Guard<S>;
-    fn layer(&self, inner: S) -> Guard<S> {
-        Guard {
-            inner,
-            auth: self.auth.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Guard<S> {
-    inner: S,
-    auth: Arc<Authenticator>,
-}
-
-impl<S> tower::Service<Request<Body>> for Guard<S>
-where
-    S: tower::Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response<Body>, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        // The ready service answers this call; a fresh clone waits for the next one.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+impl Around for Guard {
+    fn around<S>(&self, mut inner: S, mut req: Request<Body>) -> Answer<S::Error>
+    where
+        S: tower::Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+    {
         let auth = self.auth.clone();
         if !auth.enabled() {
             // Auth off: every call is open; nothing to read, copy or check.

@@ -15,4 +15,4 @@ pub mod scopes;
 pub mod service;
 pub mod tokens;
 
-pub use guard::{Authenticator, Caller, GuardLayer};
+pub use guard::{Authenticator, Caller, Guard};

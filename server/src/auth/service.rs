@@ -8,9 +8,8 @@ use tonic::{Request, Response, Status};
 
 use super::guard::Authenticator;
 use super::tokens::{Claims, TokenError};
-use crate::api::forward::{is_forwarded, on_leader, Forwarder, Served};
+use crate::api::forward::Forwarder;
 use crate::errors;
-use capstan_proto::pb::auth_client::AuthClient;
 
 pub struct AuthService {
     auth: Arc<Authenticator>,
@@ -82,7 +81,6 @@ impl pb::auth_server::Auth for AuthService {
         &self,
         req: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
-        let forwarded = is_forwarded(&req);
         let r = req.into_inner();
         // RFC 7009: a token that is invalid or already expired needs no revoking (200 all the same).
         let Ok(claims) = self.auth.issuer().decode(&r.token) else {
@@ -104,10 +102,8 @@ impl pb::auth_server::Auth for AuthService {
             }
         }
         let kind = pb::command::Kind::RevokeTokens(pb::RevokeTokens { revocations });
-        match self.fwd.propose(kind, forwarded).await? {
-            Served::Here(_) => Ok(Response::new(pb::RevokeTokenResponse {})),
-            Served::Leader(addr) => on_leader!(self.fwd, addr, AuthClient, revoke_token, r),
-        }
+        self.fwd.decide(kind).await?;
+        Ok(Response::new(pb::RevokeTokenResponse {}))
     }
 
     async fn token_keys(&self, _req: Request<pb::TokenKeysRequest>) -> Result<Response<pb::TokenKeysResponse>, Status> {

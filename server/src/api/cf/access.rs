@@ -1,5 +1,5 @@
-//! Who a CF call is for and what it may see and change (spec §6): the caller's identity — carried
-//! to the leader on a forwarded call — and its `Access`, from its scopes and its `cf_roles`.
+//! Who a CF call is for and what it may see and change (spec §6): the caller's identity (the
+//! guard's, carried to the leader on a forwarded call) and its `Access`, from its scopes and its `cf_roles`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,11 +13,6 @@ use crate::auth::scopes::{self, Scope};
 use crate::auth::Authenticator;
 use crate::errors;
 
-/// Who a forwarded CF call is for: the first node's caller, since the leader sees only the
-/// cluster credential of the hop. Trusted only from internal callers.
-pub(super) const ON_BEHALF_USER: &str = "x-capstan-cf-user";
-pub(super) const ON_BEHALF_SCOPE: &str = "x-capstan-cf-scope";
-
 /// The CF caller: a user (with roles, maybe) and its scopes.
 #[derive(Clone, Debug)]
 pub(super) struct Identity {
@@ -25,40 +20,18 @@ pub(super) struct Identity {
     pub(super) scopes: Vec<Scope>,
 }
 
+/// The caller the guard found (on a forwarded call, the first member's caller); every scope when
+/// there is none (auth off).
 pub(super) fn identity<T>(req: &Request<T>) -> Identity {
-    let everything = Identity {
-        user: None,
-        scopes: Scope::ALL.to_vec(),
-    };
     match req.extensions().get::<Caller>() {
-        None => everything,
-        Some(c) if c.internal => {
-            let header = |k: &str| req.metadata().get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            match header(ON_BEHALF_SCOPE) {
-                Some(scopes) => Identity {
-                    user: header(ON_BEHALF_USER),
-                    scopes: scopes.split(' ').filter_map(Scope::parse).collect(),
-                },
-                None => everything,
-            }
-        }
+        None => Identity {
+            user: None,
+            scopes: Scope::ALL.to_vec(),
+        },
         Some(c) => Identity {
             user: c.user.clone(),
             scopes: c.scopes.clone(),
         },
-    }
-}
-
-impl Identity {
-    /// Marks a forwarded request with this identity.
-    pub(super) fn stamp<T>(&self, req: &mut Request<T>) {
-        let names: Vec<&str> = self.scopes.iter().map(|s| s.name()).collect();
-        if let Ok(v) = names.join(" ").parse() {
-            req.metadata_mut().insert(ON_BEHALF_SCOPE, v);
-        }
-        if let Some(v) = self.user.as_deref().and_then(|u| u.parse().ok()) {
-            req.metadata_mut().insert(ON_BEHALF_USER, v);
-        }
     }
 }
 

@@ -9,10 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use capstan_proto::pb::{
-    self, cell_api_client::CellApiClient, cf_service_client::CfServiceClient, cf_service_server::CfService, CfKind,
-    ErrorKind,
-};
+use capstan_proto::pb::{self, cell_api_client::CellApiClient, cf_service_server::CfService, CfKind, ErrorKind};
 use capstan_storage::rules::cf::{self as rules, labels, query};
 use capstan_storage::Views;
 use tonic::{Request, Response, Status};
@@ -25,7 +22,7 @@ use access::{forbidden, identity, Access, Identity};
 use checks::{check_manifest, check_metadata, check_update};
 use list::{instance_stats, list, resolve_seen};
 
-use super::forward::{forwarded, is_forwarded, Forwarder, Served};
+use super::forward::Forwarder;
 use crate::auth::Authenticator;
 use crate::errors;
 
@@ -147,19 +144,6 @@ impl CfServiceImpl {
     }
 }
 
-/// Forwards a CF request to the leader with the caller's identity: `cf_leader!(self, id, addr, method, req)`.
-macro_rules! cf_leader {
-    ($svc:expr, $id:expr, $addr:expr, $method:ident, $req:expr) => {{
-        let mut req = forwarded($req);
-        $id.stamp(&mut req);
-        $svc.fwd
-            .call_leader(&$addr, move |channel| async move {
-                CfServiceClient::new(channel).$method(req).await
-            })
-            .await
-    }};
-}
-
 impl CfServiceImpl {
     fn access(&self, id: &Identity) -> Result<Access, Status> {
         Access::of(id, &self.auth, self.views())
@@ -214,74 +198,54 @@ impl CfService for CfServiceImpl {
         &self,
         req: Request<pb::CreateCfOrganization>,
     ) -> Result<Response<pb::CfOrganization>, Status> {
-        let (fwd, id) = (is_forwarded(&req), identity(&req));
+        let id = identity(&req);
         let r = req.into_inner();
         rules::name(&r.name).map_err(unprocessable)?;
         check_metadata(r.metadata.as_ref())?;
-        if let Served::Leader(addr) = self.fwd.route(fwd)? {
-            return cf_leader!(self, id, addr, create_organization, r);
-        }
         if !self.access(&id)?.write_all {
             return Err(forbidden());
         }
-        match self
+        let e = self
             .fwd
-            .propose(pb::command::Kind::CreateCfOrganization(r.clone()), fwd)
-            .await?
-        {
-            Served::Here(e) => changed!(e, CfOrganizationChanged)
-                .map(Response::new)
-                .ok_or_else(|| internal("an organization")),
-            Served::Leader(addr) => cf_leader!(self, id, addr, create_organization, r),
-        }
+            .propose(pb::command::Kind::CreateCfOrganization(r.clone()))
+            .await?;
+        changed!(e, CfOrganizationChanged)
+            .map(Response::new)
+            .ok_or_else(|| internal("an organization"))
     }
 
     async fn create_space(&self, req: Request<pb::CreateCfSpace>) -> Result<Response<pb::CfSpace>, Status> {
-        let (fwd, id) = (is_forwarded(&req), identity(&req));
+        let id = identity(&req);
         let r = req.into_inner();
         rules::name(&r.name).map_err(unprocessable)?;
         check_metadata(r.metadata.as_ref())?;
-        if let Served::Leader(addr) = self.fwd.route(fwd)? {
-            return cf_leader!(self, id, addr, create_space, r);
-        }
         let access = self.access(&id)?;
         if access.sees_org(&r.organization_guid) && !access.manages_org(&r.organization_guid) {
             return Err(forbidden());
         }
-        match self
-            .fwd
-            .propose(pb::command::Kind::CreateCfSpace(r.clone()), fwd)
-            .await?
-        {
-            Served::Here(e) => changed!(e, CfSpaceChanged)
-                .map(Response::new)
-                .ok_or_else(|| internal("a space")),
-            Served::Leader(addr) => cf_leader!(self, id, addr, create_space, r),
-        }
+        let e = self.fwd.propose(pb::command::Kind::CreateCfSpace(r.clone())).await?;
+        changed!(e, CfSpaceChanged)
+            .map(Response::new)
+            .ok_or_else(|| internal("a space"))
     }
 
     async fn create_app(&self, req: Request<pb::CreateCfApp>) -> Result<Response<pb::CfApp>, Status> {
-        let (fwd, id) = (is_forwarded(&req), identity(&req));
+        let id = identity(&req);
         let r = req.into_inner();
         rules::name(&r.name).map_err(unprocessable)?;
         check_metadata(r.metadata.as_ref())?;
-        if let Served::Leader(addr) = self.fwd.route(fwd)? {
-            return cf_leader!(self, id, addr, create_app, r);
-        }
         let access = self.access(&id)?;
         if access.sees_space(&r.space_guid) && !access.writes_in(&r.space_guid) {
             return Err(forbidden());
         }
-        match self.fwd.propose(pb::command::Kind::CreateCfApp(r.clone()), fwd).await? {
-            Served::Here(e) => changed!(e, CfAppChanged)
-                .map(Response::new)
-                .ok_or_else(|| internal("an app")),
-            Served::Leader(addr) => cf_leader!(self, id, addr, create_app, r),
-        }
+        let e = self.fwd.propose(pb::command::Kind::CreateCfApp(r.clone())).await?;
+        changed!(e, CfAppChanged)
+            .map(Response::new)
+            .ok_or_else(|| internal("an app"))
     }
 
     async fn update_resource(&self, req: Request<pb::UpdateCfResource>) -> Result<Response<pb::CfResource>, Status> {
-        let (fwd, id) = (is_forwarded(&req), identity(&req));
+        let id = identity(&req);
         let r = req.into_inner();
         if let Some(n) = &r.name {
             rules::name(n).map_err(unprocessable)?;
@@ -289,39 +253,25 @@ impl CfService for CfServiceImpl {
         if let Some(m) = &r.metadata {
             labels::patch(m).map_err(unprocessable)?;
         }
-        if let Served::Leader(addr) = self.fwd.route(fwd)? {
-            return cf_leader!(self, id, addr, update_resource, r);
-        }
         match kind_of(r.kind) {
             CfKind::Organization => self.may_manage(&id, &r.guid)?,
             CfKind::Space => self.may_manage(&id, &self.org_of_space(&r.guid)?)?,
             _ => self.may_write_in(&id, &self.space_of_app(&r.guid)?)?,
         }
-        match self
-            .fwd
-            .propose(pb::command::Kind::UpdateCfResource(r.clone()), fwd)
-            .await?
-        {
-            Served::Here(e) => {
-                use pb::cf_resource::Kind as R;
-                let kind = match kind_of(r.kind) {
-                    CfKind::Organization => changed!(e, CfOrganizationChanged).map(R::Organization),
-                    CfKind::Space => changed!(e, CfSpaceChanged).map(R::Space),
-                    _ => changed!(e, CfAppChanged).map(R::App),
-                };
-                kind.map(|k| Response::new(pb::CfResource { kind: Some(k) }))
-                    .ok_or_else(|| internal("the resource"))
-            }
-            Served::Leader(addr) => cf_leader!(self, id, addr, update_resource, r),
-        }
+        let e = self.fwd.propose(pb::command::Kind::UpdateCfResource(r.clone())).await?;
+        use pb::cf_resource::Kind as R;
+        let kind = match kind_of(r.kind) {
+            CfKind::Organization => changed!(e, CfOrganizationChanged).map(R::Organization),
+            CfKind::Space => changed!(e, CfSpaceChanged).map(R::Space),
+            _ => changed!(e, CfAppChanged).map(R::App),
+        };
+        kind.map(|k| Response::new(pb::CfResource { kind: Some(k) }))
+            .ok_or_else(|| internal("the resource"))
     }
 
     async fn delete_resource(&self, req: Request<pb::DeleteCfResource>) -> Result<Response<pb::CfJob>, Status> {
-        let (fwd, id) = (is_forwarded(&req), identity(&req));
+        let id = identity(&req);
         let r = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.route(fwd)? {
-            return cf_leader!(self, id, addr, delete_resource, r);
-        }
         match kind_of(r.kind) {
             CfKind::Organization => {
                 if !self.access(&id)?.write_all {
@@ -331,22 +281,13 @@ impl CfService for CfServiceImpl {
             CfKind::Space => self.may_manage(&id, &self.org_of_space(&r.guid)?)?,
             _ => self.may_write_in(&id, &self.space_of_app(&r.guid)?)?,
         }
-        match self
-            .fwd
-            .propose(pb::command::Kind::DeleteCfResource(r.clone()), fwd)
-            .await?
-        {
-            Served::Here(e) => job_of(&e).map(Response::new),
-            Served::Leader(addr) => cf_leader!(self, id, addr, delete_resource, r),
-        }
+        let e = self.fwd.propose(pb::command::Kind::DeleteCfResource(r)).await?;
+        job_of(&e).map(Response::new)
     }
 
     async fn set_app_state(&self, req: Request<pb::SetCfAppState>) -> Result<Response<pb::CfApp>, Status> {
-        let (fwd, id) = (is_forwarded(&req), identity(&req));
+        let id = identity(&req);
         let r = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.route(fwd)? {
-            return cf_leader!(self, id, addr, set_app_state, r);
-        }
         self.may_write_in(&id, &self.space_of_app(&r.app_guid)?).map_err(|e| {
             if e.code() == tonic::Code::NotFound {
                 not_found(CfKind::App)
@@ -354,42 +295,24 @@ impl CfService for CfServiceImpl {
                 e
             }
         })?;
-        match self
-            .fwd
-            .propose(pb::command::Kind::SetCfAppState(r.clone()), fwd)
-            .await?
-        {
-            Served::Here(e) => changed!(e, CfAppChanged)
-                .map(Response::new)
-                .ok_or_else(|| internal("an app")),
-            Served::Leader(addr) => cf_leader!(self, id, addr, set_app_state, r),
-        }
+        let e = self.fwd.propose(pb::command::Kind::SetCfAppState(r.clone())).await?;
+        changed!(e, CfAppChanged)
+            .map(Response::new)
+            .ok_or_else(|| internal("an app"))
     }
 
     async fn apply_manifest(&self, req: Request<pb::ApplyCfManifest>) -> Result<Response<pb::CfJob>, Status> {
-        let (fwd, id) = (is_forwarded(&req), identity(&req));
+        let id = identity(&req);
         let r = req.into_inner();
         check_manifest(&r)?;
-        if let Served::Leader(addr) = self.fwd.route(fwd)? {
-            return cf_leader!(self, id, addr, apply_manifest, r);
-        }
         self.may_write_in(&id, &r.space_guid)?;
-        match self
-            .fwd
-            .propose(pb::command::Kind::ApplyCfManifest(r.clone()), fwd)
-            .await?
-        {
-            Served::Here(e) => job_of(&e).map(Response::new),
-            Served::Leader(addr) => cf_leader!(self, id, addr, apply_manifest, r),
-        }
+        let e = self.fwd.propose(pb::command::Kind::ApplyCfManifest(r.clone())).await?;
+        job_of(&e).map(Response::new)
     }
 
     async fn get_resource(&self, req: Request<pb::CfGetRequest>) -> Result<Response<pb::CfResource>, Status> {
-        let (fwd, id) = (is_forwarded(&req), identity(&req));
+        let id = identity(&req);
         let r = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.read_barrier(r.consistency, fwd).await? {
-            return cf_leader!(self, id, addr, get_resource, r);
-        }
         use pb::cf_resource::Kind as R;
         let v = self.views();
         let access = self.access(&id)?;
@@ -420,11 +343,8 @@ impl CfService for CfServiceImpl {
     }
 
     async fn list(&self, req: Request<pb::ListCfRequest>) -> Result<Response<pb::CfListPage>, Status> {
-        let (fwd, id) = (is_forwarded(&req), identity(&req));
+        let id = identity(&req);
         let r = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.read_barrier(r.consistency, fwd).await? {
-            return cf_leader!(self, id, addr, list, r);
-        }
         let access = self.access(&id)?;
         let views = self.views().clone();
         tokio::task::spawn_blocking(move || list(&views, &r, &access))
@@ -434,11 +354,7 @@ impl CfService for CfServiceImpl {
     }
 
     async fn get_job(&self, req: Request<pb::CfJobRequest>) -> Result<Response<pb::CfJob>, Status> {
-        let (fwd, id) = (is_forwarded(&req), identity(&req));
         let r = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.read_barrier(r.consistency, fwd).await? {
-            return cf_leader!(self, id, addr, get_job, r);
-        }
         self.views()
             .get_cf_job(&r.guid)
             .map_err(errors::storage)?
@@ -447,11 +363,8 @@ impl CfService for CfServiceImpl {
     }
 
     async fn get_process(&self, req: Request<pb::CfProcessRef>) -> Result<Response<pb::CfProcessView>, Status> {
-        let (fwd, id) = (is_forwarded(&req), identity(&req));
+        let id = identity(&req);
         let r = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.read_barrier(r.consistency, fwd).await? {
-            return cf_leader!(self, id, addr, get_process, r);
-        }
         let views = self.views();
         let access = self.access(&id)?;
         let mut p = resolve_seen(views, &r, &access)?;
@@ -476,54 +389,37 @@ impl CfService for CfServiceImpl {
         &self,
         req: Request<pb::UpdateCfProcessRequest>,
     ) -> Result<Response<pb::CfProcess>, Status> {
-        let (fwd, id) = (is_forwarded(&req), identity(&req));
+        let id = identity(&req);
         let r = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.route(fwd)? {
-            return cf_leader!(self, id, addr, update_process, r);
-        }
         let p = self.writable_process(&id, r.process.as_ref())?;
         let mut update = r.update.clone().unwrap_or_default();
         update.process_guid = p.guid.clone();
         check_update(&update)?;
-        match self
-            .fwd
-            .propose(pb::command::Kind::UpdateCfProcess(update), fwd)
-            .await?
-        {
-            Served::Here(e) => process_after(&e, &p.guid)
-                .map(Response::new)
-                .ok_or_else(|| internal("the process")),
-            Served::Leader(addr) => cf_leader!(self, id, addr, update_process, r),
-        }
+        let e = self.fwd.propose(pb::command::Kind::UpdateCfProcess(update)).await?;
+        process_after(&e, &p.guid)
+            .map(Response::new)
+            .ok_or_else(|| internal("the process"))
     }
 
     async fn scale_process(&self, req: Request<pb::ScaleCfProcessRequest>) -> Result<Response<pb::CfProcess>, Status> {
-        let (fwd, id) = (is_forwarded(&req), identity(&req));
+        let id = identity(&req);
         let r = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.route(fwd)? {
-            return cf_leader!(self, id, addr, scale_process, r);
-        }
         let p = self.writable_process(&id, r.process.as_ref())?;
         let mut scale = r.scale.clone().unwrap_or_default();
         scale.process_guid = p.guid.clone();
         rules::scale(&scale).map_err(unprocessable)?;
-        match self.fwd.propose(pb::command::Kind::ScaleCfProcess(scale), fwd).await? {
-            Served::Here(e) => process_after(&e, &p.guid)
-                .map(Response::new)
-                .ok_or_else(|| internal("the process")),
-            Served::Leader(addr) => cf_leader!(self, id, addr, scale_process, r),
-        }
+        let e = self.fwd.propose(pb::command::Kind::ScaleCfProcess(scale)).await?;
+        process_after(&e, &p.guid)
+            .map(Response::new)
+            .ok_or_else(|| internal("the process"))
     }
 
     async fn terminate_instance(
         &self,
         req: Request<pb::TerminateCfInstanceRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        let (fwd, id) = (is_forwarded(&req), identity(&req));
+        let id = identity(&req);
         let r = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.route(fwd)? {
-            return cf_leader!(self, id, addr, terminate_instance, r);
-        }
         let p = self.writable_process(&id, r.process.as_ref())?;
         let instance_not_found = || errors::status(ErrorKind::CfNotFound, "Instance not found", 0);
         // A non-numeric index is "Instance not found" (DECISIONS), not index 0 as upstream.
@@ -532,18 +428,13 @@ impl CfService for CfServiceImpl {
             process_guid: p.guid,
             index,
         });
-        match self.fwd.propose(command, fwd).await? {
-            Served::Here(_) => Ok(Response::new(pb::Empty {})),
-            Served::Leader(addr) => cf_leader!(self, id, addr, terminate_instance, r),
-        }
+        let _ = self.fwd.propose(command).await?;
+        Ok(Response::new(pb::Empty {}))
     }
 
     async fn process_stats(&self, req: Request<pb::CfProcessRef>) -> Result<Response<pb::CfProcessStats>, Status> {
-        let (fwd, id) = (is_forwarded(&req), identity(&req));
+        let id = identity(&req);
         let r = req.into_inner();
-        if let Served::Leader(addr) = self.fwd.read_barrier(r.consistency, fwd).await? {
-            return cf_leader!(self, id, addr, process_stats, r);
-        }
         let views = self.views();
         let access = self.access(&id)?;
         let mut p = resolve_seen(views, &r, &access)?;
