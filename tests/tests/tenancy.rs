@@ -30,6 +30,12 @@ fn token(v: &Value) -> String {
     v["access_token"].as_str().unwrap_or_default().to_owned()
 }
 
+/// The names of a CF list's resources.
+fn names(list: &Value) -> Vec<&str> {
+    let rows = list["resources"].as_array().into_iter().flatten();
+    rows.filter_map(|a| a["name"].as_str()).collect()
+}
+
 fn guid(v: &Value) -> String {
     v["guid"].as_str().unwrap_or_default().to_owned()
 }
@@ -64,14 +70,20 @@ async fn started_app(c: &Capstan, admin: &str, org: &str, space: &str, app: &str
     (guid(&p), process_guid)
 }
 
-#[tokio::test]
-async fn a_cf_user_cannot_reach_another_tenants_app_through_receptor() {
+/// The auth fixture with alice, a CF developer (the configuration the example file shows for one:
+/// capstan.write + roles) in acme/dev, and carl, who holds only `cloud_controller.read`.
+fn tenants() -> AuthFixture {
     let fx = AuthFixture::new("").expect("fixture");
-    // The configuration the example file shows for a CF developer: capstan.write + roles.
     fx.add_user("alice", "alice-pw", "capstan.write", &["space_developer:acme/dev"])
         .expect("alice");
     fx.add_user("carl", "carl-pw", "cloud_controller.read", &[])
         .expect("carl");
+    fx
+}
+
+#[tokio::test]
+async fn a_cf_user_cannot_reach_another_tenants_app_through_receptor() {
+    let fx = tenants();
     let dir = tempfile::tempdir().expect("tempdir");
     let c = fx.dev(&dir.path().join("data")).expect("capstan dev with auth");
     let admin = token(&fx.login(&c, "admin", "admin-pw").await);
@@ -114,13 +126,7 @@ async fn a_cf_user_cannot_reach_another_tenants_app_through_receptor() {
     // Inside /v3 the roles decide: alice sees her space's app and not the other org's.
     let (s, apps) = send(&c, "GET", "/v3/apps", &alice, None).await;
     assert_eq!(s, 200, "{apps}");
-    let names: Vec<&str> = apps["resources"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a["name"].as_str())
-        .collect();
-    assert_eq!(names, ["shop"]);
+    assert_eq!(names(&apps), ["shop"]);
     let (s, _) = send(&c, "GET", &format!("/v3/processes/{payroll}"), &alice, None).await;
     assert_eq!(s, 404, "another org's process does not exist for alice");
     // carl (cloud_controller.read, no roles) reads CF and writes nothing
@@ -196,11 +202,7 @@ async fn through_a_follower_a_caller_is_the_one_the_first_node_saw() {
     use capstan_tests::cluster::Cluster;
     use std::time::Duration;
 
-    let fx = AuthFixture::new("").expect("fixture");
-    fx.add_user("alice", "alice-pw", "capstan.write", &["space_developer:acme/dev"])
-        .expect("alice");
-    fx.add_user("carl", "carl-pw", "cloud_controller.read", &[])
-        .expect("carl");
+    let fx = tenants();
     let cfg = fx.config.to_str().expect("utf-8").to_owned();
     let mut c = Cluster::start(3, &["--config", &cfg]).expect("cluster");
     let secret_file = fx.dir.path().join("cluster-secret").display().to_string();
@@ -225,12 +227,7 @@ async fn through_a_follower_a_caller_is_the_one_the_first_node_saw() {
             .expect("list apps");
         assert_eq!(r.status().as_u16(), 200);
         let apps: Value = r.json().await.expect("json");
-        let names: Vec<&str> = apps["resources"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a["name"].as_str())
-            .collect();
+        let names = names(&apps);
         assert!(
             names == ["shop"] || (consistency == "stale" && names.is_empty()),
             "{consistency}: alice sees her space's app only: {names:?}"
@@ -240,9 +237,16 @@ async fn through_a_follower_a_caller_is_the_one_the_first_node_saw() {
     let (s, e) = send(f, "POST", &scale(&own), &alice, Some(json!({"instances": 2}))).await;
     assert_eq!(s, 202, "alice scales her own process through the follower: {e}");
     let (s, e) = send(f, "POST", &scale(&payroll), &alice, Some(json!({"instances": 0}))).await;
-    assert_eq!(s, 404, "another org's process does not exist for alice on the leader either: {e}");
+    assert_eq!(
+        s, 404,
+        "another org's process does not exist for alice on the leader either: {e}"
+    );
     let (s, e) = send(f, "POST", &scale(&own), &carl, Some(json!({"instances": 0}))).await;
-    assert_eq!((s, e["errors"][0]["title"].clone()), (403, json!("CF-NotAuthorized")), "{e}");
+    assert_eq!(
+        (s, e["errors"][0]["title"].clone()),
+        (403, json!("CF-NotAuthorized")),
+        "{e}"
+    );
     let (s, e) = send(f, "DELETE", &format!("/v1/desired_lrps/{payroll_lrp}"), &alice, None).await;
     assert_eq!(s, 403, "{e}");
     // and what the leader wrote is what alice asked for, read back through the leader
