@@ -153,6 +153,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
         tokio::spawn(callbacks::run(node.clone(), hub.clone())),
         tokio::spawn(converger::run(node.clone(), hub.clone(), opts.converge_interval)),
         tokio::spawn(presence::run(node.clone(), hub.clone(), presence.clone())),
+        tokio::spawn(crate::leader::rollouts::run(node.clone(), hub.clone())),
     ];
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

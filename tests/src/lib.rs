@@ -401,3 +401,23 @@ pub fn lrp_json(process_guid: &str, domain: &str, instances: i32) -> String {
     })
     .to_string()
 }
+
+/// The virtualenv with the unmodified python `cloudfoundry-client` (pinned in
+/// `tests/cf-client/requirements.txt`, installed by `tests/cf-client/setup.sh`), set up once per
+/// target directory: its python. `None`: it cannot be made here (PyPI unreachable, or no venv
+/// module for python3; the script says which on stderr).
+pub fn cf_client_python() -> Option<PathBuf> {
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let venv = target.join("cf-client-venv");
+    let status = Command::new("bash")
+        .arg(root.join("tests/cf-client/setup.sh"))
+        .arg(&venv)
+        .status()
+        .expect("run tests/cf-client/setup.sh");
+    match status.code() {
+        Some(0) => Some(venv.join("bin/python")),
+        Some(3) => None,
+        _ => panic!("tests/cf-client/setup.sh failed: {status}"),
+    }
+}

@@ -88,6 +88,11 @@ const ROUTES: &[(&str, &str, Needs)] = &[
     ("DELETE", "/v3/apps/{guid}", Needs::Write),
     ("POST", "/v3/apps/{guid}/actions/start", Needs::Write),
     ("POST", "/v3/apps/{guid}/actions/stop", Needs::Write),
+    ("POST", "/v3/apps/{guid}/actions/restart", Needs::Write),
+    // read-scoped at the door; the variables themselves only to who may read the space's secrets
+    ("GET", "/v3/apps/{guid}/environment_variables", Needs::Read),
+    ("PATCH", "/v3/apps/{guid}/environment_variables", Needs::Write),
+    ("GET", "/v3/apps/{guid}/env", Needs::Read),
     ("GET", "/v3/apps/{guid}/processes", Needs::Read),
     ("GET", "/v3/apps/{guid}/processes/{type}", Needs::Read),
     ("PATCH", "/v3/apps/{guid}/processes/{type}", Needs::Write),

@@ -14,24 +14,6 @@ use capstan_tests::cluster::Cluster;
 use capstan_tests::Capstan;
 use serde_json::{json, Value};
 
-/// The virtualenv with the client: set up once per target directory. `None`: it cannot be made
-/// here (PyPI unreachable, or no venv module for python3; the script says which on stderr).
-fn client_python() -> Option<PathBuf> {
-    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let venv = target.join("cf-client-venv");
-    let status = Command::new("bash")
-        .arg(root.join("tests/cf-client/setup.sh"))
-        .arg(&venv)
-        .status()
-        .expect("run tests/cf-client/setup.sh");
-    match status.code() {
-        Some(0) => Some(venv.join("bin/python")),
-        Some(3) => None,
-        _ => panic!("tests/cf-client/setup.sh failed: {status}"),
-    }
-}
-
 async fn send(c: &Capstan, method: reqwest::Method, path: &str, token: &str, body: Value) -> (u16, Value) {
     let r = c
         .client
@@ -104,7 +86,7 @@ async fn cf_users_log_in_list_and_see_what_their_scope_allows() {
     let e: Value = r.json().await.unwrap_or(Value::Null);
     assert_eq!(e["errors"][0]["title"], "CF-NotAuthenticated");
 
-    let Some(python) = client_python() else {
+    let Some(python) = capstan_tests::cf_client_python() else {
         eprintln!("SKIPPED the cloudfoundry-client part: the library could not be installed here (reason above)");
         return;
     };

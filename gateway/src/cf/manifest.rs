@@ -2,8 +2,9 @@
 //! `processes[]` (`type`, `command`, `instances`, `memory`, `disk_quota`, `health-check-type`,
 //! `health-check-http-endpoint`, `health-check-invocation-timeout`, `timeout`), and the same keys
 //! at the top of an application as the shorthand for its `web` process. Sizes take CF's units
-//! (`256M`, `1G`, `512MB`; a bare number is megabytes). Keys Capstan does not act on (routes,
-//! buildpacks, env, services …) are ignored, as CF ignores keys it does not know.
+//! (`256M`, `1G`, `512MB`; a bare number is megabytes), and `env` (the app's environment
+//! variables, merged). Keys Capstan does not act on (routes, buildpacks, services …) are ignored,
+//! as CF ignores keys it does not know.
 //!
 //! YAML is read with `serde_norway` (a maintained fork of the archived `serde_yaml`, with the same
 //! API and no unsafe code of its own), chosen over `serde_yml` for its maintenance record.
@@ -44,6 +45,8 @@ struct ProcessKeys {
 struct App {
     name: Option<String>,
     docker: Option<Docker>,
+    #[serde(default)]
+    env: Option<serde_norway::Value>,
     #[serde(default)]
     processes: Vec<Process>,
     #[serde(flatten)]
@@ -152,6 +155,35 @@ fn has_any(k: &ProcessKeys) -> bool {
         || k.timeout.is_some()
 }
 
+/// A manifest's `env:`: a mapping of names to strings, numbers or booleans (turned into the strings
+/// CC makes of them); a name given `null` is removed from the app.
+fn env(v: &serde_norway::Value) -> Result<(std::collections::BTreeMap<String, String>, Vec<String>), String> {
+    use serde_norway::Value as Y;
+    let Y::Mapping(m) = v else {
+        return Err("Env must be an object of keys and values".into());
+    };
+    let (mut set, mut removed) = (std::collections::BTreeMap::new(), Vec::new());
+    for (k, v) in m {
+        let Y::String(name) = k else {
+            return Err("Env key must be a string".into());
+        };
+        match v {
+            Y::Null => removed.push(name.clone()),
+            Y::String(s) => {
+                set.insert(name.clone(), s.clone());
+            }
+            Y::Bool(b) => {
+                set.insert(name.clone(), b.to_string());
+            }
+            Y::Number(n) => {
+                set.insert(name.clone(), n.to_string());
+            }
+            _ => return Err(format!("Env value of '{name}' must be a string, a number or a boolean")),
+        }
+    }
+    Ok((set, removed))
+}
+
 /// The manifest as the node's `ApplyCfManifest` for a space.
 pub fn parse(yaml: &[u8], space_guid: &str) -> Result<pb::ApplyCfManifest, CfError> {
     let m: Manifest =
@@ -184,10 +216,16 @@ pub fn parse(yaml: &[u8], space_guid: &str) -> Result<pb::ApplyCfManifest, CfErr
         if !web_listed && has_any(&a.web) {
             processes.insert(0, process("web", &a.web).map_err(fail)?);
         }
+        let (env, env_removed) = match &a.env {
+            Some(v) => env(v).map_err(fail)?,
+            None => Default::default(),
+        };
         out.applications.push(pb::CfManifestApp {
             name: name.clone(),
             docker_image: a.docker.and_then(|d| d.image),
             processes,
+            env,
+            env_removed,
         });
     }
     Ok(out)
@@ -196,6 +234,44 @@ pub fn parse(yaml: &[u8], space_guid: &str) -> Result<pb::ApplyCfManifest, CfErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_values_become_strings_and_null_removes() {
+        let yaml = br#"
+applications:
+- name: payroll
+  env:
+    DB_URL: postgres://db.internal/payroll
+    WORKERS: 4
+    RATIO: 0.5
+    DEBUG: true
+    OLD: ~
+"#;
+        let app = &parse(yaml, "s").expect("manifest").applications[0];
+        let env: Vec<(&str, &str)> = app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            env,
+            [
+                ("DB_URL", "postgres://db.internal/payroll"),
+                ("DEBUG", "true"),
+                ("RATIO", "0.5"),
+                ("WORKERS", "4")
+            ]
+        );
+        assert_eq!(app.env_removed, ["OLD"]);
+        for (bad, message) in [
+            ("env: [a, b]", "Env must be an object of keys and values"),
+            ("env: {1: x}", "Env key must be a string"),
+            (
+                "env: {A: [1]}",
+                "Env value of 'A' must be a string, a number or a boolean",
+            ),
+        ] {
+            let yaml = format!("applications:\n- name: a\n  {bad}\n");
+            let e = parse(yaml.as_bytes(), "s").expect_err(bad);
+            assert_eq!(e.detail, format!("For application 'a': {message}"));
+        }
+    }
 
     #[test]
     fn processes_and_the_web_shorthand() {

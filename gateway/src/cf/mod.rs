@@ -1,10 +1,12 @@
 //! Cloud Foundry's V3 API (seed 001 and spec/cf_v3_processes.md), under `/v3`: the 12 process
 //! operations in their global and app-scoped forms plus `process_instances`, and the resources
-//! that own processes — organizations, spaces, apps (start, stop), `apply_manifest` and jobs.
+//! that own processes — organizations, spaces, apps (start, stop, restart, environment variables),
+//! `apply_manifest` and jobs.
 //! Every handler makes exactly one gRPC call (`CfService`); JSON shapes are in `present.rs`,
 //! bodies in `request.rs`, the manifest in `manifest.rs`, links in `query.rs`, errors in
 //! `error.rs` (CF's `errors[]` envelope).
 
+pub mod env;
 pub mod error;
 pub mod manifest;
 pub mod present;
@@ -52,6 +54,10 @@ type Result<T> = std::result::Result<T, CfError>;
     delete_app,
     start_app,
     stop_app,
+    env::restart_app,
+    env::get_environment_variables,
+    env::update_environment_variables,
+    env::get_env,
     list_app_processes,
     processes::get_app_process,
     processes::update_app_process,
@@ -89,6 +95,12 @@ pub fn routes() -> Router<Gateway> {
         .route("/apps/{guid}", get(get_app).patch(update_app).delete(delete_app))
         .route("/apps/{guid}/actions/start", post(start_app))
         .route("/apps/{guid}/actions/stop", post(stop_app))
+        .route("/apps/{guid}/actions/restart", post(env::restart_app))
+        .route(
+            "/apps/{guid}/environment_variables",
+            get(env::get_environment_variables).patch(env::update_environment_variables),
+        )
+        .route("/apps/{guid}/env", get(env::get_env))
         .route("/apps/{guid}/processes", get(list_app_processes))
         .route(
             "/apps/{guid}/processes/{type}",
@@ -455,7 +467,11 @@ async fn set_state(gw: &Gateway, h: &HeaderMap, app_guid: String, started: bool)
     let app = gw
         .cf
         .clone()
-        .set_app_state(pb::SetCfAppState { app_guid, started })
+        .set_app_state(pb::SetCfAppState {
+            app_guid,
+            started,
+            restart: false,
+        })
         .await?
         .into_inner();
     Ok(Json(present::app(&base_url(h), &app)).into_response())

@@ -195,8 +195,10 @@ pub struct AppLinks {
     pub this: Link,
     pub space: Link,
     pub processes: Link,
+    pub environment_variables: Link,
     pub start: Link,
     pub stop: Link,
+    pub restart: Link,
 }
 
 pub fn app(base: &str, a: &pb::CfApp) -> App {
@@ -226,8 +228,10 @@ pub fn app(base: &str, a: &pb::CfApp) -> App {
             this: Link::get(base, &path),
             space: Link::get(base, &format!("/v3/spaces/{}", a.space_guid)),
             processes: Link::get(base, &format!("{path}/processes")),
+            environment_variables: Link::get(base, &format!("{path}/environment_variables")),
             start: Link::post(base, &format!("{path}/actions/start")),
             stop: Link::post(base, &format!("{path}/actions/stop")),
+            restart: Link::post(base, &format!("{path}/actions/restart")),
         },
     }
 }

@@ -319,6 +319,40 @@ pub fn update_resource(o: &Object, kind: pb::CfKind, guid: &str) -> Result<pb::U
         guid: guid.to_owned(),
         name,
         metadata,
+        environment_variables: None,
+    })
+}
+
+/// `PATCH /v3/apps/:guid/environment_variables`: `{"var": {NAME: "value" | null}}` (CC's
+/// `EnvironmentVariablesStringValuesValidator`: values are strings, a null removes the name).
+pub fn env_patch(o: &Object, app_guid: &str) -> Result<pb::UpdateCfResource, CfError> {
+    unknown_fields(o, &["var"])?;
+    let mut patch = pb::CfEnvPatch::default();
+    match o.get("var") {
+        None => {}
+        Some(Value::Object(vars)) => {
+            let mut errors = Vec::new();
+            for (name, value) in vars {
+                match value {
+                    Value::String(s) => {
+                        patch.set.insert(name.clone(), s.clone());
+                    }
+                    Value::Null => patch.removed.push(name.clone()),
+                    other => errors.push(format!(
+                        "Non-string value in environment variable for key '{name}', value '{other}'"
+                    )),
+                }
+            }
+            joined(errors)?;
+        }
+        Some(_) => return Err(CfError::unprocessable("Var must be an object")),
+    }
+    Ok(pb::UpdateCfResource {
+        kind: pb::CfKind::App as i32,
+        guid: app_guid.to_owned(),
+        name: None,
+        metadata: None,
+        environment_variables: Some(patch),
     })
 }
 
@@ -332,6 +366,23 @@ mod tests {
             Value::Object(o) => o,
             _ => Object::new(),
         }
+    }
+
+    #[test]
+    fn an_env_patch_takes_strings_and_nulls_as_cc_does() {
+        let p = env_patch(&obj(json!({"var": {"A": "1", "B": null}})), "g").expect("patch");
+        let env = p.environment_variables.expect("env");
+        assert_eq!(
+            (env.set.get("A").map(String::as_str), env.removed),
+            (Some("1"), vec!["B".to_owned()])
+        );
+        let e = |v: Value| env_patch(&obj(v), "g").unwrap_err().detail;
+        assert_eq!(
+            e(json!({"var": {"N": 5}})),
+            "Non-string value in environment variable for key 'N', value '5'"
+        );
+        assert_eq!(e(json!({"var": "x"})), "Var must be an object");
+        assert_eq!(e(json!({"vars": {}})), "Unknown field(s): 'vars'");
     }
 
     #[test]

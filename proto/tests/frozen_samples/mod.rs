@@ -434,6 +434,7 @@ pub fn samples() -> Vec<(&'static str, Vec<u8>)> {
                             timeout: Some(30),
                             ..Default::default()
                         }],
+                        ..Default::default()
                     }],
                 })),
             }
@@ -494,6 +495,7 @@ pub fn samples() -> Vec<(&'static str, Vec<u8>)> {
                             labels: [("example.com/fruit".to_string(), "strawberry".to_string())].into(),
                             annotations: Default::default(),
                         }),
+                        previous_version: String::new(),
                     }),
                 })),
             }
@@ -515,6 +517,7 @@ pub fn samples() -> Vec<(&'static str, Vec<u8>)> {
                             created_at: 1,
                             updated_at: 2,
                             metadata: None,
+                            environment_variables: Default::default(),
                         }),
                     })),
                 }
@@ -563,6 +566,68 @@ pub fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 })),
             }
             .encode_to_vec(),
+        ),
+        (
+            "command (cf env patch, restart, rollout step)",
+            [
+                pb::Command {
+                    kind: Some(pb::command::Kind::UpdateCfResource(pb::UpdateCfResource {
+                        kind: pb::CfKind::App as i32,
+                        guid: "a1".into(),
+                        name: None,
+                        metadata: None,
+                        environment_variables: Some(pb::CfEnvPatch {
+                            set: [("DB_URL".to_owned(), "postgres://db".to_owned())].into(),
+                            removed: vec!["OLD".into()],
+                        }),
+                    })),
+                }
+                .encode_to_vec(),
+                pb::Command {
+                    kind: Some(pb::command::Kind::SetCfAppState(pb::SetCfAppState {
+                        app_guid: "a1".into(),
+                        started: true,
+                        restart: true,
+                    })),
+                }
+                .encode_to_vec(),
+                pb::Command {
+                    kind: Some(pb::command::Kind::StepCfRollout(pb::StepCfRollout {
+                        process_guid: "p1".into(),
+                    })),
+                }
+                .encode_to_vec(),
+            ]
+            .concat(),
+        ),
+        (
+            "event (cf app with env changed, cf process in a rollout changed)",
+            [
+                pb::Event {
+                    kind: Some(pb::event::Kind::CfAppChanged(pb::CfAppChanged {
+                        before: None,
+                        after: Some(pb::CfApp {
+                            guid: "a1".into(),
+                            environment_variables: [("DB_URL".to_owned(), "postgres://db".to_owned())].into(),
+                            ..Default::default()
+                        }),
+                    })),
+                }
+                .encode_to_vec(),
+                pb::Event {
+                    kind: Some(pb::event::Kind::CfProcessChanged(pb::CfProcessChanged {
+                        before: None,
+                        after: Some(pb::CfProcess {
+                            guid: "p1".into(),
+                            version: "v2".into(),
+                            previous_version: "v1".into(),
+                            ..Default::default()
+                        }),
+                    })),
+                }
+                .encode_to_vec(),
+            ]
+            .concat(),
         ),
     ]
 }

@@ -9,7 +9,7 @@ use capstan_storage::rules::{receptor_tasks, validate};
 use tonic::{Request, Response, Status};
 
 use super::forward::Forwarder;
-use super::stream::{stream_rows, RowStream};
+use super::stream::{stream_rows, stream_rows_as, RowStream};
 use super::watch::{self, Watchers};
 use crate::auth::scopes::{self, Scope};
 use crate::errors;
@@ -94,10 +94,7 @@ impl ControlPlane for ControlPlaneService {
     async fn retire_actual_lrp(&self, req: Request<pb::RetireActualLrp>) -> Result<Response<pb::Empty>, Status> {
         // Killing an instance of a CF process through Receptor: an admin's call (CF's own is
         // `/v3/processes/:guid/instances/:index`). Changes no desired state, so checked here.
-        let admin = req
-            .extensions()
-            .get::<crate::auth::guard::Caller>()
-            .is_none_or(|c| c.internal || scopes::allows(&c.scopes, Scope::ADMIN));
+        let admin = admin_or_internal(&req);
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
         if !admin {
@@ -131,10 +128,11 @@ impl ControlPlane for ControlPlaneService {
         &self,
         req: Request<pb::GetDesiredLrpRequest>,
     ) -> Result<Response<pb::DesiredLrp>, Status> {
+        let secrets = admin_or_internal(&req);
         let req = req.into_inner();
         require("process_guid", &req.process_guid)?;
         match self.views().get_desired(&req.process_guid).map_err(errors::storage)? {
-            Some(d) => Ok(Response::new(d)),
+            Some(d) => Ok(Response::new(shown(d, secrets))),
             None => Err(errors::rejection(&capstan_storage::rules::decide::not_found(
                 &req.process_guid,
             ))),
@@ -147,10 +145,11 @@ impl ControlPlane for ControlPlaneService {
         &self,
         req: Request<pb::ListDesiredLrpsRequest>,
     ) -> Result<Response<Self::ListDesiredLrpsStream>, Status> {
+        let secrets = admin_or_internal(&req);
         let req = req.into_inner();
         let domain = (!req.domain.is_empty()).then_some(req.domain.as_str());
         let rows = self.views().desired_lrps(domain);
-        Ok(Response::new(stream_rows(rows, |_| true)))
+        Ok(Response::new(stream_rows_as(rows, move |d| Some(shown(d, secrets)))))
     }
 
     async fn get_actual_lrp(&self, req: Request<pb::GetActualLrpRequest>) -> Result<Response<pb::ActualLrp>, Status> {
@@ -252,7 +251,11 @@ impl ControlPlane for ControlPlaneService {
 
     /// Served by every node from its own journal (never forwarded).
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
-        Ok(Response::new(self.watch_events(req.into_inner()).await?))
+        let secrets = admin_or_internal(&req);
+        let node = self.fwd.node().clone();
+        Ok(Response::new(
+            watch::watch(node, &self.watchers, req.into_inner(), secrets).await?,
+        ))
     }
 
     /// Cancel is a stop of the run: a pending task completes failed at once, a running one is
@@ -274,10 +277,20 @@ impl ControlPlane for ControlPlaneService {
     }
 }
 
-impl ControlPlaneService {
-    async fn watch_events(&self, req: pb::WatchRequest) -> Result<RowStream<pb::WatchEvent>, Status> {
-        watch::watch(self.fwd.node().clone(), &self.watchers, req).await
+/// An admin or the cluster itself: who may kill a CF instance through Receptor and read secrets in
+/// Receptor's view and the event stream (a CF app's environment variables).
+fn admin_or_internal<T>(req: &Request<T>) -> bool {
+    req.extensions()
+        .get::<crate::auth::guard::Caller>()
+        .is_none_or(|c| c.internal || scopes::allows(&c.scopes, Scope::ADMIN))
+}
+
+/// A DesiredLRP as the caller may see it.
+fn shown(mut d: pb::DesiredLrp, secrets: bool) -> pb::DesiredLrp {
+    if !secrets {
+        capstan_storage::rules::cf::hide_app_env(&mut d);
     }
+    d
 }
 
 fn task_not_found(task_guid: &str) -> Status {

@@ -118,7 +118,7 @@ pub fn served_at(path: &str) -> Route {
         ("TaskService", "GetRunLogs") => read::<pb::GetRunLogsRequest>(),
         // the alias is resolved, and a stopped run's definition read, in the leader's view
         ("TaskService", "ExecuteTask" | "StopTaskRun") => Route::Leader,
-        ("CfService", "GetResource") => read::<pb::CfGetRequest>(),
+        ("CfService", "GetResource" | "GetAppEnvironment") => read::<pb::CfGetRequest>(),
         ("CfService", "List") => read::<pb::ListCfRequest>(),
         ("CfService", "GetJob") => read::<pb::CfJobRequest>(),
         ("CfService", "GetProcess" | "ProcessStats") => read::<pb::CfProcessRef>(),

@@ -129,6 +129,7 @@ pub async fn watch(
     node: RaftNode,
     watchers: &Watchers,
     req: pb::WatchRequest,
+    secrets: bool,
 ) -> Result<RowStream<pb::WatchEvent>, Status> {
     if let Some(bad) = req
         .kinds
@@ -221,7 +222,13 @@ pub async fn watch(
                         offset: u32::try_from(k).unwrap_or(u32::MAX),
                         last_in_record: k == last,
                         kind: name.to_owned(),
-                        event: Some(e.clone()),
+                        event: Some(if secrets {
+                            e.clone()
+                        } else {
+                            let mut e = e.clone();
+                            capstan_storage::rules::cf::hide_secrets(&mut e);
+                            e
+                        }),
                         time_unix_ns: record.time_unix_ns,
                     };
                     if tx.try_send(Ok(item)).is_err() {

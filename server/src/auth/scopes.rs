@@ -147,7 +147,9 @@ pub fn access(path: &str) -> Access {
             "TaskService",
             "CreateTaskDefinition" | "UpdateTaskDefinition" | "DeleteTaskDefinition" | "ExecuteTask" | "StopTaskRun",
         ) => write,
-        ("CfService", "GetResource" | "List" | "GetJob" | "GetProcess" | "ProcessStats") => cf_read,
+        ("CfService", "GetResource" | "List" | "GetJob" | "GetProcess" | "ProcessStats" | "GetAppEnvironment") => {
+            cf_read
+        }
         (
             "CfService",
             "CreateOrganization" | "CreateSpace" | "CreateApp" | "UpdateResource" | "DeleteResource" | "SetAppState"

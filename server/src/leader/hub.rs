@@ -3,7 +3,7 @@
 //! picture of the fleet (cell loads, UNCLAIMED instances, QUEUED task runs, desired resources)
 //! current without re-scanning the views. After a snapshot install it rebuilds from the views.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use capstan_proto::pb::{self, event::Kind as Ev, ActualLrpState};
@@ -85,6 +85,8 @@ pub struct Fleet {
     runs_seen: HashMap<String, (u32, u8, bool)>,
     /// completed Receptor tasks with a completion callback to deliver: task_guid → url
     pub callbacks: BTreeMap<String, String>,
+    /// CF processes with a rolling restart under way (a `previous_version`)
+    pub rollouts: BTreeSet<String>,
     /// bumped whenever a cell's load or the set of cells changes: capacity may have appeared
     pub capacity_version: u64,
     /// the `capacity_version` the last placement pass tried every waiting instance at (`None`:
@@ -93,6 +95,15 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// Follows whether a CF process has a rollout under way.
+    pub(crate) fn process(&mut self, p: &pb::CfProcess) {
+        if p.previous_version.is_empty() {
+            self.rollouts.remove(&p.guid);
+        } else {
+            self.rollouts.insert(p.guid.clone());
+        }
+    }
+
     fn load_mut(&mut self, cell_id: &str) -> Option<&mut CellLoad> {
         let i = *self.positions.get(cell_id)?;
         self.capacity_version += 1;
@@ -324,6 +335,8 @@ pub struct Hub {
     pub converge: tokio::sync::Notify,
     /// Wakes the callback worker when a Receptor task with a callback completed.
     pub callbacks: tokio::sync::Notify,
+    /// Wakes the rollout stepper when an instance or a rolling process changed.
+    pub rollouts: tokio::sync::Notify,
 }
 
 impl Hub {
@@ -336,6 +349,7 @@ impl Hub {
             schedule: tokio::sync::Notify::new(),
             converge: tokio::sync::Notify::new(),
             callbacks: tokio::sync::Notify::new(),
+            rollouts: tokio::sync::Notify::new(),
         })
     }
 
@@ -427,6 +441,9 @@ impl Hub {
         for r in views.task_runs() {
             fleet.run(&r?);
         }
+        for p in views.cf_rows::<pb::CfProcess>(false, false) {
+            fleet.process(&p?);
+        }
         if let Ok(mut f) = self.fleet.lock() {
             *f = fleet;
         }
@@ -436,6 +453,7 @@ impl Hub {
     fn process(&self, record: &pb::JournalRecord) {
         let mut schedule = false;
         let mut converge = false;
+        let mut rollouts = false;
         let mut touched: Vec<String> = Vec::new();
         {
             let Ok(mut fleet) = self.fleet.lock() else {
@@ -472,6 +490,10 @@ impl Hub {
                             .after
                             .as_ref()
                             .is_some_and(|a| a.state == ActualLrpState::Unclaimed as i32);
+                        rollouts |= !fleet.rollouts.is_empty()
+                            && c.after
+                                .as_ref()
+                                .is_some_and(|a| a.state == ActualLrpState::Running as i32);
                     }
                     Some(Ev::ActualLrpRemoved(c)) => {
                         fleet.actual(c.actual_lrp.as_ref(), None);
@@ -508,6 +530,16 @@ impl Hub {
                         // Queued again, or a cell has room again.
                         schedule = true;
                     }
+                    Some(Ev::CfProcessChanged(c)) => {
+                        match (&c.before, &c.after) {
+                            (_, Some(p)) => fleet.process(p),
+                            (Some(p), None) => {
+                                fleet.rollouts.remove(&p.guid);
+                            }
+                            (None, None) => {}
+                        }
+                        rollouts = true;
+                    }
                     Some(Ev::TaskRunRemoved(c)) => {
                         if let Some(r) = &c.run {
                             fleet.remove_run(&r.run_id);
@@ -522,7 +554,6 @@ impl Hub {
                     | Some(Ev::CfOrganizationChanged(_))
                     | Some(Ev::CfSpaceChanged(_))
                     | Some(Ev::CfAppChanged(_))
-                    | Some(Ev::CfProcessChanged(_))
                     | Some(Ev::CfJobRecorded(_))
                     | None => {}
                 }
@@ -536,6 +567,9 @@ impl Hub {
         }
         if converge {
             self.converge.notify_one();
+        }
+        if rollouts {
+            self.rollouts.notify_one();
         }
         // A run that changed may have completed a task with a callback.
         if schedule {

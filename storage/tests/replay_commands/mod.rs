@@ -151,11 +151,18 @@ pub fn command() -> impl Strategy<Value = pb::command::Kind> {
                         ..Default::default()
                     },
                 ],
+                // a manifest's env changes the app (and reaches containers on the next restart)
+                env: std::iter::once(("N".to_owned(), n.to_string())).collect(),
+                env_removed: if docker { vec!["N".into()] } else { vec![] },
             }],
         })),
-        any::<bool>().prop_map(|started| Kind::SetCfAppState(pb::SetCfAppState {
+        (any::<bool>(), any::<bool>()).prop_map(|(started, restart)| Kind::SetCfAppState(pb::SetCfAppState {
             app_guid: String::new(),
             started,
+            restart,
+        })),
+        Just(Kind::StepCfRollout(pb::StepCfRollout {
+            process_guid: String::new(),
         })),
         (-1i32..4).prop_map(|n| Kind::ScaleCfProcess(pb::ScaleCfProcess {
             process_guid: String::new(),
@@ -366,6 +373,9 @@ pub fn concretize(sm: &StateMachine, kind: pb::command::Kind, seed: u64) -> pb::
         Kind::TerminateCfInstance(c) => Kind::TerminateCfInstance(pb::TerminateCfInstance {
             process_guid: cf_guid::<pb::CfProcess>(sm, seed),
             ..c
+        }),
+        Kind::StepCfRollout(_) => Kind::StepCfRollout(pb::StepCfRollout {
+            process_guid: cf_guid::<pb::CfProcess>(sm, seed),
         }),
         Kind::DeleteCfResource(c) => Kind::DeleteCfResource(pb::DeleteCfResource {
             guid: if c.kind == pb::CfKind::App as i32 {

@@ -42,6 +42,15 @@ pub(super) fn check_manifest(m: &pb::ApplyCfManifest) -> Result<(), Status> {
                 a.name
             )));
         }
+        let env = a.env.keys().chain(&a.env_removed).map(String::as_str);
+        let broken = rules::env_names("Env", env);
+        if !broken.is_empty() {
+            return Err(unprocessable(format!(
+                "For application '{}': {}",
+                a.name,
+                broken.join(", ")
+            )));
+        }
         let mut types = std::collections::BTreeSet::new();
         for p in &a.processes {
             let fail =
@@ -100,6 +109,17 @@ pub(super) fn check_check_patch(p: Option<&pb::CfHealthCheckPatch>, readiness: b
         rules::endpoint(e).map_err(unprocessable)?;
     }
     Ok(())
+}
+
+/// An environment-variable patch: CC's name rules, refused at the edge.
+pub(super) fn check_env(patch: Option<&pb::CfEnvPatch>) -> Result<(), Status> {
+    let Some(p) = patch else { return Ok(()) };
+    let broken = rules::env_names("Var", p.set.keys().chain(&p.removed).map(String::as_str));
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        Err(unprocessable(broken.join(", ")))
+    }
 }
 
 pub(super) fn check_update(u: &pb::UpdateCfProcess) -> Result<(), Status> {

@@ -164,7 +164,11 @@ pub(super) fn list(views: &Views, r: &pb::ListCfRequest, access: &Access) -> Res
                     ..row
                 },
                 |a| access.sees_space(&a.space_guid),
-            )?
+            )?;
+            // environment variables are never listed (secrets: `GetAppEnvironment` only)
+            for a in &mut page.apps {
+                a.environment_variables.clear();
+            }
         }
         _ => {
             let of_app = if r.app_guid.is_empty() {

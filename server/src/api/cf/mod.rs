@@ -19,7 +19,7 @@ mod checks;
 mod list;
 
 use access::{forbidden, identity, Access, Identity};
-use checks::{check_manifest, check_metadata, check_update};
+use checks::{check_env, check_manifest, check_metadata, check_update};
 use list::{instance_stats, list, resolve_seen};
 
 use super::forward::Forwarder;
@@ -29,7 +29,7 @@ use crate::errors;
 /// How long stats wait for a cell's usage figures before reporting them unavailable.
 const USAGE_TIMEOUT: Duration = Duration::from_secs(2);
 /// What a caller without a write role sees of a single process's command (spec §1.4).
-pub const COMMAND_HIDDEN: &str = "[PRIVATE DATA HIDDEN]";
+pub const COMMAND_HIDDEN: &str = rules::PRIVATE_DATA_HIDDEN;
 /// What every list shows of a command (spec §1.2).
 pub const COMMAND_HIDDEN_IN_LISTS: &str = "[PRIVATE DATA HIDDEN IN LISTS]";
 
@@ -93,6 +93,12 @@ fn process_after(events: &[pb::Event], guid: &str) -> Option<pb::CfProcess> {
         }
         _ => None,
     })
+}
+
+/// An app as every answer but `GetAppEnvironment` shows it: without its environment variables.
+fn without_env(mut app: pb::CfApp) -> pb::CfApp {
+    app.environment_variables.clear();
+    app
 }
 
 fn job_of(events: &[pb::Event]) -> Result<pb::CfJob, Status> {
@@ -253,17 +259,26 @@ impl CfService for CfServiceImpl {
         if let Some(m) = &r.metadata {
             labels::patch(m).map_err(unprocessable)?;
         }
+        check_env(r.environment_variables.as_ref())?;
         match kind_of(r.kind) {
             CfKind::Organization => self.may_manage(&id, &r.guid)?,
             CfKind::Space => self.may_manage(&id, &self.org_of_space(&r.guid)?)?,
-            _ => self.may_write_in(&id, &self.space_of_app(&r.guid)?)?,
+            _ => {
+                let space = self.space_of_app(&r.guid)?;
+                self.may_write_in(&id, &space)?;
+                // environment variables are secrets: a developer's (or an admin's) to change
+                if r.environment_variables.is_some() && !self.access(&id)?.secrets_in(&space) {
+                    return Err(forbidden());
+                }
+            }
         }
+        let with_env = r.environment_variables.is_some();
         let e = self.fwd.propose(pb::command::Kind::UpdateCfResource(r.clone())).await?;
         use pb::cf_resource::Kind as R;
         let kind = match kind_of(r.kind) {
             CfKind::Organization => changed!(e, CfOrganizationChanged).map(R::Organization),
             CfKind::Space => changed!(e, CfSpaceChanged).map(R::Space),
-            _ => changed!(e, CfAppChanged).map(R::App),
+            _ => changed!(e, CfAppChanged).map(|a| R::App(if with_env { a } else { without_env(a) })),
         };
         kind.map(|k| Response::new(pb::CfResource { kind: Some(k) }))
             .ok_or_else(|| internal("the resource"))
@@ -297,6 +312,7 @@ impl CfService for CfServiceImpl {
         })?;
         let e = self.fwd.propose(pb::command::Kind::SetCfAppState(r.clone())).await?;
         changed!(e, CfAppChanged)
+            .map(without_env)
             .map(Response::new)
             .ok_or_else(|| internal("an app"))
     }
@@ -324,9 +340,11 @@ impl CfService for CfServiceImpl {
             CfKind::Space => v
                 .get_cf(&r.guid)
                 .map(|o: Option<pb::CfSpace>| o.filter(|s| access.sees_space(&s.guid)).map(R::Space)),
-            CfKind::App => v
-                .get_cf(&r.guid)
-                .map(|o: Option<pb::CfApp>| o.filter(|a| access.sees_space(&a.space_guid)).map(R::App)),
+            CfKind::App => v.get_cf(&r.guid).map(|o: Option<pb::CfApp>| {
+                o.filter(|a| access.sees_space(&a.space_guid))
+                    .map(without_env)
+                    .map(R::App)
+            }),
             _ => v.get_cf(&r.guid).map(|o: Option<pb::CfProcess>| {
                 o.filter(|p| access.sees_space(&p.space_guid)).map(|mut p| {
                     if !access.secrets_in(&p.space_guid) {
@@ -351,6 +369,20 @@ impl CfService for CfServiceImpl {
             .await
             .map_err(|e| errors::status(ErrorKind::Internal, e.to_string(), 0))?
             .map(Response::new)
+    }
+
+    async fn get_app_environment(&self, req: Request<pb::CfGetRequest>) -> Result<Response<pb::CfApp>, Status> {
+        let id = identity(&req);
+        let r = req.into_inner();
+        let access = self.access(&id)?;
+        let app = self.views().get_cf::<pb::CfApp>(&r.guid).map_err(errors::storage)?;
+        let app = app
+            .filter(|a| access.sees_space(&a.space_guid))
+            .ok_or_else(|| not_found(CfKind::App))?;
+        if !access.secrets_in(&app.space_guid) {
+            return Err(forbidden());
+        }
+        Ok(Response::new(app))
     }
 
     async fn get_job(&self, req: Request<pb::CfJobRequest>) -> Result<Response<pb::CfJob>, Status> {

@@ -189,6 +189,84 @@ pub fn process_model(p: &pb::CfProcess) -> Result<(), String> {
     Ok(())
 }
 
+/// What a caller who may not read secrets sees in place of one (CC's words).
+pub const PRIVATE_DATA_HIDDEN: &str = "[PRIVATE DATA HIDDEN]";
+
+/// The platform's variables in a CF process's DesiredLRP: not secrets.
+const PLATFORM_ENV: [&str; 2] = ["VCAP_APPLICATION", "MEMORY_LIMIT"];
+
+/// A CF process's DesiredLRP as a caller who may not read secrets sees it: the app's environment
+/// variables keep their names, their values are hidden. Other LRPs are left as they are.
+pub fn hide_app_env(d: &mut pb::DesiredLrp) {
+    if d.domain != DOMAIN {
+        return;
+    }
+    for e in d.env.iter_mut().filter(|e| !PLATFORM_ENV.contains(&e.name.as_str())) {
+        e.value = PRIVATE_DATA_HIDDEN.into();
+    }
+}
+
+/// An event as a caller who may not read secrets sees it: apps' environment variable values and
+/// those in CF processes' DesiredLRPs hidden.
+pub fn hide_secrets(e: &mut pb::Event) {
+    use pb::event::Kind as Ev;
+    let hide_app = |a: &mut Option<pb::CfApp>| {
+        for v in a.iter_mut().flat_map(|a| a.environment_variables.values_mut()) {
+            *v = PRIVATE_DATA_HIDDEN.into();
+        }
+    };
+    match &mut e.kind {
+        Some(Ev::CfAppChanged(c)) => {
+            hide_app(&mut c.before);
+            hide_app(&mut c.after);
+        }
+        Some(Ev::DesiredLrpCreated(pb::DesiredLrpCreated { desired_lrp: d }))
+        | Some(Ev::DesiredLrpRemoved(pb::DesiredLrpRemoved { desired_lrp: d })) => d.iter_mut().for_each(hide_app_env),
+        Some(Ev::DesiredLrpChanged(c)) => c.before.iter_mut().chain(c.after.iter_mut()).for_each(hide_app_env),
+        _ => {}
+    }
+}
+
+/// Cloud Controller's rules for environment variable names (its `EnvironmentVariablesValidator`):
+/// each broken rule as CF words it, after `attribute` (`Var` for the environment_variables
+/// endpoint, `Env` for a manifest), once per rule.
+pub fn env_names<'a>(attribute: &str, names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut broken = Vec::new();
+    for name in names {
+        let upper = name.to_ascii_uppercase();
+        let rule = if name.is_empty() {
+            "key must be a minimum length of 1"
+        } else if upper.starts_with("VCAP_") {
+            "cannot start with VCAP_"
+        } else if upper.starts_with("VMC") {
+            "cannot start with VMC_"
+        } else if upper == "PORT" {
+            "cannot set PORT"
+        } else {
+            continue;
+        };
+        let message = format!("{attribute} {rule}");
+        if !broken.contains(&message) {
+            broken.push(message);
+        }
+    }
+    broken
+}
+
+/// An app's environment variables after a merge: `set` written over, `removed` gone.
+pub fn env_merged(
+    before: &std::collections::BTreeMap<String, String>,
+    set: &std::collections::BTreeMap<String, String>,
+    removed: &[String],
+) -> std::collections::BTreeMap<String, String> {
+    let mut after = before.clone();
+    for name in removed {
+        after.remove(name);
+    }
+    after.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+    after
+}
+
 /// The scale fields' message-layer rules (spec §1.7; `null` refused by the gateway, DECISIONS).
 pub fn scale(s: &pb::ScaleCfProcess) -> Result<(), String> {
     if s.instances.is_some_and(|n| n < 0) {
@@ -229,7 +307,7 @@ pub fn desired_lrp(app: &pb::CfApp, p: &pb::CfProcess) -> pb::DesiredLrp {
     } else {
         format!("docker:///{}", app.docker_image)
     };
-    let env = vec![
+    let mut env = vec![
         pb::EnvironmentVariable {
             name: "VCAP_APPLICATION".into(),
             value: format!(
@@ -249,6 +327,18 @@ pub fn desired_lrp(app: &pb::CfApp, p: &pb::CfProcess) -> pb::DesiredLrp {
             value: format!("{}m", p.memory_in_mb),
         },
     ];
+    // The app's own variables after the platform's, which win a clash (a user may not set VCAP_*
+    // or PORT, but may name MEMORY_LIMIT).
+    let user = app
+        .environment_variables
+        .iter()
+        .filter(|(name, _)| !env.iter().any(|e| &e.name == *name))
+        .map(|(name, value)| pb::EnvironmentVariable {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect::<Vec<_>>();
+    env.extend(user);
     let timeout = hc.timeout.unwrap_or(HEALTH_CHECK_TIMEOUT_DEFAULT);
     pb::DesiredLrp {
         process_guid: process_guid(p),

@@ -174,6 +174,7 @@ pub(super) fn new_app<V: ViewRead>(
         created_at: cx.now,
         updated_at: cx.now,
         metadata: Some(metadata),
+        environment_variables: Default::default(),
     };
     let web = new_process(&app, "web", cx);
     Ok(Ok((app, web)))
@@ -191,10 +192,35 @@ pub fn create_app<V: ViewRead>(view: &V, c: &pb::CreateCfApp, cx: &mut Ctx) -> R
     Ok(Ok(vec![app_event(None, Some(app)), process_event(None, Some(web))]))
 }
 
+/// What an update does to a record's environment variables: an app's take the patch; an
+/// organization or a space has none (a patch for one is refused before this).
+trait WithEnv {
+    fn set_env(&mut self, _patch: Option<&pb::CfEnvPatch>) {}
+}
+impl WithEnv for pb::CfOrganization {}
+impl WithEnv for pb::CfSpace {}
+impl WithEnv for pb::CfApp {
+    fn set_env(&mut self, patch: Option<&pb::CfEnvPatch>) {
+        if let Some(p) = patch {
+            self.environment_variables = cf::env_merged(&self.environment_variables, &p.set, &p.removed);
+        }
+    }
+}
+
 pub fn update_resource<V: ViewRead>(view: &V, c: &pb::UpdateCfResource, cx: &mut Ctx) -> Result<Decision, V::Error> {
     let kind = CfKind::try_from(c.kind).unwrap_or(CfKind::Unspecified);
     if let Some(p) = &c.metadata {
         check!(labels::patch(p).map_err(unprocessable));
+    }
+    if let Some(env) = &c.environment_variables {
+        if kind != CfKind::App {
+            return Ok(Err(unprocessable("only an app has environment variables")));
+        }
+        let names = env.set.keys().chain(&env.removed).map(String::as_str);
+        let broken = cf::env_names("Var", names);
+        if !broken.is_empty() {
+            return Ok(Err(unprocessable(broken.join(", "))));
+        }
     }
     macro_rules! update {
         ($read:ident, $event:ident) => {{
@@ -210,6 +236,7 @@ pub fn update_resource<V: ViewRead>(view: &V, c: &pb::UpdateCfResource, cx: &mut
                 labels::merged(before.metadata.as_ref(), c.metadata.as_ref()).map_err(unprocessable)
             ));
             after.updated_at = cx.now;
+            after.set_env(c.environment_variables.as_ref());
             Ok(Ok(vec![$event(Some(before), Some(after))]))
         }};
     }
@@ -236,9 +263,12 @@ pub(super) fn stop_process<V: ViewRead>(
     p: &pb::CfProcess,
     events: &mut Vec<pb::Event>,
 ) -> Result<(), V::Error> {
-    let guid = cf::process_guid(p);
-    if let Ok(mut e) = lrp::remove(view, &pb::RemoveDesiredLrp { process_guid: guid })? {
-        events.append(&mut e);
+    // and the version a rolling restart was replacing, if one was under way
+    let previous = (!p.previous_version.is_empty()).then(|| format!("{}-{}", p.guid, p.previous_version));
+    for guid in [Some(cf::process_guid(p)), previous].into_iter().flatten() {
+        if let Ok(mut e) = lrp::remove(view, &pb::RemoveDesiredLrp { process_guid: guid })? {
+            events.append(&mut e);
+        }
     }
     Ok(())
 }
@@ -375,6 +405,14 @@ pub fn set_app_state<V: ViewRead>(view: &V, c: &pb::SetCfAppState, cx: &mut Ctx)
         return Ok(Err(not_found(CfKind::App)));
     };
     let started = before.state == pb::CfAppState::Started as i32;
+    if started && c.started && c.restart {
+        let mut events = Vec::new();
+        for p in processes_of(view, &before.guid)? {
+            check!(super::cf_rollout::restart(view, &before, p, cx, &mut events)?);
+        }
+        events.insert(0, app_event(Some(before.clone()), Some(before)));
+        return Ok(Ok(events));
+    }
     if started == c.started {
         return Ok(Ok(vec![app_event(Some(before.clone()), Some(before))]));
     }

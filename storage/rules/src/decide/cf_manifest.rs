@@ -1,4 +1,5 @@
-//! CF's `apply_manifest`: the named apps of a space created or updated with their processes; a
+//! CF's `apply_manifest`: the named apps of a space created or updated with their processes and
+//! environment variables (merged; a new value reaches containers when they are next replaced); a
 //! started app's processes whose containers changed get a new version (their DesiredLRPs are
 //! replaced), instance changes reach the DesiredLRP at once; a job records it.
 
@@ -75,6 +76,19 @@ pub fn apply<V: ViewRead>(view: &V, c: &pb::ApplyCfManifest, cx: &mut Ctx) -> Re
             }
         };
         let mut after = app.clone();
+        let broken = cf::env_names("Env", m.env.keys().chain(&m.env_removed).map(String::as_str));
+        if !broken.is_empty() {
+            return Ok(Err(unprocessable(format!(
+                "For application '{}': {}",
+                m.name,
+                broken.join(", ")
+            ))));
+        }
+        // A manifest's env merges into the app's; it reaches containers on their next start.
+        after.environment_variables = cf::env_merged(&app.environment_variables, &m.env, &m.env_removed);
+        if after.environment_variables != app.environment_variables {
+            after.updated_at = cx.now;
+        }
         if m.docker_image.is_some() && after.docker_image != image {
             after.docker_image = image;
             after.updated_at = cx.now;

@@ -13,7 +13,8 @@ pub fn not_found(process_guid: &str) -> pb::Rejection {
     )
 }
 
-/// The CF process whose DesiredLRP `process_guid` is (`<process guid>-<version>`), if any: the
+/// The CF process whose DesiredLRP `process_guid` is (`<process guid>-<version>`, or the version a
+/// rolling restart is replacing), if any: the
 /// CF family owns that LRP and its name, so Receptor's writes to it are refused (the two families
 /// must never disagree about one process). Whether the LRP exists right now does not matter.
 pub fn cf_owner<V: ViewRead>(view: &V, process_guid: &str) -> Result<Option<pb::CfProcess>, V::Error> {
@@ -28,7 +29,8 @@ pub fn cf_owner<V: ViewRead>(view: &V, process_guid: &str) -> Result<Option<pb::
     let last_dash = process_guid.rsplit_once('-').map(|(guid, _)| guid);
     for guid in [uuid_split, last_dash].into_iter().flatten() {
         if let Some(p) = view.cf_process(guid)? {
-            if crate::cf::process_guid(&p) == process_guid {
+            let previous = super::cf_rollout::previous_guid(&p);
+            if crate::cf::process_guid(&p) == process_guid || previous.as_deref() == Some(process_guid) {
                 return Ok(Some(p));
             }
         }

@@ -9,6 +9,7 @@
 mod cells;
 mod cf;
 mod cf_manifest;
+mod cf_rollout;
 mod domains;
 mod events;
 mod instances;
@@ -26,6 +27,7 @@ use crate::pb;
 use pb::RejectionKind;
 
 pub use cf::{instance_not_found as cf_instance_not_found, not_found as cf_not_found, processes_of as cf_processes_of};
+pub use cf_rollout::due as cf_rollout_due;
 pub use events::unclaimed;
 pub use instances::index_not_found;
 pub use lrp::{cf_owner, not_found};
@@ -124,5 +126,6 @@ pub fn decide<V: ViewRead>(view: &V, stamp: &pb::Stamp, command: &pb::Command) -
         Some(Kind::UpdateCfProcess(c)) => cf::update_process(view, c, cx),
         Some(Kind::ScaleCfProcess(c)) => cf::scale_process(view, c, cx),
         Some(Kind::TerminateCfInstance(c)) => cf::terminate_instance(view, c, cx),
+        Some(Kind::StepCfRollout(c)) => cf_rollout::step(view, c, cx),
     }
 }

@@ -12,7 +12,7 @@ fn guid_of<T>(events: &[pb::Event], pick: impl Fn(&Ev) -> Option<T>) -> T {
 }
 
 /// An org, a space, and an applied manifest with a web and a worker process: (space, app guid).
-fn manifest_app(m: &Mem) -> (String, String) {
+pub(super) fn manifest_app(m: &Mem) -> (String, String) {
     let e = m
         .run(
             1,
@@ -61,6 +61,7 @@ fn manifest_app(m: &Mem) -> (String, String) {
                     ..Default::default()
                 },
             ],
+            ..Default::default()
         }],
     };
     let e = m.run(3, C::ApplyCfManifest(manifest)).unwrap();
@@ -72,18 +73,19 @@ fn manifest_app(m: &Mem) -> (String, String) {
 }
 
 /// Starts or stops an app (entry `seed`).
-fn set_state(m: &Mem, seed: u64, app: &str, started: bool) {
+pub(super) fn set_state(m: &Mem, seed: u64, app: &str, started: bool) {
     m.run(
         seed,
         C::SetCfAppState(pb::SetCfAppState {
             app_guid: app.to_owned(),
             started,
+            restart: false,
         }),
     )
     .unwrap();
 }
 
-fn process(m: &Mem, app: &str, t: &str) -> pb::CfProcess {
+pub(super) fn process(m: &Mem, app: &str, t: &str) -> pb::CfProcess {
     let g = m.cf_named(pb::CfKind::Process, app, t).unwrap().expect("the process");
     m.cf_process(&g).unwrap().expect("the process")
 }
@@ -234,6 +236,7 @@ fn a_process_without_a_command_cannot_start_and_bad_values_are_refused() {
         C::SetCfAppState(pb::SetCfAppState {
             app_guid: app.clone(),
             started: true,
+            restart: false,
         }),
     );
     assert_eq!(kind(&start), RejectionKind::CfUnprocessable as i32);

@@ -350,6 +350,7 @@ fn task_definitions_create_update_delete_with_unique_aliases() {
 }
 
 mod cf;
+mod cf_env;
 mod mem;
 mod runs;
 
