@@ -162,8 +162,14 @@ async fn a_manifest_env_reaches_the_instances_and_a_restart_rolls_a_change_out()
     let (s, r) = send(&c, "POST", &format!("/v3/apps/{app}/actions/restart"), None, None).await;
     assert_eq!((s, r["state"].clone()), (200, json!("STARTED")), "{r}");
     let lowest = std::sync::atomic::AtomicUsize::new(usize::MAX);
+    let lowest_shown = std::sync::atomic::AtomicUsize::new(usize::MAX);
     wait_for("the rollout to finish", DEADLINE, || async {
         lowest.fetch_min(running_web(&c, &web).await, std::sync::atomic::Ordering::SeqCst);
+        // and CF's stats say so: every index RUNNING, served by one version or the other
+        let (_, stats) = send(&c, "GET", &format!("/v3/processes/{web}/stats"), None, None).await;
+        let shown = stats["resources"].as_array().into_iter().flatten();
+        let shown_running = shown.filter(|r| r["state"] == "RUNNING").count();
+        lowest_shown.fetch_min(shown_running, std::sync::atomic::Ordering::SeqCst);
         let (_, lrps) = send(&c, "GET", "/v1/domains/cf-apps/desired_lrps", None, None).await;
         let versions = lrps
             .as_array()
@@ -174,7 +180,11 @@ async fn a_manifest_env_reaches_the_instances_and_a_restart_rolls_a_change_out()
         (versions == 1).then_some(())
     })
     .await;
-    let lowest = lowest.into_inner();
+    let (lowest, lowest_shown) = (lowest.into_inner(), lowest_shown.into_inner());
+    assert!(
+        lowest_shown >= 2,
+        "stats showed 2 RUNNING throughout (lowest: {lowest_shown})"
+    );
     assert!(
         lowest >= 2,
         "the app kept its 2 instances RUNNING during the rollout (lowest seen: {lowest})"

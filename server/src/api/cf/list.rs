@@ -227,10 +227,32 @@ pub(super) fn instance_stats(
 ) -> Result<(Vec<pb::CfInstanceStats>, Vec<pb::ActualLrp>), Status> {
     let lrp = rules::process_guid(p);
     let desired = views.get_desired(&lrp).map_err(errors::storage)?;
-    let actuals: Vec<pb::ActualLrp> = views
-        .actual_lrps(None, Some(&lrp))
-        .collect::<Result<_, _>>()
-        .map_err(errors::storage)?;
+    let of = |guid: &str| -> Result<Vec<pb::ActualLrp>, Status> {
+        views
+            .actual_lrps(None, Some(guid))
+            .collect::<Result<_, _>>()
+            .map_err(errors::storage)
+    };
+    let mut actuals = of(&lrp)?;
+    // During a rolling restart the old version still serves: each index the new version does
+    // not run yet shows one of the old version's RUNNING instances, so the process reads as the
+    // instances that answer.
+    if let Some(previous) = capstan_storage::rules::decide::cf_previous_guid(p) {
+        let running = |a: &pb::ActualLrp| a.state == pb::ActualLrpState::Running as i32;
+        let mut old = of(&previous)?.into_iter().filter(running);
+        for index in 0..u32::try_from(p.instances).unwrap_or(0) {
+            let slot = actuals.iter().position(|a| a.index == index);
+            if slot.is_some_and(|i| running(&actuals[i])) {
+                continue;
+            }
+            let Some(serving) = old.next() else { break };
+            let shown = pb::ActualLrp { index, ..serving };
+            match slot {
+                Some(i) => actuals[i] = shown,
+                None => actuals.push(shown),
+            }
+        }
+    }
     let states = rules::instance_states(p.instances, desired.is_some(), &actuals);
     let found: Vec<pb::ActualLrp> = states.iter().filter_map(|s| s.actual.clone()).collect();
     let instances = states

@@ -27,7 +27,7 @@ use crate::pb;
 use pb::RejectionKind;
 
 pub use cf::{instance_not_found as cf_instance_not_found, not_found as cf_not_found, processes_of as cf_processes_of};
-pub use cf_rollout::due as cf_rollout_due;
+pub use cf_rollout::{due as cf_rollout_due, previous_guid as cf_previous_guid};
 pub use events::unclaimed;
 pub use instances::index_not_found;
 pub use lrp::{cf_owner, not_found};
