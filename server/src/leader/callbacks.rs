@@ -92,14 +92,7 @@ pub async fn run(node: RaftNode, hub: Arc<Hub>) {
     };
     let in_flight: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     loop {
-        tokio::select! {
-            _ = hub.callbacks.notified() => {}
-            _ = tokio::time::sleep(TICK) => {}
-        }
-        if !node.is_leader() {
-            continue;
-        }
-        hub.caught_up().await;
+        hub.next_pass(&hub.callbacks, TICK).await;
         let due: Vec<(String, String)> = hub.with_fleet(|f| f.callbacks.clone().into_iter().collect());
         for (guid, url) in due {
             {

@@ -61,14 +61,7 @@ pub fn plan(node: &RaftNode) -> Result<Vec<pb::ConvergenceOp>, capstan_storage::
 
 pub async fn run(node: RaftNode, hub: Arc<Hub>, interval: Duration) {
     loop {
-        tokio::select! {
-            _ = hub.converge.notified() => {}
-            _ = tokio::time::sleep(interval) => {}
-        }
-        if !node.is_leader() {
-            continue;
-        }
-        hub.caught_up().await;
+        hub.next_pass(&hub.converge, interval).await;
         let ops = match plan(&node) {
             Ok(ops) => ops,
             Err(e) => {

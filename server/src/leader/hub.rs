@@ -353,6 +353,21 @@ impl Hub {
         })
     }
 
+    /// Waits for a leader loop's next pass: until `woken` or `every` has passed, this node leads,
+    /// and the hub has processed every applied entry.
+    pub async fn next_pass(&self, woken: &tokio::sync::Notify, every: std::time::Duration) {
+        loop {
+            tokio::select! {
+                _ = woken.notified() => {}
+                _ = tokio::time::sleep(every) => {}
+            }
+            if self.node.is_leader() {
+                self.caught_up().await;
+                return;
+            }
+        }
+    }
+
     /// Runs `f` on the fleet as of the last processed entry.
     pub fn with_fleet<T>(&self, f: impl FnOnce(&mut Fleet) -> T) -> T {
         let mut guard = match self.fleet.lock() {

@@ -18,14 +18,7 @@ const TICK: Duration = Duration::from_secs(1);
 
 pub async fn run(node: RaftNode, hub: Arc<Hub>) {
     loop {
-        tokio::select! {
-            _ = hub.rollouts.notified() => {}
-            _ = tokio::time::sleep(TICK) => {}
-        }
-        if !node.is_leader() {
-            continue;
-        }
-        hub.caught_up().await;
+        hub.next_pass(&hub.rollouts, TICK).await;
         let rolling: Vec<String> = hub.with_fleet(|f| f.rollouts.iter().cloned().collect());
         for guid in rolling {
             let views = node.views();
