@@ -237,7 +237,7 @@ pub(super) fn instance_stats(
     // During a rolling restart the old version still serves: each index the new version does
     // not run yet shows one of the old version's RUNNING instances, so the process reads as the
     // instances that answer.
-    if let Some(previous) = capstan_storage::rules::decide::cf_previous_guid(p) {
+    if let Some(previous) = rules::previous_process_guid(p) {
         let running = |a: &pb::ActualLrp| a.state == pb::ActualLrpState::Running as i32;
         let mut old = of(&previous)?.into_iter().filter(running);
         for index in 0..u32::try_from(p.instances).unwrap_or(0) {

@@ -119,6 +119,11 @@ pub fn process_guid(p: &pb::CfProcess) -> String {
     format!("{}-{}", p.guid, p.version)
 }
 
+/// The DesiredLRP guid of the version a rolling restart is replacing, while one is under way.
+pub fn previous_process_guid(p: &pb::CfProcess) -> Option<String> {
+    (!p.previous_version.is_empty()).then(|| format!("{}-{}", p.guid, p.previous_version))
+}
+
 /// A health check as CF creates it for a process type: `port` for web, `process` otherwise.
 pub fn default_health_check(process_type: &str) -> pb::CfHealthCheck {
     pb::CfHealthCheck {

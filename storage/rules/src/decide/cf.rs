@@ -264,8 +264,10 @@ pub(super) fn stop_process<V: ViewRead>(
     events: &mut Vec<pb::Event>,
 ) -> Result<(), V::Error> {
     // and the version a rolling restart was replacing, if one was under way
-    let previous = (!p.previous_version.is_empty()).then(|| format!("{}-{}", p.guid, p.previous_version));
-    for guid in [Some(cf::process_guid(p)), previous].into_iter().flatten() {
+    for guid in [Some(cf::process_guid(p)), cf::previous_process_guid(p)]
+        .into_iter()
+        .flatten()
+    {
         if let Ok(mut e) = lrp::remove(view, &pb::RemoveDesiredLrp { process_guid: guid })? {
             events.append(&mut e);
         }
@@ -405,14 +407,6 @@ pub fn set_app_state<V: ViewRead>(view: &V, c: &pb::SetCfAppState, cx: &mut Ctx)
         return Ok(Err(not_found(CfKind::App)));
     };
     let started = before.state == pb::CfAppState::Started as i32;
-    if started && c.started && c.restart {
-        let mut events = Vec::new();
-        for p in processes_of(view, &before.guid)? {
-            check!(super::cf_rollout::restart(view, &before, p, cx, &mut events)?);
-        }
-        events.insert(0, app_event(Some(before.clone()), Some(before)));
-        return Ok(Ok(events));
-    }
     if started == c.started {
         return Ok(Ok(vec![app_event(Some(before.clone()), Some(before))]));
     }

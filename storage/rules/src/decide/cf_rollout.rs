@@ -14,16 +14,11 @@
 //! removes both versions; a restart during a rollout replaces the new version again and gives the
 //! old one back its instances.
 
-use super::cf::{check, desire_process, not_found, process_event, stop_process};
+use super::cf::{app_event, check, desire_process, not_found, process_event, processes_of, stop_process};
 use super::{lrp, Ctx, Decision, ViewRead};
 use crate::cf;
 use crate::pb;
 use pb::CfKind;
-
-/// The DesiredLRP guid of the version a rollout replaces.
-pub fn previous_guid(p: &pb::CfProcess) -> Option<String> {
-    (!p.previous_version.is_empty()).then(|| format!("{}-{}", p.guid, p.previous_version))
-}
 
 /// Sets a DesiredLRP's instance count (a CF-owned one: not through Receptor's rules).
 fn scale<V: ViewRead>(
@@ -46,8 +41,23 @@ fn scale<V: ViewRead>(
     Ok(())
 }
 
+/// `SetCfAppState` with `restart`: a started app's processes each start a rolling restart; a
+/// stopped app just starts (`cf::set_app_state`).
+pub fn restart_app<V: ViewRead>(view: &V, c: &pb::SetCfAppState, cx: &mut Ctx) -> Result<Decision, V::Error> {
+    let app = match view.cf_app(&c.app_guid)? {
+        Some(app) if c.started && app.state == pb::CfAppState::Started as i32 => app,
+        _ => return super::cf::set_app_state(view, c, cx),
+    };
+    let mut events = Vec::new();
+    for p in processes_of(view, &app.guid)? {
+        check!(restart(view, &app, p, cx, &mut events)?);
+    }
+    events.insert(0, app_event(Some(app.clone()), Some(app)));
+    Ok(Ok(events))
+}
+
 /// Starts a rolling restart of one process of a started app.
-pub(super) fn restart<V: ViewRead>(
+fn restart<V: ViewRead>(
     view: &V,
     app: &pb::CfApp,
     p: pb::CfProcess,
@@ -55,7 +65,7 @@ pub(super) fn restart<V: ViewRead>(
     events: &mut Vec<pb::Event>,
 ) -> Result<Result<(), pb::Rejection>, V::Error> {
     let mut q = p.clone();
-    match previous_guid(&p) {
+    match cf::previous_process_guid(&p) {
         // A rollout under way: its new version goes, the old one runs every instance again.
         Some(old) => {
             if let Ok(mut e) = lrp::remove(
@@ -91,7 +101,7 @@ pub(super) fn restart<V: ViewRead>(
 /// Whether a step of `p`'s rollout is due: one of its two versions is gone (the app stopped), or
 /// every instance the new version has is RUNNING.
 pub fn due<V: ViewRead>(view: &V, p: &pb::CfProcess) -> Result<bool, V::Error> {
-    let Some(old) = previous_guid(p) else {
+    let Some(old) = cf::previous_process_guid(p) else {
         return Ok(false);
     };
     let new = cf::process_guid(p);
@@ -115,7 +125,7 @@ pub fn step<V: ViewRead>(view: &V, c: &pb::StepCfRollout, cx: &mut Ctx) -> Resul
     let Some(p) = view.cf_process(&c.process_guid)? else {
         return Ok(Err(not_found(CfKind::Process)));
     };
-    let Some(old) = previous_guid(&p) else {
+    let Some(old) = cf::previous_process_guid(&p) else {
         return Ok(Ok(vec![]));
     };
     if !due(view, &p)? {

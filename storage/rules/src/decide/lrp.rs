@@ -29,7 +29,7 @@ pub fn cf_owner<V: ViewRead>(view: &V, process_guid: &str) -> Result<Option<pb::
     let last_dash = process_guid.rsplit_once('-').map(|(guid, _)| guid);
     for guid in [uuid_split, last_dash].into_iter().flatten() {
         if let Some(p) = view.cf_process(guid)? {
-            let previous = super::cf_rollout::previous_guid(&p);
+            let previous = crate::cf::previous_process_guid(&p);
             if crate::cf::process_guid(&p) == process_guid || previous.as_deref() == Some(process_guid) {
                 return Ok(Some(p));
             }

@@ -27,7 +27,7 @@ use crate::pb;
 use pb::RejectionKind;
 
 pub use cf::{instance_not_found as cf_instance_not_found, not_found as cf_not_found, processes_of as cf_processes_of};
-pub use cf_rollout::{due as cf_rollout_due, previous_guid as cf_previous_guid};
+pub use cf_rollout::due as cf_rollout_due;
 pub use events::unclaimed;
 pub use instances::index_not_found;
 pub use lrp::{cf_owner, not_found};
@@ -121,6 +121,7 @@ pub fn decide<V: ViewRead>(view: &V, stamp: &pb::Stamp, command: &pb::Command) -
         Some(Kind::CreateCfApp(c)) => cf::create_app(view, c, cx),
         Some(Kind::UpdateCfResource(c)) => cf::update_resource(view, c, cx),
         Some(Kind::DeleteCfResource(c)) => cf::delete_resource(view, c, cx),
+        Some(Kind::SetCfAppState(c)) if c.restart => cf_rollout::restart_app(view, c, cx),
         Some(Kind::SetCfAppState(c)) => cf::set_app_state(view, c, cx),
         Some(Kind::ApplyCfManifest(c)) => cf_manifest::apply(view, c, cx),
         Some(Kind::UpdateCfProcess(c)) => cf::update_process(view, c, cx),
