@@ -171,19 +171,20 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
         let tokens = AuthServer::new(AuthService::new(opts.auth.clone(), fwd.clone()));
-        // The public services behind the same layers, for the REST gateway in this process.
+        // The one list of services: the public ones (the REST gateway in this process calls them
+        // behind the same layers), then those for cells and peers, on the gRPC port only.
+        let public = tonic::service::Routes::new(cp)
+            .add_service(tasks)
+            .add_service(cf)
+            .add_service(admin)
+            .add_service(tokens);
+        let every = public.clone().add_service(cells).add_service(peer);
         let in_process = tower::ServiceBuilder::new()
             .layer(crate::logging::GrpcSpanLayer)
             .layer(crate::metrics::GrpcMetrics::layer())
             .layer(Guard::layer(opts.auth.clone()))
             .layer(ToLeader::layer(fwd.clone()))
-            .service(
-                tonic::service::Routes::new(cp.clone())
-                    .add_service(tasks.clone())
-                    .add_service(cf.clone())
-                    .add_service(admin.clone())
-                    .add_service(tokens.clone()),
-            );
+            .service(public);
         let grpc = opts.limits.grpc;
         let mut server = tonic::transport::Server::builder().trace_fn(crate::logging::grpc_span);
         if let Some(tls) = &opts.tls {
@@ -199,13 +200,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
                 .http2_keepalive_interval(Some(grpc.keepalive_interval))
                 .http2_keepalive_timeout(Some(grpc.keepalive_timeout))
                 .tcp_keepalive(Some(grpc.keepalive_interval))
-                .add_service(cp)
-                .add_service(tasks)
-                .add_service(cf)
-                .add_service(admin)
-                .add_service(cells)
-                .add_service(peer)
-                .add_service(tokens)
+                .add_routes(every)
                 .serve_with_incoming_shutdown(
                     LimitedIncoming::new(
                         grpc_listener,
