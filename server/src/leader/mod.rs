@@ -5,6 +5,7 @@
 
 pub mod callbacks;
 pub mod converger;
+pub mod fleet;
 pub mod hub;
 pub mod presence;
 pub mod rollouts;
