@@ -139,6 +139,12 @@ impl AuthFixture {
         Self::login_at(&c.client, &c.http, user, password).await
     }
 
+    /// The access token of a password-grant login ([`AuthFixture::login`]); empty if refused.
+    pub async fn token(&self, c: &Capstan, user: &str, password: &str) -> String {
+        let v = self.login(c, user, password).await;
+        v["access_token"].as_str().unwrap_or_default().to_owned()
+    }
+
     /// [`AuthFixture::login`] against the REST front at `base` (e.g. `https://…`) with `client`.
     pub async fn login_at(client: &reqwest::Client, base: &str, user: &str, password: &str) -> Value {
         let r = client

@@ -421,3 +421,9 @@ pub fn cf_client_python() -> Option<PathBuf> {
         _ => panic!("tests/cf-client/setup.sh failed: {status}"),
     }
 }
+
+/// The names of a CF list's resources, in order.
+pub fn cf_names(list: &serde_json::Value) -> Vec<String> {
+    let rows = list["resources"].as_array().into_iter().flatten();
+    rows.filter_map(|r| r["name"].as_str().map(str::to_owned)).collect()
+}

@@ -223,12 +223,11 @@ async fn the_variables_are_secrets_shown_only_to_who_may_read_them() {
         .expect("audrey");
     let dir = tempfile::tempdir().expect("tempdir");
     let c = fx.dev(&dir.path().join("data")).expect("capstan dev with auth");
-    let token = |v: Value| v["access_token"].as_str().unwrap_or_default().to_owned();
-    let admin = token(fx.login(&c, "admin", "admin-pw").await);
-    let writer = token(fx.login(&c, "writer", "writer-pw").await);
-    let reader = token(fx.login(&c, "reader", "reader-pw").await);
-    let alice = token(fx.login(&c, "alice", "alice-pw").await);
-    let audrey = token(fx.login(&c, "audrey", "audrey-pw").await);
+    let admin = fx.token(&c, "admin", "admin-pw").await;
+    let writer = fx.token(&c, "writer", "writer-pw").await;
+    let reader = fx.token(&c, "reader", "reader-pw").await;
+    let alice = fx.token(&c, "alice", "alice-pw").await;
+    let audrey = fx.token(&c, "audrey", "audrey-pw").await;
     let manifest = MANIFEST.replace("postgres://db.internal/payroll", "s3cret-one");
     let app = payroll(&c, Some(&admin), &manifest).await;
     let (s, _) = send(&c, "POST", &format!("/v3/apps/{app}/actions/start"), Some(&admin), None).await;

@@ -137,13 +137,6 @@ async fn get(c: &Capstan, path: &str, token: &str) -> (u16, Value) {
     send(c, reqwest::Method::GET, path, token, Value::Null).await
 }
 
-fn names(list: &Value) -> Vec<String> {
-    list["resources"]
-        .as_array()
-        .map(|r| r.iter().filter_map(|x| x["name"].as_str().map(str::to_owned)).collect())
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn space_roles_from_config_decide_what_a_user_sees_and_changes() {
     let fx = AuthFixture::new("").expect("fixture");
@@ -157,8 +150,7 @@ async fn space_roles_from_config_decide_what_a_user_sees_and_changes() {
         .expect("olga");
     let dir = tempfile::tempdir().expect("tempdir");
     let c = fx.dev(&dir.path().join("data")).expect("capstan dev with auth");
-    let token = |t: Value| t["access_token"].as_str().unwrap_or_default().to_owned();
-    let admin = token(fx.login(&c, "admin", "admin-pw").await);
+    let admin = fx.token(&c, "admin", "admin-pw").await;
     let (s, org) = send(
         &c,
         reqwest::Method::POST,
@@ -190,8 +182,8 @@ async fn space_roles_from_config_decide_what_a_user_sees_and_changes() {
     let (dev_web, prod_web) = (&web[0], &web[1]);
 
     // A space developer: their space only; commands visible; writes there.
-    let alice = token(fx.login(&c, "alice", "alice-pw").await);
-    assert_eq!(names(&get(&c, "/v3/apps", &alice).await.1), ["a"]);
+    let alice = fx.token(&c, "alice", "alice-pw").await;
+    assert_eq!(capstan_tests::cf_names(&get(&c, "/v3/apps", &alice).await.1), ["a"]);
     assert_eq!(
         get(&c, "/v3/processes", &alice).await.1["pagination"]["total_results"],
         1
@@ -206,16 +198,16 @@ async fn space_roles_from_config_decide_what_a_user_sees_and_changes() {
     assert_eq!((s, e["errors"][0]["detail"].clone()), (404, json!("Process not found")));
 
     // A space auditor: sees the space, not the commands; no writes (403 after the lookup).
-    let bob = token(fx.login(&c, "bob", "bob-pw").await);
-    assert_eq!(names(&get(&c, "/v3/apps", &bob).await.1), ["a"]);
+    let bob = fx.token(&c, "bob", "bob-pw").await;
+    assert_eq!(capstan_tests::cf_names(&get(&c, "/v3/apps", &bob).await.1), ["a"]);
     let (s, p) = get(&c, &format!("/v3/processes/{dev_web}"), &bob).await;
     assert_eq!((s, p["command"].clone()), (200, json!("[PRIVATE DATA HIDDEN]")));
     let (s, e) = scale_as(&c, dev_web, &bob, 3).await;
     assert_eq!((s, e["errors"][0]["title"].clone()), (403, json!("CF-NotAuthorized")));
 
     // An org manager: every space of the org, no commands, no process writes; may add spaces.
-    let carol = token(fx.login(&c, "carol", "carol-pw").await);
-    let mut apps = names(&get(&c, "/v3/apps", &carol).await.1);
+    let carol = fx.token(&c, "carol", "carol-pw").await;
+    let mut apps = capstan_tests::cf_names(&get(&c, "/v3/apps", &carol).await.1);
     apps.sort();
     assert_eq!(apps, ["a", "b"]);
     let (_, p) = get(&c, &format!("/v3/processes/{prod_web}"), &carol).await;
@@ -227,7 +219,7 @@ async fn space_roles_from_config_decide_what_a_user_sees_and_changes() {
     assert_eq!(s, 201, "{e}");
 
     // A user whose roles name nothing that exists: empty lists, 404 for the rest.
-    let olga = token(fx.login(&c, "olga", "olga-pw").await);
+    let olga = fx.token(&c, "olga", "olga-pw").await;
     let (s, l) = get(&c, "/v3/processes", &olga).await;
     assert_eq!((s, l["pagination"]["total_results"].clone()), (200, json!(0)));
     assert_eq!(get(&c, &format!("/v3/processes/{dev_web}/stats"), &olga).await.0, 404);
@@ -263,8 +255,7 @@ async fn a_forwarded_cf_call_keeps_its_callers_roles() {
     let leader = cluster.leader(Duration::from_secs(30)).await;
     let follower = *cluster.nodes.keys().find(|id| **id != leader).expect("a follower");
     let c = cluster.node(follower);
-    let token = |t: Value| t["access_token"].as_str().unwrap_or_default().to_owned();
-    let admin = token(fx.login(c, "admin", "admin-pw").await);
+    let admin = fx.token(c, "admin", "admin-pw").await;
     let (s, org) = send(
         c,
         reqwest::Method::POST,
@@ -282,11 +273,11 @@ async fn a_forwarded_cf_call_keeps_its_callers_roles() {
         let (s, a) = send(c, reqwest::Method::POST, "/v3/apps", &admin, body).await;
         assert_eq!(s, 201, "{a}");
     }
-    let bob = token(fx.login(c, "bob", "bob-pw").await);
+    let bob = fx.token(c, "bob", "bob-pw").await;
     let (s, apps) = send(c, reqwest::Method::GET, "/v3/apps", &bob, Value::Null).await;
     assert_eq!(s, 200, "{apps}");
     assert_eq!(
-        names(&apps),
+        capstan_tests::cf_names(&apps),
         ["app-dev"],
         "the follower forwarded the read with bob's identity"
     );

@@ -30,12 +30,6 @@ fn token(v: &Value) -> String {
     v["access_token"].as_str().unwrap_or_default().to_owned()
 }
 
-/// The names of a CF list's resources.
-fn names(list: &Value) -> Vec<&str> {
-    let rows = list["resources"].as_array().into_iter().flatten();
-    rows.filter_map(|a| a["name"].as_str()).collect()
-}
-
 fn guid(v: &Value) -> String {
     v["guid"].as_str().unwrap_or_default().to_owned()
 }
@@ -86,15 +80,15 @@ async fn a_cf_user_cannot_reach_another_tenants_app_through_receptor() {
     let fx = tenants();
     let dir = tempfile::tempdir().expect("tempdir");
     let c = fx.dev(&dir.path().join("data")).expect("capstan dev with auth");
-    let admin = token(&fx.login(&c, "admin", "admin-pw").await);
-    let writer = token(&fx.login(&c, "writer", "writer-pw").await);
+    let admin = fx.token(&c, "admin", "admin-pw").await;
+    let writer = fx.token(&c, "writer", "writer-pw").await;
     let alice_login = fx.login(&c, "alice", "alice-pw").await;
     assert_eq!(
         alice_login["scope"], "cloud_controller.write",
         "a user with CF roles is a CF user: {alice_login}"
     );
     let alice = token(&alice_login);
-    let carl = token(&fx.login(&c, "carl", "carl-pw").await);
+    let carl = fx.token(&c, "carl", "carl-pw").await;
 
     let (_own, _own_lrp) = started_app(&c, &admin, "acme", "dev", "shop").await;
     let (payroll, payroll_lrp) = started_app(&c, &admin, "other", "x", "payroll").await;
@@ -126,7 +120,7 @@ async fn a_cf_user_cannot_reach_another_tenants_app_through_receptor() {
     // Inside /v3 the roles decide: alice sees her space's app and not the other org's.
     let (s, apps) = send(&c, "GET", "/v3/apps", &alice, None).await;
     assert_eq!(s, 200, "{apps}");
-    assert_eq!(names(&apps), ["shop"]);
+    assert_eq!(capstan_tests::cf_names(&apps), ["shop"]);
     let (s, _) = send(&c, "GET", &format!("/v3/processes/{payroll}"), &alice, None).await;
     assert_eq!(s, 404, "another org's process does not exist for alice");
     // carl (cloud_controller.read, no roles) reads CF and writes nothing
@@ -209,9 +203,9 @@ async fn through_a_follower_a_caller_is_the_one_the_first_node_saw() {
     c.cli_args = vec!["--cluster-secret-file".into(), secret_file];
     let leader = c.leader(Duration::from_secs(30)).await;
     let f = c.node(if leader == 1 { 2 } else { 1 });
-    let admin = token(&fx.login(f, "admin", "admin-pw").await);
-    let alice = token(&fx.login(f, "alice", "alice-pw").await);
-    let carl = token(&fx.login(f, "carl", "carl-pw").await);
+    let admin = fx.token(f, "admin", "admin-pw").await;
+    let alice = fx.token(f, "alice", "alice-pw").await;
+    let carl = fx.token(f, "carl", "carl-pw").await;
     // every write of the set-up goes through the follower too, as the admin
     let (own, _) = started_app(f, &admin, "acme", "dev", "shop").await;
     let (payroll, payroll_lrp) = started_app(f, &admin, "other", "x", "payroll").await;
@@ -227,7 +221,7 @@ async fn through_a_follower_a_caller_is_the_one_the_first_node_saw() {
             .expect("list apps");
         assert_eq!(r.status().as_u16(), 200);
         let apps: Value = r.json().await.expect("json");
-        let names = names(&apps);
+        let names = capstan_tests::cf_names(&apps);
         assert!(
             names == ["shop"] || (consistency == "stale" && names.is_empty()),
             "{consistency}: alice sees her space's app only: {names:?}"
