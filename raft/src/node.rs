@@ -275,6 +275,12 @@ impl RaftNode {
         self.network.retain_channels(|addr| members.contains(addr))
     }
 
+    /// The last index openraft has published as applied: the views and the in-memory indexes
+    /// hold every entry up to it.
+    pub fn applied_index(&self) -> u64 {
+        self.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0)
+    }
+
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().state == openraft::ServerState::Leader
     }

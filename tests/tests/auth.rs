@@ -414,6 +414,7 @@ async fn a_cell_with_its_own_secret_acts_as_itself_and_no_other() {
         .watch_assignments(with_cell(
             pb::WatchAssignmentsRequest {
                 cell_id: "cell-b".into(),
+                deltas: true,
             },
             "cell-a",
             &cell_secret,

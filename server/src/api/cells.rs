@@ -2,10 +2,8 @@
 //! Registration and reports are log entries (written by the leader); presence is the leader's
 //! memory: a cell not heard from within the TTL is removed by an entry, which triggers convergence.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use capstan_proto::pb::{self, cell_service_server::CellService, ErrorKind};
 use capstan_raft::RaftNode;
@@ -13,14 +11,13 @@ use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::assignments;
 use super::forward::Forwarder;
 use crate::auth::guard::bound_cell;
 use crate::errors;
 use crate::leader::hub::Hub;
 use crate::leader::presence::Presence;
 
-/// How long a cell's stream gathers further changes before it re-reads the assignment set.
-const ASSIGNMENT_COALESCE: Duration = Duration::from_millis(50);
 /// Assignment updates buffered per cell stream before the sender waits.
 const ASSIGNMENT_STREAM_BUFFER: usize = 4;
 
@@ -43,53 +40,6 @@ impl CellServiceImpl {
 }
 
 type AssignmentStream = Pin<Box<dyn Stream<Item = Result<pb::Assignments, Status>> + Send>>;
-
-/// What a cell acts on in an assignment set: each instance's key and state, each run's
-/// placement, status and stop flag. An update with the same signature is not sent again.
-type Signature = (Vec<(String, u32, String, i32)>, Vec<(String, u32, i32, bool)>);
-
-fn signature(a: &pb::Assignments) -> Signature {
-    (
-        a.assignments
-            .iter()
-            .filter_map(|a| a.actual.as_ref())
-            .map(|a| (a.process_guid.clone(), a.index, a.instance_guid.clone(), a.state))
-            .collect(),
-        a.task_runs
-            .iter()
-            .map(|r| (r.run_id.clone(), r.attempt, r.status, r.stop_requested))
-            .collect(),
-    )
-}
-
-fn assignments(node: &RaftNode, cell_id: &str, index: u64) -> Result<pb::Assignments, Status> {
-    let views = node.views();
-    let mut out = pb::Assignments {
-        assignments: Vec::new(),
-        as_of_log_index: index,
-        task_runs: views
-            .task_runs_on_cell(cell_id)
-            .collect::<Result<_, _>>()
-            .map_err(errors::storage)?,
-    };
-    let mut desired: HashMap<String, Option<pb::DesiredLrp>> = HashMap::new();
-    for a in views.actuals_on_cell(cell_id) {
-        let a = a.map_err(errors::storage)?;
-        let d = match desired.get(&a.process_guid) {
-            Some(d) => d.clone(),
-            None => {
-                let d = views.get_desired(&a.process_guid).map_err(errors::storage)?;
-                desired.insert(a.process_guid.clone(), d.clone());
-                d
-            }
-        };
-        out.assignments.push(pb::Assignment {
-            actual: Some(a),
-            desired: d,
-        });
-    }
-    Ok(out)
-}
 
 /// A cell that called with its own credential may speak only for itself.
 fn speaks_for(bound: Option<&str>, cell_id: &str) -> Result<(), Status> {
@@ -190,7 +140,7 @@ impl CellService for CellServiceImpl {
         req: Request<pb::WatchAssignmentsRequest>,
     ) -> Result<Response<Self::WatchAssignmentsStream>, Status> {
         let bound = bound_cell(&req);
-        let cell_id = req.into_inner().cell_id;
+        let pb::WatchAssignmentsRequest { cell_id, deltas } = req.into_inner();
         speaks_for(bound.as_deref(), &cell_id)?;
         if cell_id.is_empty() {
             return Err(errors::status(
@@ -199,36 +149,15 @@ impl CellService for CellServiceImpl {
                 0,
             ));
         }
-        let mut changes = self.hub.watch_cell(&cell_id);
-        let node = self.node.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(ASSIGNMENT_STREAM_BUFFER);
-        tokio::spawn(async move {
-            let mut last: Option<Signature> = None;
-            loop {
-                let index = *changes.borrow_and_update();
-                let update = match tokio::task::block_in_place(|| assignments(&node, &cell_id, index)) {
-                    Ok(u) => u,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                };
-                // Send only when the set (or a state in it) changed.
-                let sig = signature(&update);
-                if last.as_ref() != Some(&sig) {
-                    last = Some(sig);
-                    if tx.send(Ok(update)).await.is_err() {
-                        return;
-                    }
-                }
-                tokio::select! {
-                    changed = changes.changed() => if changed.is_err() { return },
-                    _ = tx.closed() => return,
-                }
-                // Coalesce a burst of entries touching this cell into one re-read.
-                tokio::time::sleep(ASSIGNMENT_COALESCE).await;
-            }
-        });
+        let stream = assignments::Stream {
+            feed: self.hub.feed_cell(&cell_id),
+            hub: self.hub.clone(),
+            node: self.node.clone(),
+            cell_id,
+            tx,
+        };
+        tokio::spawn(stream.run(deltas));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

@@ -6,6 +6,7 @@
 //! which every node serves from its own journal.
 
 pub mod admin;
+pub mod assignments;
 pub mod cells;
 pub mod cf;
 pub mod control_plane;

@@ -61,10 +61,6 @@ impl Drop for Slot {
     }
 }
 
-fn applied(node: &RaftNode) -> u64 {
-    node.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0)
-}
-
 /// Whether the client asked for this event.
 fn wanted(req: &pb::WatchRequest, name: &str, e: &pb::Event) -> bool {
     use pb::event::Kind as K;
@@ -97,7 +93,7 @@ fn wanted(req: &pb::WatchRequest, name: &str, e: &pb::Event) -> bool {
 /// skip (already seen).
 fn start(node: &RaftNode, req: &pb::WatchRequest) -> Result<(u64, usize), Status> {
     if !req.resume {
-        return Ok((applied(node) + 1, 0));
+        return Ok((node.applied_index() + 1, 0));
     }
     let floor = node.views().journal_floor().map_err(errors::storage)?;
     let (first, skip) = match req.after_offset {
@@ -155,7 +151,7 @@ pub async fn watch(
     }
     let slot = Slot::take(&watchers.count);
     // A client resuming from a position this node has not applied yet waits for it.
-    if req.resume && applied(&node) < req.after_index {
+    if req.resume && node.applied_index() < req.after_index {
         let mut m = node.raft.metrics();
         let target = req.after_index;
         let caught_up = tokio::time::timeout(
@@ -178,7 +174,7 @@ pub async fn watch(
         let _slot = slot;
         let mut metrics = node.raft.metrics();
         loop {
-            let upto = applied(&node);
+            let upto = node.applied_index();
             match node.views().journal_floor() {
                 Ok(floor) if next < floor => {
                     // A snapshot install started the journal over past this stream's position.

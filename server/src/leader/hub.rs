@@ -1,21 +1,21 @@
 //! The journal follower of a node: after every apply it reads the new journal records and
-//! (1) wakes the assignment streams of the cells the events touch, (2) keeps the scheduler's
+//! (1) pushes what changed on each cell into the feeds of its assignment streams, (2) keeps the scheduler's
 //! picture of the fleet (cell loads, UNCLAIMED instances, QUEUED task runs, desired resources)
 //! current without re-scanning the views. After a snapshot install it rebuilds from the views.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use capstan_proto::pb::{self, event::Kind as Ev, ActualLrpState};
 use capstan_raft::RaftNode;
 use tokio::sync::watch;
 
+use super::cell_feed::{self, CellFeed, Feeds};
 pub use super::fleet::{Fleet, InstanceId, QueueKey, QueuedRun, Res, RunNeeds, Unclaimed, Waiting};
 
 pub struct Hub {
     node: RaftNode,
     fleet: Mutex<Fleet>,
-    cells: Mutex<HashMap<String, watch::Sender<u64>>>,
+    feeds: Feeds,
     processed: watch::Sender<u64>,
     /// Wakes the scheduler when instances became UNCLAIMED or cells changed.
     pub schedule: tokio::sync::Notify,
@@ -32,7 +32,7 @@ impl Hub {
         Arc::new(Self {
             node,
             fleet: Mutex::new(Fleet::default()),
-            cells: Mutex::new(HashMap::new()),
+            feeds: Feeds::default(),
             processed: watch::channel(0).0,
             schedule: tokio::sync::Notify::new(),
             converge: tokio::sync::Notify::new(),
@@ -82,14 +82,7 @@ impl Hub {
     /// Waits until the hub reflects everything this node has applied (the scheduler and the
     /// converger plan from the hub, so each pass starts from at least what the node has applied).
     pub async fn caught_up(&self) {
-        let applied = self
-            .node
-            .raft
-            .metrics()
-            .borrow()
-            .last_applied
-            .map(|l| l.index)
-            .unwrap_or(0);
+        let applied = self.node.applied_index();
         let mut processed = self.processed();
         let _ = processed.wait_for(|p| *p >= applied).await;
     }
@@ -98,35 +91,9 @@ impl Hub {
         self.processed.subscribe()
     }
 
-    /// Notifications for one cell's assignment set.
-    pub fn watch_cell(&self, cell_id: &str) -> watch::Receiver<u64> {
-        let mut cells = match self.cells.lock() {
-            Ok(c) => c,
-            Err(p) => p.into_inner(),
-        };
-        cells
-            .entry(cell_id.to_owned())
-            .or_insert_with(|| watch::channel(0).0)
-            .subscribe()
-    }
-
-    fn notify_cell(&self, cell_id: &str, index: u64) {
-        if cell_id.is_empty() {
-            return;
-        }
-        if let Ok(cells) = self.cells.lock() {
-            if let Some(tx) = cells.get(cell_id) {
-                tx.send_replace(index);
-            }
-        }
-    }
-
-    fn notify_all_cells(&self, index: u64) {
-        if let Ok(cells) = self.cells.lock() {
-            for tx in cells.values() {
-                tx.send_replace(index);
-            }
-        }
+    /// A feed of `cell_id`'s changes from the next processed entry on.
+    pub fn feed_cell(&self, cell_id: &str) -> Arc<CellFeed> {
+        self.feeds.subscribe(cell_id)
     }
 
     fn rebuild(&self) -> Result<(), capstan_storage::StoreError> {
@@ -157,12 +124,15 @@ impl Hub {
         let mut schedule = false;
         let mut converge = false;
         let mut rollouts = false;
-        let mut touched: Vec<String> = Vec::new();
+        let mut changes = Vec::new();
         {
             let Ok(mut fleet) = self.fleet.lock() else {
                 return;
             };
             for e in &record.events {
+                if let Some(kind) = &e.kind {
+                    cell_feed::changes_of(kind, &mut changes);
+                }
                 match &e.kind {
                     Some(Ev::DesiredLrpCreated(c)) => {
                         if let Some(d) = &c.desired_lrp {
@@ -186,9 +156,6 @@ impl Hub {
                     }
                     Some(Ev::ActualLrpChanged(c)) => {
                         fleet.actual(c.before.as_ref(), c.after.as_ref());
-                        for a in [&c.before, &c.after].into_iter().flatten() {
-                            touched.push(a.cell_id.clone());
-                        }
                         schedule |= c
                             .after
                             .as_ref()
@@ -200,14 +167,10 @@ impl Hub {
                     }
                     Some(Ev::ActualLrpRemoved(c)) => {
                         fleet.actual(c.actual_lrp.as_ref(), None);
-                        if let Some(a) = &c.actual_lrp {
-                            touched.push(a.cell_id.clone());
-                        }
                     }
                     Some(Ev::CellRegistered(c)) => {
                         if let Some(cell) = &c.cell {
                             fleet.cell(cell);
-                            touched.push(cell.cell_id.clone());
                         }
                         schedule = true;
                     }
@@ -226,9 +189,6 @@ impl Hub {
                     Some(Ev::TaskRunChanged(c)) => {
                         if let Some(a) = &c.after {
                             fleet.run(a);
-                        }
-                        for r in [&c.before, &c.after].into_iter().flatten() {
-                            touched.push(r.cell_id.clone());
                         }
                         // Queued again, or a cell has room again.
                         schedule = true;
@@ -262,9 +222,7 @@ impl Hub {
                 }
             }
         }
-        for cell in touched {
-            self.notify_cell(&cell, record.log_index);
-        }
+        self.feeds.push(record.log_index, changes);
         if schedule {
             self.schedule.notify_one();
         }
@@ -294,7 +252,7 @@ impl Hub {
                     Ok(()) => {
                         installs_seen = Some(installs);
                         processed = applied;
-                        self.notify_all_cells(applied);
+                        self.feeds.resync_all();
                         self.schedule.notify_one();
                     }
                     Err(e) => tracing::error!(error = %e, "hub rebuild failed"),

@@ -4,6 +4,7 @@
 //! judges presence, delivers callbacks and steps rollouts; each loop checks leadership before every pass.
 
 pub mod callbacks;
+pub mod cell_feed;
 pub mod converger;
 pub mod fleet;
 pub mod hub;

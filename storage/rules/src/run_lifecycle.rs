@@ -21,6 +21,16 @@ fn status(r: &pb::TaskRun) -> S {
     S::try_from(r.status).unwrap_or(S::Unspecified)
 }
 
+/// The cell a run is on now: placed and not yet STOPPED (a STOPPED run keeps its cell id for its
+/// logs, but no longer counts as on the cell).
+pub fn on_cell(r: &pb::TaskRun) -> Option<&str> {
+    let active = matches!(
+        pb::TaskRunStatus::try_from(r.status),
+        Ok(pb::TaskRunStatus::Pending | pb::TaskRunStatus::Running)
+    );
+    (active && !r.cell_id.is_empty()).then_some(r.cell_id.as_str())
+}
+
 /// Places a QUEUED or NEEDS_RETRY run on a cell: PENDING, one more attempt.
 pub fn place(r: &pb::TaskRun, cell_id: &str) -> Result<pb::TaskRun, Refusal> {
     if !matches!(status(r), S::Queued | S::NeedsRetry) {

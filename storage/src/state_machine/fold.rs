@@ -5,6 +5,7 @@ use prost::Message;
 
 use crate::keyspace::{self as ks, Tree};
 use crate::pb;
+use crate::rules::run_lifecycle;
 use crate::views::CfRow;
 
 /// One write that folding an event produces: (tree, key, value or delete).
@@ -161,7 +162,7 @@ pub fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
         }
         Some(Kind::TaskRunRemoved(pb::TaskRunRemoved { run: Some(r) })) => {
             put(Tree::TaskRuns, r.run_id.as_bytes().to_vec(), None);
-            if let Some(cell) = on_cell(r) {
+            if let Some(cell) = run_lifecycle::on_cell(r) {
                 put(Tree::TaskRunsByCell, ks::run_by_cell_key(cell, &r.run_id), None);
             }
         }
@@ -170,7 +171,7 @@ pub fn fold(e: &pb::Event, writes: &mut Vec<Write>) {
             after: Some(a),
         })) => {
             put(Tree::TaskRuns, a.run_id.as_bytes().to_vec(), Some(a.encode_to_vec()));
-            let (was, is) = (on_cell(b), on_cell(a));
+            let (was, is) = (run_lifecycle::on_cell(b), run_lifecycle::on_cell(a));
             if let Some(cell) = was.filter(|c| Some(*c) != is) {
                 put(Tree::TaskRunsByCell, ks::run_by_cell_key(cell, &b.run_id), None);
             }
@@ -225,16 +226,6 @@ fn cf_changed<T: CfRow>(put: &mut impl FnMut(Tree, Vec<u8>, Option<Vec<u8>>), be
             set(vec![]),
         );
     }
-}
-
-/// The cell a run is on now: placed and not yet STOPPED (a STOPPED run keeps its cell id for its
-/// logs, but no longer counts as on the cell).
-fn on_cell(r: &pb::TaskRun) -> Option<&str> {
-    let active = matches!(
-        pb::TaskRunStatus::try_from(r.status),
-        Ok(pb::TaskRunStatus::Pending | pb::TaskRunStatus::Running)
-    );
-    (active && !r.cell_id.is_empty()).then_some(r.cell_id.as_str())
 }
 
 /// The writes of a definition's new state: its row and its alias index.

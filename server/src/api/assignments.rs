@@ -1,0 +1,286 @@
+//! One cell's assignment stream. It first sends the cell's whole set (every instance and task run
+//! placed there, read from the views), then — to a cell that asked for deltas — only what changed:
+//! the newest state of each instance and run its feed received (see `leader::cell_feed`), and
+//! what left. Work per change is in proportion to the change, not to what the cell holds. An
+//! older agent, which does not ask for deltas, is sent the whole set on every change, as before.
+//!
+//! The whole set and the feed agree without a lock on apply: the feed exists before the read
+//! starts; the read sees every entry up to `before` (published as applied, indexes included) and
+//! nothing past `after` (the views' own last-applied, read after it); once the hub has pushed
+//! everything up to `after`, the feed's changes past `before` are laid over the read in log order.
+//! An instance's change carries its whole new state, so laying one over a read that already saw it
+//! changes nothing, and the result is the set as of the last change laid.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use capstan_proto::pb;
+use capstan_raft::RaftNode;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use crate::errors;
+use crate::leader::cell_feed::{CellChange, CellFeed, Drained};
+use crate::leader::hub::Hub;
+
+/// How long a stream gathers further changes before it sends them.
+const ASSIGNMENT_COALESCE: Duration = Duration::from_millis(50);
+
+/// What a cell acts on in a whole set: each instance's key and state, each run's placement,
+/// status and stop flag. A whole set with the same signature is not sent again.
+type Signature = (Vec<(String, u32, String, i32)>, Vec<(String, u32, i32, bool)>);
+
+fn signature(a: &pb::Assignments) -> Signature {
+    (
+        a.assignments
+            .iter()
+            .filter_map(|a| a.actual.as_ref())
+            .map(|a| (a.process_guid.clone(), a.index, a.instance_guid.clone(), a.state))
+            .collect(),
+        a.task_runs
+            .iter()
+            .map(|r| (r.run_id.clone(), r.attempt, r.status, r.stop_requested))
+            .collect(),
+    )
+}
+
+/// The DesiredLRPs a message needs, each read once per message.
+struct DesiredCache<'a> {
+    views: &'a capstan_storage::views::Views,
+    by_guid: HashMap<String, Option<pb::DesiredLrp>>,
+}
+
+impl<'a> DesiredCache<'a> {
+    fn new(views: &'a capstan_storage::views::Views) -> Self {
+        Self {
+            views,
+            by_guid: HashMap::new(),
+        }
+    }
+
+    fn get(&mut self, process_guid: &str) -> Result<Option<pb::DesiredLrp>, Status> {
+        if let Some(d) = self.by_guid.get(process_guid) {
+            return Ok(d.clone());
+        }
+        let d = self.views.get_desired(process_guid).map_err(errors::storage)?;
+        self.by_guid.insert(process_guid.to_owned(), d.clone());
+        Ok(d)
+    }
+}
+
+/// The whole set on `cell_id` as the views hold it now.
+fn read_whole(node: &RaftNode, cell_id: &str) -> Result<pb::Assignments, Status> {
+    let views = node.views();
+    let mut desired = DesiredCache::new(views);
+    let mut out = pb::Assignments {
+        task_runs: views
+            .task_runs_on_cell(cell_id)
+            .collect::<Result<_, _>>()
+            .map_err(errors::storage)?,
+        ..Default::default()
+    };
+    for a in views.actuals_on_cell(cell_id) {
+        let a = a.map_err(errors::storage)?;
+        out.assignments.push(pb::Assignment {
+            desired: desired.get(&a.process_guid)?,
+            actual: Some(a),
+        });
+    }
+    Ok(out)
+}
+
+/// Lays `changes` (in log order) over a whole set; returns the last change's log index.
+fn lay_over(node: &RaftNode, set: &mut pb::Assignments, changes: Vec<(u64, CellChange)>) -> Result<u64, Status> {
+    let views = node.views();
+    let mut desired = DesiredCache::new(views);
+    let mut instances: HashMap<(String, u32), Option<pb::Assignment>> = std::mem::take(&mut set.assignments)
+        .into_iter()
+        .filter_map(|a| {
+            let k = a.actual.as_ref().map(|x| (x.process_guid.clone(), x.index))?;
+            Some((k, Some(a)))
+        })
+        .collect();
+    let mut runs: HashMap<String, Option<pb::TaskRun>> = std::mem::take(&mut set.task_runs)
+        .into_iter()
+        .map(|r| (r.run_id.clone(), Some(r)))
+        .collect();
+    let mut last = 0;
+    for (index, change) in changes {
+        last = index;
+        match change {
+            CellChange::Instance(key, after) => {
+                let slot = instances.entry((key.process_guid, key.index)).or_insert(None);
+                *slot = match (after.map(|a| *a), slot.take()) {
+                    (None, _) => None,
+                    (Some(a), Some(mut had)) => {
+                        had.actual = Some(a);
+                        Some(had)
+                    }
+                    (Some(a), None) => Some(pb::Assignment {
+                        desired: desired.get(&a.process_guid)?,
+                        actual: Some(a),
+                    }),
+                };
+            }
+            CellChange::Run(run_id, after) => {
+                runs.insert(run_id, after.map(|r| *r));
+            }
+        }
+    }
+    let mut assignments: Vec<pb::Assignment> = instances.into_values().flatten().collect();
+    assignments.sort_by(|a, b| {
+        let key = |x: &pb::Assignment| x.actual.as_ref().map(|a| (a.process_guid.clone(), a.index));
+        key(a).cmp(&key(b))
+    });
+    let mut task_runs: Vec<pb::TaskRun> = runs.into_values().flatten().collect();
+    task_runs.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+    set.assignments = assignments;
+    set.task_runs = task_runs;
+    Ok(last)
+}
+
+/// The changes as one delta message: the newest state of each instance and run, and what left.
+/// A DesiredLRP goes with an instance the cell must start (CLAIMED); the cell has no use for it
+/// otherwise.
+fn delta(node: &RaftNode, changes: Vec<(u64, CellChange)>) -> Result<Option<pb::Assignments>, Status> {
+    let Some(&(last, _)) = changes.last() else {
+        return Ok(None);
+    };
+    let mut instances: HashMap<(String, u32), (pb::ActualLrpKey, Option<pb::ActualLrp>)> = HashMap::new();
+    let mut runs: HashMap<String, Option<pb::TaskRun>> = HashMap::new();
+    for (_, change) in changes {
+        match change {
+            CellChange::Instance(key, after) => {
+                instances.insert((key.process_guid.clone(), key.index), (key, after.map(|a| *a)));
+            }
+            CellChange::Run(run_id, after) => {
+                runs.insert(run_id, after.map(|r| *r));
+            }
+        }
+    }
+    let views = node.views();
+    let mut desired = DesiredCache::new(views);
+    let mut out = pb::Assignments {
+        as_of_log_index: last,
+        delta: true,
+        ..Default::default()
+    };
+    let mut instances: Vec<_> = instances.into_values().collect();
+    instances.sort_by(|a, b| (&a.0.process_guid, a.0.index).cmp(&(&b.0.process_guid, b.0.index)));
+    for (key, after) in instances {
+        match after {
+            None => out.removed.push(key),
+            Some(a) => {
+                let d = if a.state == pb::ActualLrpState::Claimed as i32 {
+                    desired.get(&a.process_guid)?
+                } else {
+                    None
+                };
+                out.assignments.push(pb::Assignment {
+                    actual: Some(a),
+                    desired: d,
+                });
+            }
+        }
+    }
+    let mut runs: Vec<_> = runs.into_iter().collect();
+    runs.sort_by(|a, b| a.0.cmp(&b.0));
+    for (run_id, after) in runs {
+        match after {
+            None => out.removed_runs.push(run_id),
+            Some(r) => out.task_runs.push(r),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// One cell's stream: its feed, and where its messages go.
+pub struct Stream {
+    pub feed: Arc<CellFeed>,
+    pub hub: Arc<Hub>,
+    pub node: RaftNode,
+    pub cell_id: String,
+    pub tx: mpsc::Sender<Result<pb::Assignments, Status>>,
+}
+
+impl Stream {
+    /// The whole set as of the hub's last pushed change, or `None` when the feed dropped changes
+    /// meanwhile (read again).
+    async fn whole(&self) -> Result<Option<pb::Assignments>, Status> {
+        let before = self.node.applied_index();
+        let (mut set, after) = tokio::task::block_in_place(|| {
+            let set = read_whole(&self.node, &self.cell_id)?;
+            let after = self.node.views().last_applied_index().map_err(errors::storage)?;
+            Ok::<_, Status>((set, after))
+        })?;
+        let mut processed = self.hub.processed();
+        if processed.wait_for(|p| *p >= after).await.is_err() {
+            return Err(Status::unavailable("the node is shutting down"));
+        }
+        let changes = match self.feed.drain() {
+            Drained::Resync => return Ok(None),
+            Drained::Changes(c) => c,
+        };
+        let newer: Vec<_> = changes.into_iter().filter(|(i, _)| *i > before).collect();
+        let last = tokio::task::block_in_place(|| lay_over(&self.node, &mut set, newer))?;
+        set.as_of_log_index = after.max(last);
+        Ok(Some(set))
+    }
+
+    /// Sends the whole set, then changes (`deltas`) or the whole set again on every change, until
+    /// the cell goes away.
+    pub async fn run(self, deltas: bool) {
+        let mut resync = true;
+        let mut last: Option<Signature> = None;
+        loop {
+            let update = if resync || !deltas {
+                match self.whole().await {
+                    Ok(Some(set)) => {
+                        resync = false;
+                        if deltas {
+                            Some(set)
+                        } else {
+                            // The whole set again (an older agent): only when something in it changed.
+                            let sig = signature(&set);
+                            (last.as_ref() != Some(&sig)).then(|| {
+                                last = Some(sig);
+                                set
+                            })
+                        }
+                    }
+                    Ok(None) => continue,
+                    Err(e) => {
+                        let _ = self.tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            } else {
+                match self.feed.drain() {
+                    Drained::Resync => {
+                        resync = true;
+                        continue;
+                    }
+                    Drained::Changes(changes) => match tokio::task::block_in_place(|| delta(&self.node, changes)) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            let _ = self.tx.send(Err(e)).await;
+                            return;
+                        }
+                    },
+                }
+            };
+            if let Some(u) = update {
+                if self.tx.send(Ok(u)).await.is_err() {
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = self.feed.wake.notified() => {}
+                _ = self.tx.closed() => return,
+            }
+            // Gather a burst of entries touching this cell into one message.
+            tokio::time::sleep(ASSIGNMENT_COALESCE).await;
+        }
+    }
+}
