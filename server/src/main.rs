@@ -20,7 +20,9 @@ use anyhow::{bail, Context};
 /// it fills, and glibc hands each one back to the kernel when it is freed (trim or munmap), so
 /// every page of the next was faulted in and zeroed again — 10 % of a loaded cluster's CPU. jemalloc
 /// keeps freed extents for reuse (dirty pages decay over seconds) and is faster across threads.
-#[cfg(target_os = "linux")]
+/// The `system-allocator` feature leaves it out, for heap profilers that interpose malloc
+/// (heaptrack; BENCHMARKS.md says how).
+#[cfg(all(target_os = "linux", not(feature = "system-allocator")))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -211,6 +213,9 @@ struct LeaderArgs {
     /// Encoded bytes of journal this node keeps; the oldest records are dropped beyond it.
     #[arg(long, env = "CAPSTAN_JOURNAL_BYTES_MAX", default_value_t = capstan_storage::keyspace::JOURNAL_BYTES_MAX)]
     journal_bytes_max: u64,
+    /// sled's page cache for the views, in MiB (pages outside it are read back from the files).
+    #[arg(long, env = "CAPSTAN_SLED_CACHE_MB", default_value_t = capstan_storage::disk::SLED_CACHE_BYTES_DEFAULT / (1024 * 1024))]
+    sled_cache_mb: u64,
 }
 
 #[derive(clap::Args)]
@@ -358,6 +363,7 @@ fn main() -> anyhow::Result<()> {
                         disk_free_floor_bytes: args.leader.disk_free_floor_mb.saturating_mul(1024 * 1024),
                         journal_records_max: args.leader.journal_records_max,
                         journal_bytes_max: args.leader.journal_bytes_max,
+                        sled_cache_bytes: args.leader.sled_cache_mb.saturating_mul(1024 * 1024),
                         limits: args.limits.limits(),
                         cell_ttl: std::time::Duration::from_millis(args.leader.cell_ttl_ms),
                         converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),
@@ -408,6 +414,7 @@ fn main() -> anyhow::Result<()> {
                         disk_free_floor_bytes: args.leader.disk_free_floor_mb.saturating_mul(1024 * 1024),
                         journal_records_max: args.leader.journal_records_max,
                         journal_bytes_max: args.leader.journal_bytes_max,
+                        sled_cache_bytes: args.leader.sled_cache_mb.saturating_mul(1024 * 1024),
                         limits: args.limits.limits(),
                         cell_ttl: std::time::Duration::from_millis(args.leader.cell_ttl_ms),
                         converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),

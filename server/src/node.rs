@@ -93,6 +93,8 @@ pub struct NodeOptions {
     pub journal_records_max: u64,
     /// Encoded journal bytes kept (the oldest records go first beyond it).
     pub journal_bytes_max: u64,
+    /// sled's page cache (`capstan_storage::disk::SLED_CACHE_BYTES_DEFAULT`).
+    pub sled_cache_bytes: u64,
     pub limits: ListenLimits,
     /// Cell presence TTL the leader enforces.
     pub cell_ttl: std::time::Duration,
@@ -112,7 +114,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
     capstan_gateway::metrics::install();
     crate::metrics::describe();
     std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating {}", opts.data_dir.display()))?;
-    let db = capstan_storage::open_db(&opts.data_dir.join("db")).context("opening sled")?;
+    let db = capstan_storage::Disk::open(&opts.data_dir.join("db"), opts.sled_cache_bytes).context("opening sled")?;
 
     let grpc_listener = serve::bind(opts.grpc).with_context(|| format!("binding gRPC {}", opts.grpc))?;
     let grpc_addr = grpc_listener.local_addr()?;

@@ -45,6 +45,7 @@ async fn node_runs_in_process_and_stops_on_its_shutdown_future() {
         disk_free_floor_bytes: 0,
         journal_records_max: 1000,
         journal_bytes_max: 1 << 20,
+        sled_cache_bytes: capstan_storage::disk::SLED_CACHE_BYTES_DEFAULT,
         limits: Default::default(),
         cell_ttl: Duration::from_secs(10),
         converge_interval: Duration::from_secs(30),

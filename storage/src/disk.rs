@@ -58,6 +58,12 @@ impl Syncer {
         // (which makes stable everything written before it starts) covers them all.
         let target = self.tickets.load(Ordering::SeqCst);
         db.flush()?;
+        // sled seals its write buffer on a flush and frees the old one through crossbeam's epoch
+        // collector, deferred into this thread's local bag — which, on a blocking-pool thread
+        // that does little else, is not collected until it fills: hundreds of 512 KiB buffers
+        // were held that way (244 MiB at the peak of `bench-cells 1000 1000 250`, heap profile
+        // in BENCHMARKS.md). Hand them to the global collector now.
+        crossbeam_epoch::pin().flush();
         self.data_file.sync_data()?;
         state.blobs_synced = sync_new_blobs(blobs, state.blobs_synced)?;
         state.done = target;
@@ -74,12 +80,23 @@ struct SyncState {
     blobs_synced: u64,
 }
 
+/// sled's page cache, by default: what a node keeps of its views' pages in memory (sled's own default
+/// is 1 GiB, which with 250,000 instances held most of a node's heap — the heap profile in
+/// BENCHMARKS.md). Pages outside it are read back from the files, which the kernel's page cache
+/// usually holds; `--sled-cache-mb` changes it.
+pub const SLED_CACHE_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
+
 impl Disk {
-    /// Opens (or creates) the database in `dir`, after removing leftover partial sled snapshots.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    /// Opens (or creates) the database in `dir`, after removing leftover partial sled snapshots,
+    /// with a page cache of at most `cache_bytes` (as sled counts them).
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
         remove_partial_snapshots(dir)?;
-        let db = sled::Config::new().path(dir).mode(sled::Mode::LowSpace).open()?;
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::LowSpace)
+            .cache_capacity(cache_bytes)
+            .open()?;
         let data_file = File::open(dir.join(DATA_FILE))?;
         // The data file's own directory entry, once: it exists from here on.
         File::open(dir)?.sync_all()?;
@@ -189,7 +206,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db");
         {
-            let disk = Disk::open(&path).expect("open");
+            let disk = Disk::open(&path, SLED_CACHE_BYTES_DEFAULT).expect("open");
             let before = disk.sync_passes();
             disk.db().insert(b"kept", b"yes").expect("insert");
             disk.make_durable().await.expect("durable");
@@ -213,7 +230,7 @@ mod tests {
         // file, which sled 0.34 would take as its newest snapshot and refuse as corrupt.
         let partial = path.join("snap.FFFFFFFFFFFFFFFF.generating");
         std::fs::write(&partial, b"").expect("write");
-        let disk = Disk::open(&path).expect("reopen");
+        let disk = Disk::open(&path, SLED_CACHE_BYTES_DEFAULT).expect("reopen");
         assert_eq!(disk.db().get(b"kept").expect("get").as_deref(), Some(&b"yes"[..]));
         assert!(!partial.exists());
     }

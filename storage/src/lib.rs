@@ -76,8 +76,9 @@ pub fn known_format(what: &str, version: u32) -> Result<(), StoreError> {
 }
 
 /// Opens the one `sled::Db` of this process (sled must not be opened twice in one process).
+/// With sled's page cache at its default size (`disk::SLED_CACHE_BYTES_DEFAULT`).
 pub fn open_db(dir: &std::path::Path) -> Result<Disk, StoreError> {
-    Disk::open(dir)
+    Disk::open(dir, disk::SLED_CACHE_BYTES_DEFAULT)
 }
 
 /// Unit tests that open sled databases take this first: sled databases opened concurrently in one

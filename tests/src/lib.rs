@@ -328,8 +328,13 @@ impl CellAgent {
     /// Starts `capstan cell --simulate N` (N cells that report their work started without running
     /// it, for scale work) against `grpc`, and waits for its ready line.
     pub fn simulated(grpc: &str, n: usize, extra: &[&str]) -> Result<Self> {
+        Self::simulated_as("sim", grpc, n, extra)
+    }
+
+    /// [`CellAgent::simulated`] with the cells' ids prefixed `id` (two fleets side by side).
+    pub fn simulated_as(id: &str, grpc: &str, n: usize, extra: &[&str]) -> Result<Self> {
         let mut child = Command::new(capstan_bin()?)
-            .args(["cell", "--simulate", &n.to_string(), "--cluster", grpc, "--id", "sim"])
+            .args(["cell", "--simulate", &n.to_string(), "--cluster", grpc, "--id", id])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

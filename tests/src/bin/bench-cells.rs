@@ -1,34 +1,172 @@
 //! Benchmark (prints figures, asserts nothing): scheduling at scale with simulated cells.
-//! Starts `capstan dev --no-cell` (release) and `capstan cell --simulate CELLS`, desires LRPS
-//! DesiredLRPs of INSTANCES each, and measures until every instance is RUNNING: placements per
-//! second, time to all RUNNING, and the leader's RSS.
-//! Run: `cargo run --release -p capstan-tests --bin bench-cells [CELLS] [LRPS] [INSTANCES]`.
+//! Starts `capstan dev --no-cell` (or, with `--nodes N`, an N-node cluster of `capstan server`) with
+//! default flags and `capstan cell --simulate CELLS`, desires LRPS DesiredLRPs of INSTANCES each,
+//! and measures until every instance is RUNNING: placements per second, time to all RUNNING, and
+//! every node's RSS (peak sampled while it runs). With `--lose K`, K of the cells are a second
+//! simulated fleet, killed with -9 once all run: the time until every instance runs again
+//! elsewhere (the presence TTL included).
+//! Run: `cargo run --release -p capstan-tests --bin bench-cells [CELLS] [LRPS] [INSTANCES] [--nodes N] [--lose K]`.
 
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use capstan_tests::bench::{drive, post_json, Stop};
+use capstan_tests::cluster::Cluster;
 use capstan_tests::{Capstan, CellAgent};
+
+/// What the cells and the load talk to.
+enum Target {
+    Dev(Capstan, tempfile::TempDir),
+    Cluster(Cluster),
+}
+
+impl Target {
+    fn nodes(&self) -> Vec<(u64, &Capstan)> {
+        match self {
+            Target::Dev(c, _) => vec![(1, c)],
+            Target::Cluster(cl) => cl.alive().map(|(id, c)| (*id, c)).collect(),
+        }
+    }
+
+    /// Every node's gRPC address, as a cell is told them.
+    fn grpc(&self) -> String {
+        self.nodes()
+            .iter()
+            .map(|(_, c)| c.grpc.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn data_dirs(&self) -> Vec<std::path::PathBuf> {
+        match self {
+            Target::Dev(_, d) => vec![d.path().to_owned()],
+            Target::Cluster(cl) => cl.specs.values().map(|s| s.data_dir.clone()).collect(),
+        }
+    }
+}
+
+/// The peak RSS seen of each node, in KiB.
+#[derive(Default)]
+struct Peaks(Vec<(u64, u64)>);
+
+impl Peaks {
+    fn sample(&mut self, t: &Target) {
+        for (id, c) in t.nodes() {
+            let rss = c.rss_kib().unwrap_or(0);
+            match self.0.iter_mut().find(|(i, _)| *i == id) {
+                Some((_, peak)) => *peak = (*peak).max(rss),
+                None => self.0.push((id, rss)),
+            }
+        }
+    }
+
+    fn show(&self, t: &Target, leader: u64) -> String {
+        self.0
+            .iter()
+            .map(|(id, peak)| {
+                let now = t
+                    .nodes()
+                    .iter()
+                    .find(|(i, _)| i == id)
+                    .and_then(|(_, c)| c.rss_kib())
+                    .unwrap_or(0);
+                let role = if *id == leader { " (leader)" } else { "" };
+                format!("node {id}{role}: now {} MiB, peak {} MiB", now / 1024, peak / 1024)
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+fn flag(args: &[String], name: &str) -> Option<usize> {
+    let at = args.iter().position(|a| a == name)?;
+    args.get(at + 1)?.parse().ok()
+}
+
+/// Polls every LRP until all its instances are RUNNING (sampling RSS meanwhile).
+async fn all_running(
+    front: &Capstan,
+    t: &Target,
+    peaks: &mut Peaks,
+    lrps: usize,
+    instances: usize,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut pending: BTreeSet<usize> = (0..lrps).collect();
+    while !pending.is_empty() {
+        let mut done = Vec::new();
+        for &i in pending.iter().take(50) {
+            let a = front.get(&format!("/v1/actual_lrps/scale-{i:05}")).await.json();
+            let all = a
+                .as_array()
+                .is_some_and(|v| v.len() == instances && v.iter().all(|x| x["state"] == "RUNNING"));
+            if all {
+                done.push(i);
+            }
+        }
+        for i in &done {
+            pending.remove(i);
+        }
+        peaks.sample(t);
+        if done.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if started.elapsed() > Duration::from_secs(3600) {
+            anyhow::bail!("{} LRPs not all RUNNING after an hour", pending.len());
+        }
+    }
+    Ok(())
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let cells: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
-    let lrps: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1000);
-    let instances: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(250);
-    let dir = tempfile::tempdir()?;
-    let c = Capstan::dev_with(
-        &dir.path().join("data"),
-        &["--no-cell", "--cell-ttl-ms", "30000", "--converge-interval-ms", "30000"],
-    )?;
-    let mut sim = CellAgent::simulated(&c.grpc, cells, &["--memory-mb", "1000000", "--containers", "100000"])?;
-    let t0 = Instant::now();
-    c.wait_for_cells(cells, Duration::from_secs(300)).await;
-    println!("{cells} simulated cells registered in {:.2?}", t0.elapsed());
+    let positional: Vec<usize> = args[1..]
+        .iter()
+        .take_while(|a| !a.starts_with("--"))
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let cells = positional.first().copied().unwrap_or(1000);
+    let lrps = positional.get(1).copied().unwrap_or(1000);
+    let instances = positional.get(2).copied().unwrap_or(250);
+    let nodes = flag(&args, "--nodes").unwrap_or(1);
+    let lose = flag(&args, "--lose").unwrap_or(0).min(cells);
 
+    let target = if nodes > 1 {
+        let cl = Cluster::start(u64::try_from(nodes)?, &[])?;
+        cl.leader(Duration::from_secs(60)).await;
+        Target::Cluster(cl)
+    } else {
+        let dir = tempfile::tempdir()?;
+        Target::Dev(Capstan::dev_with(&dir.path().join("data"), &["--no-cell"])?, dir)
+    };
+    let leader = match &target {
+        Target::Cluster(cl) => cl.leader(Duration::from_secs(60)).await,
+        Target::Dev(..) => 1,
+    };
+    let nodes_now = target.nodes();
+    let front: &Capstan = nodes_now
+        .iter()
+        .find(|(id, _)| *id == leader)
+        .map(|(_, c)| *c)
+        .ok_or_else(|| anyhow::anyhow!("no leader node"))?;
+    let grpc = target.grpc();
+    let cell_flags = ["--memory-mb", "1000000", "--containers", "100000"];
+    let mut sim = CellAgent::simulated(&grpc, cells - lose, &cell_flags)?;
+    let mut doomed = (lose > 0)
+        .then(|| CellAgent::simulated_as("doomed", &grpc, lose, &cell_flags))
+        .transpose()?;
+    let t0 = Instant::now();
+    front.wait_for_cells(cells, Duration::from_secs(300)).await;
+    println!(
+        "{cells} simulated cells registered in {:.2?} ({nodes} node(s), default flags)",
+        t0.elapsed()
+    );
+
+    let mut peaks = Peaks::default();
     let started = Instant::now();
-    let (client, url) = (c.client.clone(), c.url("/v1/desired_lrps"));
+    let (client, url) = (front.client.clone(), front.url("/v1/desired_lrps"));
     let desired = drive(8, Stop::AfterOps(lrps), move |_, i| {
         let (client, url) = (client.clone(), url.clone());
         let body = serde_json::json!({
@@ -45,46 +183,41 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
     desired.report_errors("desire");
-    let desired_at = started.elapsed();
-    println!("{lrps} DesiredLRPs × {instances} instances desired in {desired_at:.2?}");
+    println!(
+        "{lrps} DesiredLRPs × {instances} instances desired in {:.2?}",
+        started.elapsed()
+    );
 
-    let mut pending: BTreeSet<usize> = (0..lrps).collect();
-    let mut peak_rss = 0u64;
-    while !pending.is_empty() {
-        let mut done = Vec::new();
-        for &i in pending.iter().take(50) {
-            let a = c.get(&format!("/v1/actual_lrps/scale-{i:05}")).await.json();
-            let all = a
-                .as_array()
-                .is_some_and(|v| v.len() == instances && v.iter().all(|x| x["state"] == "RUNNING"));
-            if all {
-                done.push(i);
-            }
-        }
-        for i in &done {
-            pending.remove(i);
-        }
-        peak_rss = peak_rss.max(c.rss_kib().unwrap_or(0));
-        if done.is_empty() {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        if started.elapsed() > Duration::from_secs(3600) {
-            anyhow::bail!("{} LRPs not all RUNNING after an hour", pending.len());
-        }
-    }
-    let all_running = started.elapsed();
+    all_running(front, &target, &mut peaks, lrps, instances).await?;
+    let all_running_at = started.elapsed();
     let total = lrps * instances;
     println!(
-        "all {total} instances RUNNING {all_running:.2?} after the first create ({:.0} instances/s placed, claimed and started)",
-        total as f64 / all_running.as_secs_f64()
+        "all {total} instances RUNNING {all_running_at:.2?} after the first create ({:.0} instances/s placed, claimed and started)",
+        total as f64 / all_running_at.as_secs_f64()
     );
-    println!(
-        "leader RSS: now {} MiB, peak seen {} MiB",
-        c.rss_kib().unwrap_or(0) / 1024,
-        peak_rss / 1024
-    );
-    let du = Command::new("du").arg("-sh").arg(dir.path()).output()?;
-    println!("data dir: {}", String::from_utf8_lossy(&du.stdout).trim());
+    println!("RSS: {}", peaks.show(&target, leader));
+
+    if let Some(d) = doomed.as_mut() {
+        let lost = Instant::now();
+        d.kill9();
+        // Until the lost cells are gone and every instance runs again.
+        capstan_tests::wait_for("the lost cells removed", Duration::from_secs(300), || async {
+            let n = front.get("/v1/cells").await.json().as_array().map(Vec::len)?;
+            (n <= cells - lose).then_some(())
+        })
+        .await;
+        let removed = lost.elapsed();
+        all_running(front, &target, &mut peaks, lrps, instances).await?;
+        println!(
+            "{lose} cells lost (kill -9): removed after {removed:.2?}, every instance RUNNING again {:.2?} after the kill",
+            lost.elapsed()
+        );
+        println!("RSS: {}", peaks.show(&target, leader));
+    }
+    for dir in target.data_dirs() {
+        let du = Command::new("du").arg("-sh").arg(&dir).output()?;
+        println!("data dir: {}", String::from_utf8_lossy(&du.stdout).trim());
+    }
     sim.kill9();
     Ok(())
 }
