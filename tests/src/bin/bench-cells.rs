@@ -4,8 +4,9 @@
 //! and measures until every instance is RUNNING: placements per second, time to all RUNNING, and
 //! every node's RSS (peak sampled while it runs). With `--lose K`, K of the cells are a second
 //! simulated fleet, killed with -9 once all run: the time until every instance runs again
-//! elsewhere (the presence TTL included).
-//! Run: `cargo run --release -p capstan-tests --bin bench-cells [CELLS] [LRPS] [INSTANCES] [--nodes N] [--lose K]`.
+//! elsewhere (the presence TTL included). With `--restart` (one node), the node is then killed with
+//! -9 and started again on its data: how long until it is ready and serves a linearizable read.
+//! Run: `cargo run --release -p capstan-tests --bin bench-cells [CELLS] [LRPS] [INSTANCES] [--nodes N] [--lose K] [--restart]`.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -65,12 +66,10 @@ impl Peaks {
         self.0
             .iter()
             .map(|(id, peak)| {
-                let now = t
-                    .nodes()
-                    .iter()
-                    .find(|(i, _)| i == id)
-                    .and_then(|(_, c)| c.rss_kib())
-                    .unwrap_or(0);
+                let node = t.nodes().into_iter().find(|(i, _)| i == id).map(|(_, c)| c);
+                let now = node.and_then(Capstan::rss_kib).unwrap_or(0);
+                // The kernel's high-water mark catches what the samples missed.
+                let peak = node.and_then(Capstan::peak_rss_kib).unwrap_or(0).max(*peak);
                 let role = if *id == leader { " (leader)" } else { "" };
                 format!("node {id}{role}: now {} MiB, peak {} MiB", now / 1024, peak / 1024)
             })
@@ -116,6 +115,34 @@ async fn all_running(
             anyhow::bail!("{} LRPs not all RUNNING after an hour", pending.len());
         }
     }
+    Ok(())
+}
+
+/// `--restart` (single node): kill -9 the node holding the whole state, start it again on its data
+/// dir, and time it until it is ready and until a linearizable read answers; its peak RSS.
+async fn restart(target: Target, instances: usize) -> anyhow::Result<()> {
+    let Target::Dev(mut c, dir) = target else {
+        anyhow::bail!("--restart measures a single node (no --nodes)");
+    };
+    let applied = c.get("/readyz").await.json()["last_applied"].as_u64();
+    c.kill9();
+    let t0 = Instant::now();
+    let c = Capstan::dev_with(&dir.path().join("data"), &["--no-cell"])?;
+    let ready = t0.elapsed();
+    capstan_tests::wait_for(
+        "a linearizable read of a whole LRP",
+        Duration::from_secs(600),
+        || async {
+            let a = c.get("/v1/actual_lrps/scale-00000").await;
+            (a.status == 200 && a.json().as_array().map(Vec::len) == Some(instances)).then_some(())
+        },
+    )
+    .await;
+    println!(
+        "restart after kill -9 (log applied to {applied:?}): ready {ready:.2?}, first linearizable read {:.2?}, peak RSS {} MiB",
+        t0.elapsed(),
+        c.peak_rss_kib().unwrap_or(0) / 1024
+    );
     Ok(())
 }
 
@@ -213,6 +240,10 @@ async fn main() -> anyhow::Result<()> {
             lost.elapsed()
         );
         println!("RSS: {}", peaks.show(&target, leader));
+    }
+    if args.iter().any(|a| a == "--restart") {
+        restart(target, instances).await?;
+        return Ok(());
     }
     for dir in target.data_dirs() {
         let du = Command::new("du").arg("-sh").arg(&dir).output()?;
