@@ -308,3 +308,63 @@ async fn a_cell_survives_a_leader_change_and_keeps_running_its_instances() {
     running(n, "ha", 2).await;
     cell.kill9();
 }
+
+/// Marker processes still alive (the instances of one test, on every cell).
+fn alive(m: &Marker) -> usize {
+    let out = Command::new("pgrep").args(["-f", &m.0]).output().expect("pgrep");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// Diego's rule for a cell cut off past its presence TTL: its instances are placed elsewhere, and
+/// when it comes back it stops its old copies; nothing it reports about them is taken, so nothing
+/// runs twice once it has caught up. The cut is a SIGSTOP of the agent (no heartbeats, no reports,
+/// its connections held open), its instance processes going on meanwhile as a partition would leave them.
+#[tokio::test]
+async fn a_cell_back_from_a_partition_stops_its_replaced_copies() {
+    let m = Marker::new("partition");
+    let (d, c) = dev();
+    let mut cell2 = CellAgent::start(&c.grpc, "cell-2", &d.path().join("cell2"), &[]).expect("cell agent");
+    c.wait_for_cells(2, Duration::from_secs(30)).await;
+    assert_eq!(c.post("/v1/desired_lrps", &http_lrp("cut", 4, &m)).await.status, 201);
+    let before = running(&c, "cut", 4).await;
+    assert!(
+        before.iter().any(|a| a["cell_id"] == "cell-2"),
+        "some instances on cell-2: {before:?}"
+    );
+    assert_eq!(alive(&m), 4);
+
+    let pid = cell2.0.id() as i32;
+    assert_eq!(capstan_tests::send_signal(pid, 19), 0, "SIGSTOP the cell agent");
+    let moved = wait_for("every instance RUNNING on cell-1", Duration::from_secs(60), || async {
+        let a = actuals(&c, "cut").await;
+        (a.len() == 4 && a.iter().all(|x| x["state"] == "RUNNING" && x["cell_id"] == "cell-1")).then_some(a)
+    })
+    .await;
+    // Cut off, cell-2's old copies still run beside their replacements.
+    assert!(alive(&m) > 4, "the partitioned cell's copies outlive the cut");
+
+    assert_eq!(capstan_tests::send_signal(pid, 18), 0, "SIGCONT the cell agent");
+    c.wait_for_cells(2, Duration::from_secs(30)).await;
+    wait_for("cell-2 to stop its old copies", Duration::from_secs(30), || async {
+        (alive(&m) == 4).then_some(())
+    })
+    .await;
+    // Over two presence TTLs: nothing comes back to cell-2 and nothing runs twice.
+    let guids = |a: &[Value]| -> BTreeSet<String> {
+        a.iter()
+            .filter_map(|x| x["instance_guid"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let window = std::time::Instant::now();
+    while window.elapsed() < Duration::from_secs(6) {
+        let now = actuals(&c, "cut").await;
+        assert_eq!(guids(&now), guids(&moved), "the replacements stay: {now:?}");
+        assert!(now.iter().all(|x| x["cell_id"] == "cell-1" && x["state"] == "RUNNING"));
+        assert_eq!(alive(&m), 4, "exactly one copy of each instance");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for a in &moved {
+        assert!(answer(host_port(a)).await.is_some(), "{a}");
+    }
+    cell2.kill9();
+}
