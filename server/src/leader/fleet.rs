@@ -3,6 +3,8 @@
 //! cell, completion callbacks to deliver, CF processes with a rolling restart under way.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use capstan_proto::pb::{self, ActualLrpState};
 use capstan_storage::rules::placement::CellLoad;
@@ -51,8 +53,48 @@ fn run_progress(r: &pb::TaskRun) -> (u32, u8, bool) {
 }
 
 pub use super::unclaimed::{InstanceId, Unclaimed, Waiting};
-/// What an instance counts for on a cell: (cell_id, memory_mb, disk_mb).
-type Counted = (String, i32, i32);
+/// What an instance or run counts for on a cell: (cell_id, memory_mb, disk_mb). The cell id is
+/// the one the fleet holds for the cell, shared by everything placed there.
+type Counted = (Arc<str>, i32, i32);
+
+/// What the fleet keeps for each instance (a 250,000-instance fleet holds one per instance, so it
+/// is kept small: 48 bytes, its process guid shared per process and its cell id per cell).
+struct Slot {
+    /// the newest state seen, as (epoch, tag index): an older event is skipped, so a rebuild
+    /// racing with apply cannot leave a stale UNCLAIMED entry behind
+    epoch: EpochId,
+    tag_index: u32,
+    /// what it counts for on its cell, while it has one
+    placed: Option<Counted>,
+}
+const _: () = assert!(std::mem::size_of::<Slot>() == 48);
+
+/// An epoch as a number: the 128 bits of the UUID decide mints, else (a hand-made epoch) a hash
+/// of its text. Only equality matters: two epochs of one instance slot.
+type EpochId = [u64; 2];
+
+fn epoch_id(epoch: &str) -> EpochId {
+    let mut bits: u128 = 0;
+    let mut digits = 0;
+    for b in epoch.bytes().filter(|b| *b != b'-') {
+        match (b as char).to_digit(16) {
+            Some(d) if digits < 32 => {
+                bits = bits << 4 | u128::from(d);
+                digits += 1;
+            }
+            _ => {
+                digits = 0;
+                break;
+            }
+        }
+    }
+    if digits == 32 {
+        return [(bits >> 64) as u64, bits as u64];
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    epoch.hash(&mut h);
+    [u64::MAX, h.finish()]
+}
 
 /// The fleet as the scheduler needs it.
 #[derive(Default)]
@@ -60,15 +102,13 @@ pub struct Fleet {
     pub desired: HashMap<String, Res>,
     /// cells with what is placed on them, and where each cell sits in `loads`
     pub loads: Vec<CellLoad>,
-    pub(super) positions: HashMap<String, usize>,
+    /// keyed by the cell id every `Counted` on that cell shares
+    pub(super) positions: HashMap<Arc<str>, usize>,
     pub unclaimed: Unclaimed,
-    /// what each placed instance counts for on its cell: (cell, memory, disk)
-    pub(super) placed: HashMap<InstanceId, Counted>,
+    /// every instance seen, per process guid (shared with the cells' per-process counts), by index
+    instances: HashMap<Arc<str>, HashMap<u32, Slot>>,
     /// placements proposed but not yet seen applied, counted on their cells meanwhile
     pub(super) tentative: HashMap<InstanceId, Counted>,
-    /// the newest state seen per instance: (epoch, tag index); older events are skipped, so a
-    /// rebuild racing with apply cannot leave a stale UNCLAIMED entry behind
-    pub(super) seen: HashMap<InstanceId, (String, u32)>,
     /// task runs waiting for a cell, per pool in queue order
     pub queued: BTreeMap<QueueKey, QueuedRun>,
     pub(super) queue_keys: HashMap<String, QueueKey>,
@@ -112,67 +152,92 @@ impl Fleet {
         }
     }
 
+    /// The fleet's copy of a cell id: the registered cell's, else a new one (an instance
+    /// still on a cell that is gone).
+    fn cell_ref(&self, cell_id: &str) -> Arc<str> {
+        self.positions
+            .get_key_value(cell_id)
+            .map_or_else(|| Arc::from(cell_id), |(k, _)| k.clone())
+    }
+
     pub(super) fn actual(&mut self, before: Option<&pb::ActualLrp>, after: Option<&pb::ActualLrp>) {
-        let tag = |a: &pb::ActualLrp| {
-            let t = a.modification_tag.clone().unwrap_or_default();
-            (t.epoch, t.index)
+        let Some(x) = after.or(before) else {
+            return;
         };
+        let tag = |a: &pb::ActualLrp| {
+            let t = a.modification_tag.as_ref();
+            (epoch_id(t.map_or("", |t| t.epoch.as_str())), t.map_or(0, |t| t.index))
+        };
+        let slot = self
+            .instances
+            .get(x.process_guid.as_str())
+            .and_then(|s| s.get(&x.index));
         // An event older than what is already reflected (replayed after a rebuild) changes nothing.
-        if let Some(x) = after.or(before) {
-            let key = (x.process_guid.clone(), x.index);
-            if let (Some((epoch, index)), Some(a)) = (self.seen.get(&key), after) {
-                let (e, i) = tag(a);
-                if *epoch == e && *index >= i {
-                    return;
-                }
-            }
-            if after.is_none() {
-                if let (Some((epoch, _)), Some(b)) = (self.seen.get(&key), before) {
-                    if *epoch != tag(b).0 {
+        if let Some(seen) = slot {
+            match (before, after) {
+                (_, Some(a)) => {
+                    let (e, i) = tag(a);
+                    if seen.epoch == e && seen.tag_index >= i {
                         return;
                     }
                 }
+                (Some(b), None) if seen.epoch != tag(b).0 => return,
+                _ => {}
             }
         }
-        match after {
-            Some(a) => {
-                self.seen.insert((a.process_guid.clone(), a.index), tag(a));
-            }
-            None => {
-                if let Some(b) = before {
-                    self.seen.remove(&(b.process_guid.clone(), b.index));
-                }
-            }
-        }
-        if let Some(b) = before {
-            let key = (b.process_guid.clone(), b.index);
-            self.unclaimed.remove(&key);
-            if let Some(p) = self.placed.remove(&key) {
-                self.uncount(&b.process_guid, p);
+        let key = (x.process_guid.clone(), x.index);
+        self.unclaimed.remove(&key);
+        // What the slot counted is what its cell carries for it, whatever `before` says.
+        let guid = self.guid_ref(&x.process_guid);
+        let mut counted = None;
+        if let Some(slots) = self.instances.get_mut(x.process_guid.as_str()) {
+            counted = slots.remove(&x.index).and_then(|s| s.placed);
+            if slots.is_empty() {
+                self.instances.remove(x.process_guid.as_str());
             }
         }
-        if let Some(a) = after {
-            let key = (a.process_guid.clone(), a.index);
-            if let Some(t) = self.tentative.remove(&key) {
-                self.uncount(&a.process_guid, t);
-            }
-            if a.state == ActualLrpState::Unclaimed as i32 {
-                self.unclaimed.insert(
-                    key.clone(),
-                    Waiting {
-                        epoch: a.modification_tag.as_ref().map(|t| t.epoch.clone()).unwrap_or_default(),
-                        placement_error: a.placement_error.clone(),
-                    },
-                );
-            }
-            if !a.cell_id.is_empty() {
-                let res = self.desired.get(&a.process_guid).cloned().unwrap_or_default();
-                if let Some(load) = self.load_mut(&a.cell_id) {
-                    load.add(&a.process_guid, res.memory_mb, res.disk_mb);
-                }
-                self.placed.insert(key, (a.cell_id.clone(), res.memory_mb, res.disk_mb));
-            }
+        if let Some(p) = counted {
+            self.uncount(&x.process_guid, p);
         }
+        let Some(a) = after else {
+            return;
+        };
+        if let Some(t) = self.tentative.remove(&key) {
+            self.uncount(&a.process_guid, t);
+        }
+        if a.state == ActualLrpState::Unclaimed as i32 {
+            self.unclaimed.insert(
+                key,
+                Waiting {
+                    epoch: a.modification_tag.as_ref().map(|t| t.epoch.clone()).unwrap_or_default(),
+                    placement_error: a.placement_error.clone(),
+                },
+            );
+        }
+        let placed = (!a.cell_id.is_empty()).then(|| {
+            let res = self.desired.get(&a.process_guid).cloned().unwrap_or_default();
+            let cell = self.cell_ref(&a.cell_id);
+            if let Some(load) = self.load_mut(&a.cell_id) {
+                load.add_shared(&guid, res.memory_mb, res.disk_mb);
+            }
+            (cell, res.memory_mb, res.disk_mb)
+        });
+        let (epoch, tag_index) = tag(a);
+        self.instances.entry(guid).or_default().insert(
+            a.index,
+            Slot {
+                epoch,
+                tag_index,
+                placed,
+            },
+        );
+    }
+
+    /// The fleet's copy of a process guid: the one its instances share, else a new one.
+    fn guid_ref(&self, guid: &str) -> Arc<str> {
+        self.instances
+            .get_key_value(guid)
+            .map_or_else(|| Arc::from(guid), |(k, _)| k.clone())
     }
 
     /// Forgets a run that is gone (a resolved Receptor task).
@@ -236,8 +301,9 @@ impl Fleet {
                 if let Some(load) = self.load_mut(&r.cell_id) {
                     load.add(&spread, r.memory, disk_mb);
                 }
+                let cell = self.cell_ref(&r.cell_id);
                 self.runs_placed
-                    .insert(r.run_id.clone(), (spread, (r.cell_id.clone(), r.memory, disk_mb)));
+                    .insert(r.run_id.clone(), (spread, (cell, r.memory, disk_mb)));
             }
             _ => {}
         }
@@ -245,12 +311,10 @@ impl Fleet {
 
     /// Records a run placement already counted on its cell's load by the scheduler's pass.
     pub fn count_run_tentative_only(&mut self, run: &QueuedRun, cell_id: &str) {
+        let cell = self.cell_ref(cell_id);
         self.runs_tentative.insert(
             run.run_id.clone(),
-            (
-                run.definition_id.clone(),
-                (cell_id.to_owned(), run.memory_mb, run.disk_mb),
-            ),
+            (run.definition_id.clone(), (cell, run.memory_mb, run.disk_mb)),
         );
     }
 
@@ -271,17 +335,25 @@ impl Fleet {
             return;
         }
         let mut load = CellLoad::new(c.clone());
-        for ((guid, _), (cell, m, d)) in self.placed.iter().chain(self.tentative.iter()) {
-            if cell == &c.cell_id {
+        let here = |cell: &Arc<str>| **cell == *c.cell_id;
+        for (guid, slots) in &self.instances {
+            for (cell, m, d) in slots.values().filter_map(|s| s.placed.as_ref()) {
+                if here(cell) {
+                    load.add_shared(guid, *m, *d);
+                }
+            }
+        }
+        for ((guid, _), (cell, m, d)) in &self.tentative {
+            if here(cell) {
                 load.add(guid, *m, *d);
             }
         }
         for (def, (cell, m, d)) in self.runs_placed.values().chain(self.runs_tentative.values()) {
-            if cell == &c.cell_id {
+            if here(cell) {
                 load.add(def, *m, *d);
             }
         }
-        self.positions.insert(c.cell_id.clone(), self.loads.len());
+        self.positions.insert(Arc::from(c.cell_id.as_str()), self.loads.len());
         self.loads.push(load);
         self.capacity_version += 1;
     }
@@ -293,7 +365,9 @@ impl Fleet {
         self.loads.swap_remove(i);
         self.capacity_version += 1;
         if let Some(moved) = self.loads.get(i) {
-            self.positions.insert(moved.cell.cell_id.clone(), i);
+            if let Some(p) = self.positions.get_mut(moved.cell.cell_id.as_str()) {
+                *p = i;
+            }
         }
     }
 
@@ -301,10 +375,9 @@ impl Fleet {
     /// tentative: undone when the hub sees the instance's real change, or when it is dropped.
     pub fn count_tentative_only(&mut self, guid: &str, index: u32, cell_id: &str) {
         let res = self.desired.get(guid).cloned().unwrap_or_default();
-        self.tentative.insert(
-            (guid.to_owned(), index),
-            (cell_id.to_owned(), res.memory_mb, res.disk_mb),
-        );
+        let cell = self.cell_ref(cell_id);
+        self.tentative
+            .insert((guid.to_owned(), index), (cell, res.memory_mb, res.disk_mb));
     }
 
     /// Forgets placements that apply skipped (the instance moved on meanwhile).
@@ -317,5 +390,109 @@ impl Fleet {
         for (def, t) in runs {
             self.uncount(&def, t);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(id: &str) -> pb::Cell {
+        pb::Cell {
+            cell_id: id.into(),
+            capacity: Some(pb::CellCapacity {
+                memory_mb: 10_000,
+                disk_mb: 10_000,
+                containers: 100,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn actual(guid: &str, index: u32, epoch: &str, tag: u32, cell_id: &str) -> pb::ActualLrp {
+        pb::ActualLrp {
+            process_guid: guid.into(),
+            index,
+            cell_id: cell_id.into(),
+            state: if cell_id.is_empty() {
+                ActualLrpState::Unclaimed
+            } else {
+                ActualLrpState::Running
+            } as i32,
+            modification_tag: Some(pb::ModificationTag {
+                epoch: epoch.into(),
+                index: tag,
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// (cell, memory used, containers, instances of "web") per cell, in cell order.
+    fn loads(f: &Fleet) -> Vec<(String, i64, i64, u32)> {
+        let mut v: Vec<_> = f
+            .loads
+            .iter()
+            .map(|l| {
+                let web = l.per_process.get("web").copied().unwrap_or(0);
+                (l.cell.cell_id.clone(), l.used_memory_mb, l.used_containers, web)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    const E1: &str = "6f1c2a4e-0b7d-4c1e-9a52-3d8e5f607182";
+    const E2: &str = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+
+    #[test]
+    fn a_uuid_epoch_is_its_bits_and_any_other_epoch_a_hash() {
+        assert_eq!(epoch_id(E1), [0x6f1c2a4e0b7d4c1e, 0x9a523d8e5f607182]);
+        assert_ne!(epoch_id(E1), epoch_id(E2));
+        assert_eq!(epoch_id("e1"), epoch_id("e1"));
+        assert_ne!(epoch_id("e1"), epoch_id("e2"));
+        assert_ne!(epoch_id(""), epoch_id(&format!("{E1}0")));
+    }
+
+    #[test]
+    fn cells_carry_exactly_what_the_instances_on_them_count_for() {
+        let mut f = Fleet::default();
+        f.desired(&pb::DesiredLrp {
+            process_guid: "web".into(),
+            memory_mb: 100,
+            ..Default::default()
+        });
+        f.cell(&cell("a"));
+        let unclaimed = actual("web", 0, E1, 0, "");
+        f.actual(None, Some(&unclaimed));
+        assert_eq!(f.unclaimed.len(), 1);
+        let on_a = actual("web", 0, E1, 1, "a");
+        f.actual(Some(&unclaimed), Some(&on_a));
+        assert!(f.unclaimed.is_empty());
+        assert_eq!(loads(&f), [("a".into(), 100, 1, 1)]);
+        // A replayed older event changes nothing; so does the same one again.
+        f.actual(None, Some(&unclaimed));
+        f.actual(Some(&unclaimed), Some(&on_a));
+        assert!(f.unclaimed.is_empty());
+        assert_eq!(loads(&f), [("a".into(), 100, 1, 1)]);
+        // A cell registering late counts what is already placed on it.
+        let on_b = actual("web", 1, E2, 1, "b");
+        f.actual(None, Some(&on_b));
+        f.cell(&cell("b"));
+        assert_eq!(loads(&f), [("a".into(), 100, 1, 1), ("b".into(), 100, 1, 1)]);
+        // Moving to another cell moves the count, even when the event does not say where it was.
+        let moved = actual("web", 0, E1, 2, "b");
+        f.actual(None, Some(&moved));
+        assert_eq!(loads(&f), [("a".into(), 0, 0, 0), ("b".into(), 200, 2, 2)]);
+        // Removing an instance of another epoch is a stale event; removing this one uncounts it.
+        f.actual(Some(&actual("web", 0, E2, 9, "b")), None);
+        assert_eq!(loads(&f), [("a".into(), 0, 0, 0), ("b".into(), 200, 2, 2)]);
+        f.actual(Some(&moved), None);
+        f.actual(Some(&on_b), None);
+        assert_eq!(loads(&f), [("a".into(), 0, 0, 0), ("b".into(), 0, 0, 0)]);
+        assert!(f.instances.is_empty(), "nothing kept for instances that are gone");
+        // Cells removed and swapped in `loads` keep their positions right.
+        f.remove_cell("a");
+        f.actual(None, Some(&actual("web", 3, E1, 1, "b")));
+        assert_eq!(loads(&f), [("b".into(), 100, 1, 1)]);
     }
 }

@@ -70,7 +70,7 @@ impl Hub {
     }
 
     pub fn cell_ids(&self) -> Vec<String> {
-        self.with_fleet(|f| f.positions.keys().cloned().collect())
+        self.with_fleet(|f| f.positions.keys().map(|k| k.to_string()).collect())
     }
 
     /// Forgets tentative placements once their entry has been processed.

@@ -4,6 +4,7 @@
 //! most free memory, then the cell id — deterministic for the same input.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::pb;
 
@@ -17,8 +18,9 @@ pub struct CellLoad {
     pub used_memory_mb: i64,
     pub used_disk_mb: i64,
     pub used_containers: i64,
-    /// instances per process_guid on this cell
-    pub per_process: BTreeMap<String, u32>,
+    /// instances per process_guid on this cell (the guid shared with the caller's maps when it
+    /// counts through [`CellLoad::add_shared`])
+    pub per_process: BTreeMap<Arc<str>, u32>,
 }
 
 impl CellLoad {
@@ -34,10 +36,24 @@ impl CellLoad {
 
     /// Counts one more instance of `process_guid` needing these resources on this cell.
     pub fn add(&mut self, process_guid: &str, memory_mb: i32, disk_mb: i32) {
+        self.add_with(process_guid, || Arc::from(process_guid), memory_mb, disk_mb);
+    }
+
+    /// [`CellLoad::add`] keeping the caller's copy of the guid rather than allocating one.
+    pub fn add_shared(&mut self, process_guid: &Arc<str>, memory_mb: i32, disk_mb: i32) {
+        self.add_with(process_guid, || process_guid.clone(), memory_mb, disk_mb);
+    }
+
+    fn add_with(&mut self, process_guid: &str, key: impl FnOnce() -> Arc<str>, memory_mb: i32, disk_mb: i32) {
         self.used_memory_mb += i64::from(memory_mb.max(0));
         self.used_disk_mb += i64::from(disk_mb.max(0));
         self.used_containers += 1;
-        *self.per_process.entry(process_guid.to_owned()).or_default() += 1;
+        match self.per_process.get_mut(process_guid) {
+            Some(n) => *n += 1,
+            None => {
+                self.per_process.insert(key(), 1);
+            }
+        }
     }
 
     /// Counts one instance of `process_guid` off this cell again.
