@@ -1,7 +1,8 @@
 //! The Raft network: openraft's three RPCs over the `RaftPeer` tonic service.
 //!
 //! A peer that cannot be reached answers `Unreachable`, so openraft backs off instead of
-//! retrying at once; every call carries openraft's per-RPC deadline.
+//! retrying at once; a call past openraft's per-RPC deadline is openraft's `Timeout` (retried at
+//! once), the transport's own deadline lying beyond it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,9 +133,17 @@ impl PeerClient {
     }
 }
 
+/// How much later than openraft's own deadline for an RPC the transport gives up on it. openraft
+/// wraps every call in its deadline and counts an expiry as a `Timeout`, retried at once; were the
+/// transport's (same) deadline to fire first, the expiry would come back as a cancelled call, i.e.
+/// `Unreachable`, and the replication stream would stop for openraft's 500 ms backoff. A follower
+/// slow to append one large batch (a loaded 3-node cluster on 2 cores did so ~140 times in one
+/// run) would then hold commits back for half a second each time.
+const TRANSPORT_DEADLINE_SLACK: u32 = 2;
+
 fn request<T>(msg: T, option: &RPCOption) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
-    r.set_timeout(option.hard_ttl());
+    r.set_timeout(option.hard_ttl() * TRANSPORT_DEADLINE_SLACK);
     r
 }
 
@@ -225,5 +234,43 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             vote_granted: resp.vote_granted,
             last_log_id: codec::opt_log_id_from_pb(resp.last_log_id.as_ref()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The deadline a call carries on the wire (`grpc-timeout`), as tonic wrote it.
+    fn wire_deadline<T>(r: &tonic::Request<T>) -> Duration {
+        let v = r
+            .metadata()
+            .get("grpc-timeout")
+            .expect("a deadline")
+            .to_str()
+            .expect("ascii");
+        let (n, unit) = v.split_at(v.len() - 1);
+        let n: u64 = n.parse().expect("a number");
+        match unit {
+            "H" => Duration::from_secs(n * 3600),
+            "M" => Duration::from_secs(n * 60),
+            "S" => Duration::from_secs(n),
+            "m" => Duration::from_millis(n),
+            "u" => Duration::from_micros(n),
+            "n" => Duration::from_nanos(n),
+            other => panic!("unit {other}"),
+        }
+    }
+
+    #[test]
+    fn the_transport_gives_up_only_after_openraft_did() {
+        for ttl in [
+            Duration::from_millis(100),
+            Duration::from_millis(400),
+            Duration::from_secs(5),
+        ] {
+            let r = request((), &RPCOption::new(ttl));
+            assert!(wire_deadline(&r) > ttl, "{ttl:?}: {:?}", wire_deadline(&r));
+        }
     }
 }
