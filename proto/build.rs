@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .btree_map(".")
         .bytes(".capstan.v1.AppendEntriesRequest.entries")
+        // prost's codec with smaller per-call buffers (see src/codec.rs)
+        .codec_path("crate::codec::LeanCodec")
         .compile_protos(
             &[
                 "proto/capstan/v1/records.proto",

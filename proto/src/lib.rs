@@ -10,6 +10,8 @@ pub mod v1 {
 
 pub use v1 as pb;
 
+pub mod codec;
+
 pub mod errors;
 
 /// Depth of nested actions (try, timeout, emit_progress, serial, parallel, codependent) the API

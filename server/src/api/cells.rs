@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use capstan_proto::pb::{self, cell_service_server::CellService, ErrorKind};
 use capstan_raft::RaftNode;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -158,7 +158,7 @@ impl CellService for CellServiceImpl {
             tx,
         };
         tokio::spawn(stream.run(deltas));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(|m| *m))))
     }
 
     async fn report_actual_lrps(&self, req: Request<pb::ReportActualLrps>) -> Result<Response<pb::Empty>, Status> {
