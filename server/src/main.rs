@@ -118,9 +118,7 @@ struct DevArgs {
     #[arg(long, env = "CAPSTAN_DATA_DIR", default_value = "capstan-data")]
     data_dir: PathBuf,
     #[command(flatten)]
-    leader: LeaderArgs,
-    #[command(flatten)]
-    limits: LimitArgs,
+    node: NodeFlags,
     /// Stacks the embedded cell offers as `preloaded:<stack>` rootfs, comma-separated.
     #[arg(long, env = "CAPSTAN_STACKS", default_value = "cflinuxfs4,cflinuxfs3")]
     stacks: String,
@@ -247,6 +245,40 @@ struct ServerArgs {
     /// cluster once; a node started without it waits to be added with `capstan cluster add`.
     #[arg(long, env = "CAPSTAN_INITIAL_CLUSTER")]
     initial_cluster: Option<String>,
+    #[command(flatten)]
+    node: NodeFlags,
+}
+
+/// What `dev` and `server` both tune: the log's compaction, the leader, the listeners' limits.
+#[derive(clap::Args)]
+struct NodeFlags {
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(flatten)]
+    leader: LeaderArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+impl NodeFlags {
+    fn tuning(&self) -> node::Tuning {
+        node::Tuning {
+            snapshot_every_entries: Some(self.log.snapshot_every_entries),
+            logs_kept_behind_snapshot: Some(self.log.logs_kept_behind_snapshot),
+            disk_free_floor_bytes: self.leader.disk_free_floor_mb.saturating_mul(1024 * 1024),
+            journal_records_max: self.leader.journal_records_max,
+            journal_bytes_max: self.leader.journal_bytes_max,
+            sled_cache_bytes: self.leader.sled_cache_mb.saturating_mul(1024 * 1024),
+            limits: self.limits.limits(),
+            cell_ttl: std::time::Duration::from_millis(self.leader.cell_ttl_ms),
+            converge_interval: std::time::Duration::from_millis(self.leader.converge_interval_ms),
+        }
+    }
+}
+
+/// How long the Raft log grows before compaction.
+#[derive(clap::Args)]
+struct LogArgs {
     /// Build a snapshot after this many entries applied since the last one.
     #[arg(long, env = "CAPSTAN_SNAPSHOT_EVERY_ENTRIES", default_value_t = 10_000)]
     snapshot_every_entries: u64,
@@ -254,10 +286,6 @@ struct ServerArgs {
     /// follower further behind than this catches up by snapshot.
     #[arg(long, env = "CAPSTAN_LOGS_KEPT_BEHIND_SNAPSHOT", default_value_t = 2_000)]
     logs_kept_behind_snapshot: u64,
-    #[command(flatten)]
-    leader: LeaderArgs,
-    #[command(flatten)]
-    limits: LimitArgs,
 }
 
 #[derive(clap::Args)]
@@ -358,15 +386,7 @@ fn main() -> anyhow::Result<()> {
                         advertise: None,
                         http: Some(args.http),
                         initial_members: None,
-                        snapshot_every_entries: None,
-                        logs_kept_behind_snapshot: None,
-                        disk_free_floor_bytes: args.leader.disk_free_floor_mb.saturating_mul(1024 * 1024),
-                        journal_records_max: args.leader.journal_records_max,
-                        journal_bytes_max: args.leader.journal_bytes_max,
-                        sled_cache_bytes: args.leader.sled_cache_mb.saturating_mul(1024 * 1024),
-                        limits: args.limits.limits(),
-                        cell_ttl: std::time::Duration::from_millis(args.leader.cell_ttl_ms),
-                        converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),
+                        tuning: args.node.tuning(),
                         embedded_cell: (!args.no_cell).then_some(cell),
                         auth,
                         tls: args.tls.load()?,
@@ -409,15 +429,7 @@ fn main() -> anyhow::Result<()> {
                         advertise,
                         http: args.http,
                         initial_members: Some(members.unwrap_or_default()),
-                        snapshot_every_entries: Some(args.snapshot_every_entries),
-                        logs_kept_behind_snapshot: Some(args.logs_kept_behind_snapshot),
-                        disk_free_floor_bytes: args.leader.disk_free_floor_mb.saturating_mul(1024 * 1024),
-                        journal_records_max: args.leader.journal_records_max,
-                        journal_bytes_max: args.leader.journal_bytes_max,
-                        sled_cache_bytes: args.leader.sled_cache_mb.saturating_mul(1024 * 1024),
-                        limits: args.limits.limits(),
-                        cell_ttl: std::time::Duration::from_millis(args.leader.cell_ttl_ms),
-                        converge_interval: std::time::Duration::from_millis(args.leader.converge_interval_ms),
+                        tuning: args.node.tuning(),
                         embedded_cell: None,
                         auth,
                         tls,

@@ -84,6 +84,18 @@ pub struct NodeOptions {
     /// Founding members (id → address). `None` = a one-node cluster of this node (dev);
     /// empty = join no cluster by itself, wait to be added.
     pub initial_members: Option<BTreeMap<u64, String>>,
+    /// How the node is tuned (the flags `dev` and `server` share).
+    pub tuning: Tuning,
+    /// Run a cell agent in this process (`capstan dev`).
+    pub embedded_cell: Option<crate::cell::CellConfig>,
+    /// Who may call what (auth off: everyone may do everything).
+    pub auth: std::sync::Arc<Authenticator>,
+    /// TLS on the listeners and on the calls this node makes (`None`: plain TCP).
+    pub tls: Option<crate::tls::Tls>,
+}
+
+/// What `capstan dev` and `capstan server` tune alike.
+pub struct Tuning {
     /// Snapshot policy overrides (`None` = the node defaults).
     pub snapshot_every_entries: Option<u64>,
     pub logs_kept_behind_snapshot: Option<u64>,
@@ -100,12 +112,6 @@ pub struct NodeOptions {
     pub cell_ttl: std::time::Duration,
     /// Period of the convergence pass (it also runs at once when a cell is lost).
     pub converge_interval: std::time::Duration,
-    /// Run a cell agent in this process (`capstan dev`).
-    pub embedded_cell: Option<crate::cell::CellConfig>,
-    /// Who may call what (auth off: everyone may do everything).
-    pub auth: std::sync::Arc<Authenticator>,
-    /// TLS on the listeners and on the calls this node makes (`None`: plain TCP).
-    pub tls: Option<crate::tls::Tls>,
 }
 
 /// Runs a node until `shutdown` resolves, then stops it in order (cell, REST, leader loops, gRPC,
@@ -114,7 +120,8 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
     capstan_gateway::metrics::install();
     crate::metrics::describe();
     std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating {}", opts.data_dir.display()))?;
-    let db = capstan_storage::Disk::open(&opts.data_dir.join("db"), opts.sled_cache_bytes).context("opening sled")?;
+    let db =
+        capstan_storage::Disk::open(&opts.data_dir.join("db"), opts.tuning.sled_cache_bytes).context("opening sled")?;
 
     let grpc_listener = serve::bind(opts.grpc).with_context(|| format!("binding gRPC {}", opts.grpc))?;
     let grpc_addr = grpc_listener.local_addr()?;
@@ -124,15 +131,15 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
     };
 
     let mut config = NodeConfig::new(opts.id, opts.data_dir.join("snapshots"));
-    if let Some(n) = opts.snapshot_every_entries {
+    if let Some(n) = opts.tuning.snapshot_every_entries {
         config.snapshot_every_entries = n;
     }
-    if let Some(n) = opts.logs_kept_behind_snapshot {
+    if let Some(n) = opts.tuning.logs_kept_behind_snapshot {
         config.logs_kept_behind_snapshot = n;
     }
-    config.disk_free_floor_bytes = opts.disk_free_floor_bytes;
-    config.journal_records_max = opts.journal_records_max;
-    config.journal_bytes_max = opts.journal_bytes_max;
+    config.disk_free_floor_bytes = opts.tuning.disk_free_floor_bytes;
+    config.journal_records_max = opts.tuning.journal_records_max;
+    config.journal_bytes_max = opts.tuning.journal_bytes_max;
     let credential = match &opts.tls {
         Some(tls) => opts.auth.cluster_credential().with_tls(tls.client(true)?),
         None => opts.auth.cluster_credential(),
@@ -146,14 +153,14 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
         views.get_token_revocation(jti).ok().flatten().is_some()
     }));
     let hub = Hub::new(node.clone());
-    let presence = Presence::new(opts.cell_ttl);
+    let presence = Presence::new(opts.tuning.cell_ttl);
     let _state_metrics = crate::metrics::collect_state(node.clone(), hub.clone(), presence.clone());
     let leader_tasks = [
         tokio::spawn(crate::metrics::publish_raft(node.clone())),
         tokio::spawn(hub.clone().run()),
         tokio::spawn(scheduler::run(node.clone(), hub.clone())),
         tokio::spawn(callbacks::run(node.clone(), hub.clone())),
-        tokio::spawn(converger::run(node.clone(), hub.clone(), opts.converge_interval)),
+        tokio::spawn(converger::run(node.clone(), hub.clone(), opts.tuning.converge_interval)),
         tokio::spawn(presence::run(node.clone(), hub.clone(), presence.clone())),
         tokio::spawn(crate::leader::rollouts::run(node.clone(), hub.clone())),
     ];
@@ -187,7 +194,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
             .layer(Guard::layer(opts.auth.clone()))
             .layer(ToLeader::layer(fwd.clone()))
             .service(public);
-        let grpc = opts.limits.grpc;
+        let grpc = opts.tuning.limits.grpc;
         let mut server = tonic::transport::Server::builder().trace_fn(crate::logging::grpc_span);
         if let Some(tls) = &opts.tls {
             server = server.tls_config(tls.grpc_server(false)?).context("gRPC TLS")?;
@@ -207,7 +214,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
                     LimitedIncoming::new(
                         grpc_listener,
                         grpc.connections_max,
-                        opts.limits.http.header_read_timeout,
+                        opts.tuning.limits.http.header_read_timeout,
                     ),
                     async move {
                         let _ = stop.changed().await;
@@ -247,7 +254,13 @@ pub async fn run(opts: NodeOptions, shutdown: impl std::future::Future<Output = 
             // In-process: the gateway calls this node's services without a socket.
             let gateway = capstan_gateway::Gateway::over(in_process);
             let acceptor = opts.tls.as_ref().map(rest_tls).transpose()?;
-            let task = tokio::spawn(serve_http(listener, gateway, opts.limits, acceptor, stop_rx.clone()));
+            let task = tokio::spawn(serve_http(
+                listener,
+                gateway,
+                opts.tuning.limits,
+                acceptor,
+                stop_rx.clone(),
+            ));
             println!("capstan: http={http_addr}");
             Some(task)
         }

@@ -5,8 +5,10 @@
 //! every node's RSS (peak sampled while it runs). With `--lose K`, K of the cells are a second
 //! simulated fleet, killed with -9 once all run: the time until every instance runs again
 //! elsewhere (the presence TTL included). With `--restart` (one node), the node is then killed with
-//! -9 and started again on its data: how long until it is ready and serves a linearizable read.
-//! Run: `cargo run --release -p capstan-tests --bin bench-cells [CELLS] [LRPS] [INSTANCES] [--nodes N] [--lose K] [--restart]`.
+//! -9 and started again on its data: how long until it is ready and serves a linearizable read;
+//! `--log-entries E` first grows its log to E entries (no compaction before then) with small LRP
+//! updates, so that the restart finds a log that long.
+//! Run: `cargo run --release -p capstan-tests --bin bench-cells [CELLS] [LRPS] [INSTANCES] [--nodes N] [--lose K] [--restart [--log-entries E]]`.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -120,14 +122,21 @@ async fn all_running(
 
 /// `--restart` (single node): kill -9 the node holding the whole state, start it again on its data
 /// dir, and time it until it is ready and until a linearizable read answers; its peak RSS.
-async fn restart(target: Target, instances: usize) -> anyhow::Result<()> {
+async fn restart(target: Target, lrps: usize, instances: usize, log_entries: Option<usize>) -> anyhow::Result<()> {
     let Target::Dev(mut c, dir) = target else {
         anyhow::bail!("--restart measures a single node (no --nodes)");
     };
+    if let Some(entries) = log_entries {
+        grow_log(&c, lrps, entries as u64).await?;
+    }
     let applied = c.get("/readyz").await.json()["last_applied"].as_u64();
     c.kill9();
     let t0 = Instant::now();
-    let c = Capstan::dev_with(&dir.path().join("data"), &["--no-cell"])?;
+    let flags = dev_flags(log_entries);
+    let c = Capstan::dev_with(
+        &dir.path().join("data"),
+        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
+    )?;
     let ready = t0.elapsed();
     capstan_tests::wait_for(
         "a linearizable read of a whole LRP",
@@ -143,6 +152,49 @@ async fn restart(target: Target, instances: usize) -> anyhow::Result<()> {
         t0.elapsed(),
         c.peak_rss_kib().unwrap_or(0) / 1024
     );
+    Ok(())
+}
+
+/// `capstan dev`'s flags: no cell, and with a log to grow, no compaction before it is that long.
+fn dev_flags(log_entries: Option<usize>) -> Vec<String> {
+    let mut flags = vec!["--no-cell".to_owned()];
+    if let Some(n) = log_entries {
+        let keep = (n + 100_000).to_string();
+        flags.extend(["--snapshot-every-entries".to_owned(), keep.clone()]);
+        flags.extend(["--logs-kept-behind-snapshot".to_owned(), keep]);
+    }
+    flags
+}
+
+/// Grows the log to `entries` entries with small updates (each LRP's annotation) from 64
+/// clients, reporting the rate as it goes.
+async fn grow_log(c: &Capstan, lrps: usize, entries: u64) -> anyhow::Result<()> {
+    let applied = || async { c.get("/readyz").await.json()["last_applied"].as_u64().unwrap_or(0) };
+    let t0 = Instant::now();
+    let client = reqwest::Client::new();
+    let base = c.url("/v1/desired_lrps/");
+    while applied().await < entries {
+        let (client, base) = (client.clone(), base.clone());
+        let round = drive(64, Stop::At(Instant::now() + Duration::from_secs(30)), move |_, i| {
+            let url = format!("{base}scale-{:05}", i % lrps);
+            let body = format!(r#"{{"annotation":"log-{i}"}}"#);
+            let sent = client
+                .put(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send();
+            async move { capstan_tests::bench::answered(sent.await, &[204]).await }
+        })
+        .await;
+        round.report_errors("log growth");
+        let now = applied().await;
+        println!(
+            "log at {now} entries after {:.0?} ({:.0} entries/s, {:.0} updates/s)",
+            t0.elapsed(),
+            now as f64 / t0.elapsed().as_secs_f64(),
+            round.rate()
+        );
+    }
     Ok(())
 }
 
@@ -166,7 +218,9 @@ async fn main() -> anyhow::Result<()> {
         Target::Cluster(cl)
     } else {
         let dir = tempfile::tempdir()?;
-        Target::Dev(Capstan::dev_with(&dir.path().join("data"), &["--no-cell"])?, dir)
+        let flags = dev_flags(flag(&args, "--log-entries"));
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        Target::Dev(Capstan::dev_with(&dir.path().join("data"), &flags)?, dir)
     };
     let leader = match &target {
         Target::Cluster(cl) => cl.leader(Duration::from_secs(60)).await,
@@ -242,7 +296,7 @@ async fn main() -> anyhow::Result<()> {
         println!("RSS: {}", peaks.show(&target, leader));
     }
     if args.iter().any(|a| a == "--restart") {
-        restart(target, instances).await?;
+        restart(target, lrps, instances, flag(&args, "--log-entries")).await?;
         return Ok(());
     }
     for dir in target.data_dirs() {
