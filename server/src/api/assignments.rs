@@ -11,7 +11,7 @@
 //! An instance's change carries its whole new state, so laying one over a read that already saw it
 //! changes nothing, and the result is the set as of the last change laid.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,85 +90,93 @@ fn read_whole(node: &RaftNode, cell_id: &str) -> Result<pb::Assignments, Status>
     Ok(out)
 }
 
-/// Lays `changes` (in log order) over a whole set; returns the last change's log index.
-fn lay_over(node: &RaftNode, set: &mut pb::Assignments, changes: Vec<(u64, CellChange)>) -> Result<u64, Status> {
-    let views = node.views();
-    let mut desired = DesiredCache::new(views);
-    let mut instances: HashMap<(String, u32), Option<pb::Assignment>> = std::mem::take(&mut set.assignments)
-        .into_iter()
-        .filter_map(|a| {
-            let k = a.actual.as_ref().map(|x| (x.process_guid.clone(), x.index))?;
-            Some((k, Some(a)))
-        })
-        .collect();
-    let mut runs: HashMap<String, Option<pb::TaskRun>> = std::mem::take(&mut set.task_runs)
-        .into_iter()
-        .map(|r| (r.run_id.clone(), Some(r)))
-        .collect();
-    let mut last = 0;
+/// A run of a feed's changes reduced to the newest state of each instance and run (`None`: it
+/// left), in key order, and the log index of the last change.
+struct Coalesced {
+    last: u64,
+    instances: BTreeMap<(String, u32), (pb::ActualLrpKey, Option<pb::ActualLrp>)>,
+    runs: BTreeMap<String, Option<pb::TaskRun>>,
+}
+
+fn coalesce(changes: Vec<(u64, CellChange)>) -> Coalesced {
+    let mut c = Coalesced {
+        last: 0,
+        instances: BTreeMap::new(),
+        runs: BTreeMap::new(),
+    };
     for (index, change) in changes {
-        last = index;
+        c.last = index;
         match change {
             CellChange::Instance(key, after) => {
-                let slot = instances.entry((key.process_guid, key.index)).or_insert(None);
-                *slot = match (after.map(|a| *a), slot.take()) {
-                    (None, _) => None,
-                    (Some(a), Some(mut had)) => {
-                        had.actual = Some(a);
-                        Some(had)
-                    }
-                    (Some(a), None) => Some(pb::Assignment {
-                        desired: desired.get(&a.process_guid)?,
-                        actual: Some(a),
-                    }),
-                };
+                c.instances
+                    .insert((key.process_guid.clone(), key.index), (key, after.map(|a| *a)));
             }
             CellChange::Run(run_id, after) => {
-                runs.insert(run_id, after.map(|r| *r));
+                c.runs.insert(run_id, after.map(|r| *r));
             }
         }
     }
-    let mut assignments: Vec<pb::Assignment> = instances.into_values().flatten().collect();
-    assignments.sort_by(|a, b| {
-        let key = |x: &pb::Assignment| x.actual.as_ref().map(|a| (a.process_guid.clone(), a.index));
-        key(a).cmp(&key(b))
-    });
-    let mut task_runs: Vec<pb::TaskRun> = runs.into_values().flatten().collect();
-    task_runs.sort_by(|a, b| a.run_id.cmp(&b.run_id));
-    set.assignments = assignments;
-    set.task_runs = task_runs;
-    Ok(last)
+    c
+}
+
+/// Lays `changes` (in log order) over a whole set; returns the last change's log index.
+fn lay_over(node: &RaftNode, set: &mut pb::Assignments, changes: Vec<(u64, CellChange)>) -> Result<u64, Status> {
+    let changes = coalesce(changes);
+    let mut desired = DesiredCache::new(node.views());
+    let mut instances: BTreeMap<(String, u32), pb::Assignment> = std::mem::take(&mut set.assignments)
+        .into_iter()
+        .filter_map(|a| Some((a.actual.as_ref().map(|x| (x.process_guid.clone(), x.index))?, a)))
+        .collect();
+    for (k, (_, after)) in changes.instances {
+        match after {
+            None => {
+                instances.remove(&k);
+            }
+            Some(a) => match instances.get_mut(&k) {
+                Some(had) => had.actual = Some(a),
+                None => {
+                    let d = desired.get(&a.process_guid)?;
+                    instances.insert(
+                        k,
+                        pb::Assignment {
+                            desired: d,
+                            actual: Some(a),
+                        },
+                    );
+                }
+            },
+        }
+    }
+    let mut runs: BTreeMap<String, pb::TaskRun> = std::mem::take(&mut set.task_runs)
+        .into_iter()
+        .map(|r| (r.run_id.clone(), r))
+        .collect();
+    for (run_id, after) in changes.runs {
+        match after {
+            None => runs.remove(&run_id),
+            Some(r) => runs.insert(run_id, r),
+        };
+    }
+    set.assignments = instances.into_values().collect();
+    set.task_runs = runs.into_values().collect();
+    Ok(changes.last)
 }
 
 /// The changes as one delta message: the newest state of each instance and run, and what left.
 /// A DesiredLRP goes with an instance the cell must start (CLAIMED); the cell has no use for it
 /// otherwise.
 fn delta(node: &RaftNode, changes: Vec<(u64, CellChange)>) -> Result<Option<pb::Assignments>, Status> {
-    let Some(&(last, _)) = changes.last() else {
+    if changes.is_empty() {
         return Ok(None);
-    };
-    let mut instances: HashMap<(String, u32), (pb::ActualLrpKey, Option<pb::ActualLrp>)> = HashMap::new();
-    let mut runs: HashMap<String, Option<pb::TaskRun>> = HashMap::new();
-    for (_, change) in changes {
-        match change {
-            CellChange::Instance(key, after) => {
-                instances.insert((key.process_guid.clone(), key.index), (key, after.map(|a| *a)));
-            }
-            CellChange::Run(run_id, after) => {
-                runs.insert(run_id, after.map(|r| *r));
-            }
-        }
     }
-    let views = node.views();
-    let mut desired = DesiredCache::new(views);
+    let changes = coalesce(changes);
+    let mut desired = DesiredCache::new(node.views());
     let mut out = pb::Assignments {
-        as_of_log_index: last,
+        as_of_log_index: changes.last,
         delta: true,
         ..Default::default()
     };
-    let mut instances: Vec<_> = instances.into_values().collect();
-    instances.sort_by(|a, b| (&a.0.process_guid, a.0.index).cmp(&(&b.0.process_guid, b.0.index)));
-    for (key, after) in instances {
+    for (key, after) in changes.instances.into_values() {
         match after {
             None => out.removed.push(key),
             Some(a) => {
@@ -184,9 +192,7 @@ fn delta(node: &RaftNode, changes: Vec<(u64, CellChange)>) -> Result<Option<pb::
             }
         }
     }
-    let mut runs: Vec<_> = runs.into_iter().collect();
-    runs.sort_by(|a, b| a.0.cmp(&b.0));
-    for (run_id, after) in runs {
+    for (run_id, after) in changes.runs {
         match after {
             None => out.removed_runs.push(run_id),
             Some(r) => out.task_runs.push(r),
