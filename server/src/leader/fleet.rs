@@ -73,6 +73,12 @@ const _: () = assert!(std::mem::size_of::<Slot>() == 48);
 /// of its text. Only equality matters: two epochs of one instance slot.
 type EpochId = [u64; 2];
 
+/// `map`'s own copy of `key` when it holds one, else a new one.
+fn shared<V>(map: &HashMap<Arc<str>, V>, key: &str) -> Arc<str> {
+    map.get_key_value(key)
+        .map_or_else(|| Arc::from(key), |(k, _)| k.clone())
+}
+
 fn epoch_id(epoch: &str) -> EpochId {
     let mut bits: u128 = 0;
     let mut digits = 0;
@@ -155,9 +161,7 @@ impl Fleet {
     /// The fleet's copy of a cell id: the registered cell's, else a new one (an instance
     /// still on a cell that is gone).
     fn cell_ref(&self, cell_id: &str) -> Arc<str> {
-        self.positions
-            .get_key_value(cell_id)
-            .map_or_else(|| Arc::from(cell_id), |(k, _)| k.clone())
+        shared(&self.positions, cell_id)
     }
 
     pub(super) fn actual(&mut self, before: Option<&pb::ActualLrp>, after: Option<&pb::ActualLrp>) {
@@ -235,9 +239,7 @@ impl Fleet {
 
     /// The fleet's copy of a process guid: the one its instances share, else a new one.
     fn guid_ref(&self, guid: &str) -> Arc<str> {
-        self.instances
-            .get_key_value(guid)
-            .map_or_else(|| Arc::from(guid), |(k, _)| k.clone())
+        shared(&self.instances, guid)
     }
 
     /// Forgets a run that is gone (a resolved Receptor task).
